@@ -1,0 +1,30 @@
+//! The hardware-manager framework of ironic-agent.
+//!
+//! Hardware questions ("which disks are there?", "erase this disk") are answered by a chain of
+//! [`HardwareManager`]s ordered by their [`SupportLevel`]. A manager answers
+//! [`HardwareError::Incompatible`] to pass a call on to the next one, exactly as
+//! ironic-python-agent's `dispatch_to_managers` does. The [`Chain`] implements the dispatch
+//! rules, step de-duplication and the version map that Ironic echoes back.
+//!
+//! Two managers ship here: the [`generic::GenericHardwareManager`] (reads /sys and /proc) and
+//! the [`plugin::ExecutableManager`] (a vendor executable speaking JSON on stdin/stdout).
+
+pub mod chain;
+pub mod error;
+pub mod generic;
+pub mod inventory;
+pub mod manager;
+pub mod node;
+pub mod plugin;
+pub mod step;
+pub mod support;
+
+pub use chain::Chain;
+pub use error::{HardwareError, HardwareResult};
+pub use inventory::{
+    BlockDevice, BootInfo, Cpu, Firmware, Inventory, Memory, NetworkInterface, SystemVendorInfo,
+};
+pub use manager::{HardwareManager, ManagerVersion, StepContext};
+pub use node::{Node, Port};
+pub use step::{ArgInfo, Step, StepKind};
+pub use support::SupportLevel;
