@@ -1,1 +1,19 @@
-//! placeholder
+//! ironic-agent: a statically linked, wire-compatible replacement for ironic-python-agent.
+//!
+//! The agent boots in a deploy ramdisk, is inspected, looks its node up in Ironic, heartbeats,
+//! and serves IPA's REST API through which the conductor drives the machine. Hardware work goes
+//! through the [`hardware_managers::Chain`].
+
+pub mod agent;
+pub mod api;
+pub mod commands;
+pub mod conductor;
+pub mod config;
+pub mod context;
+pub mod guard;
+pub mod logbuf;
+pub mod power;
+pub mod tls;
+
+/// The version reported in `/v1/status` and heartbeats.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,1 +1,46 @@
-fn main() {}
+//! `ironic-agent`: the deploy agent binary.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ironic_agent::config::{Config, Flags};
+use ironic_agent::logbuf::{LogBuffer, TeeWriter};
+use tracing_subscriber::EnvFilter;
+
+/// How much of its own log the agent keeps in memory for the log bundle.
+const LOG_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    let config = match Config::load(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ironic-agent: configuration error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let logs = LogBuffer::new(LOG_BUFFER_BYTES);
+    let default_level = if config.debug { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_env("IRONIC_AGENT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},hyper=info,reqwest=info,rustls=info")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(TeeWriter::new(logs.clone()))
+        .with_ansi(false)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ironic-agent: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ironic_agent::agent::run(config, logs)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -51,7 +51,7 @@ impl Chain {
         if members.is_empty() {
             return Err(HardwareError::NoManager);
         }
-        members.sort_by(|a, b| b.support.cmp(&a.support));
+        members.sort_by_key(|m| std::cmp::Reverse(m.support));
         for m in &members {
             m.manager.initialize()?;
             info!(manager = %m.manager.class_name(), support = m.support.0, "hardware manager ready");

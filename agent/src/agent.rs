@@ -1,0 +1,253 @@
+//! The agent's life cycle: managers → inspection → lookup → API + heartbeats.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use hardware_managers::generic::{GenericConfig, GenericHardwareManager};
+use hardware_managers::{Chain, HardwareManager};
+use tracing::{error, info, warn};
+
+use crate::api::{self, ApiState};
+use crate::commands::{self, Executor};
+use crate::conductor::client::AGENT_VERIFY_CA_VERSION;
+use crate::conductor::lookup::LookupResponse;
+use crate::conductor::{IronicClient, advertise, heartbeat, inspection, lookup};
+use crate::config::{Config, PowerMode};
+use crate::context::AgentContext;
+use crate::logbuf::LogBuffer;
+use crate::power::{Power, RecordingPower, SystemPower};
+use crate::tls;
+
+/// How long to wait for a NIC with a MAC before inspecting/looking up anyway.
+const NIC_WAIT: Duration = Duration::from_secs(60);
+/// IPA's `ip_lookup_attempts` / `ip_lookup_sleep`.
+const IP_LOOKUP_ATTEMPTS: u32 = 6;
+const IP_LOOKUP_SLEEP: Duration = Duration::from_secs(10);
+
+/// Builds the hardware-manager chain: the generic manager plus every plug-in.
+pub fn build_chain(config: &Config) -> anyhow::Result<Chain> {
+    let generic = GenericHardwareManager::new(GenericConfig {
+        bootif: config.bootif.clone(),
+        allowed_devices: config.allow_devices.clone(),
+        ..GenericConfig::default()
+    });
+    let mut managers: Vec<Arc<dyn HardwareManager>> = vec![Arc::new(generic)];
+    let plugins = hardware_managers::plugin::discover(&config.hardware_managers_dir)
+        .with_context(|| format!("loading plug-in managers from {}", config.hardware_managers_dir.display()))?;
+    managers.extend(plugins);
+    Ok(Chain::new(managers)?)
+}
+
+fn power_for(mode: &PowerMode) -> Arc<dyn Power> {
+    match mode {
+        PowerMode::System => Arc::new(SystemPower),
+        PowerMode::Record(path) => Arc::new(RecordingPower::new(path)),
+    }
+}
+
+/// Applies the lookup answer: the token, the node, the configuration.
+/// Returns `false` when the agent must not serve (token handed out already and none held).
+fn process_lookup(ctx: &AgentContext, response: &LookupResponse) -> bool {
+    match response.config.agent_token.as_deref() {
+        Some("******") => {
+            if ctx.token().is_none() {
+                error!(
+                    "Ironic handed our agent token out before (\"******\") and we hold none: \
+                     this agent process was restarted and can never be trusted again. Locking down: \
+                     the API will not be served. Reboot the node into the ramdisk to recover."
+                );
+                return false;
+            }
+            info!("keeping the pre-supplied agent token");
+        }
+        Some(t) if t.len() >= 32 => {
+            ctx.set_token(t.to_string());
+            info!("agent token received from lookup");
+        }
+        Some(_) => warn!("ignoring an agent token shorter than 32 characters"),
+        None => {}
+    }
+    ctx.set_node(response.node.clone());
+    ctx.set_lookup_config(response.config.clone());
+    true
+}
+
+/// Waits (bounded) until at least one NIC reports a MAC; returns the MACs.
+async fn wait_for_macs(ctx: &Arc<AgentContext>) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + NIC_WAIT;
+    loop {
+        let c = ctx.clone();
+        let macs = tokio::task::spawn_blocking(move || {
+            c.chain
+                .dispatch("list_network_interfaces", |m| m.list_network_interfaces())
+                .map(|nics| nics.into_iter().map(|n| n.mac_address).filter(|m| !m.is_empty()).collect::<Vec<_>>())
+        })
+        .await;
+        match macs {
+            Ok(Ok(m)) if !m.is_empty() => return m,
+            Ok(Err(e)) => warn!(error = %e, "cannot list network interfaces"),
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            warn!("no network interface with a MAC address after {NIC_WAIT:?}");
+            return Vec::new();
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Runs the agent until it is stopped.
+pub async fn run(config: Config, logs: LogBuffer) -> anyhow::Result<()> {
+    info!(version = crate::AGENT_VERSION, "ironic-agent starting");
+    if !config.hardware_initialization_delay.is_zero() {
+        tokio::time::sleep(config.hardware_initialization_delay).await;
+    }
+    let chain_config = config.clone();
+    let chain = tokio::task::spawn_blocking(move || build_chain(&chain_config))
+        .await
+        .context("hardware manager set-up task")??;
+    info!(chain = ?chain, "hardware managers loaded");
+    let power = power_for(&config.power);
+    let ctx = Arc::new(AgentContext::new(config, chain, power, logs));
+    let cfg = &ctx.config;
+
+    let mut node_uuid = cfg.node_uuid.clone();
+    let needs_network = !cfg.api_urls.is_empty() || !cfg.inspection_urls().is_empty();
+    let macs = if needs_network { wait_for_macs(&ctx).await } else { Vec::new() };
+
+    if !cfg.inspection_urls().is_empty() {
+        match inspection::collect(&ctx).await {
+            Ok(data) => match inspection::post(&ctx, &data).await {
+                Ok(Some(uuid)) => node_uuid = Some(uuid),
+                Ok(None) => warn!("inspection accepted but no node UUID returned"),
+                Err(e) => error!(error = %e, "inspection failed; continuing with lookup"),
+            },
+            Err(e) => error!(error = %e, "inspection failed; continuing with lookup"),
+        }
+    }
+
+    let client = if cfg.api_urls.is_empty() {
+        info!("no ipa-api-url: no lookup and no heartbeats");
+        None
+    } else {
+        let client = Arc::new(IronicClient::new(cfg)?);
+        let response = lookup::lookup(&client, &macs, node_uuid.as_deref(), cfg.lookup_timeout, cfg.lookup_interval)
+            .await
+            .context("looking up the node in Ironic")?;
+        if !process_lookup(&ctx, &response) {
+            // As IPA: never serve, never exit (a restart could not recover the token either).
+            std::future::pending::<()>().await;
+        }
+        Some((client, response))
+    };
+
+    // Where the conductor calls us back.
+    let advertise_host = match (&cfg.advertise_host, &client) {
+        (Some(h), _) => Some(h.clone()),
+        (None, Some((c, _))) => {
+            let ip = match cfg.network_interface.as_deref() {
+                Some(ifname) => nic_ipv4(&ctx, ifname).await,
+                None => None,
+            };
+            let ip = match ip {
+                Some(ip) => ip,
+                None => advertise::find(&c.urls(), IP_LOOKUP_ATTEMPTS, IP_LOOKUP_SLEEP).await?,
+            };
+            Some(ip.to_string())
+        }
+        (None, None) => None,
+    };
+
+    // Auto-TLS when Ironic supports agent_verify_ca.
+    let mut cert = None;
+    if let (Some((c, response)), Some(host)) = (&client, &advertise_host) {
+        let wants_plain = cfg.advertise_protocol.as_deref() == Some("http");
+        if cfg.auto_tls && !wants_plain && c.api_version().await >= AGENT_VERIFY_CA_VERSION {
+            let ip: IpAddr = host
+                .trim_matches(['[', ']'])
+                .parse()
+                .with_context(|| format!("auto-TLS needs an IP address to advertise, got `{host}`"))?;
+            let hostname = ctx.chain.dispatch("get_hostname", |m| m.get_hostname()).unwrap_or_default();
+            let generated = tls::generate_cert(ip, &hostname)?;
+            let min = response.config.tls_min_version.clone().unwrap_or_else(|| "1.2".into());
+            let server = tls::server_config(&generated, &min)?;
+            info!(%ip, tls_min = %min, "auto-TLS certificate generated");
+            cert = Some((generated, server));
+        }
+    }
+    let scheme = if cert.is_some() { "https" } else { "http" };
+
+    let listener = api::server::bind(cfg.listen, cfg.listen_explicit)
+        .await
+        .with_context(|| format!("binding the API to {}", cfg.listen))?;
+    let bound = listener.local_addr()?;
+    let advertise_port = if cfg.listen.port() == 0 { bound.port() } else { cfg.advertise_port };
+    println!("ironic-agent listening on {scheme}://{bound}");
+    info!(address = %bound, scheme, "serving the agent API");
+
+    let executor = Arc::new(Executor::new(commands::registry(), ctx.clone()));
+    let app = api::router(ApiState { executor, scheme });
+    let server = tokio::spawn(api::server::serve(listener, app, cert.as_ref().map(|(_, s)| s.clone())));
+
+    let heartbeats = match (client, advertise_host) {
+        (Some((client, response)), Some(host)) => {
+            let Some(uuid) = response.node.uuid.clone() else { bail!("lookup returned no node UUID") };
+            let callback = advertise::callback_url(scheme, &host, advertise_port);
+            info!(node = %uuid, callback_url = %callback, "starting heartbeats");
+            Some(tokio::spawn(heartbeat::run(
+                ctx.clone(),
+                client,
+                uuid,
+                callback,
+                cert.map(|(c, _)| c.pem),
+                response.config.heartbeat_timeout,
+            )))
+        }
+        _ => None,
+    };
+
+    wait_for_shutdown().await;
+    info!("shutting down");
+    server.abort();
+    if let Some(h) = heartbeats {
+        h.abort();
+    }
+    Ok(())
+}
+
+async fn nic_ipv4(ctx: &Arc<AgentContext>, ifname: &str) -> Option<IpAddr> {
+    let c = ctx.clone();
+    let name = ifname.to_string();
+    tokio::task::spawn_blocking(move || {
+        c.chain.dispatch("list_network_interfaces", |m| m.list_network_interfaces()).ok().and_then(|nics| {
+            nics.into_iter().find(|n| n.name == name).and_then(|n| n.ipv4_address).and_then(|a| a.parse().ok())
+        })
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+async fn wait_for_shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

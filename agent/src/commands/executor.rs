@@ -1,0 +1,165 @@
+//! The executor: one command at a time, results kept in creation order.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::registry::{LookupError, Mode, Params, Registry};
+use super::result::{CommandError, CommandResult};
+use crate::context::AgentContext;
+
+/// Why a command was not accepted. Nothing is stored in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// Bad name or unknown command/extension.
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    /// The validator refused the parameters.
+    #[error("{0}")]
+    InvalidParams(CommandError),
+    /// Another command is still running (HTTP 409).
+    #[error("Agent is busy: executing command {0}")]
+    Busy(String),
+    /// No command with that id (HTTP 404).
+    #[error("Not found: Command Result with id {0} not found.")]
+    NotFound(String),
+}
+
+/// A stored result and the signal that it finished.
+struct Entry {
+    result: Mutex<CommandResult>,
+    done: watch::Sender<bool>,
+}
+
+impl Entry {
+    fn snapshot(&self) -> CommandResult {
+        match self.result.lock() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.snapshot().command_status.is_finished()
+    }
+
+    async fn wait(&self) {
+        let mut rx = self.done.subscribe();
+        // An error means the sender is gone, which only happens after completion.
+        let _ = rx.wait_for(|done| *done).await;
+    }
+}
+
+/// Runs commands, enforcing "one at a time", and keeps every result since boot.
+pub struct Executor {
+    registry: Registry,
+    context: Arc<AgentContext>,
+    entries: Mutex<Vec<Arc<Entry>>>,
+}
+
+impl Executor {
+    /// An executor for the commands in `registry`.
+    pub fn new(registry: Registry, context: Arc<AgentContext>) -> Self {
+        Executor { registry, context, entries: Mutex::new(Vec::new()) }
+    }
+
+    /// The shared agent context.
+    pub fn context(&self) -> &Arc<AgentContext> {
+        &self.context
+    }
+
+    /// All results, oldest first.
+    pub fn list(&self) -> Vec<CommandResult> {
+        self.entries_snapshot().iter().map(|e| e.snapshot()).collect()
+    }
+
+    /// The result with `id`; with `wait`, once it has finished.
+    pub async fn get(&self, id: &str, wait: bool) -> Result<CommandResult, DispatchError> {
+        let entry = self
+            .entries_snapshot()
+            .into_iter()
+            .find(|e| e.snapshot().id == id)
+            .ok_or_else(|| DispatchError::NotFound(id.to_string()))?;
+        if wait {
+            entry.wait().await;
+        }
+        Ok(entry.snapshot())
+    }
+
+    /// The most recent result, if any.
+    pub fn last(&self) -> Option<CommandResult> {
+        self.entries_snapshot().last().map(|e| e.snapshot())
+    }
+
+    fn entries_snapshot(&self) -> Vec<Arc<Entry>> {
+        match self.entries.lock() {
+            Ok(e) => e.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Validates and starts `name`. Sync commands (and async ones with `wait`) are awaited.
+    pub async fn execute(
+        &self,
+        name: &str,
+        params: Params,
+        wait: bool,
+    ) -> Result<CommandResult, DispatchError> {
+        let (short, spec) = self.registry.resolve(name)?;
+        let spec = spec.clone();
+        let entry = {
+            let mut entries = match self.entries.lock() {
+                Ok(e) => e,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if let Some(last) = entries.last().filter(|e| !e.is_finished()) {
+                return Err(DispatchError::Busy(last.snapshot().command_name));
+            }
+            if let Some(validate) = spec.validator {
+                validate(&params).map_err(DispatchError::InvalidParams)?;
+            }
+            let (done, _) = watch::channel(false);
+            let entry = Arc::new(Entry { result: Mutex::new(CommandResult::running(&short)), done });
+            entries.push(entry.clone());
+            entry
+        };
+        let is_async = spec.mode == Mode::Async;
+        info!(command = name, id = %entry.snapshot().id, asynchronous = is_async, "executing command");
+
+        let context = self.context.clone();
+        let task_entry = entry.clone();
+        let command_name = name.to_string();
+        let task = tokio::task::spawn_blocking(move || {
+            let outcome = (spec.handler)(&context, params);
+            match &outcome {
+                Ok(_) => info!(command = %command_name, "command succeeded"),
+                Err(e) => warn!(command = %command_name, error = %e, "command failed"),
+            }
+            if let Ok(mut r) = task_entry.result.lock() {
+                r.finish(outcome, is_async);
+            }
+            task_entry.done.send_replace(true);
+            if is_async {
+                context.force_heartbeat();
+            }
+        });
+        let watcher_entry = entry.clone();
+        tokio::spawn(async move {
+            // A panicking handler must still leave a finished result behind.
+            if let Err(e) = task.await {
+                if let Ok(mut r) = watcher_entry.result.lock()
+                    && !r.command_status.is_finished()
+                {
+                    r.finish(Err(CommandError::execution(format!("command crashed: {e}"))), true);
+                }
+                watcher_entry.done.send_replace(true);
+            }
+        });
+
+        if !is_async || wait {
+            entry.wait().await;
+        }
+        Ok(entry.snapshot())
+    }
+}

@@ -1,0 +1,23 @@
+//! Commands: the registry of extensions, the executor and the five-key result model.
+
+pub mod executor;
+pub mod log;
+pub mod poll;
+pub mod registry;
+pub mod result;
+pub mod standby;
+pub mod steps;
+
+pub use executor::{DispatchError, Executor};
+pub use registry::{Mode, Params, Registry};
+pub use result::{CommandError, CommandOutput, CommandResult, CommandStatus};
+
+/// The registry of every command this agent implements.
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    poll::register(&mut r);
+    standby::register(&mut r);
+    log::register(&mut r);
+    steps::register(&mut r);
+    r
+}

@@ -1,0 +1,38 @@
+//! `standby.*`: sync and power actions. (Image commands arrive with the image pipeline.)
+
+use hardware_managers::HardwareError;
+use serde_json::Value;
+use tracing::warn;
+
+use super::registry::{Mode, Params, Registry};
+use super::result::{CommandError, CommandOutput};
+use crate::context::AgentContext;
+use crate::power::PowerAction;
+
+/// Registers `standby.sync`, `standby.power_off` and `standby.run_image`.
+pub fn register(r: &mut Registry) {
+    r.register("standby", "sync", Mode::Sync, None, |ctx, _| {
+        full_sync(ctx)?;
+        Ok(CommandOutput::Json(Value::Null))
+    });
+    r.register("standby", "power_off", Mode::Async, None, |ctx, p| power(ctx, p, PowerAction::PowerOff));
+    r.register("standby", "run_image", Mode::Async, None, |ctx, p| power(ctx, p, PowerAction::Reboot));
+}
+
+/// Calls `full_sync` on every manager (flush caches before power actions).
+pub fn full_sync(ctx: &AgentContext) -> Result<(), CommandError> {
+    match ctx.chain.dispatch_all("full_sync", |m| m.full_sync()) {
+        Ok(_) | Err(HardwareError::MethodNotFound(_)) => Ok(()),
+        Err(e) => Err(CommandError::from_hardware(&e)),
+    }
+}
+
+fn power(ctx: &AgentContext, _: Params, action: PowerAction) -> Result<CommandOutput, CommandError> {
+    if let Err(e) = full_sync(ctx) {
+        warn!(error = %e, "sync before {} failed; continuing", action.as_str());
+    }
+    ctx.power
+        .perform(action)
+        .map_err(|e| CommandError::new("SystemRebootError", 500, "Error rebooting system", e.to_string()))?;
+    Ok(CommandOutput::Json(Value::Null))
+}

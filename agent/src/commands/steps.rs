@@ -1,0 +1,163 @@
+//! `clean.*`, `deploy.*`, `service.*`: listing and executing steps through the chain.
+
+use std::collections::BTreeMap;
+
+use hardware_managers::{HardwareError, Node, Port, StepContext, StepKind};
+use serde_json::{Map, Value, json};
+
+use super::registry::{Mode, Params, Registry};
+use super::result::{CommandError, CommandOutput};
+use crate::context::AgentContext;
+
+/// Registers `get_<kind>_steps` and `execute_<kind>_step` for clean, deploy and service.
+pub fn register(r: &mut Registry) {
+    for kind in [StepKind::Clean, StepKind::Deploy, StepKind::Service] {
+        let ext = kind.as_str();
+        r.register(ext, &format!("get_{ext}_steps"), Mode::Sync, Some(validate_node_ports), move |ctx, p| {
+            get_steps(ctx, kind, p)
+        });
+        r.register(ext, &format!("execute_{ext}_step"), Mode::Async, Some(validate_node_ports), move |ctx, p| {
+            execute_step(ctx, kind, p)
+        });
+    }
+}
+
+/// `node` must be an object and `ports` a list when given.
+fn validate_node_ports(p: &Params) -> Result<(), CommandError> {
+    match p.get("node") {
+        None | Some(Value::Null) | Some(Value::Object(_)) => {}
+        Some(_) => return Err(CommandError::invalid_params("'node' must be an object")),
+    }
+    match p.get("ports") {
+        None | Some(Value::Null) | Some(Value::Array(_)) => Ok(()),
+        Some(_) => Err(CommandError::invalid_params("'ports' must be a list")),
+    }
+}
+
+fn step_context(ctx: &AgentContext, kind: StepKind, p: &Params) -> Result<StepContext, CommandError> {
+    let node = match p.get("node") {
+        Some(v @ Value::Object(_)) => serde_json::from_value::<Node>(v.clone())
+            .map_err(|e| CommandError::invalid_params(format!("node: {e}")))?,
+        _ => ctx.node().unwrap_or_default(),
+    };
+    let ports = match p.get("ports") {
+        Some(v @ Value::Array(_)) => serde_json::from_value::<Vec<Port>>(v.clone())
+            .map_err(|e| CommandError::invalid_params(format!("ports: {e}")))?,
+        _ => Vec::new(),
+    };
+    if p.get("node").is_some_and(Value::is_object) {
+        ctx.set_node(node.clone());
+    }
+    Ok(StepContext { kind: Some(kind), node, ports })
+}
+
+fn get_steps(ctx: &AgentContext, kind: StepKind, p: Params) -> Result<CommandOutput, CommandError> {
+    let sctx = step_context(ctx, kind, &p)?;
+    let steps = ctx.chain.steps(kind, &sctx).map_err(|e| CommandError::from_hardware(&e))?;
+    let name = kind.as_str();
+    Ok(CommandOutput::Json(json!({
+        format!("{name}_steps"): steps,
+        "hardware_manager_version": ctx.chain.versions(),
+    })))
+}
+
+/// Python's repr of a `{str: str}` dict, as IPA puts into VersionMismatch details.
+fn py_repr(map: &BTreeMap<String, String>) -> String {
+    let items: Vec<String> = map
+        .iter()
+        .map(|(k, v)| format!("'{}': '{}'", k.replace('\'', "\\'"), v.replace('\'', "\\'")))
+        .collect();
+    format!("{{{}}}", items.join(", "))
+}
+
+fn check_versions(ctx: &AgentContext, provided: Option<&Value>) -> Result<(), CommandError> {
+    let Some(provided) = provided.filter(|v| !v.is_null()) else { return Ok(()) };
+    let current = ctx.chain.versions();
+    let theirs: BTreeMap<String, String> = match provided {
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    if theirs != current {
+        return Err(CommandError::version_mismatch(format!(
+            "Current versions: {}, versions used by ironic: {}",
+            py_repr(&current),
+            py_repr(&theirs)
+        )));
+    }
+    Ok(())
+}
+
+fn failure(kind: StepKind) -> (&'static str, &'static str) {
+    match kind {
+        StepKind::Clean => ("CleaningError", "Clean step failed"),
+        StepKind::Deploy => ("DeploymentError", "Deploy step failed"),
+        StepKind::Service => ("ServicingError", "Service step failed"),
+    }
+}
+
+fn execute_step(ctx: &AgentContext, kind: StepKind, p: Params) -> Result<CommandOutput, CommandError> {
+    let name = kind.as_str();
+    let step = match p.get("step") {
+        Some(Value::Object(s)) => s.clone(),
+        _ => return Err(CommandError::execution(format!("A {name} step must be given as an object"))),
+    };
+    let Some(step_name) = step.get("step").and_then(Value::as_str).map(String::from) else {
+        return Err(CommandError::execution(format!("Malformed {name} step: no 'step' key in {}", Value::Object(step))));
+    };
+    let sctx = step_context(ctx, kind, &p)?;
+    check_versions(ctx, p.get(&format!("{name}_version")))?;
+
+    let reserved = ["step", "node", "ports"];
+    let mut args: Map<String, Value> = p
+        .iter()
+        .filter(|(k, _)| !reserved.contains(&k.as_str()) && **k != format!("{name}_version"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(Value::Object(step_args)) = step.get("args") {
+        for (k, v) in step_args {
+            args.insert(k.clone(), v.clone());
+        }
+    }
+    tracing::info!(step = %step_name, kind = name, "executing step");
+    let result = ctx.chain.execute_step(&step_name, &sctx, &args).map_err(|e| match e {
+        HardwareError::Failed { .. } | HardwareError::Plugin { .. } | HardwareError::Io { .. } => {
+            let (class, message) = failure(kind);
+            CommandError::new(class, 500, message, format!("Error performing {name} step {step_name}. {}: {e}", e.ipa_type()))
+        }
+        other => CommandError::from_hardware(&other),
+    })?;
+    Ok(CommandOutput::Json(json!({
+        format!("{name}_result"): result,
+        format!("{name}_step"): Value::Object(step),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_repr_matches_ipa_details() {
+        let mut m = BTreeMap::new();
+        m.insert("a".to_string(), "1".to_string());
+        assert_eq!(py_repr(&m), "{'a': '1'}");
+        assert_eq!(py_repr(&BTreeMap::new()), "{}");
+    }
+
+    #[test]
+    fn node_and_ports_types_are_checked() {
+        let mut p = Params::new();
+        p.insert("node".into(), json!("x"));
+        assert!(validate_node_ports(&p).is_err());
+        let mut p = Params::new();
+        p.insert("ports".into(), json!({}));
+        assert!(validate_node_ports(&p).is_err());
+        let mut p = Params::new();
+        p.insert("node".into(), json!({"uuid": "u"}));
+        p.insert("ports".into(), json!([]));
+        assert!(validate_node_ports(&p).is_ok());
+    }
+}

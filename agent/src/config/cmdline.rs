@@ -1,0 +1,98 @@
+//! Kernel command-line parsing (`/proc/cmdline`), as IPA reads it.
+
+use std::collections::BTreeMap;
+
+/// Parsed `key=value` kernel parameters. Tokens without `=` are ignored; a later duplicate wins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelParams {
+    params: BTreeMap<String, String>,
+}
+
+impl KernelParams {
+    /// Parses a kernel command line. Double-quoted values (`k="a b"`) are kept whole.
+    pub fn parse(cmdline: &str) -> Self {
+        let mut params = BTreeMap::new();
+        for token in split_respecting_quotes(cmdline) {
+            if let Some((key, value)) = token.split_once('=') {
+                if key.is_empty() {
+                    continue;
+                }
+                params.insert(key.to_string(), value.trim_matches('"').to_string());
+            }
+        }
+        KernelParams { params }
+    }
+
+    /// The raw value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.params.get(key).map(String::as_str)
+    }
+
+    /// `key` as a boolean, with oslo's spellings (`1`, `true`, `yes`, `on`, `t`, `y`).
+    /// Unrecognised spellings are `false`, as `strutils.bool_from_string` does.
+    pub fn get_bool(&self, key: &str) -> Option<bool> {
+        self.get(key).map(parse_bool)
+    }
+
+    /// Every parameter (for diagnostics).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// oslo `strutils.bool_from_string` (non-strict).
+pub fn parse_bool(v: &str) -> bool {
+    matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "t" | "true" | "on" | "y" | "yes")
+}
+
+fn split_respecting_quotes(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_quotes = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                in_quotes = !in_quotes;
+                cur.push(c);
+            }
+            c if c.is_whitespace() && !in_quotes => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ipa_params() {
+        let p = KernelParams::parse(
+            "BOOT_IMAGE=/vmlinuz ro quiet ipa-api-url=http://10.0.0.1:6385,http://10.0.0.2:6385 \
+             ipa-debug=1 BOOTIF=01-52-54-00-12-34-56 ipa-insecure=no nomodeset x=\"a b\"\n",
+        );
+        assert_eq!(p.get("ipa-api-url"), Some("http://10.0.0.1:6385,http://10.0.0.2:6385"));
+        assert_eq!(p.get("BOOTIF"), Some("01-52-54-00-12-34-56"));
+        assert_eq!(p.get_bool("ipa-debug"), Some(true));
+        assert_eq!(p.get_bool("ipa-insecure"), Some(false));
+        assert_eq!(p.get("quiet"), None);
+        assert_eq!(p.get("x"), Some("a b"));
+    }
+
+    #[test]
+    fn garbage_does_not_panic() {
+        for s in ["", "=", "==x", "\"", "a=\"unterminated", "\u{0}=\u{1}", "k="] {
+            let _ = KernelParams::parse(s);
+        }
+        assert_eq!(KernelParams::parse("k=").get("k"), Some(""));
+        assert_eq!(KernelParams::parse("=v").get(""), None);
+    }
+}

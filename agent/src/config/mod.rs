@@ -1,0 +1,367 @@
+//! Agent configuration: IPA's kernel parameters, overridden by command-line flags.
+
+pub mod cmdline;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+pub use self::cmdline::KernelParams;
+
+/// Default agent API port (IPA's).
+pub const DEFAULT_PORT: u16 = 9999;
+
+/// How the agent performs power actions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PowerMode {
+    /// Really call `poweroff`/`reboot` (only inside a ramdisk; see `power`).
+    System,
+    /// Append the requested action to a file and do nothing else (tests, dry runs).
+    Record(PathBuf),
+}
+
+/// Command-line flags. Every flag overrides the matching kernel parameter.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ironic-agent", version, about = "Bare-metal deploy agent, wire-compatible with ironic-python-agent")]
+pub struct Flags {
+    /// Ironic API URL(s), comma separated (kernel: ipa-api-url).
+    #[arg(long, value_name = "URL[,URL]")]
+    pub api_url: Option<String>,
+    /// Inspection callback URL(s) (kernel: ipa-inspection-callback-url).
+    #[arg(long, value_name = "URL")]
+    pub inspection_callback_url: Option<String>,
+    /// Address the REST API listens on (kernel: ipa-listen-host/ipa-listen-port).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Host put in the callback URL (kernel: ipa-advertise-host); default: the source address
+    /// of the route towards the conductor.
+    #[arg(long)]
+    pub advertise_host: Option<String>,
+    /// Port put in the callback URL (kernel: ipa-advertise-port).
+    #[arg(long)]
+    pub advertise_port: Option<u16>,
+    /// Node UUID sent with lookup (normally learnt from inspection).
+    #[arg(long)]
+    pub node_uuid: Option<String>,
+    /// File holding the kernel command line.
+    #[arg(long, default_value = "/proc/cmdline")]
+    pub cmdline: PathBuf,
+    /// A device the agent may write to (repeatable). When set, nothing else is ever opened for
+    /// writing, and loop devices become eligible install targets.
+    #[arg(long = "allow-device", value_name = "PATH")]
+    pub allow_device: Vec<PathBuf>,
+    /// Serve plain HTTP even when the Ironic API supports auto-TLS.
+    #[arg(long)]
+    pub no_auto_tls: bool,
+    /// Do not verify TLS certificates of outbound connections (kernel: ipa-insecure).
+    #[arg(long)]
+    pub insecure: bool,
+    /// CA bundle for outbound TLS.
+    #[arg(long, value_name = "PEM")]
+    pub cafile: Option<PathBuf>,
+    /// Directory of executable hardware-manager plug-ins.
+    #[arg(long, default_value = hardware_managers::plugin::DEFAULT_PLUGIN_DIR)]
+    pub hardware_managers_dir: PathBuf,
+    /// Power actions: `system` (poweroff/reboot, ramdisk only) or `record:PATH`.
+    #[arg(long, default_value = "system", value_parser = parse_power_mode)]
+    pub power: PowerMode,
+    /// Debug logging (kernel: ipa-debug).
+    #[arg(long)]
+    pub debug: bool,
+}
+
+fn parse_power_mode(s: &str) -> Result<PowerMode, String> {
+    match s {
+        "system" => Ok(PowerMode::System),
+        _ => match s.strip_prefix("record:") {
+            Some(p) if !p.is_empty() => Ok(PowerMode::Record(PathBuf::from(p))),
+            _ => Err(format!("expected `system` or `record:PATH`, got `{s}`")),
+        },
+    }
+}
+
+/// The agent's effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Ironic API URLs (trailing `/` removed), in preference order.
+    pub api_urls: Vec<String>,
+    /// Inspection callback URLs.
+    pub inspection_callback_urls: Vec<String>,
+    /// Inspection collectors (`default`, `logs`).
+    pub inspection_collectors: Vec<String>,
+    /// Whether collectors were set explicitly (IPA then inspects even without a callback URL).
+    pub inspection_collectors_explicit: bool,
+    /// Seconds to wait for an IPv4 address on the PXE NIC before inspecting (0 = don't wait).
+    pub inspection_dhcp_wait_timeout: Duration,
+    /// API listen address.
+    pub listen: SocketAddr,
+    /// Whether `listen` was chosen explicitly (no IPv4 fall-back then).
+    pub listen_explicit: bool,
+    /// Advertised host, if fixed.
+    pub advertise_host: Option<String>,
+    /// Advertised port.
+    pub advertise_port: u16,
+    /// `http` or `https` when fixed by `ipa-advertise-protocol`.
+    pub advertise_protocol: Option<String>,
+    /// Node UUID to send with lookup.
+    pub node_uuid: Option<String>,
+    /// Pre-generated agent token (`ipa-agent-token`).
+    pub agent_token: Option<String>,
+    /// `ipa-global-request-id`, sent as `X-OpenStack-Request-ID`.
+    pub global_request_id: Option<String>,
+    /// Raw `BOOTIF`.
+    pub bootif: Option<String>,
+    /// Disk-guard allow-list.
+    pub allow_devices: Vec<PathBuf>,
+    /// Auto-TLS enabled.
+    pub auto_tls: bool,
+    /// Skip outbound TLS verification.
+    pub insecure: bool,
+    /// Outbound CA bundle.
+    pub cafile: Option<PathBuf>,
+    /// Pinned Ironic API version (`ipa-ironic-api-version`).
+    pub ironic_api_version: Option<(u32, u32)>,
+    /// Total lookup retry budget.
+    pub lookup_timeout: Duration,
+    /// Initial lookup back-off.
+    pub lookup_interval: Duration,
+    /// Timeout of Ironic API and inspection calls.
+    pub http_request_timeout: Duration,
+    /// Sleep before anything (`ipa-hardware-initialization-delay`).
+    pub hardware_initialization_delay: Duration,
+    /// NIC whose IPv4 is advertised (`ipa-network-interface`).
+    pub network_interface: Option<String>,
+    /// Plug-in manager directory.
+    pub hardware_managers_dir: PathBuf,
+    /// Power action mode.
+    pub power: PowerMode,
+    /// Debug logging.
+    pub debug: bool,
+    /// Kernel parameters, for anything read directly.
+    pub kernel: KernelParams,
+}
+
+impl Config {
+    /// Reads the kernel command line named by `flags.cmdline` and merges the flags over it.
+    pub fn load(flags: &Flags) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(&flags.cmdline)
+            .with_context(|| format!("reading kernel command line {}", flags.cmdline.display()))?;
+        Self::from_parts(flags, KernelParams::parse(&text))
+    }
+
+    /// Builds the configuration from parsed kernel parameters and flags (flags win).
+    pub fn from_parts(flags: &Flags, kernel: KernelParams) -> anyhow::Result<Self> {
+        let k = &kernel;
+        let api_urls = split_urls(flags.api_url.as_deref().or(k.get("ipa-api-url")));
+        for url in &api_urls {
+            if url == "mdns" {
+                bail!("ipa-api-url=mdns: mDNS discovery is not supported by this agent; give the URL");
+            }
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("invalid API URL `{url}`: must start with http:// or https://");
+            }
+        }
+        let inspection_callback_urls = split_urls(
+            flags.inspection_callback_url.as_deref().or(k.get("ipa-inspection-callback-url")),
+        );
+        let collectors_raw = k.get("ipa-inspection-collectors");
+        let inspection_collectors = match collectors_raw {
+            Some(c) if !c.trim().is_empty() => {
+                c.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+            }
+            _ => vec!["default".to_string(), "logs".to_string()],
+        };
+        let (listen, listen_explicit) = match &flags.listen {
+            Some(l) => (parse_listen(l)?, true),
+            None => {
+                let host = k.get("ipa-listen-host");
+                let port = match k.get("ipa-listen-port") {
+                    Some(p) => p.parse::<u16>().context("ipa-listen-port")?,
+                    None => DEFAULT_PORT,
+                };
+                let host = host.unwrap_or("::");
+                (parse_listen(&join_host_port(host, port))?, k.get("ipa-listen-host").is_some())
+            }
+        };
+        let advertise_port = match flags.advertise_port {
+            Some(p) => p,
+            None => match k.get("ipa-advertise-port") {
+                Some(p) => p.parse().context("ipa-advertise-port")?,
+                None => DEFAULT_PORT,
+            },
+        };
+        let advertise_protocol = match k.get("ipa-advertise-protocol") {
+            None => None,
+            Some(p @ ("http" | "https")) => Some(p.to_string()),
+            Some(other) => bail!("ipa-advertise-protocol must be http or https, got `{other}`"),
+        };
+        let ironic_api_version = match k.get("ipa-ironic-api-version") {
+            Some(v) => Some(parse_version(v).with_context(|| format!("ipa-ironic-api-version={v}"))?),
+            None => None,
+        };
+        let secs = |key: &str, default: u64| -> anyhow::Result<Duration> {
+            match k.get(key) {
+                Some(v) => Ok(Duration::from_secs_f64(
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|f| f.is_finite() && *f >= 0.0)
+                        .with_context(|| format!("{key}={v} is not a number of seconds"))?,
+                )),
+                None => Ok(Duration::from_secs(default)),
+            }
+        };
+        Ok(Config {
+            api_urls,
+            inspection_callback_urls,
+            inspection_collectors,
+            inspection_collectors_explicit: collectors_raw.is_some(),
+            inspection_dhcp_wait_timeout: secs("ipa-inspection-dhcp-wait-timeout", 60)?,
+            listen,
+            listen_explicit,
+            advertise_host: flags
+                .advertise_host
+                .clone()
+                .or_else(|| k.get("ipa-advertise-host").map(String::from)),
+            advertise_port,
+            advertise_protocol,
+            node_uuid: flags.node_uuid.clone(),
+            agent_token: k.get("ipa-agent-token").filter(|t| !t.is_empty()).map(String::from),
+            global_request_id: k.get("ipa-global-request-id").map(String::from),
+            bootif: k.get("BOOTIF").map(String::from),
+            allow_devices: flags.allow_device.clone(),
+            auto_tls: !flags.no_auto_tls,
+            insecure: flags.insecure || k.get_bool("ipa-insecure").unwrap_or(false),
+            cafile: flags.cafile.clone(),
+            ironic_api_version,
+            lookup_timeout: secs("ipa-lookup-timeout", 600)?,
+            lookup_interval: secs("ipa-lookup-interval", 1)?,
+            http_request_timeout: secs("ipa-http-request-timeout", 30)?.max(Duration::from_secs(1)),
+            hardware_initialization_delay: secs("ipa-hardware-initialization-delay", 0)?,
+            network_interface: k.get("ipa-network-interface").map(String::from),
+            hardware_managers_dir: flags.hardware_managers_dir.clone(),
+            power: flags.power.clone(),
+            debug: flags.debug || k.get_bool("ipa-debug").unwrap_or(false),
+            kernel,
+        })
+    }
+
+    /// Where inspection data goes: the callback URLs, or (when collectors were set explicitly)
+    /// `<api>/v1/continue_inspection` for each API URL.
+    pub fn inspection_urls(&self) -> Vec<String> {
+        if !self.inspection_callback_urls.is_empty() {
+            return self.inspection_callback_urls.clone();
+        }
+        if self.inspection_collectors_explicit {
+            return self.api_urls.iter().map(|u| format!("{u}/v1/continue_inspection")).collect();
+        }
+        Vec::new()
+    }
+}
+
+fn split_urls(v: Option<&str>) -> Vec<String> {
+    v.map(|s| {
+        s.split(',')
+            .map(|u| u.trim().trim_end_matches('/').to_string())
+            .filter(|u| !u.is_empty())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
+    s.parse::<SocketAddr>()
+        .with_context(|| format!("invalid listen address `{s}` (want HOST:PORT, IPv6 as [::]:9999)"))
+}
+
+/// Parses an API version `x.y`.
+pub fn parse_version(v: &str) -> anyhow::Result<(u32, u32)> {
+    let (a, b) = v.trim().split_once('.').context("version must look like 1.68")?;
+    Ok((a.parse()?, b.parse()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        let mut v = vec!["ironic-agent"];
+        v.extend_from_slice(args);
+        Flags::parse_from(v)
+    }
+
+    #[test]
+    fn kernel_params_become_config() -> anyhow::Result<()> {
+        let k = KernelParams::parse(
+            "ipa-api-url=http://a:6385/,http://b:6385 ipa-agent-token=tok ipa-listen-port=9998 \
+             ipa-lookup-timeout=5 ipa-global-request-id=req-1 BOOTIF=01-aa ipa-insecure=1 \
+             ipa-inspection-callback-url=http://a:6385/v1/continue_inspection",
+        );
+        let c = Config::from_parts(&flags(&[]), k)?;
+        assert_eq!(c.api_urls, vec!["http://a:6385", "http://b:6385"]);
+        assert_eq!(c.agent_token.as_deref(), Some("tok"));
+        assert_eq!(c.listen, "[::]:9998".parse::<SocketAddr>()?);
+        assert_eq!(c.lookup_timeout, Duration::from_secs(5));
+        assert_eq!(c.bootif.as_deref(), Some("01-aa"));
+        assert!(c.insecure);
+        assert_eq!(c.inspection_urls(), vec!["http://a:6385/v1/continue_inspection"]);
+        assert_eq!(c.inspection_collectors, vec!["default", "logs"]);
+        Ok(())
+    }
+
+    #[test]
+    fn flags_override_kernel() -> anyhow::Result<()> {
+        let k = KernelParams::parse("ipa-api-url=http://a:1 ipa-advertise-host=1.1.1.1");
+        let c = Config::from_parts(
+            &flags(&[
+                "--api-url",
+                "http://127.0.0.1:6385",
+                "--listen",
+                "127.0.0.1:0",
+                "--advertise-host",
+                "127.0.0.1",
+                "--allow-device",
+                "/dev/loop7",
+                "--no-auto-tls",
+                "--power",
+                "record:/tmp/p",
+            ]),
+            k,
+        )?;
+        assert_eq!(c.api_urls, vec!["http://127.0.0.1:6385"]);
+        assert_eq!(c.advertise_host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(c.allow_devices, vec![PathBuf::from("/dev/loop7")]);
+        assert!(!c.auto_tls);
+        assert_eq!(c.power, PowerMode::Record(PathBuf::from("/tmp/p")));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        let bad = |cmd: &str| Config::from_parts(&flags(&[]), KernelParams::parse(cmd)).err();
+        assert!(bad("ipa-api-url=ftp://x").is_some());
+        assert!(bad("ipa-api-url=mdns").map(|e| e.to_string().contains("mDNS")).unwrap_or(false));
+        assert!(bad("ipa-listen-port=99999").is_some());
+        assert!(bad("ipa-lookup-timeout=soon").is_some());
+        assert!(bad("ipa-ironic-api-version=abc").is_some());
+        assert!(Flags::try_parse_from(["a", "--power", "record:"]).is_err());
+    }
+
+    #[test]
+    fn no_urls_means_no_inspection() -> anyhow::Result<()> {
+        let c = Config::from_parts(&flags(&[]), KernelParams::parse(""))?;
+        assert!(c.api_urls.is_empty());
+        assert!(c.inspection_urls().is_empty());
+        Ok(())
+    }
+}
