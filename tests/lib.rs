@@ -1,1 +1,219 @@
-//! e2e helpers
+//! Helpers for the end-to-end tests: build and start the real `conductor-shim` and
+//! `ironic-agent` binaries as processes on 127.0.0.1, and wait for things to happen.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+}
+
+static BUILD: Once = Once::new();
+
+/// Path of a workspace binary (debug profile), building the binaries once per test process.
+pub fn bin(name: &str) -> PathBuf {
+    BUILD.call_once(|| {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--quiet", "-p", "ironic-agent", "-p", "conductor-shim", "--bins"])
+            .current_dir(workspace_root())
+            .status();
+        assert!(matches!(status, Ok(s) if s.success()), "building the binaries failed: {status:?}");
+    });
+    target_dir().join("debug").join(name)
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or fails after `timeout` with `what`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A child process that is killed when dropped; its output goes to a log file.
+pub struct Proc {
+    /// The process.
+    pub child: Child,
+    /// Where its stdout+stderr go.
+    pub log: PathBuf,
+    name: String,
+}
+
+impl Proc {
+    /// Starts `cmd`, sending stdout and stderr to `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
+        let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Proc { child, log: log.to_path_buf(), name: name.to_string() })
+    }
+
+    /// The log so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        let child = &mut self.child;
+        let name = self.name.clone();
+        wait_for(timeout, &format!("{name} to exit"), || child.try_wait().ok().flatten()).map(|s| s.code())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("----- {} log ({}) -----\n{}", self.name, self.log.display(), self.output());
+        }
+    }
+}
+
+/// A running conductor shim with its own database.
+pub struct Shim {
+    /// The server process.
+    pub proc: Proc,
+    /// Its base URL.
+    pub url: String,
+    /// Its database file.
+    pub db: PathBuf,
+}
+
+impl Shim {
+    /// Starts `conductor-shim serve` on a free port with `extra` flags, waiting until it answers.
+    pub fn start(dir: &Path, extra: &[&str]) -> anyhow::Result<Shim> {
+        let port = free_port();
+        let db = dir.join("shim.sqlite");
+        let mut cmd = Command::new(bin("conductor-shim"));
+        cmd.arg("--db").arg(&db).args(["serve", "--listen", &format!("127.0.0.1:{port}")]).args(extra);
+        let proc = Proc::spawn("conductor-shim", cmd, &dir.join("shim.log"))?;
+        let url = format!("http://127.0.0.1:{port}");
+        let shim = Shim { proc, url, db };
+        wait_for(Duration::from_secs(20), "the shim to answer", || http_get(&format!("{}/", shim.url)).ok())?;
+        Ok(shim)
+    }
+
+    /// Runs a shim CLI command against this shim's database with `--json`; returns parsed JSON.
+    pub fn cli_json(&self, args: &[&str]) -> anyhow::Result<Value> {
+        let out = self.cli(args, true)?;
+        serde_json::from_str(&out).with_context(|| format!("shim {args:?} printed non-JSON: {out}"))
+    }
+
+    /// Runs a shim CLI command; returns stdout, failing on a non-zero exit.
+    pub fn cli(&self, args: &[&str], json: bool) -> anyhow::Result<String> {
+        let mut cmd = Command::new(bin("conductor-shim"));
+        cmd.arg("--db").arg(&self.db);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.args(args).output().context("running conductor-shim")?;
+        if !out.status.success() {
+            bail!(
+                "conductor-shim {args:?} failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// MACs of this machine's physical NICs (those with a `device` link), as the agent reports them.
+pub fn host_macs() -> anyhow::Result<Vec<String>> {
+    let mut macs = Vec::new();
+    for entry in std::fs::read_dir("/sys/class/net")? {
+        let path = entry?.path();
+        if path.join("device").exists() {
+            let mac = std::fs::read_to_string(path.join("address"))?.trim().to_ascii_lowercase();
+            if !mac.is_empty() && mac != "00:00:00:00:00:00" && !mac.starts_with("fa:") {
+                macs.push(mac);
+            }
+        }
+    }
+    if macs.is_empty() {
+        bail!("this machine has no physical NIC; the end-to-end tests need one to look the node up by MAC");
+    }
+    Ok(macs)
+}
+
+/// Starts `ironic-agent` with a fake kernel command line `cmdline` and extra flags.
+pub fn start_agent(dir: &Path, name: &str, cmdline: &str, flags: &[&str]) -> anyhow::Result<Proc> {
+    let cmdline_file = dir.join(format!("{name}.cmdline"));
+    std::fs::write(&cmdline_file, cmdline)?;
+    let plugins = dir.join(format!("{name}.plugins"));
+    std::fs::create_dir_all(&plugins)?;
+    let mut cmd = Command::new(bin("ironic-agent"));
+    cmd.arg("--cmdline")
+        .arg(&cmdline_file)
+        .arg("--hardware-managers-dir")
+        .arg(&plugins)
+        .arg("--power")
+        .arg(format!("record:{}", dir.join(format!("{name}.power")).display()))
+        .args(flags)
+        .env("IRONIC_AGENT_LOG", "debug,hyper=info,reqwest=info,rustls=info,h2=info");
+    Proc::spawn(name, cmd, &dir.join(format!("{name}.log")))
+}
+
+/// The shared blocking HTTP client (rustls on ring, no roots: plain HTTP only in practice).
+pub fn client() -> &'static reqwest::blocking::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth());
+        let mut builder = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30));
+        if let Ok(tls) = tls {
+            builder = builder.tls_backend_preconfigured(tls);
+        }
+        builder.build().unwrap_or_else(|_| reqwest::blocking::Client::new())
+    })
+}
+
+/// `GET url` → (status, JSON body or Null).
+pub fn http_get(url: &str) -> anyhow::Result<(u16, Value)> {
+    let resp = client().get(url).send()?;
+    let status = resp.status().as_u16();
+    let text = resp.text()?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// `POST url` with a raw body → (status, JSON body or the raw text as a JSON string).
+pub fn http_post(url: &str, body: &str) -> anyhow::Result<(u16, Value)> {
+    let resp = client().post(url).header("Content-Type", "application/json").body(body.to_string()).send()?;
+    let status = resp.status().as_u16();
+    let text = resp.text()?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}

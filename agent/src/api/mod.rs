@@ -181,3 +181,6 @@ async fn run_command(
     let result = s.executor.execute(&request.name, request.params, wants_wait(&q)).await?;
     Ok(Json(result))
 }
+
+#[cfg(test)]
+mod tests;

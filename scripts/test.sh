@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh machine, then runs every check and test.
+# Usage: scripts/test.sh            (CI calls exactly this)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# Retry apt (the dpkg lock can be held briefly on a fresh machine).
+apt_install() {
+    local missing=()
+    for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "apt-get install ${missing[*]}"
+    for i in 1 2 3 4 5; do
+        if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; then
+            return 0
+        fi
+        sleep $((i * 3))
+    done
+    echo "apt-get install ${missing[*]} failed" >&2
+    return 1
+}
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # iproute2: `ip` for the log bundle; procps: ps; util-linux: lsblk; python3 for the benchmark.
+    apt_install iproute2 procps util-linux ca-certificates
+fi
+
+log "toolchain (pinned in rust-toolchain.toml)"
+rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "build binaries"
+cargo build --workspace --bins --locked
+
+log "cargo test"
+cargo test --workspace --locked -- --test-threads=4 2>&1 | tee target/test-output.txt
+# Summary line for CI readers.
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "%d passed, %d failed\n", p, f }' target/test-output.txt
