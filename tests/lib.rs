@@ -1,7 +1,6 @@
 //! Helpers for the end-to-end tests: build and start the real `conductor-shim` and
 //! `ironic-agent` binaries as processes on 127.0.0.1, and wait for things to happen.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -186,13 +186,15 @@ impl Chain {
             )
         };
         Ok(Inventory {
-            interfaces: self.dispatch("list_network_interfaces", |m| m.list_network_interfaces())?,
+            interfaces: self
+                .dispatch("list_network_interfaces", |m| m.list_network_interfaces())?,
             cpu: self.dispatch("get_cpus", |m| m.get_cpus())?,
             disks: self.dispatch("list_block_devices", |m| m.list_block_devices(false))?,
             memory: self.dispatch("get_memory", |m| m.get_memory())?,
             bmc_address,
             bmc_v6address,
-            system_vendor: self.dispatch("get_system_vendor_info", |m| m.get_system_vendor_info())?,
+            system_vendor: self
+                .dispatch("get_system_vendor_info", |m| m.get_system_vendor_info())?,
             boot: self.dispatch("get_boot_info", |m| m.get_boot_info())?,
             hostname: self.dispatch("get_hostname", |m| m.get_hostname())?,
             bmc_mac,
@@ -248,7 +250,10 @@ mod tests {
         }
         fn get_cpus(&self) -> HardwareResult<Cpu> {
             if self.fail_cpu {
-                return Err(HardwareError::Failed { kind: "Boom".into(), message: "boom".into() });
+                return Err(HardwareError::Failed {
+                    kind: "Boom".into(),
+                    message: "boom".into(),
+                });
             }
             match self.cpu_model {
                 Some(m) => Ok(Cpu {
@@ -268,23 +273,39 @@ mod tests {
     }
 
     fn chain(fakes: Vec<Fake>) -> HardwareResult<Chain> {
-        Chain::new(fakes.into_iter().map(|f| Arc::new(f) as Arc<dyn HardwareManager>).collect())
+        Chain::new(
+            fakes
+                .into_iter()
+                .map(|f| Arc::new(f) as Arc<dyn HardwareManager>)
+                .collect(),
+        )
     }
 
     #[test]
     fn orders_by_support_and_drops_unsupported() -> HardwareResult<()> {
         let dropped = Fake::new("Dropped", 0);
         let dropped_init = dropped.init_calls.clone();
-        let c = chain(vec![Fake::new("Generic", 1), dropped, Fake::new("Vendor", 3)])?;
+        let c = chain(vec![
+            Fake::new("Generic", 1),
+            dropped,
+            Fake::new("Vendor", 3),
+        ])?;
         let names: Vec<_> = c.managers().map(|(m, _)| m.class_name()).collect();
         assert_eq!(names, vec!["Vendor", "Generic"]);
-        assert_eq!(dropped_init.load(Ordering::SeqCst), 0, "dropped manager must not be initialised");
+        assert_eq!(
+            dropped_init.load(Ordering::SeqCst),
+            0,
+            "dropped manager must not be initialised"
+        );
         Ok(())
     }
 
     #[test]
     fn empty_chain_is_an_error() {
-        assert!(matches!(chain(vec![Fake::new("X", 0)]), Err(HardwareError::NoManager)));
+        assert!(matches!(
+            chain(vec![Fake::new("X", 0)]),
+            Err(HardwareError::NoManager)
+        ));
     }
 
     #[test]
@@ -293,14 +314,20 @@ mod tests {
         generic.cpu_model = Some("generic cpu");
         let vendor = Fake::new("Vendor", 3); // incompatible for get_cpus
         let c = chain(vec![generic, vendor])?;
-        assert_eq!(c.dispatch("get_cpus", |m| m.get_cpus())?.model_name, "generic cpu");
+        assert_eq!(
+            c.dispatch("get_cpus", |m| m.get_cpus())?.model_name,
+            "generic cpu"
+        );
 
         let mut generic = Fake::new("Generic", 1);
         generic.cpu_model = Some("generic cpu");
         let mut vendor = Fake::new("Vendor", 3);
         vendor.cpu_model = Some("vendor cpu");
         let c = chain(vec![generic, vendor])?;
-        assert_eq!(c.dispatch("get_cpus", |m| m.get_cpus())?.model_name, "vendor cpu");
+        assert_eq!(
+            c.dispatch("get_cpus", |m| m.get_cpus())?.model_name,
+            "vendor cpu"
+        );
         Ok(())
     }
 
@@ -316,7 +343,10 @@ mod tests {
 
         let c = chain(vec![Fake::new("Generic", 1)])?;
         let err = c.dispatch("get_memory", |m| m.get_memory()).err();
-        assert_eq!(err.map(|e| e.to_string()), Some("Could not find method: get_memory".into()));
+        assert_eq!(
+            err.map(|e| e.to_string()),
+            Some("Could not find method: get_memory".into())
+        );
         let err = c.dispatch_all("get_memory", |m| m.get_memory()).err();
         assert!(matches!(err, Some(HardwareError::MethodNotFound(_))));
         Ok(())
@@ -331,7 +361,10 @@ mod tests {
         c3.cpu_model = Some("c");
         let c = chain(vec![a, b, c3])?;
         let all = c.dispatch_all("get_cpus", |m| m.get_cpus())?;
-        let got: Vec<_> = all.iter().map(|(n, cpu)| (n.as_str(), cpu.model_name.as_str())).collect();
+        let got: Vec<_> = all
+            .iter()
+            .map(|(n, cpu)| (n.as_str(), cpu.model_name.as_str()))
+            .collect();
         assert_eq!(got, vec![("C", "c"), ("A", "a")]);
         Ok(())
     }
@@ -344,19 +377,37 @@ mod tests {
             Step::new("erase_devices_metadata", "deploy", 99),
         ];
         let mut vendor = Fake::new("VendorManager", 3);
-        vendor.steps = vec![Step::new("erase_devices", "deploy", 5), Step::new("update_firmware", "management", 0)];
+        vendor.steps = vec![
+            Step::new("erase_devices", "deploy", 5),
+            Step::new("update_firmware", "management", 0),
+        ];
         // Same support: higher priority wins; then alphabetical class name.
         let mut zeta = Fake::new("ZetaManager", 2);
-        zeta.steps = vec![Step::new("tie", "deploy", 1), Step::new("prio", "deploy", 50)];
+        zeta.steps = vec![
+            Step::new("tie", "deploy", 1),
+            Step::new("prio", "deploy", 50),
+        ];
         let mut alpha = Fake::new("AlphaManager", 2);
-        alpha.steps = vec![Step::new("tie", "deploy", 1), Step::new("prio", "deploy", 10)];
+        alpha.steps = vec![
+            Step::new("tie", "deploy", 1),
+            Step::new("prio", "deploy", 10),
+        ];
         let c = chain(vec![generic, vendor, zeta, alpha])?;
         let steps = c.steps(StepKind::Clean, &StepContext::default())?;
         let names = |k: &str| -> Vec<String> {
-            steps.get(k).map(|v| v.iter().map(|s| s.step.clone()).collect()).unwrap_or_default()
+            steps
+                .get(k)
+                .map(|v| v.iter().map(|s| s.step.clone()).collect())
+                .unwrap_or_default()
         };
-        assert_eq!(names("VendorManager"), vec!["erase_devices", "update_firmware"]);
-        assert_eq!(names("GenericHardwareManager"), vec!["erase_devices_metadata"]);
+        assert_eq!(
+            names("VendorManager"),
+            vec!["erase_devices", "update_firmware"]
+        );
+        assert_eq!(
+            names("GenericHardwareManager"),
+            vec!["erase_devices_metadata"]
+        );
         assert_eq!(names("AlphaManager"), vec!["tie"]);
         assert_eq!(names("ZetaManager"), vec!["prio"]);
         Ok(())

@@ -54,7 +54,10 @@ pub enum HardwareError {
 impl HardwareError {
     /// Wraps an I/O error with what we were doing.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        HardwareError::Io { context: context.into(), source }
+        HardwareError::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// The "not mine" error a manager returns for a method it does not support.
@@ -106,7 +109,10 @@ mod tests {
         let e = HardwareError::MethodNotFound("erase_devices".into());
         assert_eq!(e.to_string(), "Could not find method: erase_devices");
         assert_eq!(e.code(), 404);
-        let e = HardwareError::Failed { kind: "BlockDeviceEraseError".into(), message: "x".into() };
+        let e = HardwareError::Failed {
+            kind: "BlockDeviceEraseError".into(),
+            message: "x".into(),
+        };
         assert_eq!(e.ipa_type(), "BlockDeviceEraseError");
         assert!(!e.is_incompatible());
     }

@@ -16,6 +16,7 @@ pub mod inventory;
 pub mod manager;
 pub mod node;
 pub mod plugin;
+mod process;
 pub mod step;
 pub mod support;
 

@@ -5,9 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{HardwareError, HardwareResult};
-use crate::inventory::{
-    BlockDevice, BootInfo, Cpu, Memory, NetworkInterface, SystemVendorInfo,
-};
+use crate::inventory::{BlockDevice, BootInfo, Cpu, Memory, NetworkInterface, SystemVendorInfo};
 use crate::node::{Node, Port};
 use crate::step::{Step, StepKind};
 use crate::support::SupportLevel;
@@ -51,7 +49,10 @@ pub trait HardwareManager: Send + Sync {
 
     /// Name and version reported to Ironic.
     fn version(&self) -> ManagerVersion {
-        ManagerVersion { name: self.class_name(), version: "1.0".to_string() }
+        ManagerVersion {
+            name: self.class_name(),
+            version: "1.0".to_string(),
+        }
     }
 
     /// Network interfaces for the inventory.

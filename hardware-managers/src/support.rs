@@ -36,6 +36,9 @@ mod tests {
         assert_eq!(SupportLevel::SERVICE_PROVIDER.0, 3);
         assert!(!SupportLevel(-1).is_supported());
         assert!(SupportLevel(7).is_supported());
-        assert_eq!(serde_json::to_string(&SupportLevel(3)).ok().as_deref(), Some("3"));
+        assert_eq!(
+            serde_json::to_string(&SupportLevel(3)).ok().as_deref(),
+            Some("3")
+        );
     }
 }
