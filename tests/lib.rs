@@ -12,11 +12,16 @@ use serde_json::Value;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 static BUILD: Once = Once::new();
@@ -25,21 +30,39 @@ static BUILD: Once = Once::new();
 pub fn bin(name: &str) -> PathBuf {
     BUILD.call_once(|| {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--quiet", "-p", "ironic-agent", "-p", "conductor-shim", "--bins"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "ironic-agent",
+                "-p",
+                "conductor-shim",
+                "--bins",
+            ])
             .current_dir(workspace_root())
             .status();
-        assert!(matches!(status, Ok(s) if s.success()), "building the binaries failed: {status:?}");
+        assert!(
+            matches!(status, Ok(s) if s.success()),
+            "building the binaries failed: {status:?}"
+        );
     });
     target_dir().join("debug").join(name)
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or fails after `timeout` with `what`.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+pub fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -64,7 +87,8 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd`, sending stdout and stderr to `log`.
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
-        let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let out =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         let child = cmd
             .stdin(Stdio::null())
@@ -72,7 +96,11 @@ impl Proc {
             .stderr(Stdio::from(err))
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        Ok(Proc { child, log: log.to_path_buf(), name: name.to_string() })
+        Ok(Proc {
+            child,
+            log: log.to_path_buf(),
+            name: name.to_string(),
+        })
     }
 
     /// The log so far.
@@ -84,7 +112,10 @@ impl Proc {
     pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
         let child = &mut self.child;
         let name = self.name.clone();
-        wait_for(timeout, &format!("{name} to exit"), || child.try_wait().ok().flatten()).map(|s| s.code())
+        wait_for(timeout, &format!("{name} to exit"), || {
+            child.try_wait().ok().flatten()
+        })
+        .map(|s| s.code())
     }
 }
 
@@ -93,7 +124,12 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("----- {} log ({}) -----\n{}", self.name, self.log.display(), self.output());
+            eprintln!(
+                "----- {} log ({}) -----\n{}",
+                self.name,
+                self.log.display(),
+                self.output()
+            );
         }
     }
 }
@@ -114,11 +150,16 @@ impl Shim {
         let port = free_port();
         let db = dir.join("shim.sqlite");
         let mut cmd = Command::new(bin("conductor-shim"));
-        cmd.arg("--db").arg(&db).args(["serve", "--listen", &format!("127.0.0.1:{port}")]).args(extra);
+        cmd.arg("--db")
+            .arg(&db)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra);
         let proc = Proc::spawn("conductor-shim", cmd, &dir.join("shim.log"))?;
         let url = format!("http://127.0.0.1:{port}");
         let shim = Shim { proc, url, db };
-        wait_for(Duration::from_secs(20), "the shim to answer", || http_get(&format!("{}/", shim.url)).ok())?;
+        wait_for(Duration::from_secs(20), "the shim to answer", || {
+            http_get(&format!("{}/", shim.url)).ok()
+        })?;
         Ok(shim)
     }
 
@@ -154,14 +195,18 @@ pub fn host_macs() -> anyhow::Result<Vec<String>> {
     for entry in std::fs::read_dir("/sys/class/net")? {
         let path = entry?.path();
         if path.join("device").exists() {
-            let mac = std::fs::read_to_string(path.join("address"))?.trim().to_ascii_lowercase();
+            let mac = std::fs::read_to_string(path.join("address"))?
+                .trim()
+                .to_ascii_lowercase();
             if !mac.is_empty() && mac != "00:00:00:00:00:00" && !mac.starts_with("fa:") {
                 macs.push(mac);
             }
         }
     }
     if macs.is_empty() {
-        bail!("this machine has no physical NIC; the end-to-end tests need one to look the node up by MAC");
+        bail!(
+            "this machine has no physical NIC; the end-to-end tests need one to look the node up by MAC"
+        );
     }
     Ok(macs)
 }
@@ -178,9 +223,15 @@ pub fn start_agent(dir: &Path, name: &str, cmdline: &str, flags: &[&str]) -> any
         .arg("--hardware-managers-dir")
         .arg(&plugins)
         .arg("--power")
-        .arg(format!("record:{}", dir.join(format!("{name}.power")).display()))
+        .arg(format!(
+            "record:{}",
+            dir.join(format!("{name}.power")).display()
+        ))
         .args(flags)
-        .env("IRONIC_AGENT_LOG", "debug,hyper=info,reqwest=info,rustls=info,h2=info");
+        .env(
+            "IRONIC_AGENT_LOG",
+            "debug,hyper=info,reqwest=info,rustls=info,h2=info",
+        );
     Proc::spawn(name, cmd, &dir.join(format!("{name}.log")))
 }
 
@@ -192,12 +243,17 @@ pub fn client() -> &'static reqwest::blocking::Client {
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth());
+        .map(|b| {
+            b.with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        });
         let mut builder = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30));
         if let Ok(tls) = tls {
             builder = builder.tls_backend_preconfigured(tls);
         }
-        builder.build().unwrap_or_else(|_| reqwest::blocking::Client::new())
+        builder
+            .build()
+            .unwrap_or_else(|_| reqwest::blocking::Client::new())
     })
 }
 
@@ -211,8 +267,15 @@ pub fn http_get(url: &str) -> anyhow::Result<(u16, Value)> {
 
 /// `POST url` with a raw body → (status, JSON body or the raw text as a JSON string).
 pub fn http_post(url: &str, body: &str) -> anyhow::Result<(u16, Value)> {
-    let resp = client().post(url).header("Content-Type", "application/json").body(body.to_string()).send()?;
+    let resp = client()
+        .post(url)
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()?;
     let status = resp.status().as_u16();
     let text = resp.text()?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
 }

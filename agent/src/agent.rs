@@ -34,8 +34,13 @@ pub fn build_chain(config: &Config) -> anyhow::Result<Chain> {
         ..GenericConfig::default()
     });
     let mut managers: Vec<Arc<dyn HardwareManager>> = vec![Arc::new(generic)];
-    let plugins = hardware_managers::plugin::discover(&config.hardware_managers_dir)
-        .with_context(|| format!("loading plug-in managers from {}", config.hardware_managers_dir.display()))?;
+    let plugins =
+        hardware_managers::plugin::discover(&config.hardware_managers_dir).with_context(|| {
+            format!(
+                "loading plug-in managers from {}",
+                config.hardware_managers_dir.display()
+            )
+        })?;
     managers.extend(plugins);
     Ok(Chain::new(managers)?)
 }
@@ -82,7 +87,12 @@ async fn wait_for_macs(ctx: &Arc<AgentContext>) -> Vec<String> {
         let macs = tokio::task::spawn_blocking(move || {
             c.chain
                 .dispatch("list_network_interfaces", |m| m.list_network_interfaces())
-                .map(|nics| nics.into_iter().map(|n| n.mac_address).filter(|m| !m.is_empty()).collect::<Vec<_>>())
+                .map(|nics| {
+                    nics.into_iter()
+                        .map(|n| n.mac_address)
+                        .filter(|m| !m.is_empty())
+                        .collect::<Vec<_>>()
+                })
         })
         .await;
         match macs {
@@ -115,7 +125,11 @@ pub async fn run(config: Config, logs: LogBuffer) -> anyhow::Result<()> {
 
     let mut node_uuid = cfg.node_uuid.clone();
     let needs_network = !cfg.api_urls.is_empty() || !cfg.inspection_urls().is_empty();
-    let macs = if needs_network { wait_for_macs(&ctx).await } else { Vec::new() };
+    let macs = if needs_network {
+        wait_for_macs(&ctx).await
+    } else {
+        Vec::new()
+    };
 
     if !cfg.inspection_urls().is_empty() {
         match inspection::collect(&ctx).await {
@@ -133,9 +147,15 @@ pub async fn run(config: Config, logs: LogBuffer) -> anyhow::Result<()> {
         None
     } else {
         let client = Arc::new(IronicClient::new(cfg)?);
-        let response = lookup::lookup(&client, &macs, node_uuid.as_deref(), cfg.lookup_timeout, cfg.lookup_interval)
-            .await
-            .context("looking up the node in Ironic")?;
+        let response = lookup::lookup(
+            &client,
+            &macs,
+            node_uuid.as_deref(),
+            cfg.lookup_timeout,
+            cfg.lookup_interval,
+        )
+        .await
+        .context("looking up the node in Ironic")?;
         if !process_lookup(&ctx, &response) {
             // As IPA: never serve, never exit (a restart could not recover the token either).
             std::future::pending::<()>().await;
@@ -165,13 +185,19 @@ pub async fn run(config: Config, logs: LogBuffer) -> anyhow::Result<()> {
     if let (Some((c, response)), Some(host)) = (&client, &advertise_host) {
         let wants_plain = cfg.advertise_protocol.as_deref() == Some("http");
         if cfg.auto_tls && !wants_plain && c.api_version().await >= AGENT_VERIFY_CA_VERSION {
-            let ip: IpAddr = host
-                .trim_matches(['[', ']'])
-                .parse()
-                .with_context(|| format!("auto-TLS needs an IP address to advertise, got `{host}`"))?;
-            let hostname = ctx.chain.dispatch("get_hostname", |m| m.get_hostname()).unwrap_or_default();
+            let ip: IpAddr = host.trim_matches(['[', ']']).parse().with_context(|| {
+                format!("auto-TLS needs an IP address to advertise, got `{host}`")
+            })?;
+            let hostname = ctx
+                .chain
+                .dispatch("get_hostname", |m| m.get_hostname())
+                .unwrap_or_default();
             let generated = tls::generate_cert(ip, &hostname)?;
-            let min = response.config.tls_min_version.clone().unwrap_or_else(|| "1.2".into());
+            let min = response
+                .config
+                .tls_min_version
+                .clone()
+                .unwrap_or_else(|| "1.2".into());
             let server = tls::server_config(&generated, &min)?;
             info!(%ip, tls_min = %min, "auto-TLS certificate generated");
             cert = Some((generated, server));
@@ -183,17 +209,27 @@ pub async fn run(config: Config, logs: LogBuffer) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API to {}", cfg.listen))?;
     let bound = listener.local_addr()?;
-    let advertise_port = if cfg.listen.port() == 0 { bound.port() } else { cfg.advertise_port };
+    let advertise_port = if cfg.listen.port() == 0 {
+        bound.port()
+    } else {
+        cfg.advertise_port
+    };
     println!("ironic-agent listening on {scheme}://{bound}");
     info!(address = %bound, scheme, "serving the agent API");
 
     let executor = Arc::new(Executor::new(commands::registry(), ctx.clone()));
     let app = api::router(ApiState { executor, scheme });
-    let server = tokio::spawn(api::server::serve(listener, app, cert.as_ref().map(|(_, s)| s.clone())));
+    let server = tokio::spawn(api::server::serve(
+        listener,
+        app,
+        cert.as_ref().map(|(_, s)| s.clone()),
+    ));
 
     let heartbeats = match (client, advertise_host) {
         (Some((client, response)), Some(host)) => {
-            let Some(uuid) = response.node.uuid.clone() else { bail!("lookup returned no node UUID") };
+            let Some(uuid) = response.node.uuid.clone() else {
+                bail!("lookup returned no node UUID")
+            };
             let callback = advertise::callback_url(scheme, &host, advertise_port);
             info!(node = %uuid, callback_url = %callback, "starting heartbeats");
             Some(tokio::spawn(heartbeat::run(
@@ -221,9 +257,15 @@ async fn nic_ipv4(ctx: &Arc<AgentContext>, ifname: &str) -> Option<IpAddr> {
     let c = ctx.clone();
     let name = ifname.to_string();
     tokio::task::spawn_blocking(move || {
-        c.chain.dispatch("list_network_interfaces", |m| m.list_network_interfaces()).ok().and_then(|nics| {
-            nics.into_iter().find(|n| n.name == name).and_then(|n| n.ipv4_address).and_then(|a| a.parse().ok())
-        })
+        c.chain
+            .dispatch("list_network_interfaces", |m| m.list_network_interfaces())
+            .ok()
+            .and_then(|nics| {
+                nics.into_iter()
+                    .find(|n| n.name == name)
+                    .and_then(|n| n.ipv4_address)
+                    .and_then(|a| a.parse().ok())
+            })
     })
     .await
     .ok()

@@ -6,8 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hardware_managers::{Chain, Node};
 use tokio::sync::Notify;
 
-use crate::config::Config;
 use crate::conductor::lookup::LookupConfig;
+use crate::config::Config;
 use crate::logbuf::LogBuffer;
 use crate::power::Power;
 
@@ -33,15 +33,19 @@ pub struct AgentContext {
 impl std::fmt::Debug for AgentContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the token.
-        f.debug_struct("AgentContext").field("chain", &self.chain).finish_non_exhaustive()
+        f.debug_struct("AgentContext")
+            .field("chain", &self.chain)
+            .finish_non_exhaustive()
     }
 }
 
 impl AgentContext {
     /// A context holding the pre-generated token from the configuration, if any.
     pub fn new(config: Config, chain: Chain, power: Arc<dyn Power>, logs: LogBuffer) -> Self {
-        let started_at =
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let started_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
         let token = config.agent_token.clone();
         AgentContext {
             config,
@@ -94,7 +98,9 @@ impl AgentContext {
 
     /// Whether the BMC fields must be left out of the inventory (`agent_skip_bmc_detect`).
     pub fn skip_bmc_detect(&self) -> bool {
-        self.lookup_config().map(|c| c.agent_skip_bmc_detect).unwrap_or(false)
+        self.lookup_config()
+            .map(|c| c.agent_skip_bmc_detect)
+            .unwrap_or(false)
     }
 
     /// Asks the heartbeat loop for an early heartbeat (after an async command finished).

@@ -29,7 +29,10 @@ pub struct DiskGuard {
 impl DiskGuard {
     /// A guard with `allow` (empty = no allow-list), reading `/proc` and `/sys` under `root`.
     pub fn new(allow: Vec<PathBuf>, root: &Path) -> Self {
-        DiskGuard { allow, root: root.to_path_buf() }
+        DiskGuard {
+            allow,
+            root: root.to_path_buf(),
+        }
     }
 
     fn canonical(p: &Path) -> PathBuf {
@@ -53,15 +56,23 @@ impl DiskGuard {
         let dev_str = dev.display().to_string();
         for line in mounts.lines() {
             let mut f = line.split_whitespace();
-            let (Some(src), Some(mnt)) = (f.next(), f.next()) else { continue };
+            let (Some(src), Some(mnt)) = (f.next(), f.next()) else {
+                continue;
+            };
             if src == dev_str || is_partition_of(src, &dev_str) {
                 return Err(GuardError::Mounted(shown, mnt.to_string()));
             }
         }
-        let holders = self.root.join("sys/class/block").join(&name).join("holders");
+        let holders = self
+            .root
+            .join("sys/class/block")
+            .join(&name)
+            .join("holders");
         if let Ok(entries) = std::fs::read_dir(&holders) {
-            let names: Vec<String> =
-                entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            let names: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
             if !names.is_empty() {
                 return Err(GuardError::Held(shown, names.join(", ")));
             }
@@ -73,7 +84,9 @@ impl DiskGuard {
 /// Whether `candidate` is a partition node of `disk` (`/dev/sda1` of `/dev/sda`,
 /// `/dev/nvme0n1p1` or `/dev/loop0p1` of theirs).
 fn is_partition_of(candidate: &str, disk: &str) -> bool {
-    let Some(rest) = candidate.strip_prefix(disk) else { return false };
+    let Some(rest) = candidate.strip_prefix(disk) else {
+        return false;
+    };
     // A disk whose name ends in a digit separates partition numbers with `p`.
     let number = if disk.ends_with(|c: char| c.is_ascii_digit()) {
         match rest.strip_prefix('p') {
@@ -106,16 +119,29 @@ mod tests {
     fn allow_list_mounts_and_holders() -> anyhow::Result<()> {
         let t = tree()?;
         let open = DiskGuard::new(vec![], t.path());
-        assert!(matches!(open.check_writable(Path::new("/dev/vda")), Err(GuardError::Mounted(_, m)) if m == "/"));
-        assert!(matches!(open.check_writable(Path::new("/dev/loop3")), Err(GuardError::Mounted(..))));
-        assert!(matches!(open.check_writable(Path::new("/dev/sdb")), Err(GuardError::Held(_, h)) if h == "md0"));
+        assert!(
+            matches!(open.check_writable(Path::new("/dev/vda")), Err(GuardError::Mounted(_, m)) if m == "/")
+        );
+        assert!(matches!(
+            open.check_writable(Path::new("/dev/loop3")),
+            Err(GuardError::Mounted(..))
+        ));
+        assert!(
+            matches!(open.check_writable(Path::new("/dev/sdb")), Err(GuardError::Held(_, h)) if h == "md0")
+        );
         assert_eq!(open.check_writable(Path::new("/dev/loop5")), Ok(()));
         assert_eq!(open.check_writable(Path::new("/dev/vdb")), Ok(()));
 
         let strict = DiskGuard::new(vec![PathBuf::from("/dev/loop5")], t.path());
         assert_eq!(strict.check_writable(Path::new("/dev/loop5")), Ok(()));
-        let err = strict.check_writable(Path::new("/dev/vdb")).err().map(|e| e.to_string());
-        assert_eq!(err.as_deref(), Some("refusing to write /dev/vdb: it is not in the --allow-device list (/dev/loop5)"));
+        let err = strict
+            .check_writable(Path::new("/dev/vdb"))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("refusing to write /dev/vdb: it is not in the --allow-device list (/dev/loop5)")
+        );
         Ok(())
     }
 

@@ -21,14 +21,24 @@ impl LogBuffer {
     /// A buffer keeping at most `capacity` bytes.
     pub fn new(capacity: usize) -> Self {
         LogBuffer {
-            inner: Arc::new(Mutex::new(Ring { lines: VecDeque::new(), bytes: 0, capacity })),
+            inner: Arc::new(Mutex::new(Ring {
+                lines: VecDeque::new(),
+                bytes: 0,
+                capacity,
+            })),
         }
     }
 
     /// Appends raw output (split into lines by the writer).
     pub fn push(&self, data: &[u8]) {
-        let Ok(mut ring) = self.inner.lock() else { return };
-        let data = if data.len() > ring.capacity { &data[data.len() - ring.capacity..] } else { data };
+        let Ok(mut ring) = self.inner.lock() else {
+            return;
+        };
+        let data = if data.len() > ring.capacity {
+            &data[data.len() - ring.capacity..]
+        } else {
+            data
+        };
         ring.bytes += data.len();
         ring.lines.push_back(data.to_vec());
         while ring.bytes > ring.capacity {

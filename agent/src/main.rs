@@ -21,15 +21,22 @@ fn main() -> ExitCode {
     };
     let logs = LogBuffer::new(LOG_BUFFER_BYTES);
     let default_level = if config.debug { "debug" } else { "info" };
-    let filter = EnvFilter::try_from_env("IRONIC_AGENT_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},hyper=info,reqwest=info,rustls=info")));
+    let filter = EnvFilter::try_from_env("IRONIC_AGENT_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{default_level},hyper=info,reqwest=info,rustls=info"
+        ))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(TeeWriter::new(logs.clone()))
         .with_ansi(false)
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ironic-agent: cannot start the async runtime: {e}");

@@ -67,8 +67,8 @@ impl SystemPower {
                 let fstype = f.next()?;
                 (mnt == "/").then_some(fstype)
             })
-        .map(|t| matches!(t, "rootfs" | "tmpfs" | "ramfs" | "overlay" | "squashfs"))
-        .unwrap_or(false)
+            .map(|t| matches!(t, "rootfs" | "tmpfs" | "ramfs" | "overlay" | "squashfs"))
+            .unwrap_or(false)
     }
 }
 
@@ -87,11 +87,17 @@ impl Power for SystemPower {
         info!(action = action.as_str(), "performing power action");
         let out = Command::new(action.as_str()).output();
         let fallback = match &out {
-            Ok(o) => !o.status.success() || String::from_utf8_lossy(&o.stderr).contains("ignoring request"),
+            Ok(o) => {
+                !o.status.success()
+                    || String::from_utf8_lossy(&o.stderr).contains("ignoring request")
+            }
             Err(_) => true,
         };
         if fallback {
-            warn!(action = action.as_str(), "command failed, using /proc/sysrq-trigger");
+            warn!(
+                action = action.as_str(),
+                "command failed, using /proc/sysrq-trigger"
+            );
             let key = match action {
                 PowerAction::PowerOff => "o",
                 PowerAction::Reboot => "b",
@@ -114,7 +120,9 @@ pub struct RecordingPower {
 impl RecordingPower {
     /// Records into `path`.
     pub fn new(path: &Path) -> Self {
-        RecordingPower { path: path.to_path_buf() }
+        RecordingPower {
+            path: path.to_path_buf(),
+        }
     }
 }
 
@@ -124,7 +132,11 @@ impl Power for RecordingPower {
             action: action.as_str(),
             message: format!("recording to {}: {e}", self.path.display()),
         };
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(fail)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(fail)?;
         writeln!(f, "{}", action.as_str()).map_err(fail)?;
         info!(action = action.as_str(), file = %self.path.display(), "power action recorded (not performed)");
         Ok(())
@@ -138,8 +150,12 @@ mod tests {
     #[test]
     fn ramdisk_detection() {
         assert!(SystemPower::root_is_ramdisk("rootfs / rootfs rw 0 0\n"));
-        assert!(!SystemPower::root_is_ramdisk("/dev/vda1 / ext4 rw 0 0\nproc /proc proc rw 0 0\n"));
-        assert!(!SystemPower::root_is_ramdisk("rootfs / rootfs rw 0 0\n/dev/vda1 / ext4 rw 0 0\n"));
+        assert!(!SystemPower::root_is_ramdisk(
+            "/dev/vda1 / ext4 rw 0 0\nproc /proc proc rw 0 0\n"
+        ));
+        assert!(!SystemPower::root_is_ramdisk(
+            "rootfs / rootfs rw 0 0\n/dev/vda1 / ext4 rw 0 0\n"
+        ));
         assert!(!SystemPower::root_is_ramdisk(""));
     }
 

@@ -53,7 +53,14 @@ pub fn generate_cert(ip: IpAddr, hostname: &str) -> Result<AutoCert, TlsError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     let mut dn = rcgen::DistinguishedName::new();
-    dn.push(rcgen::DnType::CommonName, if hostname.is_empty() { "ironic-agent" } else { hostname });
+    dn.push(
+        rcgen::DnType::CommonName,
+        if hostname.is_empty() {
+            "ironic-agent"
+        } else {
+            hostname
+        },
+    );
     params.distinguished_name = dn;
     params.subject_alt_names = vec![rcgen::SanType::IpAddress(ip)];
     let now = time::OffsetDateTime::now_utc();
@@ -65,7 +72,11 @@ pub fn generate_cert(ip: IpAddr, hostname: &str) -> Result<AutoCert, TlsError> {
     serial[0] &= 0x7f;
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     let cert = params.self_signed(&key)?;
-    Ok(AutoCert { pem: cert.pem(), cert_der: cert.der().clone(), key_der: key.serialize_der() })
+    Ok(AutoCert {
+        pem: cert.pem(),
+        cert_der: cert.der().clone(),
+        key_der: key.serialize_der(),
+    })
 }
 
 /// The ring provider with TLS 1.2 limited to ECDHE + AES-GCM (IPA's cipher list).
@@ -93,7 +104,10 @@ fn versions(min: &str) -> Result<&'static [&'static rustls::SupportedProtocolVer
 }
 
 /// Server context for `cert`, accepting TLS versions from `min_version` (`1.2` or `1.3`) up.
-pub fn server_config(cert: &AutoCert, min_version: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub fn server_config(
+    cert: &AutoCert,
+    min_version: &str,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_der.clone()));
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_protocol_versions(versions(min_version)?)?
@@ -123,7 +137,10 @@ pub fn client_config(
         let native = rustls_native_certs::load_native_certs();
         roots.add_parsable_certificates(native.certs);
         if let Some(path) = cafile {
-            let ca_err = |message: String| TlsError::CaFile { path: path.display().to_string(), message };
+            let ca_err = |message: String| TlsError::CaFile {
+                path: path.display().to_string(),
+                message,
+            };
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
                 .map_err(|e| ca_err(e.to_string()))?
                 .collect::<Result<_, _>>()
@@ -162,7 +179,12 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -171,7 +193,12 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -202,7 +229,11 @@ mod tests {
         let name = ServerName::IpAddress(ip.into());
         verifier.verify_server_cert(&c.cert_der, &[], &name, &[], UnixTime::now())?;
         let other = ServerName::IpAddress("192.0.2.11".parse::<IpAddr>()?.into());
-        assert!(verifier.verify_server_cert(&c.cert_der, &[], &other, &[], UnixTime::now()).is_err());
+        assert!(
+            verifier
+                .verify_server_cert(&c.cert_der, &[], &other, &[], UnixTime::now())
+                .is_err()
+        );
         Ok(())
     }
 

@@ -55,13 +55,18 @@ fn create_node(shim: &Shim, name: &str, state: &str) -> anyhow::Result<()> {
 }
 
 fn dii<'a>(node: &'a Value, key: &str) -> Option<&'a Value> {
-    node.get("driver_internal_info").and_then(|d| d.get(key)).filter(|v| !v.is_null())
+    node.get("driver_internal_info")
+        .and_then(|d| d.get(key))
+        .filter(|v| !v.is_null())
 }
 
 #[test]
 fn inspection_lookup_heartbeats_and_shim_driven_commands() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let shim = Shim::start(dir.path(), &["--no-require-tls", "--heartbeat-timeout", "4"])?;
+    let shim = Shim::start(
+        dir.path(),
+        &["--no-require-tls", "--heartbeat-timeout", "4"],
+    )?;
     create_node(&shim, "n1", "inspect wait")?;
     install_plugin(dir.path(), "agent")?;
     let port = free_port();
@@ -74,52 +79,113 @@ fn inspection_lookup_heartbeats_and_shim_driven_commands() -> anyhow::Result<()>
         dir.path(),
         "agent",
         &cmdline,
-        &["--listen", &format!("127.0.0.1:{port}"), "--advertise-host", "127.0.0.1", "--no-auto-tls"],
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--advertise-host",
+            "127.0.0.1",
+            "--no-auto-tls",
+        ],
     )?;
 
     // Inspection stored, node moved on.
     let n = wait_for(T, "inspection data in the shim", || {
-        node(&shim, "n1").ok().filter(|n| n.get("inventory").is_some_and(|i| !i.is_null()))
+        node(&shim, "n1")
+            .ok()
+            .filter(|n| n.get("inventory").is_some_and(|i| !i.is_null()))
     })?;
     let inv = &n["inventory"];
-    assert_eq!(n["provision_state"], "manageable", "inspect wait → manageable");
+    assert_eq!(
+        n["provision_state"], "manageable",
+        "inspect wait → manageable"
+    );
     let macs = host_macs()?;
-    let reported: Vec<&str> =
-        inv["interfaces"].as_array().into_iter().flatten().filter_map(|i| i["mac_address"].as_str()).collect();
+    let reported: Vec<&str> = inv["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["mac_address"].as_str())
+        .collect();
     for m in &macs {
-        assert!(reported.contains(&m.as_str()), "inventory lacks NIC {m}: {reported:?}");
+        assert!(
+            reported.contains(&m.as_str()),
+            "inventory lacks NIC {m}: {reported:?}"
+        );
     }
     let cpus = std::thread::available_parallelism()?.get() as u64;
     assert_eq!(inv["cpu"]["count"].as_u64(), Some(cpus));
     assert_eq!(inv["cpu"]["architecture"], std::env::consts::ARCH);
     assert!(inv["memory"]["total"].as_u64().unwrap_or(0) > 0);
-    assert_eq!(inv["hostname"], "acme-override", "the level-3 plug-in must win get_hostname");
-    assert_eq!(inv["boot"]["current_boot_mode"], if Path::new("/sys/firmware/efi").exists() { "uefi" } else { "bios" });
+    assert_eq!(
+        inv["hostname"], "acme-override",
+        "the level-3 plug-in must win get_hostname"
+    );
+    assert_eq!(
+        inv["boot"]["current_boot_mode"],
+        if Path::new("/sys/firmware/efi").exists() {
+            "uefi"
+        } else {
+            "bios"
+        }
+    );
     let data = &n["inspection_data"];
-    assert_eq!(data["configuration"]["collectors"], json!(["default", "logs"]));
-    assert!(data["logs"].as_str().is_some_and(|l| l.len() > 100), "logs collector output missing");
+    assert_eq!(
+        data["configuration"]["collectors"],
+        json!(["default", "logs"])
+    );
+    assert!(
+        data["logs"].as_str().is_some_and(|l| l.len() > 100),
+        "logs collector output missing"
+    );
     assert!(data["error"].is_null());
 
     // Lookup done, heartbeats arriving with the right body (the shim validates token,
     // agent_version and callback_url before accepting).
     let n = wait_for(T, "three heartbeats", || {
-        node(&shim, "n1").ok().filter(|n| dii(n, "agent_heartbeat_count").and_then(Value::as_u64).unwrap_or(0) >= 3)
+        node(&shim, "n1").ok().filter(|n| {
+            dii(n, "agent_heartbeat_count")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                >= 3
+        })
     })?;
-    assert_eq!(dii(&n, "agent_url"), Some(&json!(format!("http://127.0.0.1:{port}"))));
-    assert_eq!(dii(&n, "agent_version"), Some(&json!(env!("CARGO_PKG_VERSION"))));
+    assert_eq!(
+        dii(&n, "agent_url"),
+        Some(&json!(format!("http://127.0.0.1:{port}")))
+    );
+    assert_eq!(
+        dii(&n, "agent_version"),
+        Some(&json!(env!("CARGO_PKG_VERSION")))
+    );
     assert!(dii(&n, "agent_last_heartbeat").is_some());
-    assert!(dii(&n, "agent_verify_ca").is_none(), "no certificate without auto-TLS");
+    assert!(
+        dii(&n, "agent_verify_ca").is_none(),
+        "no certificate without auto-TLS"
+    );
 
     // The shim drives get_deploy_steps on the next heartbeat in DEPLOYWAIT.
     shim.cli(&["node", "set-state", "n1", "wait call-back"], true)?;
     let n = wait_for(T, "cached deploy steps", || {
-        node(&shim, "n1").ok().filter(|n| dii(n, "agent_cached_deploy_steps").is_some())
+        node(&shim, "n1")
+            .ok()
+            .filter(|n| dii(n, "agent_cached_deploy_steps").is_some())
     })?;
-    let steps = dii(&n, "agent_cached_deploy_steps").cloned().unwrap_or_default();
-    let deploy: Vec<&str> =
-        steps["deploy"].as_array().into_iter().flatten().filter_map(|s| s["step"].as_str()).collect();
-    assert!(deploy.contains(&"slow_step"), "plug-in step missing from {steps}");
-    let versions = dii(&n, "hardware_manager_version").cloned().unwrap_or_default();
+    let steps = dii(&n, "agent_cached_deploy_steps")
+        .cloned()
+        .unwrap_or_default();
+    let deploy: Vec<&str> = steps["deploy"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    assert!(
+        deploy.contains(&"slow_step"),
+        "plug-in step missing from {steps}"
+    );
+    let versions = dii(&n, "hardware_manager_version")
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(versions["generic_hardware_manager"], "1.2");
     assert_eq!(versions["acme_hardware_manager"], "2.1");
 
@@ -133,11 +199,20 @@ fn inspection_lookup_heartbeats_and_shim_driven_commands() -> anyhow::Result<()>
     let params = json!({"step": {"step": "slow_step", "interface": "deploy", "priority": 0},
                         "node": {"uuid": n["uuid"]}, "ports": [],
                         "deploy_version": versions});
-    let r = shim.cli_json(&["agent", "n1", "deploy.execute_deploy_step", "--params", &params.to_string()])?;
+    let r = shim.cli_json(&[
+        "agent",
+        "n1",
+        "deploy.execute_deploy_step",
+        "--params",
+        &params.to_string(),
+    ])?;
     assert_eq!(r["command_status"], "RUNNING", "{r}");
     let busy = shim.cli(&["agent", "n1", "poll.get_hardware_info", "--wait"], true);
     let text = format!("{busy:?}");
-    assert!(busy.is_err() && text.to_lowercase().contains("busy"), "expected busy, got {text}");
+    assert!(
+        busy.is_err() && text.to_lowercase().contains("busy"),
+        "expected busy, got {text}"
+    );
     let done = wait_for(T, "the step to finish", || {
         let c = shim.cli_json(&["commands", "n1"]).ok()?;
         let list = c.get("commands").cloned().unwrap_or(c);
@@ -151,12 +226,21 @@ fn inspection_lookup_heartbeats_and_shim_driven_commands() -> anyhow::Result<()>
 
     // Without or with a wrong token: 401 in IPA's shape.
     let base = format!("http://127.0.0.1:{port}");
-    for url in [format!("{base}/v1/commands/"), format!("{base}/v1/commands/?agent_token=wrong")] {
+    for url in [
+        format!("{base}/v1/commands/"),
+        format!("{base}/v1/commands/?agent_token=wrong"),
+    ] {
         let (status, body) = http_get(&url)?;
         assert_eq!(status, 401);
-        assert_eq!(body, json!({"faultcode": "Client", "faultstring": "401 Unauthorized: Token invalid."}));
+        assert_eq!(
+            body,
+            json!({"faultcode": "Client", "faultstring": "401 Unauthorized: Token invalid."})
+        );
     }
-    let (status, _) = http_post(&format!("{base}/v1/commands/?agent_token=wrong"), r#"{"name":"standby.sync","params":{}}"#)?;
+    let (status, _) = http_post(
+        &format!("{base}/v1/commands/?agent_token=wrong"),
+        r#"{"name":"standby.sync","params":{}}"#,
+    )?;
     assert_eq!(status, 401);
     drop(agent);
     Ok(())
@@ -168,9 +252,18 @@ fn api_contract_without_conductor() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let token = "e2e-token-0123456789abcdefghijklmnopqrstuv";
     let port = free_port();
-    let _agent = start_agent(dir.path(), "solo", &format!("ipa-agent-token={token}"), &["--listen", &format!("127.0.0.1:{port}")])?;
+    let _agent = start_agent(
+        dir.path(),
+        "solo",
+        &format!("ipa-agent-token={token}"),
+        &["--listen", &format!("127.0.0.1:{port}")],
+    )?;
     let base = format!("http://127.0.0.1:{port}");
-    wait_for(T, "the agent API", || http_get(&format!("{base}/v1/status")).ok().filter(|(s, _)| *s == 200))?;
+    wait_for(T, "the agent API", || {
+        http_get(&format!("{base}/v1/status"))
+            .ok()
+            .filter(|(s, _)| *s == 200)
+    })?;
 
     let (s, status) = http_get(&format!("{base}/v1/status"))?;
     assert_eq!(s, 200);
@@ -179,7 +272,9 @@ fn api_contract_without_conductor() -> anyhow::Result<()> {
     for path in ["/", "/v1", "/v1/", "/status"] {
         assert_eq!(http_get(&format!("{base}{path}"))?.0, 200, "{path}");
     }
-    let cmd = |q: &str, body: &str| http_post(&format!("{base}/v1/commands/?agent_token={token}{q}"), body);
+    let cmd = |q: &str, body: &str| {
+        http_post(&format!("{base}/v1/commands/?agent_token={token}{q}"), body)
+    };
     let fault = |v: &Value| v["faultstring"].as_str().unwrap_or_default().to_string();
 
     // Token is checked before the body.
@@ -188,23 +283,53 @@ fn api_contract_without_conductor() -> anyhow::Result<()> {
     let (s, v) = cmd("", "not json")?;
     assert_eq!(s, 400);
     assert_eq!(v["faultcode"], "Client");
-    assert!(fault(&v).starts_with("400 Bad Request: Failed to decode JSON object"), "{v}");
+    assert!(
+        fault(&v).starts_with("400 Bad Request: Failed to decode JSON object"),
+        "{v}"
+    );
     let (s, v) = cmd("", r#"{"name": "standby.sync"}"#)?;
-    assert_eq!((s, fault(&v)), (400, "400 Bad Request: Missing or invalid name or params".into()));
+    assert_eq!(
+        (s, fault(&v)),
+        (
+            400,
+            "400 Bad Request: Missing or invalid name or params".into()
+        )
+    );
     let (s, v) = cmd("", r#"{"name": "nodot", "params": {}}"#)?;
-    assert_eq!((s, fault(&v)), (400, "Invalid command: Command name must be of the form <extension>.<name>".into()));
+    assert_eq!(
+        (s, fault(&v)),
+        (
+            400,
+            "Invalid command: Command name must be of the form <extension>.<name>".into()
+        )
+    );
     let (s, v) = cmd("", r#"{"name": "nope.x", "params": {}}"#)?;
-    assert_eq!((s, fault(&v)), (404, "Not found: Extension with id nope not found.".into()));
+    assert_eq!(
+        (s, fault(&v)),
+        (404, "Not found: Extension with id nope not found.".into())
+    );
     let (s, v) = cmd("", r#"{"name": "standby.cache_image", "params": {}}"#)?;
-    assert_eq!((s, fault(&v)), (400, "Invalid command: Unknown command: cache_image".into()));
-    let (s, v) = cmd("", r#"{"name": "clean.get_clean_steps", "params": {"node": "x"}}"#)?;
+    assert_eq!(
+        (s, fault(&v)),
+        (400, "Invalid command: Unknown command: cache_image".into())
+    );
+    let (s, v) = cmd(
+        "",
+        r#"{"name": "clean.get_clean_steps", "params": {"node": "x"}}"#,
+    )?;
     assert_eq!(s, 400);
     assert!(fault(&v).starts_with("Invalid command parameters"), "{v}");
 
     // Sync command through both URL forms; results listed in order with five keys.
     let (s, v) = cmd("&wait=true", r#"{"name": "standby.sync", "params": {}}"#)?;
-    assert_eq!((s, v["command_status"].clone(), v["command_name"].clone()), (200, json!("SUCCEEDED"), json!("sync")));
-    let (s, v2) = http_post(&format!("{base}/commands?agent_token={token}"), r#"{"name": "poll.get_node_info", "params": {}}"#)?;
+    assert_eq!(
+        (s, v["command_status"].clone(), v["command_name"].clone()),
+        (200, json!("SUCCEEDED"), json!("sync"))
+    );
+    let (s, v2) = http_post(
+        &format!("{base}/commands?agent_token={token}"),
+        r#"{"name": "poll.get_node_info", "params": {}}"#,
+    )?;
     assert_eq!(s, 200, "{v2}");
     let (s, list) = http_get(&format!("{base}/v1/commands?agent_token={token}"))?;
     assert_eq!(s, 200);
@@ -213,34 +338,63 @@ fn api_contract_without_conductor() -> anyhow::Result<()> {
     assert_eq!(list[0]["id"], v["id"]);
     assert_eq!(list[0].as_object().map(|o| o.len()), Some(5));
     let id = v["id"].as_str().unwrap_or_default();
-    assert_eq!(http_get(&format!("{base}/v1/commands/{id}?agent_token={token}&wait=true"))?.1["id"], v["id"]);
+    assert_eq!(
+        http_get(&format!(
+            "{base}/v1/commands/{id}?agent_token={token}&wait=true"
+        ))?
+        .1["id"],
+        v["id"]
+    );
     let (s, v) = http_get(&format!("{base}/v1/commands/abc?agent_token={token}"))?;
-    assert_eq!((s, fault(&v)), (404, "Not found: Command Result with id abc not found.".into()));
+    assert_eq!(
+        (s, fault(&v)),
+        (
+            404,
+            "Not found: Command Result with id abc not found.".into()
+        )
+    );
 
     // Power commands go through the Power trait (recorded here, never performed).
     let (s, v) = cmd("", r#"{"name": "standby.power_off", "params": {}}"#)?;
     assert_eq!((s, v["command_status"].clone()), (200, json!("RUNNING")));
     let rec = dir.path().join("solo.power");
-    wait_for(T, "the recorded power action", || std::fs::read_to_string(&rec).ok().filter(|s| s == "poweroff\n"))?;
+    wait_for(T, "the recorded power action", || {
+        std::fs::read_to_string(&rec)
+            .ok()
+            .filter(|s| s == "poweroff\n")
+    })?;
 
     // Log bundle: base64 tar.gz with the agent's own log.
-    let (s, v) = cmd("&wait=true", r#"{"name": "log.collect_system_logs", "params": {}}"#)?;
+    let (s, v) = cmd(
+        "&wait=true",
+        r#"{"name": "log.collect_system_logs", "params": {}}"#,
+    )?;
     assert_eq!(s, 200);
-    let b64 = v["command_result"]["system_logs"].as_str().unwrap_or_default();
+    let b64 = v["command_result"]["system_logs"]
+        .as_str()
+        .unwrap_or_default();
     use base64::Engine;
     let tgz = base64::engine::general_purpose::STANDARD.decode(b64)?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tgz.as_slice()));
     let names: Vec<String> = archive
         .entries()?
-        .filter_map(|e| e.ok().and_then(|e| e.path().ok().map(|p| p.display().to_string())))
+        .filter_map(|e| {
+            e.ok()
+                .and_then(|e| e.path().ok().map(|p| p.display().to_string()))
+        })
         .collect();
     assert!(names.contains(&"ironic-agent.log".to_string()), "{names:?}");
     assert!(names.contains(&"inventory.json".to_string()), "{names:?}");
 
     // Other methods: 405 in fault shape; unknown paths 404.
-    let resp = e2e_tests::client().delete(format!("{base}/v1/commands/")).send()?;
+    let resp = e2e_tests::client()
+        .delete(format!("{base}/v1/commands/"))
+        .send()?;
     assert_eq!(resp.status().as_u16(), 405);
-    assert_eq!(serde_json::from_str::<Value>(&resp.text()?)?["faultcode"], "Client");
+    assert_eq!(
+        serde_json::from_str::<Value>(&resp.text()?)?["faultcode"],
+        "Client"
+    );
     assert_eq!(http_get(&format!("{base}/v2/nothing"))?.0, 404);
     Ok(())
 }
@@ -253,18 +407,42 @@ fn auto_tls_end_to_end() -> anyhow::Result<()> {
     create_node(&shim, "tls1", "wait call-back")?;
     let port = free_port();
     let cmdline = format!("ipa-api-url={} ipa-lookup-timeout=30", shim.url);
-    let _agent = start_agent(dir.path(), "tlsagent", &cmdline, &["--listen", &format!("127.0.0.1:{port}"), "--advertise-host", "127.0.0.1"])?;
+    let _agent = start_agent(
+        dir.path(),
+        "tlsagent",
+        &cmdline,
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--advertise-host",
+            "127.0.0.1",
+        ],
+    )?;
     let n = wait_for(T, "an https heartbeat and cached deploy steps", || {
-        node(&shim, "tls1").ok().filter(|n| dii(n, "agent_cached_deploy_steps").is_some())
+        node(&shim, "tls1")
+            .ok()
+            .filter(|n| dii(n, "agent_cached_deploy_steps").is_some())
     })?;
-    assert_eq!(dii(&n, "agent_url"), Some(&json!(format!("https://127.0.0.1:{port}"))));
-    let pem = dii(&n, "agent_verify_ca").and_then(Value::as_str).unwrap_or_default();
-    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "agent_verify_ca: {pem}");
+    assert_eq!(
+        dii(&n, "agent_url"),
+        Some(&json!(format!("https://127.0.0.1:{port}")))
+    );
+    let pem = dii(&n, "agent_verify_ca")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    assert!(
+        pem.starts_with("-----BEGIN CERTIFICATE-----"),
+        "agent_verify_ca: {pem}"
+    );
     // The shim talks TLS to the agent, trusting only that certificate.
     let r = shim.cli_json(&["agent", "tls1", "poll.get_hardware_info", "--wait"])?;
     assert_eq!(r["command_status"], "SUCCEEDED");
     // Plain HTTP is not served.
-    assert!(http_get(&format!("http://127.0.0.1:{port}/v1/status")).map(|(s, _)| s != 200).unwrap_or(true));
+    assert!(
+        http_get(&format!("http://127.0.0.1:{port}/v1/status"))
+            .map(|(s, _)| s != 200)
+            .unwrap_or(true)
+    );
     Ok(())
 }
 
@@ -275,10 +453,29 @@ fn plain_http_agent_is_rejected_by_a_tls_requiring_conductor() -> anyhow::Result
     create_node(&shim, "n2", "wait call-back")?;
     let cmdline = format!("ipa-api-url={} ipa-lookup-timeout=30", shim.url);
     let port = free_port();
-    let agent = start_agent(dir.path(), "plain", &cmdline, &["--listen", &format!("127.0.0.1:{port}"), "--advertise-host", "127.0.0.1", "--no-auto-tls"])?;
-    wait_for(T, "the agent to report the refusal", || agent.output().contains("TLS is required by configuration").then_some(()))?;
+    let agent = start_agent(
+        dir.path(),
+        "plain",
+        &cmdline,
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--advertise-host",
+            "127.0.0.1",
+            "--no-auto-tls",
+        ],
+    )?;
+    wait_for(T, "the agent to report the refusal", || {
+        agent
+            .output()
+            .contains("TLS is required by configuration")
+            .then_some(())
+    })?;
     let n = node(&shim, "n2")?;
-    assert!(dii(&n, "agent_url").is_none(), "an http callback must not be recorded");
+    assert!(
+        dii(&n, "agent_url").is_none(),
+        "an http callback must not be recorded"
+    );
     Ok(())
 }
 
@@ -289,11 +486,21 @@ fn lookup_gives_up_when_the_conductor_is_down() -> anyhow::Result<()> {
     let mut agent = start_agent(
         dir.path(),
         "orphan",
-        &format!("ipa-api-url=http://127.0.0.1:{dead} ipa-lookup-timeout=3 ipa-lookup-interval=0.5"),
+        &format!(
+            "ipa-api-url=http://127.0.0.1:{dead} ipa-lookup-timeout=3 ipa-lookup-interval=0.5"
+        ),
         &["--listen", &format!("127.0.0.1:{}", free_port())],
     )?;
     let code = agent.wait_exit(Duration::from_secs(30))?;
-    assert_ne!(code, Some(0), "the agent must exit non-zero when lookup fails");
-    assert!(agent.output().contains("lookup failed"), "{}", agent.output());
+    assert_ne!(
+        code,
+        Some(0),
+        "the agent must exit non-zero when lookup fails"
+    );
+    assert!(
+        agent.output().contains("lookup failed"),
+        "{}",
+        agent.output()
+    );
     Ok(())
 }

@@ -26,7 +26,10 @@ struct Fault<'a> {
 impl ApiError {
     /// An error with `status` and text.
     pub fn new(status: StatusCode, faultstring: impl Into<String>) -> Self {
-        ApiError { status, faultstring: faultstring.into() }
+        ApiError {
+            status,
+            faultstring: faultstring.into(),
+        }
     }
 
     /// 401 for a missing or wrong token.
@@ -36,14 +39,24 @@ impl ApiError {
 
     /// 400 for a body that is not what the route expects.
     pub fn bad_request(detail: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, format!("400 Bad Request: {detail}"))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            format!("400 Bad Request: {detail}"),
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let faultcode = if self.status.is_server_error() { "Server" } else { "Client" };
-        let body = Fault { faultcode, faultstring: &self.faultstring };
+        let faultcode = if self.status.is_server_error() {
+            "Server"
+        } else {
+            "Client"
+        };
+        let body = Fault {
+            faultcode,
+            faultstring: &self.faultstring,
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -51,15 +64,16 @@ impl IntoResponse for ApiError {
 impl From<DispatchError> for ApiError {
     fn from(e: DispatchError) -> Self {
         let status = match &e {
-            DispatchError::Lookup(LookupError::UnknownExtension(_)) | DispatchError::NotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            DispatchError::Lookup(LookupError::UnknownExtension(_))
+            | DispatchError::NotFound(_) => StatusCode::NOT_FOUND,
             DispatchError::Lookup(_) => StatusCode::BAD_REQUEST,
             DispatchError::InvalidParams(_) => StatusCode::BAD_REQUEST,
             DispatchError::Busy(_) => StatusCode::CONFLICT,
         };
         let text = match &e {
-            DispatchError::InvalidParams(ce) => format!("Invalid command parameters: {}", ce.details),
+            DispatchError::InvalidParams(ce) => {
+                format!("Invalid command parameters: {}", ce.details)
+            }
             other => other.to_string(),
         };
         ApiError::new(status, text)

@@ -77,7 +77,10 @@ async fn method_not_allowed() -> ApiError {
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let client = client_ip(req.headers(), req.extensions().get::<ConnectInfo<std::net::SocketAddr>>());
+    let client = client_ip(
+        req.headers(),
+        req.extensions().get::<ConnectInfo<std::net::SocketAddr>>(),
+    );
     let start = Instant::now();
     let resp = next.run(req).await;
     info!(
@@ -88,20 +91,33 @@ async fn log_request(req: Request, next: Next) -> Response {
 }
 
 fn client_ip(headers: &HeaderMap, peer: Option<&ConnectInfo<std::net::SocketAddr>>) -> String {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     if let Some(xff) = header("x-forwarded-for")
-        && let Some(first) = xff.split(',').next().map(str::trim).filter(|s| !s.is_empty())
+        && let Some(first) = xff
+            .split(',')
+            .next()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
     {
         return first.to_string();
     }
     if let Some(real) = header("x-real-ip").filter(|s| !s.is_empty()) {
         return real.to_string();
     }
-    peer.map(|p| p.0.ip().to_string()).unwrap_or_else(|| "-".into())
+    peer.map(|p| p.0.ip().to_string())
+        .unwrap_or_else(|| "-".into())
 }
 
 fn root_url(state: &ApiState, headers: &HeaderMap) -> String {
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
     format!("{}://{host}", state.scheme)
 }
 
@@ -121,14 +137,21 @@ async fn status(State(s): State<ApiState>) -> Json<Value> {
 }
 
 fn query_map(raw: Option<String>) -> HashMap<String, String> {
-    raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+    raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
 }
 
 /// The token check: the query parameter `agent_token` must equal the held token (compared in
 /// constant time). Holding no token refuses everything, as IPA does.
 fn authorize(state: &ApiState, query: &HashMap<String, String>) -> Result<(), ApiError> {
-    let held = state.executor.context().token().ok_or_else(ApiError::unauthorized)?;
-    let given = query.get("agent_token").ok_or_else(ApiError::unauthorized)?;
+    let held = state
+        .executor
+        .context()
+        .token()
+        .ok_or_else(ApiError::unauthorized)?;
+    let given = query
+        .get("agent_token")
+        .ok_or_else(ApiError::unauthorized)?;
     if bool::from(held.as_bytes().ct_eq(given.as_bytes())) {
         Ok(())
     } else {
@@ -137,10 +160,15 @@ fn authorize(state: &ApiState, query: &HashMap<String, String>) -> Result<(), Ap
 }
 
 fn wants_wait(query: &HashMap<String, String>) -> bool {
-    query.get("wait").is_some_and(|w| w.eq_ignore_ascii_case("true"))
+    query
+        .get("wait")
+        .is_some_and(|w| w.eq_ignore_ascii_case("true"))
 }
 
-async fn list_commands(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn list_commands(
+    State(s): State<ApiState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     authorize(&s, &query_map(q))?;
     Ok(Json(json!({ "commands": s.executor.list() })))
 }
@@ -168,17 +196,22 @@ async fn run_command(
 ) -> Result<impl IntoResponse, ApiError> {
     let q = query_map(q);
     authorize(&s, &q)?;
-    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("413 Request Entity Too Large: body over {MAX_BODY_BYTES} bytes ({e})"),
-        )
-    })?;
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("413 Request Entity Too Large: body over {MAX_BODY_BYTES} bytes ({e})"),
+            )
+        })?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("Failed to decode JSON object: {e}")))?;
     let request: CommandRequest = serde_json::from_value(value)
         .map_err(|_| ApiError::bad_request("Missing or invalid name or params"))?;
-    let result = s.executor.execute(&request.name, request.params, wants_wait(&q)).await?;
+    let result = s
+        .executor
+        .execute(&request.name, request.params, wants_wait(&q))
+        .await?;
     Ok(Json(result))
 }
 

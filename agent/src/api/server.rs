@@ -53,7 +53,9 @@ pub async fn serve(listener: TcpListener, app: Router, tls: Option<Arc<rustls::S
                 .max_buf_size(MAX_HEADER_BYTES);
             let result = match acceptor {
                 Some(acceptor) => {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
                         Ok(Ok(tls)) => builder.serve_connection(TokioIo::new(tls), service).await,
                         Ok(Err(e)) => {
                             debug!(%peer, error = %e, "TLS handshake failed");
@@ -65,7 +67,11 @@ pub async fn serve(listener: TcpListener, app: Router, tls: Option<Arc<rustls::S
                         }
                     }
                 }
-                None => builder.serve_connection(TokioIo::new(stream), service).await,
+                None => {
+                    builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                }
             };
             if let Err(e) = result {
                 debug!(%peer, error = %e, "connection ended with an error");

@@ -32,36 +32,68 @@ impl HardwareManager for Minimal {
 
 fn app(dir: &std::path::Path) -> anyhow::Result<axum::Router> {
     let flags = Flags::parse_from(["ironic-agent"]);
-    let config = Config::from_parts(&flags, KernelParams::parse(&format!("ipa-agent-token={TOKEN}")))?;
+    let config = Config::from_parts(
+        &flags,
+        KernelParams::parse(&format!("ipa-agent-token={TOKEN}")),
+    )?;
     let chain = Chain::new(vec![Arc::new(Minimal) as Arc<dyn HardwareManager>])?;
     let power = Arc::new(RecordingPower::new(&dir.join("power")));
-    let ctx = Arc::new(AgentContext::new(config, chain, power, LogBuffer::new(1024)));
+    let ctx = Arc::new(AgentContext::new(
+        config,
+        chain,
+        power,
+        LogBuffer::new(1024),
+    ));
     let mut registry = crate::commands::registry();
     add_test_commands(&mut registry);
     let executor = Arc::new(Executor::new(registry, ctx));
-    Ok(router(ApiState { executor, scheme: "http" }))
+    Ok(router(ApiState {
+        executor,
+        scheme: "http",
+    }))
 }
 
 fn add_test_commands(r: &mut Registry) {
-    r.register("test", "echo", Mode::Sync, None, |_, p| Ok(CommandOutput::Json(json!({"echoed": p.get("x")}))));
-    r.register("test", "text", Mode::Async, None, |_, _| Ok(CommandOutput::Text("done".into())));
+    r.register("test", "echo", Mode::Sync, None, |_, p| {
+        Ok(CommandOutput::Json(json!({"echoed": p.get("x")})))
+    });
+    r.register("test", "text", Mode::Async, None, |_, _| {
+        Ok(CommandOutput::Text("done".into()))
+    });
     r.register("test", "slow", Mode::Async, None, |_, p| {
         let ms = p.get("ms").and_then(Value::as_u64).unwrap_or(300);
         std::thread::sleep(Duration::from_millis(ms));
         Ok(CommandOutput::Json(Value::Null))
     });
-    r.register("test", "fail", Mode::Async, None, |_, _| Err(CommandError::execution("async plain fail")));
-    r.register("test", "boom", Mode::Async, None, |_, _| -> Result<CommandOutput, CommandError> {
-        panic!("handler bug")
+    r.register("test", "fail", Mode::Async, None, |_, _| {
+        Err(CommandError::execution("async plain fail"))
     });
+    r.register(
+        "test",
+        "boom",
+        Mode::Async,
+        None,
+        |_, _| -> Result<CommandOutput, CommandError> { panic!("handler bug") },
+    );
 }
 
-async fn call(app: &axum::Router, method: &str, uri: &str, body: &str) -> anyhow::Result<(StatusCode, Value)> {
-    let req = Request::builder().method(method).uri(uri).body(Body::from(body.to_string()))?;
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: &str,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body.to_string()))?;
     let resp = app.clone().oneshot(req).await?;
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await?;
-    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
 }
 
 fn post_uri(extra: &str) -> String {
@@ -72,16 +104,34 @@ fn post_uri(extra: &str) -> String {
 async fn sync_async_and_text_results() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let app = app(dir.path())?;
-    let (s, v) = call(&app, "POST", &post_uri("&wait=true"), r#"{"name":"test.echo","params":{"x":42}}"#).await?;
+    let (s, v) = call(
+        &app,
+        "POST",
+        &post_uri("&wait=true"),
+        r#"{"name":"test.echo","params":{"x":42}}"#,
+    )
+    .await?;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["command_name"], "echo");
     assert_eq!(v["command_status"], "SUCCEEDED");
     assert_eq!(v["command_result"], json!({"echoed": 42}));
 
-    let (_, v) = call(&app, "POST", &post_uri("&wait=TRUE"), r#"{"name":"test.text","params":{}}"#).await?;
+    let (_, v) = call(
+        &app,
+        "POST",
+        &post_uri("&wait=TRUE"),
+        r#"{"name":"test.text","params":{}}"#,
+    )
+    .await?;
     assert_eq!(v["command_result"], json!({"result": "text: done"}));
 
-    let (_, v) = call(&app, "POST", &post_uri("&wait=true"), r#"{"name":"test.fail","params":{}}"#).await?;
+    let (_, v) = call(
+        &app,
+        "POST",
+        &post_uri("&wait=true"),
+        r#"{"name":"test.fail","params":{}}"#,
+    )
+    .await?;
     assert_eq!(v["command_status"], "FAILED");
     assert_eq!(v["command_error"]["type"], "CommandExecutionError");
     assert_eq!(v["command_error"]["details"], "async plain fail");
@@ -92,23 +142,50 @@ async fn sync_async_and_text_results() -> anyhow::Result<()> {
 async fn one_command_at_a_time() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let app = app(dir.path())?;
-    let (s, v) = call(&app, "POST", &post_uri("&wait=false"), r#"{"name":"test.slow","params":{"ms":400}}"#).await?;
-    assert_eq!((s, v["command_status"].clone()), (StatusCode::OK, json!("RUNNING")));
+    let (s, v) = call(
+        &app,
+        "POST",
+        &post_uri("&wait=false"),
+        r#"{"name":"test.slow","params":{"ms":400}}"#,
+    )
+    .await?;
+    assert_eq!(
+        (s, v["command_status"].clone()),
+        (StatusCode::OK, json!("RUNNING"))
+    );
     let id = v["id"].as_str().unwrap_or_default().to_string();
 
-    for body in [r#"{"name":"test.echo","params":{}}"#, r#"{"name":"test.slow","params":{}}"#] {
+    for body in [
+        r#"{"name":"test.echo","params":{}}"#,
+        r#"{"name":"test.slow","params":{}}"#,
+    ] {
         let (s, v) = call(&app, "POST", &post_uri(""), body).await?;
         assert_eq!(s, StatusCode::CONFLICT);
-        assert_eq!(v, json!({"faultcode": "Client", "faultstring": "Agent is busy: executing command slow"}));
+        assert_eq!(
+            v,
+            json!({"faultcode": "Client", "faultstring": "Agent is busy: executing command slow"})
+        );
     }
     // Nothing was stored for the refused commands.
     let (_, list) = call(&app, "GET", &post_uri(""), "").await?;
     assert_eq!(list["commands"].as_array().map(Vec::len), Some(1));
 
-    let (_, v) = call(&app, "GET", &format!("/v1/commands/{id}?agent_token={TOKEN}&wait=true"), "").await?;
+    let (_, v) = call(
+        &app,
+        "GET",
+        &format!("/v1/commands/{id}?agent_token={TOKEN}&wait=true"),
+        "",
+    )
+    .await?;
     assert_eq!(v["command_status"], "SUCCEEDED");
     assert_eq!(v["command_result"], Value::Null);
-    let (s, _) = call(&app, "POST", &post_uri("&wait=true"), r#"{"name":"test.echo","params":{}}"#).await?;
+    let (s, _) = call(
+        &app,
+        "POST",
+        &post_uri("&wait=true"),
+        r#"{"name":"test.echo","params":{}}"#,
+    )
+    .await?;
     assert_eq!(s, StatusCode::OK);
     Ok(())
 }
@@ -117,15 +194,33 @@ async fn one_command_at_a_time() -> anyhow::Result<()> {
 async fn a_crashing_handler_fails_the_command_not_the_agent() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let app = app(dir.path())?;
-    let (_, v) = call(&app, "POST", &post_uri("&wait=false"), r#"{"name":"test.boom","params":{}}"#).await?;
+    let (_, v) = call(
+        &app,
+        "POST",
+        &post_uri("&wait=false"),
+        r#"{"name":"test.boom","params":{}}"#,
+    )
+    .await?;
     let id = v["id"].as_str().unwrap_or_default().to_string();
-    let (_, v) = call(&app, "GET", &format!("/v1/commands/{id}?agent_token={TOKEN}&wait=true"), "").await?;
+    let (_, v) = call(
+        &app,
+        "GET",
+        &format!("/v1/commands/{id}?agent_token={TOKEN}&wait=true"),
+        "",
+    )
+    .await?;
     assert_eq!(v["command_status"], "FAILED");
     assert_eq!(v["command_error"]["type"], "CommandExecutionError");
     let (s, list) = call(&app, "GET", &post_uri(""), "").await?;
     assert_eq!(s, StatusCode::OK, "listing must keep working after a crash");
     assert_eq!(list["commands"][0]["command_status"], "FAILED");
-    let (s, _) = call(&app, "POST", &post_uri("&wait=true"), r#"{"name":"test.echo","params":{}}"#).await?;
+    let (s, _) = call(
+        &app,
+        "POST",
+        &post_uri("&wait=true"),
+        r#"{"name":"test.echo","params":{}}"#,
+    )
+    .await?;
     assert_eq!(s, StatusCode::OK, "the agent is not stuck busy");
     Ok(())
 }
@@ -134,8 +229,17 @@ async fn a_crashing_handler_fails_the_command_not_the_agent() -> anyhow::Result<
 async fn version_mismatch_and_step_shapes() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let app = app(dir.path())?;
-    let (_, v) = call(&app, "POST", &post_uri("&wait=true"), r#"{"name":"clean.get_clean_steps","params":{"node":{"uuid":"n"},"ports":[]}}"#).await?;
-    assert_eq!(v["command_result"], json!({"clean_steps": {"Minimal": []}, "hardware_manager_version": {"Minimal": "1.0"}}));
+    let (_, v) = call(
+        &app,
+        "POST",
+        &post_uri("&wait=true"),
+        r#"{"name":"clean.get_clean_steps","params":{"node":{"uuid":"n"},"ports":[]}}"#,
+    )
+    .await?;
+    assert_eq!(
+        v["command_result"],
+        json!({"clean_steps": {"Minimal": []}, "hardware_manager_version": {"Minimal": "1.0"}})
+    );
 
     let body = json!({"name": "clean.execute_clean_step", "params": {
         "step": {"step": "erase_devices", "interface": "deploy", "priority": 10},
@@ -168,7 +272,10 @@ async fn version_mismatch_and_step_shapes() -> anyhow::Result<()> {
 async fn oversized_bodies_are_refused() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let app = app(dir.path())?;
-    let big = format!(r#"{{"name":"test.echo","params":{{"x":"{}"}}}}"#, "a".repeat(super::MAX_BODY_BYTES));
+    let big = format!(
+        r#"{{"name":"test.echo","params":{{"x":"{}"}}}}"#,
+        "a".repeat(super::MAX_BODY_BYTES)
+    );
     let (s, v) = call(&app, "POST", &post_uri(""), &big).await?;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(v["faultcode"], "Client");

@@ -61,7 +61,11 @@ pub struct Executor {
 impl Executor {
     /// An executor for the commands in `registry`.
     pub fn new(registry: Registry, context: Arc<AgentContext>) -> Self {
-        Executor { registry, context, entries: Mutex::new(Vec::new()) }
+        Executor {
+            registry,
+            context,
+            entries: Mutex::new(Vec::new()),
+        }
     }
 
     /// The shared agent context.
@@ -71,7 +75,10 @@ impl Executor {
 
     /// All results, oldest first.
     pub fn list(&self) -> Vec<CommandResult> {
-        self.entries_snapshot().iter().map(|e| e.snapshot()).collect()
+        self.entries_snapshot()
+            .iter()
+            .map(|e| e.snapshot())
+            .collect()
     }
 
     /// The result with `id`; with `wait`, once it has finished.
@@ -120,7 +127,10 @@ impl Executor {
                 validate(&params).map_err(DispatchError::InvalidParams)?;
             }
             let (done, _) = watch::channel(false);
-            let entry = Arc::new(Entry { result: Mutex::new(CommandResult::running(&short)), done });
+            let entry = Arc::new(Entry {
+                result: Mutex::new(CommandResult::running(&short)),
+                done,
+            });
             entries.push(entry.clone());
             entry
         };
@@ -151,7 +161,10 @@ impl Executor {
                 if let Ok(mut r) = watcher_entry.result.lock()
                     && !r.command_status.is_finished()
                 {
-                    r.finish(Err(CommandError::execution(format!("command crashed: {e}"))), true);
+                    r.finish(
+                        Err(CommandError::execution(format!("command crashed: {e}"))),
+                        true,
+                    );
                 }
                 watcher_entry.done.send_replace(true);
             }

@@ -19,7 +19,8 @@ pub fn register(r: &mut Registry) {
 }
 
 fn collect(ctx: &AgentContext, _: Params) -> Result<CommandOutput, CommandError> {
-    let encoded = bundle_base64(ctx).map_err(|e| CommandError::execution(format!("building log bundle: {e}")))?;
+    let encoded = bundle_base64(ctx)
+        .map_err(|e| CommandError::execution(format!("building log bundle: {e}")))?;
     Ok(CommandOutput::Json(json!({ "system_logs": encoded })))
 }
 
@@ -32,21 +33,36 @@ pub fn bundle_base64(ctx: &AgentContext) -> std::io::Result<String> {
 /// and whatever each hardware manager contributes (dmesg, ip, lsblk, mdstat, ...).
 pub fn bundle_files(ctx: &AgentContext) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = vec![("ironic-agent.log".into(), ctx.logs.contents())];
-    if let Ok(out) = Command::new("journalctl").args(["--full", "--no-pager", "-b", "-n", "10000"]).output()
+    if let Ok(out) = Command::new("journalctl")
+        .args(["--full", "--no-pager", "-b", "-n", "10000"])
+        .output()
         && out.status.success()
     {
         files.push(("journal".into(), out.stdout));
     }
     match ctx.chain.inventory(ctx.skip_bmc_detect()) {
-        Ok(inv) => files.push(("inventory.json".into(), serde_json::to_vec_pretty(&inv).unwrap_or_default())),
+        Ok(inv) => files.push((
+            "inventory.json".into(),
+            serde_json::to_vec_pretty(&inv).unwrap_or_default(),
+        )),
         Err(e) => files.push(("inventory.error".into(), e.to_string().into_bytes())),
     }
-    if let Ok(per_manager) = ctx.chain.dispatch_all("collect_system_logs", |m| m.collect_system_logs()) {
+    if let Ok(per_manager) = ctx
+        .chain
+        .dispatch_all("collect_system_logs", |m| m.collect_system_logs())
+    {
         for (manager, logs) in per_manager {
             for (name, data) in logs {
                 let name = sanitize(&name);
                 let taken = files.iter().any(|(n, _)| *n == name);
-                files.push((if taken { format!("{manager}/{name}") } else { name }, data));
+                files.push((
+                    if taken {
+                        format!("{manager}/{name}")
+                    } else {
+                        name
+                    },
+                    data,
+                ));
             }
         }
     }
@@ -56,13 +72,26 @@ pub fn bundle_files(ctx: &AgentContext) -> Vec<(String, Vec<u8>)> {
 fn sanitize(name: &str) -> String {
     let cleaned: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') { "unnamed".into() } else { cleaned }
+    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
+        "unnamed".into()
+    } else {
+        cleaned
+    }
 }
 
 fn build_bundle(ctx: &AgentContext) -> std::io::Result<Vec<u8>> {
-    let mtime = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mtime = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
     for (name, data) in bundle_files(ctx) {
         let mut header = tar::Header::new_gnu();

@@ -8,7 +8,13 @@ use crate::context::AgentContext;
 
 /// Registers `poll.get_hardware_info` and `poll.get_node_info`.
 pub fn register(r: &mut Registry) {
-    r.register("poll", "get_hardware_info", Mode::Sync, None, get_hardware_info);
+    r.register(
+        "poll",
+        "get_hardware_info",
+        Mode::Sync,
+        None,
+        get_hardware_info,
+    );
     r.register("poll", "get_node_info", Mode::Sync, None, get_node_info);
 }
 

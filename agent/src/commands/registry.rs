@@ -76,10 +76,17 @@ impl Registry {
         + Sync
         + 'static,
     ) {
-        self.extensions.entry(extension.to_string()).or_default().insert(
-            command.to_string(),
-            CommandSpec { mode, handler: Arc::new(handler), validator },
-        );
+        self.extensions
+            .entry(extension.to_string())
+            .or_default()
+            .insert(
+                command.to_string(),
+                CommandSpec {
+                    mode,
+                    handler: Arc::new(handler),
+                    validator,
+                },
+            );
     }
 
     /// Resolves a full name to `(short name, spec)`.
@@ -89,7 +96,9 @@ impl Registry {
             .extensions
             .get(ext)
             .ok_or_else(|| LookupError::UnknownExtension(ext.to_string()))?;
-        let spec = commands.get(cmd).ok_or_else(|| LookupError::UnknownCommand(cmd.to_string()))?;
+        let spec = commands
+            .get(cmd)
+            .ok_or_else(|| LookupError::UnknownCommand(cmd.to_string()))?;
         Ok((cmd.to_string(), spec))
     }
 
@@ -122,7 +131,10 @@ mod tests {
             Some("Not found: Extension with id nope not found.")
         );
         assert_eq!(
-            r.resolve("poll.nope").err().map(|e| e.to_string()).as_deref(),
+            r.resolve("poll.nope")
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
             Some("Invalid command: Unknown command: nope")
         );
         assert_eq!(r.names(), vec!["poll.get_hardware_info"]);

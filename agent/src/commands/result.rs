@@ -54,12 +54,22 @@ impl CommandError {
 
     /// IPA's `CommandExecutionError`: any failure of an async command without a class of its own.
     pub fn execution(details: impl Into<String>) -> Self {
-        Self::new("CommandExecutionError", 500, "Command execution failed", details)
+        Self::new(
+            "CommandExecutionError",
+            500,
+            "Command execution failed",
+            details,
+        )
     }
 
     /// `InvalidCommandParamsError` (HTTP 400 at dispatch).
     pub fn invalid_params(details: impl Into<String>) -> Self {
-        Self::new("InvalidCommandParamsError", 400, "Invalid command parameters", details)
+        Self::new(
+            "InvalidCommandParamsError",
+            400,
+            "Invalid command parameters",
+            details,
+        )
     }
 
     /// `VersionMismatch`: produces status `CLEAN_VERSION_MISMATCH`.
@@ -138,7 +148,11 @@ impl CommandResult {
                 self.command_result = Some(v);
             }
             Ok(CommandOutput::Text(s)) => {
-                let text = if is_async { format!("{}: {s}", self.command_name) } else { s };
+                let text = if is_async {
+                    format!("{}: {s}", self.command_name)
+                } else {
+                    s
+                };
                 self.command_status = CommandStatus::Succeeded;
                 self.command_result = Some(serde_json::json!({ "result": text }));
             }
@@ -162,16 +176,25 @@ mod tests {
     fn shapes_match_ipa() -> anyhow::Result<()> {
         let mut r = CommandResult::running("echo");
         let v = serde_json::to_value(&r)?;
-        let keys: Vec<_> = v.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let keys: Vec<_> = v
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
         assert_eq!(keys.len(), 5);
         assert_eq!(v["command_status"], "RUNNING");
         assert_eq!(v["command_result"], Value::Null);
 
         r.finish(Ok(CommandOutput::Text("done".into())), true);
-        assert_eq!(serde_json::to_value(&r)?["command_result"]["result"], "echo: done");
+        assert_eq!(
+            serde_json::to_value(&r)?["command_result"]["result"],
+            "echo: done"
+        );
         let mut s = CommandResult::running("sync");
         s.finish(Ok(CommandOutput::Text("done".into())), false);
-        assert_eq!(serde_json::to_value(&s)?["command_result"]["result"], "done");
+        assert_eq!(
+            serde_json::to_value(&s)?["command_result"]["result"],
+            "done"
+        );
 
         let mut f = CommandResult::running("slowfail");
         f.finish(Err(CommandError::execution("async plain fail")), true);
@@ -185,7 +208,10 @@ mod tests {
 
         let mut m = CommandResult::running("execute_clean_step");
         m.finish(Err(CommandError::version_mismatch("x")), true);
-        assert_eq!(serde_json::to_value(&m)?["command_status"], "CLEAN_VERSION_MISMATCH");
+        assert_eq!(
+            serde_json::to_value(&m)?["command_status"],
+            "CLEAN_VERSION_MISMATCH"
+        );
         Ok(())
     }
 }

@@ -15,8 +15,12 @@ pub fn register(r: &mut Registry) {
         full_sync(ctx)?;
         Ok(CommandOutput::Json(Value::Null))
     });
-    r.register("standby", "power_off", Mode::Async, None, |ctx, p| power(ctx, p, PowerAction::PowerOff));
-    r.register("standby", "run_image", Mode::Async, None, |ctx, p| power(ctx, p, PowerAction::Reboot));
+    r.register("standby", "power_off", Mode::Async, None, |ctx, p| {
+        power(ctx, p, PowerAction::PowerOff)
+    });
+    r.register("standby", "run_image", Mode::Async, None, |ctx, p| {
+        power(ctx, p, PowerAction::Reboot)
+    });
 }
 
 /// Calls `full_sync` on every manager (flush caches before power actions).
@@ -27,12 +31,21 @@ pub fn full_sync(ctx: &AgentContext) -> Result<(), CommandError> {
     }
 }
 
-fn power(ctx: &AgentContext, _: Params, action: PowerAction) -> Result<CommandOutput, CommandError> {
+fn power(
+    ctx: &AgentContext,
+    _: Params,
+    action: PowerAction,
+) -> Result<CommandOutput, CommandError> {
     if let Err(e) = full_sync(ctx) {
         warn!(error = %e, "sync before {} failed; continuing", action.as_str());
     }
-    ctx.power
-        .perform(action)
-        .map_err(|e| CommandError::new("SystemRebootError", 500, "Error rebooting system", e.to_string()))?;
+    ctx.power.perform(action).map_err(|e| {
+        CommandError::new(
+            "SystemRebootError",
+            500,
+            "Error rebooting system",
+            e.to_string(),
+        )
+    })?;
     Ok(CommandOutput::Json(Value::Null))
 }

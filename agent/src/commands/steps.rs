@@ -13,12 +13,20 @@ use crate::context::AgentContext;
 pub fn register(r: &mut Registry) {
     for kind in [StepKind::Clean, StepKind::Deploy, StepKind::Service] {
         let ext = kind.as_str();
-        r.register(ext, &format!("get_{ext}_steps"), Mode::Sync, Some(validate_node_ports), move |ctx, p| {
-            get_steps(ctx, kind, p)
-        });
-        r.register(ext, &format!("execute_{ext}_step"), Mode::Async, Some(validate_node_ports), move |ctx, p| {
-            execute_step(ctx, kind, p)
-        });
+        r.register(
+            ext,
+            &format!("get_{ext}_steps"),
+            Mode::Sync,
+            Some(validate_node_ports),
+            move |ctx, p| get_steps(ctx, kind, p),
+        );
+        r.register(
+            ext,
+            &format!("execute_{ext}_step"),
+            Mode::Async,
+            Some(validate_node_ports),
+            move |ctx, p| execute_step(ctx, kind, p),
+        );
     }
 }
 
@@ -34,7 +42,11 @@ fn validate_node_ports(p: &Params) -> Result<(), CommandError> {
     }
 }
 
-fn step_context(ctx: &AgentContext, kind: StepKind, p: &Params) -> Result<StepContext, CommandError> {
+fn step_context(
+    ctx: &AgentContext,
+    kind: StepKind,
+    p: &Params,
+) -> Result<StepContext, CommandError> {
     let node = match p.get("node") {
         Some(v @ Value::Object(_)) => serde_json::from_value::<Node>(v.clone())
             .map_err(|e| CommandError::invalid_params(format!("node: {e}")))?,
@@ -48,12 +60,19 @@ fn step_context(ctx: &AgentContext, kind: StepKind, p: &Params) -> Result<StepCo
     if p.get("node").is_some_and(Value::is_object) {
         ctx.set_node(node.clone());
     }
-    Ok(StepContext { kind: Some(kind), node, ports })
+    Ok(StepContext {
+        kind: Some(kind),
+        node,
+        ports,
+    })
 }
 
 fn get_steps(ctx: &AgentContext, kind: StepKind, p: Params) -> Result<CommandOutput, CommandError> {
     let sctx = step_context(ctx, kind, &p)?;
-    let steps = ctx.chain.steps(kind, &sctx).map_err(|e| CommandError::from_hardware(&e))?;
+    let steps = ctx
+        .chain
+        .steps(kind, &sctx)
+        .map_err(|e| CommandError::from_hardware(&e))?;
     let name = kind.as_str();
     Ok(CommandOutput::Json(json!({
         format!("{name}_steps"): steps,
@@ -71,12 +90,21 @@ fn py_repr(map: &BTreeMap<String, String>) -> String {
 }
 
 fn check_versions(ctx: &AgentContext, provided: Option<&Value>) -> Result<(), CommandError> {
-    let Some(provided) = provided.filter(|v| !v.is_null()) else { return Ok(()) };
+    let Some(provided) = provided.filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
     let current = ctx.chain.versions();
     let theirs: BTreeMap<String, String> = match provided {
         Value::Object(m) => m
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
             .collect(),
         _ => BTreeMap::new(),
     };
@@ -98,14 +126,25 @@ fn failure(kind: StepKind) -> (&'static str, &'static str) {
     }
 }
 
-fn execute_step(ctx: &AgentContext, kind: StepKind, p: Params) -> Result<CommandOutput, CommandError> {
+fn execute_step(
+    ctx: &AgentContext,
+    kind: StepKind,
+    p: Params,
+) -> Result<CommandOutput, CommandError> {
     let name = kind.as_str();
     let step = match p.get("step") {
         Some(Value::Object(s)) => s.clone(),
-        _ => return Err(CommandError::execution(format!("A {name} step must be given as an object"))),
+        _ => {
+            return Err(CommandError::execution(format!(
+                "A {name} step must be given as an object"
+            )));
+        }
     };
     let Some(step_name) = step.get("step").and_then(Value::as_str).map(String::from) else {
-        return Err(CommandError::execution(format!("Malformed {name} step: no 'step' key in {}", Value::Object(step))));
+        return Err(CommandError::execution(format!(
+            "Malformed {name} step: no 'step' key in {}",
+            Value::Object(step)
+        )));
     };
     let sctx = step_context(ctx, kind, &p)?;
     check_versions(ctx, p.get(&format!("{name}_version")))?;
@@ -122,13 +161,26 @@ fn execute_step(ctx: &AgentContext, kind: StepKind, p: Params) -> Result<Command
         }
     }
     tracing::info!(step = %step_name, kind = name, "executing step");
-    let result = ctx.chain.execute_step(&step_name, &sctx, &args).map_err(|e| match e {
-        HardwareError::Failed { .. } | HardwareError::Plugin { .. } | HardwareError::Io { .. } => {
-            let (class, message) = failure(kind);
-            CommandError::new(class, 500, message, format!("Error performing {name} step {step_name}. {}: {e}", e.ipa_type()))
-        }
-        other => CommandError::from_hardware(&other),
-    })?;
+    let result = ctx
+        .chain
+        .execute_step(&step_name, &sctx, &args)
+        .map_err(|e| match e {
+            HardwareError::Failed { .. }
+            | HardwareError::Plugin { .. }
+            | HardwareError::Io { .. } => {
+                let (class, message) = failure(kind);
+                CommandError::new(
+                    class,
+                    500,
+                    message,
+                    format!(
+                        "Error performing {name} step {step_name}. {}: {e}",
+                        e.ipa_type()
+                    ),
+                )
+            }
+            other => CommandError::from_hardware(&other),
+        })?;
     Ok(CommandOutput::Json(json!({
         format!("{name}_result"): result,
         format!("{name}_step"): Value::Object(step),

@@ -13,7 +13,13 @@ pub struct AdvertiseError(String);
 /// The source address the kernel would use to reach `target` (what `ip route get` prints after
 /// `src`). No packet is sent: connecting a UDP socket only selects the route.
 pub fn route_source(target: IpAddr) -> Option<IpAddr> {
-    let bind: SocketAddr = if target.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().ok()?;
+    let bind: SocketAddr = if target.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    }
+    .parse()
+    .ok()?;
     let sock = UdpSocket::bind(bind).ok()?;
     sock.connect(SocketAddr::new(target, 9)).ok()?;
     let ip = sock.local_addr().ok()?.ip();
@@ -36,7 +42,11 @@ fn host_port(url: &str) -> Option<(String, u16)> {
 
 /// Finds the address towards the first reachable API URL, in up to `attempts` rounds spaced
 /// by `sleep` (IPA's `ip_lookup_attempts` / `ip_lookup_sleep`).
-pub async fn find(api_urls: &[String], attempts: u32, sleep: Duration) -> Result<IpAddr, AdvertiseError> {
+pub async fn find(
+    api_urls: &[String],
+    attempts: u32,
+    sleep: Duration,
+) -> Result<IpAddr, AdvertiseError> {
     let mut last = String::from("no API URL");
     for round in 0..attempts.max(1) {
         for url in api_urls {
@@ -49,7 +59,10 @@ pub async fn find(api_urls: &[String], attempts: u32, sleep: Duration) -> Result
                 Err(_) => {
                     let h = host.clone();
                     tokio::task::spawn_blocking(move || {
-                        (h.as_str(), port).to_socket_addrs().map(|a| a.map(|s| s.ip()).collect()).unwrap_or_default()
+                        (h.as_str(), port)
+                            .to_socket_addrs()
+                            .map(|a| a.map(|s| s.ip()).collect())
+                            .unwrap_or_default()
                     })
                     .await
                     .unwrap_or_default()
@@ -90,15 +103,30 @@ mod tests {
 
     #[test]
     fn loopback_routes_to_loopback() {
-        assert_eq!(route_source("127.0.0.1".parse().unwrap_or(IpAddr::from([127, 0, 0, 1]))), Some(IpAddr::from([127, 0, 0, 1])));
+        assert_eq!(
+            route_source("127.0.0.1".parse().unwrap_or(IpAddr::from([127, 0, 0, 1]))),
+            Some(IpAddr::from([127, 0, 0, 1]))
+        );
     }
 
     #[test]
     fn urls() {
-        assert_eq!(callback_url("https", "fd00::2", 9999), "https://[fd00::2]:9999");
-        assert_eq!(callback_url("http", "10.0.0.5", 9999), "http://10.0.0.5:9999");
-        assert_eq!(host_port("http://[::1]:6385/x"), Some(("::1".to_string(), 6385)));
-        assert_eq!(host_port("https://ironic.example"), Some(("ironic.example".to_string(), 443)));
+        assert_eq!(
+            callback_url("https", "fd00::2", 9999),
+            "https://[fd00::2]:9999"
+        );
+        assert_eq!(
+            callback_url("http", "10.0.0.5", 9999),
+            "http://10.0.0.5:9999"
+        );
+        assert_eq!(
+            host_port("http://[::1]:6385/x"),
+            Some(("::1".to_string(), 6385))
+        );
+        assert_eq!(
+            host_port("https://ironic.example"),
+            Some(("ironic.example".to_string(), 443))
+        );
     }
 
     #[tokio::test]

@@ -55,12 +55,18 @@ pub struct IronicClient {
 
 impl std::fmt::Debug for IronicClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IronicClient").field("urls", &self.urls()).finish_non_exhaustive()
+        f.debug_struct("IronicClient")
+            .field("urls", &self.urls())
+            .finish_non_exhaustive()
     }
 }
 
 /// Builds the outbound HTTP client with the agent's TLS settings.
-pub fn http_client(config: &Config, timeout: Duration, tls_min: &str) -> Result<reqwest::Client, ClientError> {
+pub fn http_client(
+    config: &Config,
+    timeout: Duration,
+    tls_min: &str,
+) -> Result<reqwest::Client, ClientError> {
     let tls = crate::tls::client_config(config.insecure, config.cafile.as_deref(), tls_min)
         .map_err(|e| ClientError::Build(e.to_string()))?;
     reqwest::Client::builder()
@@ -76,9 +82,13 @@ pub fn http_client(config: &Config, timeout: Duration, tls_min: &str) -> Result<
 /// Extracts `faultstring` from Ironic's `{"error_message": "<json>"}` (string or dict form).
 pub fn ironic_fault(body: &[u8]) -> String {
     let raw = String::from_utf8_lossy(body).trim().to_string();
-    let Ok(v) = serde_json::from_slice::<Value>(body) else { return raw };
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return raw;
+    };
     let inner = match v.get("error_message") {
-        Some(Value::String(s)) => serde_json::from_str::<Value>(s).unwrap_or(Value::String(s.clone())),
+        Some(Value::String(s)) => {
+            serde_json::from_str::<Value>(s).unwrap_or(Value::String(s.clone()))
+        }
         Some(other) => other.clone(),
         None => v.clone(),
     };
@@ -145,7 +155,8 @@ impl IronicClient {
                 req = req.header("X-OpenStack-Request-ID", id);
             }
             if let Some(b) = body {
-                req = req.body(serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?);
+                req = req
+                    .body(serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?);
             }
             match req.send().await {
                 Ok(resp) => {
@@ -177,10 +188,14 @@ impl IronicClient {
             .detected
             .get_or_init(|| async {
                 let detected = match self.send(Method::GET, "/", None, None).await {
-                    Ok((status, body)) if status.is_success() => serde_json::from_slice::<Value>(&body)
-                        .ok()
-                        .and_then(|v| v["default_version"]["version"].as_str().map(String::from))
-                        .and_then(|s| crate::config::parse_version(&s).ok()),
+                    Ok((status, body)) if status.is_success() => {
+                        serde_json::from_slice::<Value>(&body)
+                            .ok()
+                            .and_then(|v| {
+                                v["default_version"]["version"].as_str().map(String::from)
+                            })
+                            .and_then(|s| crate::config::parse_version(&s).ok())
+                    }
                     _ => None,
                 };
                 match detected {
@@ -210,7 +225,10 @@ mod tests {
     #[test]
     fn extracts_ironic_faults() {
         let body = br#"{"error_message": "{\"faultcode\": \"Client\", \"faultstring\": \"Invalid or missing agent token received.\", \"debuginfo\": null}"}"#;
-        assert_eq!(ironic_fault(body), "Invalid or missing agent token received.");
+        assert_eq!(
+            ironic_fault(body),
+            "Invalid or missing agent token received."
+        );
         let dict = br#"{"error_message": {"faultstring": "Node locked"}}"#;
         assert_eq!(ironic_fault(dict), "Node locked");
         assert_eq!(ironic_fault(b"plain text"), "plain text");

@@ -51,8 +51,11 @@ pub fn body_for(
     HeartbeatBody {
         callback_url: callback_url.to_string(),
         agent_token: (version >= AGENT_TOKEN_VERSION).then_some(token),
-        agent_version: (version >= AGENT_VERSION_IN_HEARTBEAT).then(|| crate::AGENT_VERSION.to_string()),
-        agent_verify_ca: cert_pem.filter(|_| version >= AGENT_VERIFY_CA_VERSION).map(String::from),
+        agent_version: (version >= AGENT_VERSION_IN_HEARTBEAT)
+            .then(|| crate::AGENT_VERSION.to_string()),
+        agent_verify_ca: cert_pem
+            .filter(|_| version >= AGENT_VERIFY_CA_VERSION)
+            .map(String::from),
     }
 }
 
@@ -65,10 +68,16 @@ pub async fn send(
     let version = client.version_capped(AGENT_VERIFY_CA_VERSION).await;
     let value = serde_json::to_value(body).map_err(|e| HeartbeatError::Failed(e.to_string()))?;
     let path = format!("/v1/heartbeat/{node_uuid}");
-    match client.send(Method::POST, &path, Some(version), Some(&value)).await {
+    match client
+        .send(Method::POST, &path, Some(version), Some(&value))
+        .await
+    {
         Ok((StatusCode::ACCEPTED, _)) => Ok(()),
         Ok((StatusCode::CONFLICT, b)) => Err(HeartbeatError::Conflict(ironic_fault(&b))),
-        Ok((status, b)) => Err(HeartbeatError::Failed(format!("Ironic answered {status}: {}", ironic_fault(&b)))),
+        Ok((status, b)) => Err(HeartbeatError::Failed(format!(
+            "Ironic answered {status}: {}",
+            ironic_fault(&b)
+        ))),
         Err(e @ ClientError::Connection(_)) => Err(HeartbeatError::Failed(e.to_string())),
         Err(e) => Err(HeartbeatError::Failed(e.to_string())),
     }
@@ -76,7 +85,11 @@ pub async fn send(
 
 /// Interval after a successful heartbeat: `timeout × U(0.3, 0.6)`.
 pub fn interval_after_success(heartbeat_timeout: f64) -> Duration {
-    let t = if heartbeat_timeout.is_finite() && heartbeat_timeout > 0.0 { heartbeat_timeout } else { 300.0 };
+    let t = if heartbeat_timeout.is_finite() && heartbeat_timeout > 0.0 {
+        heartbeat_timeout
+    } else {
+        300.0
+    };
     Duration::from_secs_f64(t * rand::random_range(0.3..=0.6))
 }
 
@@ -141,7 +154,10 @@ mod tests {
     #[test]
     fn body_is_gated_by_version() -> anyhow::Result<()> {
         let b = body_for((1, 31), "http://h:9999", Some("t".into()), Some("PEM"));
-        assert_eq!(serde_json::to_value(&b)?, serde_json::json!({"callback_url": "http://h:9999"}));
+        assert_eq!(
+            serde_json::to_value(&b)?,
+            serde_json::json!({"callback_url": "http://h:9999"})
+        );
         let b = body_for((1, 62), "http://h:9999", None, Some("PEM"));
         assert_eq!(
             serde_json::to_value(&b)?,

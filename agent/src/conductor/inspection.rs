@@ -60,7 +60,9 @@ pub enum InspectionError {
 }
 
 /// Runs the configured collectors.
-pub async fn collect(ctx: &std::sync::Arc<AgentContext>) -> Result<InspectionData, InspectionError> {
+pub async fn collect(
+    ctx: &std::sync::Arc<AgentContext>,
+) -> Result<InspectionData, InspectionError> {
     wait_for_dhcp(ctx).await;
     let c = ctx.clone();
     let data = tokio::task::spawn_blocking(move || collect_blocking(&c))
@@ -95,7 +97,10 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
         Some(i) => i,
         None => ctx.chain.inventory(ctx.skip_bmc_detect())?,
     };
-    let root_disk = match ctx.chain.dispatch("get_os_install_device", |m| m.get_os_install_device(None)) {
+    let root_disk = match ctx
+        .chain
+        .dispatch("get_os_install_device", |m| m.get_os_install_device(None))
+    {
         Ok(name) => inventory.disks.iter().find(|d| d.name == name).cloned(),
         Err(e) => {
             warn!(error = %e, "no root disk candidate");
@@ -107,7 +112,10 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
         .managers()
         .map(|(m, _)| {
             let v = m.version();
-            ManagerInfo { name: v.name, version: v.version }
+            ManagerInfo {
+                name: v.name,
+                version: v.version,
+            }
         })
         .collect();
     let error = (!errors.is_empty()).then(|| {
@@ -122,7 +130,10 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
         boot_interface: inventory.boot.pxe_interface.clone(),
         inventory,
         root_disk,
-        configuration: InspectionConfiguration { collectors: ran, managers },
+        configuration: InspectionConfiguration {
+            collectors: ran,
+            managers,
+        },
         logs,
         error,
     })
@@ -140,12 +151,16 @@ async fn wait_for_dhcp(ctx: &std::sync::Arc<AgentContext>) {
     loop {
         let c = ctx.clone();
         let nics = tokio::task::spawn_blocking(move || {
-            c.chain.dispatch("list_network_interfaces", |m| m.list_network_interfaces())
+            c.chain
+                .dispatch("list_network_interfaces", |m| m.list_network_interfaces())
         })
         .await;
         let ready = match nics {
             Ok(Ok(nics)) => nics.iter().any(|n| {
-                n.ipv4_address.is_some() && pxe_mac.as_ref().is_none_or(|mac| n.mac_address.eq_ignore_ascii_case(mac))
+                n.ipv4_address.is_some()
+                    && pxe_mac
+                        .as_ref()
+                        .is_none_or(|mac| n.mac_address.eq_ignore_ascii_case(mac))
             }),
             _ => false,
         };
@@ -169,7 +184,10 @@ pub fn bootif_mac(bootif: &str) -> String {
 /// Posts `data` to each URL in order (moving on after connection errors), retrying up to 5
 /// attempts (waits ×1.5 from 5 s, at most 30 s) on connection errors, 5xx and 409. Returns the
 /// node UUID Ironic answered with.
-pub async fn post(ctx: &AgentContext, data: &InspectionData) -> Result<Option<String>, InspectionError> {
+pub async fn post(
+    ctx: &AgentContext,
+    data: &InspectionData,
+) -> Result<Option<String>, InspectionError> {
     let urls = ctx.config.inspection_urls();
     let http = http_client(&ctx.config, ctx.config.http_request_timeout, "1.2")
         .map_err(|e| InspectionError::Post(e.to_string()))?;
@@ -210,7 +228,9 @@ pub async fn post(ctx: &AgentContext, data: &InspectionData) -> Result<Option<St
                 last = format!("{url}: {status}: {fault}");
                 break;
             }
-            return Err(InspectionError::Post(format!("{url}: error {status}: {fault}")));
+            return Err(InspectionError::Post(format!(
+                "{url}: error {status}: {fault}"
+            )));
         }
         if attempt < 5 {
             warn!(attempt, error = %last, "inspection post failed, retrying in {wait:?}");

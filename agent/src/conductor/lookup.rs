@@ -77,8 +77,13 @@ enum Attempt {
 
 /// Parses a 200 body; moves a legacy top-level `heartbeat_timeout` into `config`.
 fn parse_response(body: &[u8]) -> Result<LookupResponse, String> {
-    let mut v: Value = serde_json::from_slice(body).map_err(|e| format!("lookup answer is not JSON: {e}"))?;
-    if v.get("node").and_then(|n| n.get("uuid")).and_then(Value::as_str).is_none() {
+    let mut v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("lookup answer is not JSON: {e}"))?;
+    if v.get("node")
+        .and_then(|n| n.get("uuid"))
+        .and_then(Value::as_str)
+        .is_none()
+    {
         return Err("lookup answer has no node.uuid".into());
     }
     if v.get("config").is_none() {
@@ -146,14 +151,23 @@ pub async fn lookup(
             Attempt::Locked(e) => {
                 let pause = locked_pauses[locked.min(locked_pauses.len() - 1)];
                 locked += 1;
-                warn!(pause_s = pause, "node is locked (409), pausing before the next lookup");
-                tokio::time::sleep_until((Instant::now() + Duration::from_secs(pause)).min(deadline)).await;
+                warn!(
+                    pause_s = pause,
+                    "node is locked (409), pausing before the next lookup"
+                );
+                tokio::time::sleep_until(
+                    (Instant::now() + Duration::from_secs(pause)).min(deadline),
+                )
+                .await;
                 e
             }
         };
         let now = Instant::now();
         if now >= deadline {
-            return Err(LookupError::Exhausted { secs: (now - start).as_secs_f64(), last });
+            return Err(LookupError::Exhausted {
+                secs: (now - start).as_secs_f64(),
+                last,
+            });
         }
         let wait = backoff(n, interval);
         warn!(attempt = n, error = %last, retry_in_s = wait.as_secs_f64(), "lookup failed");
@@ -174,7 +188,10 @@ mod tests {
           "metrics": {"backend": "noop"}, "permitted_image_formats": ["raw", "gpt", "qcow2", "iso"],
           "tls_cipher_suites": null, "tls_min_version": "1.3"}}"#;
         let r = parse_response(body).map_err(anyhow::Error::msg)?;
-        assert_eq!(r.node.uuid.as_deref(), Some("8c2e0381-7dd8-49bb-aea8-47445bf88872"));
+        assert_eq!(
+            r.node.uuid.as_deref(),
+            Some("8c2e0381-7dd8-49bb-aea8-47445bf88872")
+        );
         assert_eq!(r.config.heartbeat_timeout, 60.0);
         assert_eq!(r.config.tls_min_version.as_deref(), Some("1.3"));
         assert!(r.config.extra.contains_key("metrics"));
@@ -184,7 +201,10 @@ mod tests {
     #[test]
     fn legacy_and_broken_responses() {
         let legacy = br#"{"node": {"uuid": "u"}, "heartbeat_timeout": 300}"#;
-        assert_eq!(parse_response(legacy).map(|r| r.config.heartbeat_timeout), Ok(300.0));
+        assert_eq!(
+            parse_response(legacy).map(|r| r.config.heartbeat_timeout),
+            Ok(300.0)
+        );
         assert!(parse_response(br#"{"node": {}}"#).is_err());
         assert!(parse_response(br#"{"node": {"uuid": "u"}}"#).is_err());
         assert!(parse_response(b"<html>").is_err());
@@ -194,7 +214,10 @@ mod tests {
     fn backoff_bounds() {
         for n in 1..40 {
             let d = backoff(n, Duration::from_secs(1));
-            assert!(d >= Duration::from_secs(1) && d <= Duration::from_secs(60), "{n}: {d:?}");
+            assert!(
+                d >= Duration::from_secs(1) && d <= Duration::from_secs(60),
+                "{n}: {d:?}"
+            );
         }
         assert!(backoff(1, Duration::from_secs(1)) <= Duration::from_secs(1));
     }

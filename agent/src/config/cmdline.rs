@@ -42,7 +42,10 @@ impl KernelParams {
 
 /// oslo `strutils.bool_from_string` (non-strict).
 pub fn parse_bool(v: &str) -> bool {
-    matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "t" | "true" | "on" | "y" | "yes")
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "t" | "true" | "on" | "y" | "yes"
+    )
 }
 
 fn split_respecting_quotes(s: &str) -> Vec<String> {
@@ -79,7 +82,10 @@ mod tests {
             "BOOT_IMAGE=/vmlinuz ro quiet ipa-api-url=http://10.0.0.1:6385,http://10.0.0.2:6385 \
              ipa-debug=1 BOOTIF=01-52-54-00-12-34-56 ipa-insecure=no nomodeset x=\"a b\"\n",
         );
-        assert_eq!(p.get("ipa-api-url"), Some("http://10.0.0.1:6385,http://10.0.0.2:6385"));
+        assert_eq!(
+            p.get("ipa-api-url"),
+            Some("http://10.0.0.1:6385,http://10.0.0.2:6385")
+        );
         assert_eq!(p.get("BOOTIF"), Some("01-52-54-00-12-34-56"));
         assert_eq!(p.get_bool("ipa-debug"), Some(true));
         assert_eq!(p.get_bool("ipa-insecure"), Some(false));
@@ -89,7 +95,15 @@ mod tests {
 
     #[test]
     fn garbage_does_not_panic() {
-        for s in ["", "=", "==x", "\"", "a=\"unterminated", "\u{0}=\u{1}", "k="] {
+        for s in [
+            "",
+            "=",
+            "==x",
+            "\"",
+            "a=\"unterminated",
+            "\u{0}=\u{1}",
+            "k=",
+        ] {
             let _ = KernelParams::parse(s);
         }
         assert_eq!(KernelParams::parse("k=").get("k"), Some(""));

@@ -25,7 +25,11 @@ pub enum PowerMode {
 
 /// Command-line flags. Every flag overrides the matching kernel parameter.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "ironic-agent", version, about = "Bare-metal deploy agent, wire-compatible with ironic-python-agent")]
+#[command(
+    name = "ironic-agent",
+    version,
+    about = "Bare-metal deploy agent, wire-compatible with ironic-python-agent"
+)]
 pub struct Flags {
     /// Ironic API URL(s), comma separated (kernel: ipa-api-url).
     #[arg(long, value_name = "URL[,URL]")]
@@ -158,20 +162,28 @@ impl Config {
         let api_urls = split_urls(flags.api_url.as_deref().or(k.get("ipa-api-url")));
         for url in &api_urls {
             if url == "mdns" {
-                bail!("ipa-api-url=mdns: mDNS discovery is not supported by this agent; give the URL");
+                bail!(
+                    "ipa-api-url=mdns: mDNS discovery is not supported by this agent; give the URL"
+                );
             }
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 bail!("invalid API URL `{url}`: must start with http:// or https://");
             }
         }
         let inspection_callback_urls = split_urls(
-            flags.inspection_callback_url.as_deref().or(k.get("ipa-inspection-callback-url")),
+            flags
+                .inspection_callback_url
+                .as_deref()
+                .or(k.get("ipa-inspection-callback-url")),
         );
         let collectors_raw = k.get("ipa-inspection-collectors");
         let inspection_collectors = match collectors_raw {
-            Some(c) if !c.trim().is_empty() => {
-                c.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
-            }
+            Some(c) if !c.trim().is_empty() => c
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
             _ => vec!["default".to_string(), "logs".to_string()],
         };
         let (listen, listen_explicit) = match &flags.listen {
@@ -183,7 +195,10 @@ impl Config {
                     None => DEFAULT_PORT,
                 };
                 let host = host.unwrap_or("::");
-                (parse_listen(&join_host_port(host, port))?, k.get("ipa-listen-host").is_some())
+                (
+                    parse_listen(&join_host_port(host, port))?,
+                    k.get("ipa-listen-host").is_some(),
+                )
             }
         };
         let advertise_port = match flags.advertise_port {
@@ -199,7 +214,9 @@ impl Config {
             Some(other) => bail!("ipa-advertise-protocol must be http or https, got `{other}`"),
         };
         let ironic_api_version = match k.get("ipa-ironic-api-version") {
-            Some(v) => Some(parse_version(v).with_context(|| format!("ipa-ironic-api-version={v}"))?),
+            Some(v) => {
+                Some(parse_version(v).with_context(|| format!("ipa-ironic-api-version={v}"))?)
+            }
             None => None,
         };
         let secs = |key: &str, default: u64| -> anyhow::Result<Duration> {
@@ -228,7 +245,10 @@ impl Config {
             advertise_port,
             advertise_protocol,
             node_uuid: flags.node_uuid.clone(),
-            agent_token: k.get("ipa-agent-token").filter(|t| !t.is_empty()).map(String::from),
+            agent_token: k
+                .get("ipa-agent-token")
+                .filter(|t| !t.is_empty())
+                .map(String::from),
             global_request_id: k.get("ipa-global-request-id").map(String::from),
             bootif: k.get("BOOTIF").map(String::from),
             allow_devices: flags.allow_device.clone(),
@@ -255,7 +275,11 @@ impl Config {
             return self.inspection_callback_urls.clone();
         }
         if self.inspection_collectors_explicit {
-            return self.api_urls.iter().map(|u| format!("{u}/v1/continue_inspection")).collect();
+            return self
+                .api_urls
+                .iter()
+                .map(|u| format!("{u}/v1/continue_inspection"))
+                .collect();
         }
         Vec::new()
     }
@@ -280,13 +304,17 @@ fn join_host_port(host: &str, port: u16) -> String {
 }
 
 fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
-    s.parse::<SocketAddr>()
-        .with_context(|| format!("invalid listen address `{s}` (want HOST:PORT, IPv6 as [::]:9999)"))
+    s.parse::<SocketAddr>().with_context(|| {
+        format!("invalid listen address `{s}` (want HOST:PORT, IPv6 as [::]:9999)")
+    })
 }
 
 /// Parses an API version `x.y`.
 pub fn parse_version(v: &str) -> anyhow::Result<(u32, u32)> {
-    let (a, b) = v.trim().split_once('.').context("version must look like 1.68")?;
+    let (a, b) = v
+        .trim()
+        .split_once('.')
+        .context("version must look like 1.68")?;
     Ok((a.parse()?, b.parse()?))
 }
 
@@ -314,7 +342,10 @@ mod tests {
         assert_eq!(c.lookup_timeout, Duration::from_secs(5));
         assert_eq!(c.bootif.as_deref(), Some("01-aa"));
         assert!(c.insecure);
-        assert_eq!(c.inspection_urls(), vec!["http://a:6385/v1/continue_inspection"]);
+        assert_eq!(
+            c.inspection_urls(),
+            vec!["http://a:6385/v1/continue_inspection"]
+        );
         assert_eq!(c.inspection_collectors, vec!["default", "logs"]);
         Ok(())
     }
@@ -350,7 +381,11 @@ mod tests {
     fn bad_values_are_clear_errors() {
         let bad = |cmd: &str| Config::from_parts(&flags(&[]), KernelParams::parse(cmd)).err();
         assert!(bad("ipa-api-url=ftp://x").is_some());
-        assert!(bad("ipa-api-url=mdns").map(|e| e.to_string().contains("mDNS")).unwrap_or(false));
+        assert!(
+            bad("ipa-api-url=mdns")
+                .map(|e| e.to_string().contains("mDNS"))
+                .unwrap_or(false)
+        );
         assert!(bad("ipa-listen-port=99999").is_some());
         assert!(bad("ipa-lookup-timeout=soon").is_some());
         assert!(bad("ipa-ironic-api-version=abc").is_some());
