@@ -209,11 +209,7 @@ pub async fn run(config: Config, logs: LogBuffer) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API to {}", cfg.listen))?;
     let bound = listener.local_addr()?;
-    let advertise_port = if cfg.listen.port() == 0 {
-        bound.port()
-    } else {
-        cfg.advertise_port
-    };
+    let advertise_port = cfg.advertise_port.unwrap_or(bound.port());
     println!("ironic-agent listening on {scheme}://{bound}");
     info!(address = %bound, scheme, "serving the agent API");
 

@@ -1,1 +1,33 @@
-//! placeholder
+//! A minimal Ironic-compatible conductor ("the shim") for driving `ironic-agent`.
+//!
+//! It serves the part of Ironic's REST API that a ramdisk agent calls (`/`, `/v1`,
+//! `/v1/lookup`, `/v1/heartbeat/{node}`, `/v1/continue_inspection`), keeps its nodes in an
+//! embedded SQLite file, drives the agent's own REST API the way Ironic's agent client does,
+//! and offers a CLI for operators and tests.
+//!
+//! Modules, one concept each:
+//! - [`state`]: Ironic's provision states and which of them allow lookup / heartbeats.
+//! - [`model`]: the typed node, port and `driver_internal_info` records.
+//! - [`store`]: the SQLite store (schema, queries, transactions).
+//! - [`mac`], [`token`], [`timefmt`], [`mask`], [`pyjson`]: small helpers.
+//! - [`node_dict`]: the node and port dictionaries sent to the agent as command params.
+//! - [`api`]: the axum server implementing the ramdisk endpoints.
+//! - [`conductor`]: what happens after a heartbeat (step caching through the agent).
+//! - [`agent_client`]: the HTTP client for the agent's `/v1/commands/` API.
+//! - [`inventory`]: a typed summary of the inspection inventory for display.
+//! - [`cli`]: the command-line interface.
+
+pub mod agent_client;
+pub mod api;
+pub mod cli;
+pub mod conductor;
+pub mod inventory;
+pub mod mac;
+pub mod mask;
+pub mod model;
+pub mod node_dict;
+pub mod pyjson;
+pub mod state;
+pub mod store;
+pub mod timefmt;
+pub mod token;

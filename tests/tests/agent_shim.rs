@@ -504,3 +504,57 @@ fn lookup_gives_up_when_the_conductor_is_down() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// With Ironic's default heartbeat_timeout (300 s) the next regular heartbeat is 90–180 s
+/// away; an async command finishing must bring one within ~5 s (no sooner than 5 s after the
+/// previous heartbeat).
+#[test]
+fn async_command_completion_forces_an_early_heartbeat() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let shim = Shim::start(
+        dir.path(),
+        &["--no-require-tls", "--heartbeat-timeout", "300"],
+    )?;
+    create_node(&shim, "hb", "manageable")?;
+    let cmdline = format!("ipa-api-url={} ipa-lookup-timeout=30", shim.url);
+    let port = free_port();
+    let _agent = start_agent(
+        dir.path(),
+        "hbagent",
+        &cmdline,
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--advertise-host",
+            "127.0.0.1",
+            "--no-auto-tls",
+        ],
+    )?;
+    let count = |shim: &Shim| {
+        node(shim, "hb")
+            .ok()
+            .and_then(|n| dii(&n, "agent_heartbeat_count").and_then(Value::as_u64))
+            .unwrap_or(0)
+    };
+    wait_for(T, "the first heartbeat", || {
+        (count(&shim) >= 1).then_some(())
+    })?;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&shim), 1, "no second heartbeat expected yet");
+    let r = shim.cli_json(&["agent", "hb", "standby.power_off"])?;
+    assert_eq!(r["command_status"], "RUNNING");
+    let start = std::time::Instant::now();
+    wait_for(Duration::from_secs(15), "the forced heartbeat", || {
+        (count(&shim) >= 2).then_some(())
+    })?;
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "forced heartbeat took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("hbagent.power"))?,
+        "poweroff\n"
+    );
+    Ok(())
+}

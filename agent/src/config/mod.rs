@@ -106,8 +106,8 @@ pub struct Config {
     pub listen_explicit: bool,
     /// Advertised host, if fixed.
     pub advertise_host: Option<String>,
-    /// Advertised port.
-    pub advertise_port: u16,
+    /// Advertised port when set explicitly; otherwise the port the API is bound to.
+    pub advertise_port: Option<u16>,
     /// `http` or `https` when fixed by `ipa-advertise-protocol`.
     pub advertise_protocol: Option<String>,
     /// Node UUID to send with lookup.
@@ -202,10 +202,10 @@ impl Config {
             }
         };
         let advertise_port = match flags.advertise_port {
-            Some(p) => p,
+            Some(p) => Some(p),
             None => match k.get("ipa-advertise-port") {
-                Some(p) => p.parse().context("ipa-advertise-port")?,
-                None => DEFAULT_PORT,
+                Some(p) => Some(p.parse().context("ipa-advertise-port")?),
+                None => None,
             },
         };
         let advertise_protocol = match k.get("ipa-advertise-protocol") {
@@ -390,6 +390,23 @@ mod tests {
         assert!(bad("ipa-lookup-timeout=soon").is_some());
         assert!(bad("ipa-ironic-api-version=abc").is_some());
         assert!(Flags::try_parse_from(["a", "--power", "record:"]).is_err());
+    }
+
+    #[test]
+    fn advertise_port_follows_listen_unless_set() -> anyhow::Result<()> {
+        let c = Config::from_parts(&flags(&[]), KernelParams::parse("ipa-listen-port=9998"))?;
+        assert_eq!(
+            c.advertise_port, None,
+            "resolved to the bound port at start"
+        );
+        let c = Config::from_parts(&flags(&[]), KernelParams::parse("ipa-advertise-port=443"))?;
+        assert_eq!(c.advertise_port, Some(443));
+        let c = Config::from_parts(
+            &flags(&["--advertise-port", "8443"]),
+            KernelParams::parse("ipa-advertise-port=443"),
+        )?;
+        assert_eq!(c.advertise_port, Some(8443));
+        Ok(())
     }
 
     #[test]

@@ -1,0 +1,296 @@
+//! The command-line interface.
+//!
+//! ```text
+//! conductor-shim [--db PATH] [--json] serve [--listen ADDR] [--heartbeat-timeout SECS]
+//!                [--no-require-tls] [--fast-track true|false] [--agent-tls-min 1.2|1.3]
+//! conductor-shim node create [--name N] [--uuid U] [--mac MAC]... [--state STATE]
+//!                [--property k=v]... [--driver-info k=v]... [--instance-info k=v]...
+//! conductor-shim node list | show NODE | delete NODE | set-state NODE STATE [--reset-agent]
+//! conductor-shim agent NODE COMMAND [--params JSON] [--wait]
+//! conductor-shim commands NODE
+//! ```
+
+mod agent;
+mod node;
+pub mod output;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::agent_client::{AgentClientOptions, DEFAULT_MAX_ATTEMPTS, TlsMinVersion};
+use crate::state::ProvisionState;
+
+/// `conductor-shim`: a minimal Ironic-compatible conductor for ironic-agent.
+#[derive(Debug, Parser)]
+#[command(name = "conductor-shim", version, about)]
+pub struct Cli {
+    /// SQLite database file (shared safely between `serve` and other commands).
+    #[arg(
+        long,
+        global = true,
+        env = "CONDUCTOR_SHIM_DB",
+        default_value = "./conductor-shim.sqlite"
+    )]
+    pub db: PathBuf,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Ironic API subset agents call (lookup, heartbeat, continue_inspection).
+    Serve(ServeArgs),
+    /// Manage nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Send a command to a node's agent and print its result.
+    Agent(AgentArgs),
+    /// List the commands a node's agent has run (GET /v1/commands/).
+    Commands(CommandsArgs),
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:6385")]
+    pub listen: String,
+    /// `heartbeat_timeout` handed to agents at lookup (seconds).
+    #[arg(long, default_value_t = 300)]
+    pub heartbeat_timeout: u64,
+    /// Require https callback URLs (the default, like Ironic ≥ 26).
+    #[arg(long, overrides_with = "no_require_tls")]
+    pub require_tls: bool,
+    /// Accept plain-http callback URLs.
+    #[arg(long, overrides_with = "require_tls")]
+    pub no_require_tls: bool,
+    /// Fast-track: allow lookups in enroll/manageable/available/servicing/service hold.
+    #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "true|false")]
+    pub fast_track: bool,
+    /// Largest accepted request body in bytes.
+    #[arg(long, default_value_t = crate::api::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// How to reach agents.
+    #[command(flatten)]
+    pub agent: AgentConnArgs,
+}
+
+/// Options for reaching agents.
+#[derive(Debug, Clone, Args)]
+pub struct AgentConnArgs {
+    /// Minimum TLS version for https agents.
+    #[arg(long, default_value = "1.3", value_name = "1.2|1.3")]
+    pub agent_tls_min: TlsMinVersion,
+    /// Timeout of each request to an agent (seconds).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub agent_timeout: u64,
+}
+
+impl AgentConnArgs {
+    /// The client options.
+    pub fn options(&self) -> AgentClientOptions {
+        AgentClientOptions {
+            timeout: Duration::from_secs(self.agent_timeout.max(1)),
+            tls_min: self.agent_tls_min,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+/// `node` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Create a node (prints it).
+    Create(CreateArgs),
+    /// List nodes.
+    List,
+    /// Show a node, its agent session and inventory summary.
+    Show {
+        /// UUID or name.
+        node: String,
+    },
+    /// Delete a node and its ports.
+    Delete {
+        /// UUID or name.
+        node: String,
+    },
+    /// Set a node's provision state (clears cached steps and last_error).
+    SetState {
+        /// UUID or name.
+        node: String,
+        /// New state (`wait call-back`, `clean wait`, `manageable`, or DEPLOYWAIT, ...).
+        state: ProvisionState,
+        /// Also forget the agent session (token, callback URL, certificate), as Ironic does
+        /// when it boots a new ramdisk.
+        #[arg(long)]
+        reset_agent: bool,
+    },
+}
+
+/// `node create` options.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Unique name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// UUID (generated if absent).
+    #[arg(long)]
+    pub uuid: Option<Uuid>,
+    /// MAC address of a port (repeatable).
+    #[arg(long = "mac", value_name = "MAC")]
+    pub macs: Vec<String>,
+    /// Initial provision state.
+    #[arg(long, default_value = "enroll")]
+    pub state: ProvisionState,
+    /// `properties` entry; the value is JSON if it parses, else a string (repeatable).
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    pub properties: Vec<KeyValue>,
+    /// `driver_info` entry (repeatable).
+    #[arg(long = "driver-info", value_name = "KEY=VALUE")]
+    pub driver_info: Vec<KeyValue>,
+    /// `instance_info` entry (repeatable).
+    #[arg(long = "instance-info", value_name = "KEY=VALUE")]
+    pub instance_info: Vec<KeyValue>,
+}
+
+/// `agent` options.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// UUID or name.
+    pub node: String,
+    /// Command name, `extension.command` (e.g. `poll.get_hardware_info`).
+    pub command: String,
+    /// Command params as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub params: String,
+    /// Ask the agent to answer only when the command has finished.
+    #[arg(long)]
+    pub wait: bool,
+    /// How to reach the agent.
+    #[command(flatten)]
+    pub agent: AgentConnArgs,
+}
+
+/// `commands` options.
+#[derive(Debug, Args)]
+pub struct CommandsArgs {
+    /// UUID or name.
+    pub node: String,
+    /// How to reach the agent.
+    #[command(flatten)]
+    pub agent: AgentConnArgs,
+}
+
+/// A `KEY=VALUE` argument; the value is JSON when it parses as JSON, else a string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyValue {
+    /// Key.
+    pub key: String,
+    /// Value.
+    pub value: Value,
+}
+
+impl FromStr for KeyValue {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (key, value) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+        if key.is_empty() {
+            return Err(format!("empty key in {s:?}"));
+        }
+        let value =
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        Ok(KeyValue {
+            key: key.to_string(),
+            value,
+        })
+    }
+}
+
+/// Runs the CLI with the process arguments; returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Serve(_)));
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Serve(args) => serve::run(&cli, args),
+        Command::Node(cmd) => node::run(&cli, cmd),
+        Command::Agent(args) => agent::run_command(&cli, args),
+        Command::Commands(args) => agent::list_commands(&cli, args),
+    }
+}
+
+fn init_logging(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::CommandFactory;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_key_values() {
+        let kv: KeyValue = "cpus=4".parse().unwrap();
+        assert_eq!(kv.value, json!(4));
+        let kv: KeyValue = "root_device={\"name\": \"/dev/sda\"}".parse().unwrap();
+        assert_eq!(kv.value, json!({"name": "/dev/sda"}));
+        let kv: KeyValue = "bmc_address=192.0.2.1".parse().unwrap();
+        assert_eq!(kv.value, json!("192.0.2.1"));
+        assert!("novalue".parse::<KeyValue>().is_err());
+        assert!("=x".parse::<KeyValue>().is_err());
+    }
+
+    #[test]
+    fn serve_flags() {
+        let cli = Cli::try_parse_from(["cs", "serve", "--no-require-tls", "--fast-track", "false"])
+            .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert!(args.no_require_tls && !args.fast_track);
+        let cli = Cli::try_parse_from(["cs", "--json", "node", "set-state", "n", "wait call-back"])
+            .unwrap();
+        assert!(cli.json);
+        let cli = Cli::try_parse_from(["cs", "node", "list", "--db", "/tmp/x"]).unwrap();
+        assert_eq!(cli.db, PathBuf::from("/tmp/x"));
+    }
+}

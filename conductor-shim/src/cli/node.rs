@@ -1,0 +1,281 @@
+//! `node create | list | show | delete | set-state`.
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::output::{key_values, or_dash, table};
+use super::{Cli, CreateArgs, KeyValue, NodeCommand};
+use crate::inventory::Inventory;
+use crate::mask;
+use crate::model::{CachedSteps, JsonMap, NewNode, Node};
+use crate::store::{Store, StoreError};
+use crate::timefmt;
+use crate::token;
+
+/// A node as printed by `--json`: the stored node (token masked) plus its port MACs.
+#[derive(Debug, Serialize)]
+pub struct NodeView {
+    /// The node.
+    #[serde(flatten)]
+    pub node: Node,
+    /// MAC addresses of its ports.
+    pub ports: Vec<String>,
+}
+
+impl NodeView {
+    /// Loads the ports of `node` and masks its token.
+    pub fn load(store: &Store, mut node: Node) -> Result<NodeView> {
+        let ports = store
+            .ports(node.uuid)
+            .with_context(|| format!("reading ports of node {}", node.uuid))?
+            .into_iter()
+            .map(|p| p.address)
+            .collect();
+        if node.driver_internal_info.agent_secret_token.is_some() {
+            node.driver_internal_info.agent_secret_token = Some(token::MASKED.to_string());
+        }
+        Ok(NodeView { node, ports })
+    }
+}
+
+pub(super) fn open(cli: &Cli) -> Result<Store> {
+    Store::open(&cli.db).with_context(|| format!("opening node database {}", cli.db.display()))
+}
+
+pub(super) fn run(cli: &Cli, cmd: &NodeCommand) -> Result<()> {
+    let mut store = open(cli)?;
+    match cmd {
+        NodeCommand::Create(args) => {
+            let node = store.create_node(new_node(args)).context("creating node")?;
+            print_node(cli, &NodeView::load(&store, node)?)
+        }
+        NodeCommand::List => {
+            let nodes = store.list_nodes().context("listing nodes")?;
+            if cli.json {
+                let views = nodes
+                    .into_iter()
+                    .map(|n| NodeView::load(&store, n))
+                    .collect::<Result<Vec<_>>>()?;
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                let rows: Vec<Vec<String>> = nodes
+                    .iter()
+                    .map(|n| {
+                        let dii = &n.driver_internal_info;
+                        vec![
+                            n.uuid.to_string(),
+                            or_dash(n.name.as_deref()),
+                            n.provision_state.to_string(),
+                            or_dash(dii.agent_last_heartbeat.map(timefmt::format)),
+                            or_dash(dii.agent_url.as_deref()),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(
+                        &["UUID", "NAME", "STATE", "LAST HEARTBEAT", "AGENT URL"],
+                        &rows
+                    )
+                );
+            }
+            Ok(())
+        }
+        NodeCommand::Show { node } => {
+            let node = store.get_node(node)?;
+            print_node(cli, &NodeView::load(&store, node)?)
+        }
+        NodeCommand::Delete { node } => {
+            let deleted = store.delete_node(node)?;
+            if cli.json {
+                println!("{}", serde_json::json!({"deleted": deleted.uuid}));
+            } else {
+                println!("Deleted node {}", deleted.uuid);
+            }
+            Ok(())
+        }
+        NodeCommand::SetState {
+            node,
+            state,
+            reset_agent,
+        } => {
+            let uuid = store.get_node(node)?.uuid;
+            let node = store.update_node(uuid, |n| {
+                n.provision_state = *state;
+                n.last_error = None;
+                if *reset_agent {
+                    n.driver_internal_info.reset_agent();
+                } else {
+                    n.driver_internal_info.clear_cached_steps();
+                }
+                Ok::<_, StoreError>(n.clone())
+            })?;
+            print_node(cli, &NodeView::load(&store, node)?)
+        }
+    }
+}
+
+fn to_map(items: &[KeyValue]) -> JsonMap {
+    items
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect()
+}
+
+fn new_node(args: &CreateArgs) -> NewNode {
+    NewNode {
+        uuid: args.uuid,
+        name: args.name.clone(),
+        provision_state: args.state,
+        properties: to_map(&args.properties),
+        instance_info: to_map(&args.instance_info),
+        driver_info: to_map(&args.driver_info),
+        macs: args.macs.clone(),
+    }
+}
+
+fn print_node(cli: &Cli, view: &NodeView) -> Result<()> {
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(view)?);
+    } else {
+        print!("{}", key_values(&node_lines(view)));
+    }
+    Ok(())
+}
+
+fn compact(map: &JsonMap) -> String {
+    if map.is_empty() {
+        "{}".to_string()
+    } else {
+        serde_json::to_string(map).unwrap_or_default()
+    }
+}
+
+fn steps_text(steps: Option<&CachedSteps>) -> String {
+    match steps {
+        None => "-".to_string(),
+        Some(steps) if steps.is_empty() => "none".to_string(),
+        Some(steps) => steps
+            .values()
+            .flatten()
+            .map(|s| format!("{}.{} ({})", s.interface, s.step, s.priority))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+/// The `node show` lines.
+fn node_lines(view: &NodeView) -> Vec<(String, String)> {
+    let n = &view.node;
+    let dii = &n.driver_internal_info;
+    let mut lines: Vec<(String, String)> = vec![
+        ("uuid".into(), n.uuid.to_string()),
+        ("name".into(), or_dash(n.name.as_deref())),
+        ("provision_state".into(), n.provision_state.to_string()),
+        (
+            "power_state".into(),
+            or_dash(n.power_state.and_then(|p| {
+                serde_json::to_value(p)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+            })),
+        ),
+        ("last_error".into(), or_dash(n.last_error.as_deref())),
+        (
+            "ports".into(),
+            if view.ports.is_empty() {
+                "-".into()
+            } else {
+                view.ports.join(", ")
+            },
+        ),
+        ("created_at".into(), timefmt::format(n.created_at)),
+        (
+            "updated_at".into(),
+            or_dash(n.updated_at.map(timefmt::format)),
+        ),
+        ("agent_url".into(), or_dash(dii.agent_url.as_deref())),
+        (
+            "agent_version".into(),
+            or_dash(dii.agent_version.as_deref()),
+        ),
+        (
+            "last heartbeat".into(),
+            or_dash(dii.agent_last_heartbeat.map(timefmt::format)),
+        ),
+        (
+            "heartbeat count".into(),
+            dii.agent_heartbeat_count.unwrap_or(0).to_string(),
+        ),
+        (
+            "agent token".into(),
+            if dii.agent_secret_token.is_some() {
+                "issued"
+            } else {
+                "-"
+            }
+            .into(),
+        ),
+        (
+            "agent_verify_ca".into(),
+            if dii.agent_verify_ca.is_some() {
+                "stored"
+            } else {
+                "-"
+            }
+            .into(),
+        ),
+        (
+            "hardware managers".into(),
+            dii.hardware_manager_version
+                .as_ref()
+                .map_or("-".into(), |v| {
+                    v.iter()
+                        .map(|(k, v)| {
+                            format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }),
+        ),
+        (
+            "cached deploy steps".into(),
+            steps_text(dii.agent_cached_deploy_steps.as_ref()),
+        ),
+        (
+            "cached clean steps".into(),
+            steps_text(dii.agent_cached_clean_steps.as_ref()),
+        ),
+    ];
+    if dii.agent_cached_service_steps.is_some() {
+        lines.push((
+            "cached service steps".into(),
+            steps_text(dii.agent_cached_service_steps.as_ref()),
+        ));
+    }
+    lines.push(("properties".into(), compact(&n.properties)));
+    lines.push((
+        "instance_info".into(),
+        compact(&mask::mask_map(&n.instance_info)),
+    ));
+    lines.push((
+        "driver_info".into(),
+        compact(&mask::mask_map(&n.driver_info)),
+    ));
+    match &n.inventory {
+        None => lines.push(("inventory".into(), "-".into())),
+        Some(value) => match Inventory::from_value(value) {
+            Ok(inventory) => {
+                for (label, text) in inventory.summary() {
+                    lines.push((format!("inventory {label}"), text));
+                }
+            }
+            Err(e) => lines.push(("inventory".into(), format!("unreadable: {e}"))),
+        },
+    }
+    if let Some(data) = &n.inspection_data {
+        let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+        lines.push(("inspection data".into(), keys.join(", ")));
+    }
+    lines
+}

@@ -1,0 +1,75 @@
+//! `serve`: runs the API until SIGTERM or Ctrl-C.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+
+use super::{Cli, ServeArgs};
+use crate::api::{self, AppState, ServerConfig};
+use crate::store::SharedStore;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(cli, args))
+}
+
+async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
+    let store = super::node::open(cli)?;
+    let config = ServerConfig {
+        heartbeat_timeout: args.heartbeat_timeout,
+        require_tls: !args.no_require_tls,
+        fast_track: args.fast_track,
+        restrict_lookup: true,
+        max_body_bytes: args.max_body_bytes,
+        agent: args.agent.options(),
+    };
+    tracing::info!(?config, db = %cli.db.display(), "starting");
+    let state = AppState::new(SharedStore::new(store), config);
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "conductor-shim listening on http://{addr}")?;
+        stdout.flush()?;
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(api::serve(listener, state, async {
+        let _ = stop_rx.await;
+    }));
+    tokio::select! {
+        finished = &mut server => {
+            return finished.context("server task failed")?.context("serving");
+        }
+        signal = shutdown_signal() => {
+            signal?;
+        }
+    }
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(finished) => finished.context("server task failed")?.context("serving"),
+        Err(_) => {
+            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; exiting anyway");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        ctrl_c = tokio::signal::ctrl_c() => ctrl_c.context("waiting for Ctrl-C"),
+        _ = term.recv() => Ok(()),
+    }
+}

@@ -1,0 +1,266 @@
+//! The typed records the shim stores: nodes, ports and the well-known parts of
+//! `driver_internal_info`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::state::ProvisionState;
+
+/// A free-form JSON object as Ironic keeps in `properties`, `instance_info`, ... .
+pub type JsonMap = Map<String, Value>;
+
+/// A node's power state as Ironic names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PowerState {
+    /// `power on`.
+    #[serde(rename = "power on")]
+    On,
+    /// `power off`.
+    #[serde(rename = "power off")]
+    Off,
+}
+
+/// A bare-metal node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// Primary key.
+    pub uuid: Uuid,
+    /// Optional unique name (never shaped like a UUID).
+    pub name: Option<String>,
+    /// Provision state.
+    pub provision_state: ProvisionState,
+    /// Power state, when known (the shim has no BMC access and usually does not know).
+    pub power_state: Option<PowerState>,
+    /// `properties` (root_device hints, capabilities, ...).
+    pub properties: JsonMap,
+    /// `instance_info` (image source, ...).
+    pub instance_info: JsonMap,
+    /// `driver_info` (BMC address, ...).
+    pub driver_info: JsonMap,
+    /// `driver_internal_info`: agent session data and cached steps.
+    pub driver_internal_info: DriverInternalInfo,
+    /// The inventory posted by the agent's inspection, if any.
+    pub inventory: Option<Value>,
+    /// The rest of the inspection data (Ironic's "plugin data").
+    pub inspection_data: Option<JsonMap>,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Time of the last change.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub updated_at: Option<OffsetDateTime>,
+}
+
+/// A port (a NIC) of a node, identified by its MAC address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Port {
+    /// Primary key.
+    pub uuid: Uuid,
+    /// The node this port belongs to.
+    pub node_uuid: Uuid,
+    /// Lower-case, colon-separated MAC address (unique).
+    pub address: String,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// One step as reported by the agent's `get_*_steps`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Interface (`deploy`, `raid`, `bios`, ...).
+    pub interface: String,
+    /// Step name.
+    pub step: String,
+    /// Priority (0 = manual only).
+    pub priority: i64,
+    /// `reboot_requested`, `abortable`, `argsinfo`, `requires_ramdisk`, ...
+    #[serde(flatten)]
+    pub extra: JsonMap,
+}
+
+/// Steps cached from the agent, grouped by interface (as Ironic stores them).
+pub type CachedSteps = BTreeMap<String, Vec<Step>>;
+
+/// `driver_internal_info`: the keys the shim reads and writes, plus anything else.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DriverInternalInfo {
+    /// The agent's callback URL (from its first heartbeat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_url: Option<String>,
+    /// The agent token handed out at lookup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_secret_token: Option<String>,
+    /// The agent's reported version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
+    /// Time of the last accepted heartbeat.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub agent_last_heartbeat: Option<OffsetDateTime>,
+    /// The PEM certificate the agent sent as `agent_verify_ca` (its auto-TLS certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_verify_ca: Option<String>,
+    /// Number of accepted heartbeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_heartbeat_count: Option<u64>,
+    /// Hardware-manager versions reported with the steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_manager_version: Option<BTreeMap<String, Value>>,
+    /// Cached deploy steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_cached_deploy_steps: Option<CachedSteps>,
+    /// When the deploy steps were cached.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub agent_cached_deploy_steps_refreshed: Option<OffsetDateTime>,
+    /// Cached clean steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_cached_clean_steps: Option<CachedSteps>,
+    /// When the clean steps were cached.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub agent_cached_clean_steps_refreshed: Option<OffsetDateTime>,
+    /// Cached service steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_cached_service_steps: Option<CachedSteps>,
+    /// When the service steps were cached.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub agent_cached_service_steps_refreshed: Option<OffsetDateTime>,
+    /// Every other key.
+    #[serde(flatten)]
+    pub extra: JsonMap,
+}
+
+impl DriverInternalInfo {
+    /// Forgets the agent session (token, URL, certificate, version, heartbeats), as Ironic
+    /// does when it boots a node into a new ramdisk.
+    pub fn reset_agent(&mut self) {
+        self.agent_url = None;
+        self.agent_secret_token = None;
+        self.agent_version = None;
+        self.agent_last_heartbeat = None;
+        self.agent_verify_ca = None;
+        self.agent_heartbeat_count = None;
+        self.clear_cached_steps();
+    }
+
+    /// Forgets cached steps (they belong to one operation).
+    pub fn clear_cached_steps(&mut self) {
+        self.hardware_manager_version = None;
+        self.agent_cached_deploy_steps = None;
+        self.agent_cached_deploy_steps_refreshed = None;
+        self.agent_cached_clean_steps = None;
+        self.agent_cached_clean_steps_refreshed = None;
+        self.agent_cached_service_steps = None;
+        self.agent_cached_service_steps_refreshed = None;
+    }
+}
+
+/// What is needed to create a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNode {
+    /// UUID; generated when `None`.
+    pub uuid: Option<Uuid>,
+    /// Optional unique name.
+    pub name: Option<String>,
+    /// Initial provision state.
+    pub provision_state: ProvisionState,
+    /// `properties`.
+    pub properties: JsonMap,
+    /// `instance_info`.
+    pub instance_info: JsonMap,
+    /// `driver_info`.
+    pub driver_info: JsonMap,
+    /// MAC addresses to create ports for.
+    pub macs: Vec<String>,
+}
+
+impl Default for NewNode {
+    fn default() -> Self {
+        NewNode {
+            uuid: None,
+            name: None,
+            provision_state: ProvisionState::Enroll,
+            properties: JsonMap::new(),
+            instance_info: JsonMap::new(),
+            driver_info: JsonMap::new(),
+            macs: Vec::new(),
+        }
+    }
+}
+
+/// Checks a node name the way Ironic does in spirit: non-empty, at most 255 characters of
+/// `[A-Za-z0-9._~-]`, and not parseable as a UUID (which would make lookups ambiguous).
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(format!(
+            "invalid node name {name:?}: must be 1 to 255 characters"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+    {
+        return Err(format!(
+            "invalid node name {name:?}: only letters, digits and . _ ~ - are allowed"
+        ));
+    }
+    if Uuid::parse_str(name).is_ok() {
+        return Err(format!(
+            "invalid node name {name:?}: a name cannot be a UUID"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn driver_internal_info_keeps_unknown_keys() {
+        let v = json!({
+            "agent_url": "https://1.2.3.4:9999",
+            "agent_last_heartbeat": "2026-01-02T03:04:05Z",
+            "agent_cached_deploy_steps": {"deploy": [{"interface": "deploy", "step": "write_image", "priority": 80, "abortable": false}]},
+            "clean_steps": [1]
+        });
+        let dii: DriverInternalInfo = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(dii.agent_url.as_deref(), Some("https://1.2.3.4:9999"));
+        assert_eq!(dii.extra["clean_steps"], json!([1]));
+        let steps = dii.agent_cached_deploy_steps.as_ref().unwrap();
+        assert_eq!(steps["deploy"][0].priority, 80);
+        assert_eq!(serde_json::to_value(&dii).unwrap(), v);
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_name("node-1").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a b").is_err());
+        assert!(validate_name("8c2e0381-7dd8-49bb-aea8-47445bf88872").is_err());
+    }
+}
