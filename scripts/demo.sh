@@ -9,8 +9,14 @@ watch_for=${1:-15}
 cargo build --quiet --bins --locked
 bin=target/debug
 work=$(mktemp -d /tmp/ironic-agent-demo.XXXXXX)
-shim_port=16385
-agent_port=19999
+shim_port=${SHIM_PORT:-16385}
+agent_port=${AGENT_PORT:-19999}
+for p in $shim_port $agent_port; do
+    if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
+        echo "port $p on 127.0.0.1 is in use; set SHIM_PORT/AGENT_PORT" >&2
+        exit 1
+    fi
+done
 cleanup() {
     kill "${agent_pid:-}" "${shim_pid:-}" 2>/dev/null || true
     wait 2>/dev/null || true
@@ -21,9 +27,11 @@ trap cleanup EXIT
 shim() { "$bin/conductor-shim" --db "$work/shim.sqlite" "$@"; }
 
 echo "==> starting conductor-shim on 127.0.0.1:$shim_port"
-shim serve --listen 127.0.0.1:$shim_port --heartbeat-timeout 10 >"$work/shim.log" 2>&1 &
+"$bin/conductor-shim" --db "$work/shim.sqlite" serve --listen 127.0.0.1:$shim_port --heartbeat-timeout 10 \
+    >"$work/shim.log" 2>&1 &
 shim_pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$shim_port/" >/dev/null && break; sleep 0.1; done
+kill -0 $shim_pid 2>/dev/null || { echo "conductor-shim failed to start:" >&2; cat "$work/shim.log" >&2; exit 1; }
 
 # The node is found by the MACs of this machine's physical NICs (read-only).
 macs=()
