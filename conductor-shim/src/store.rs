@@ -215,25 +215,14 @@ impl Store {
             return Err(StoreError::DuplicateName(name.clone()));
         }
         tx.execute(
-            &format!(
-                "INSERT INTO nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-            ),
+            "INSERT INTO nodes (uuid, provision_state, created_at) VALUES (?1, ?2, ?3)",
             params![
                 node.uuid.to_string(),
-                node.name,
                 node.provision_state.as_str(),
-                encode_opt(&node.power_state, "power_state")?,
-                encode(&node.properties, "properties")?,
-                encode(&node.instance_info, "instance_info")?,
-                encode(&node.driver_info, "driver_info")?,
-                encode(&node.driver_internal_info, "driver_internal_info")?,
-                encode_opt(&node.inventory, "inventory")?,
-                encode_opt(&node.inspection_data, "inspection_data")?,
-                node.last_error,
                 timefmt::format(node.created_at),
-                node.updated_at.map(timefmt::format),
             ],
         )?;
+        write_node(&tx, &node)?;
         for address in macs {
             insert_port(&tx, node.uuid, &address)?;
         }

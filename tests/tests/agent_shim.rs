@@ -558,3 +558,42 @@ fn async_command_completion_forces_an_early_heartbeat() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `ipa-api-url` with a dead first entry: lookup and heartbeats fail over to the second URL.
+#[test]
+fn api_url_fail_over() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let shim = Shim::start(
+        dir.path(),
+        &["--no-require-tls", "--heartbeat-timeout", "4"],
+    )?;
+    create_node(&shim, "fo", "manageable")?;
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let cmdline = format!("ipa-api-url={dead},{} ipa-lookup-timeout=30", shim.url);
+    let port = free_port();
+    let agent = start_agent(
+        dir.path(),
+        "foagent",
+        &cmdline,
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--advertise-host",
+            "127.0.0.1",
+            "--no-auto-tls",
+        ],
+    )?;
+    wait_for(T, "two heartbeats through the second URL", || {
+        node(&shim, "fo").ok().filter(|n| {
+            dii(n, "agent_heartbeat_count")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                >= 2
+        })
+    })?;
+    assert!(
+        agent.output().contains("trying the next URL"),
+        "fail-over not logged"
+    );
+    Ok(())
+}
