@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 
 use crate::conductor::lookup::LookupConfig;
 use crate::config::Config;
+use crate::image::Progress;
 use crate::logbuf::LogBuffer;
 use crate::power::Power;
 
@@ -28,6 +29,7 @@ pub struct AgentContext {
     token: RwLock<Option<String>>,
     node: RwLock<Option<Node>>,
     lookup_config: RwLock<Option<LookupConfig>>,
+    progress: RwLock<Option<Arc<Progress>>>,
 }
 
 impl std::fmt::Debug for AgentContext {
@@ -57,6 +59,7 @@ impl AgentContext {
             token: RwLock::new(token),
             node: RwLock::new(None),
             lookup_config: RwLock::new(None),
+            progress: RwLock::new(None),
         }
     }
 
@@ -101,6 +104,27 @@ impl AgentContext {
         self.lookup_config()
             .map(|c| c.agent_skip_bmc_detect)
             .unwrap_or(false)
+    }
+
+    /// Starts progress reporting for the running command (one command runs at a time).
+    pub fn start_progress(&self) -> Arc<Progress> {
+        let p = Arc::new(Progress::new());
+        if let Ok(mut slot) = self.progress.write() {
+            *slot = Some(p.clone());
+        }
+        p
+    }
+
+    /// Ends progress reporting.
+    pub fn clear_progress(&self) {
+        if let Ok(mut slot) = self.progress.write() {
+            *slot = None;
+        }
+    }
+
+    /// The running command's progress, if it reports any.
+    pub fn progress(&self) -> Option<Arc<Progress>> {
+        self.progress.read().map(|p| p.clone()).unwrap_or(None)
     }
 
     /// Asks the heartbeat loop for an early heartbeat (after an async command finished).

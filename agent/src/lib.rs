@@ -11,6 +11,7 @@ pub mod conductor;
 pub mod config;
 pub mod context;
 pub mod guard;
+pub mod image;
 pub mod logbuf;
 pub mod power;
 pub mod tls;

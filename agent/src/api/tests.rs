@@ -65,6 +65,14 @@ fn add_test_commands(r: &mut Registry) {
         std::thread::sleep(Duration::from_millis(ms));
         Ok(CommandOutput::Json(Value::Null))
     });
+    r.register("test", "progress", Mode::Async, None, |ctx, _| {
+        let p = ctx.start_progress();
+        p.set_total(1000);
+        p.add_downloaded(400);
+        p.add_written(300);
+        std::thread::sleep(Duration::from_millis(400));
+        Ok(CommandOutput::Json(json!({"done": true})))
+    });
     r.register("test", "fail", Mode::Async, None, |_, _| {
         Err(CommandError::execution("async plain fail"))
     });
@@ -279,5 +287,40 @@ async fn oversized_bodies_are_refused() -> anyhow::Result<()> {
     let (s, v) = call(&app, "POST", &post_uri(""), &big).await?;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(v["faultcode"], "Client");
+    Ok(())
+}
+
+#[tokio::test]
+async fn running_commands_show_progress() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = app(dir.path())?;
+    let (_, v) = call(
+        &app,
+        "POST",
+        &post_uri(""),
+        r#"{"name":"test.progress","params":{}}"#,
+    )
+    .await?;
+    let id = v["id"].as_str().unwrap_or_default().to_string();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (_, list) = call(&app, "GET", &post_uri(""), "").await?;
+    let p = &list["commands"][0]["command_result"]["progress"];
+    assert_eq!(list["commands"][0]["command_status"], "RUNNING");
+    assert_eq!(
+        (p["bytes_written"].clone(), p["total_bytes"].clone()),
+        (json!(300), json!(1000))
+    );
+    let (_, v) = call(
+        &app,
+        "GET",
+        &format!("/v1/commands/{id}?agent_token={TOKEN}&wait=true"),
+        "",
+    )
+    .await?;
+    assert_eq!(
+        v["command_result"],
+        json!({"done": true}),
+        "the final result replaces the progress"
+    );
     Ok(())
 }

@@ -77,7 +77,7 @@ impl Executor {
     pub fn list(&self) -> Vec<CommandResult> {
         self.entries_snapshot()
             .iter()
-            .map(|e| e.snapshot())
+            .map(|e| self.decorate(e.snapshot()))
             .collect()
     }
 
@@ -91,12 +91,26 @@ impl Executor {
         if wait {
             entry.wait().await;
         }
-        Ok(entry.snapshot())
+        Ok(self.decorate(entry.snapshot()))
+    }
+
+    /// A RUNNING result shows the running command's progress as `{"progress": {...}}`.
+    fn decorate(&self, mut r: CommandResult) -> CommandResult {
+        if r.command_status == super::CommandStatus::Running
+            && let Some(p) = self.context.progress()
+        {
+            r.command_result = serde_json::to_value(p.snapshot())
+                .ok()
+                .map(|s| serde_json::json!({ "progress": s }));
+        }
+        r
     }
 
     /// The most recent result, if any.
     pub fn last(&self) -> Option<CommandResult> {
-        self.entries_snapshot().last().map(|e| e.snapshot())
+        self.entries_snapshot()
+            .last()
+            .map(|e| self.decorate(e.snapshot()))
     }
 
     fn entries_snapshot(&self) -> Vec<Arc<Entry>> {
@@ -142,6 +156,7 @@ impl Executor {
         let command_name = name.to_string();
         let task = tokio::task::spawn_blocking(move || {
             let outcome = (spec.handler)(&context, params);
+            context.clear_progress();
             match &outcome {
                 Ok(_) => info!(command = %command_name, "command succeeded"),
                 Err(e) => warn!(command = %command_name, error = %e, "command failed"),
@@ -173,6 +188,6 @@ impl Executor {
         if !is_async || wait {
             entry.wait().await;
         }
-        Ok(entry.snapshot())
+        Ok(self.decorate(entry.snapshot()))
     }
 }
