@@ -16,5 +16,8 @@ pub mod logbuf;
 pub mod power;
 pub mod tls;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod testutil;
+
 /// The version reported in `/v1/status` and heartbeats.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,93 @@
+//! Test support: real loop devices over files the test created, detached on drop.
+//!
+//! Only compiled for tests (and for the workspace's e2e tests via the `test-support` feature).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// A loop device attached to a backing file; detached (with its partitions) when dropped.
+#[derive(Debug)]
+pub struct LoopDevice {
+    /// `/dev/loopN`.
+    pub path: PathBuf,
+    /// The backing file.
+    pub file: PathBuf,
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+impl LoopDevice {
+    /// Creates a sparse file of `size` bytes at `file` and attaches it.
+    pub fn create(file: &Path, size: u64) -> anyhow::Result<LoopDevice> {
+        let f = std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?;
+        f.set_len(size)?;
+        drop(f);
+        Self::attach(file)
+    }
+
+    /// Attaches an existing file (the file must be one the test created).
+    pub fn attach(file: &Path) -> anyhow::Result<LoopDevice> {
+        let dev = run(Command::new("losetup").args(["--find", "--show"]).arg(file))
+            .context("attaching a loop device (tests need root and loop support)")?;
+        if !dev.starts_with("/dev/loop") {
+            bail!("losetup returned `{dev}`, not a loop device");
+        }
+        Ok(LoopDevice { path: PathBuf::from(dev), file: file.to_path_buf() })
+    }
+
+    /// `/dev/loopNpK`.
+    pub fn partition(&self, k: u32) -> PathBuf {
+        PathBuf::from(format!("{}p{k}", self.path.display()))
+    }
+
+    /// Re-reads the partition table into `/dev/loopNpK` nodes with `partx` (this host's kernel
+    /// does not scan loop partitions by itself). Stale nodes are removed first.
+    pub fn rescan(&self) -> anyhow::Result<()> {
+        let _ = Command::new("partx").arg("-d").arg(&self.path).output();
+        let out = Command::new("partx").arg("-a").arg(&self.path).output()?;
+        // partx -a fails when there is no partition table; that is not an error here.
+        let _ = out;
+        Ok(())
+    }
+
+    /// Size in bytes of the backing file.
+    pub fn size(&self) -> anyhow::Result<u64> {
+        Ok(std::fs::metadata(&self.file)?.len())
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("partx").arg("-d").arg(&self.path).output();
+        let _ = Command::new("losetup").arg("-d").arg(&self.path).output();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attach_and_detach() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path;
+        {
+            let lo = LoopDevice::create(&dir.path().join("disk.img"), 8 << 20)?;
+            path = lo.path.clone();
+            assert!(path.exists());
+            let listed = run(Command::new("losetup").arg("-j").arg(&lo.file))?;
+            assert!(listed.contains(&path.display().to_string()));
+        }
+        let listed = run(Command::new("losetup").arg("-j").arg(dir.path().join("disk.img")))?;
+        assert!(listed.is_empty(), "loop device still attached: {listed}");
+        Ok(())
+    }
+}
