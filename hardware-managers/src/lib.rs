@@ -6,12 +6,17 @@
 //! ironic-python-agent's `dispatch_to_managers` does. The [`Chain`] implements the dispatch
 //! rules, step de-duplication and the version map that Ironic echoes back.
 //!
+//! Destructive operations pass the [`guard::DiskGuard`] first; root-device hints and the disk
+//! skip list are parsed and matched by [`hints`].
+//!
 //! Two managers ship here: the [`generic::GenericHardwareManager`] (reads /sys and /proc) and
 //! the [`plugin::ExecutableManager`] (a vendor executable speaking JSON on stdin/stdout).
 
 pub mod chain;
 pub mod error;
 pub mod generic;
+pub mod guard;
+pub mod hints;
 pub mod inventory;
 pub mod manager;
 pub mod node;

@@ -16,6 +16,7 @@ use super::sysfs::{link_basename, list_dir, natural_cmp, read_trimmed, read_u64}
 use super::udev::UdevProperties;
 use super::wwn::Wwn;
 use crate::error::{HardwareError, HardwareResult};
+use crate::hints::{HintKey, HintTarget};
 use crate::inventory::BlockDevice;
 
 /// The kernel's unit for `size` attributes.
@@ -174,6 +175,53 @@ impl DiskScan<'_> {
             partuuid: udev.get("ID_PART_ENTRY_UUID"),
         })
     }
+}
+
+/// The hint-matching view of `device`: its inventory values plus every other serial and WWN
+/// that sysfs and udev know it by (IPA matches hints against all of them), the inventory's
+/// value first.
+pub(crate) fn hint_target(root: &Path, device: &BlockDevice) -> HintTarget {
+    let mut target = HintTarget::from(device);
+    let Some(name) = device.name.strip_prefix("/dev/") else {
+        return target;
+    };
+    let Some(dir) = [
+        root.join("sys/class/block").join(name),
+        root.join("sys/block").join(name),
+    ]
+    .into_iter()
+    .find(|d| d.is_dir()) else {
+        return target;
+    };
+    let sys = dir.join("device");
+    let udev = UdevProperties::read(root, read_trimmed(&dir.join("dev")).as_deref());
+    let sysfs_wwn = read_trimmed(&dir.join("wwid"))
+        .or_else(|| read_trimmed(&sys.join("wwid")))
+        .map(|w| Wwn::from_wwid(&w))
+        .unwrap_or_default();
+    let sources = [
+        (HintKey::Serial, udev.get("ID_SERIAL_SHORT")),
+        (HintKey::Serial, read_trimmed(&sys.join("serial"))),
+        (HintKey::Serial, read_trimmed(&dir.join("serial"))),
+        (HintKey::Serial, udev.get("ID_SERIAL")),
+        (HintKey::Serial, udev.get("DM_SERIAL")),
+        (HintKey::Wwn, udev.get("ID_WWN")),
+        (HintKey::Wwn, sysfs_wwn.wwn),
+        (HintKey::Wwn, udev.get("DM_WWN")),
+        (HintKey::WwnWithExtension, udev.get("ID_WWN_WITH_EXTENSION")),
+        (HintKey::WwnWithExtension, sysfs_wwn.with_extension),
+        (
+            HintKey::WwnVendorExtension,
+            udev.get("ID_WWN_VENDOR_EXTENSION"),
+        ),
+        (HintKey::WwnVendorExtension, sysfs_wwn.vendor_extension),
+    ];
+    for (key, value) in sources {
+        if let Some(value) = value {
+            target.add_identifier(key, &value);
+        }
+    }
+    target
 }
 
 /// `/dev/<name>`.

@@ -1,59 +1,84 @@
-//! Choosing the install disk without root-device hints (wire spec §15.2).
+//! Choosing the install disk (wire spec §15): the skip list removes disks first; then the
+//! first disk matching the root-device hints, or without hints the smallest disk of at
+//! least 4 GiB.
 
-use serde_json::{Map, Value};
+use tracing::{debug, info};
 
 use crate::error::{HardwareError, HardwareResult};
-use crate::inventory::BlockDevice;
-use crate::node::Node;
+use crate::hints::{HintTarget, RootDeviceHints, SkipList};
 
 /// The smallest disk IPA considers for the root device: 4 GiB.
 pub(crate) const MIN_INSTALL_DEVICE_SIZE: u64 = 4 << 30;
 
-/// Refuses nodes that carry root-device hints or a disk skip-list: both need the hint matcher,
-/// which is not implemented yet, and ignoring them could install onto the wrong disk.
-pub(crate) fn reject_unsupported_hints(node: Option<&Node>) -> HardwareResult<()> {
-    let Some(node) = node else { return Ok(()) };
-    for (source, props) in [
-        ("instance_info", &node.instance_info),
-        ("properties", &node.properties),
-    ] {
-        if let Some(hints) = non_empty(props, "root_device") {
-            return Err(HardwareError::InvalidArgs(format!(
-                "root device hints are not supported yet: {source}.root_device = {hints}"
-            )));
+/// Picks the install device among `devices` (in listing order).
+///
+/// # Errors
+/// [`HardwareError::DeviceNotFound`] when no disk qualifies, saying why for each disk.
+pub(crate) fn choose(
+    devices: &[HintTarget],
+    hints: Option<&RootDeviceHints>,
+    skip: &SkipList,
+) -> HardwareResult<String> {
+    let mut candidates = Vec::with_capacity(devices.len());
+    let mut skipped = Vec::new();
+    for device in devices {
+        match skip.matching_entry(device) {
+            Some(entry) => {
+                info!(device = %device.name, entry = %entry, "skipping device listed in properties.skip_block_devices");
+                skipped.push(format!("{} (entry {entry})", device.name));
+            }
+            None => candidates.push(device.clone()),
         }
     }
-    if let Some(skip) = non_empty(&node.properties, "skip_block_devices") {
-        return Err(HardwareError::InvalidArgs(format!(
-            "skip_block_devices is not supported yet: properties.skip_block_devices = {skip}"
-        )));
+    let skipped_note = if skipped.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; skipped by properties.skip_block_devices: {}",
+            skipped.join(", ")
+        )
+    };
+    let Some(hints) = hints else {
+        return smallest_eligible(&candidates, &skipped_note);
+    };
+    debug!(%hints, devices = candidates.len(), "matching root device hints");
+    if let Some(device) = hints.first_match(&candidates) {
+        info!(device = %device.name, %hints, "picked the root device matching the root device hints");
+        return Ok(device.name.clone());
     }
-    Ok(())
-}
-
-/// `map[key]` unless it is absent, null, or an empty object, list or string.
-fn non_empty<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    map.get(key).filter(|v| match v {
-        Value::Null => false,
-        Value::Object(o) => !o.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::String(s) => !s.is_empty(),
-        _ => true,
-    })
+    let considered = if candidates.is_empty() {
+        "no disk to consider".to_string()
+    } else {
+        format!("disks considered: {}", hints.explain(&candidates))
+    };
+    Err(HardwareError::DeviceNotFound(format!(
+        "no suitable device was found for deployment using the root device hints {hints}; \
+         {considered}{skipped_note}"
+    )))
 }
 
 /// The smallest device of at least 4 GiB, ties broken by name.
-pub(crate) fn smallest_eligible(devices: &[BlockDevice]) -> HardwareResult<String> {
-    devices
+fn smallest_eligible(devices: &[HintTarget], skipped_note: &str) -> HardwareResult<String> {
+    let chosen = devices
         .iter()
         .filter(|d| d.size >= MIN_INSTALL_DEVICE_SIZE)
-        .min_by(|a, b| (a.size, &a.name).cmp(&(b.size, &b.name)))
-        .map(|d| d.name.clone())
-        .ok_or_else(|| {
-            HardwareError::DeviceNotFound(format!(
-                "no suitable device was found for deployment: none of {} disk(s) is at least \
-                 4 GiB",
-                devices.len()
-            ))
-        })
+        .min_by(|a, b| (a.size, &a.name).cmp(&(b.size, &b.name)));
+    if let Some(device) = chosen {
+        info!(device = %device.name, size = device.size, "picked the smallest disk of at least 4 GiB as root device");
+        return Ok(device.name.clone());
+    }
+    let sizes: Vec<String> = devices
+        .iter()
+        .map(|d| format!("{} ({} bytes)", d.name, d.size))
+        .collect();
+    let listed = if sizes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", sizes.join(", "))
+    };
+    Err(HardwareError::DeviceNotFound(format!(
+        "no suitable device was found for deployment: none of {} disk(s){listed} is at least \
+         4 GiB{skipped_note}",
+        devices.len()
+    )))
 }

@@ -2,9 +2,11 @@
 //!
 //! Every path is read under [`GenericConfig::root`], so tests point it at a fake tree. Each
 //! concern lives in its own module: `net` (interfaces), `cpu`, `memory`, `disks` (block
-//! devices, with `wwn` and `udev` helpers), `install` (install-disk rule), `dmi`, `bmc`
+//! devices, with `wwn` and `udev` helpers), `install` (install-disk choice: skip list, root
+//! device hints, smallest disk), `dmi`, `bmc`
 //! (ipmitool), `logs` and `system` (boot mode, host name, sync).
 
+pub mod backend;
 mod bmc;
 mod cpu;
 mod disks;
@@ -19,13 +21,16 @@ mod system;
 mod udev;
 mod wwn;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::error::HardwareResult;
+use crate::guard::{self, DiskGuard};
+use crate::hints::{self, HintTarget, SkipList};
 use crate::inventory::{BlockDevice, BootInfo, Cpu, Memory, NetworkInterface, SystemVendorInfo};
 use crate::manager::{HardwareManager, ManagerVersion, StepContext};
 use crate::node::Node;
@@ -51,6 +56,8 @@ pub struct GenericConfig {
     /// The disk guard's allow-list. When non-empty, loop devices named here are listed as disks
     /// (so they can be install targets in tests).
     pub allowed_devices: Vec<PathBuf>,
+    /// Steps the agent implements and the generic manager offers as its own (`write_image`, ...).
+    pub step_backend: Option<std::sync::Arc<dyn backend::StepBackend>>,
 }
 
 impl Default for GenericConfig {
@@ -59,6 +66,7 @@ impl Default for GenericConfig {
             root: PathBuf::from("/"),
             bootif: None,
             allowed_devices: Vec::new(),
+            step_backend: None,
         }
     }
 }
@@ -83,6 +91,80 @@ impl GenericHardwareManager {
     /// The settings this manager was built with.
     pub fn config(&self) -> &GenericConfig {
         &self.config
+    }
+
+    /// The disk guard every destructive step passes first: this manager's allow-list
+    /// ([`GenericConfig::allowed_devices`]) and root.
+    pub fn guard(&self) -> DiskGuard {
+        DiskGuard::new(self.config.allowed_devices.clone(), &self.config.root)
+    }
+
+    /// IPA's `list_block_devices_check_skip_list`: the block devices (partitions too when
+    /// `include_partitions`) minus those `properties.skip_block_devices` names, and minus the
+    /// partitions of a skipped disk. Without a node nothing is skipped.
+    ///
+    /// # Errors
+    /// [`HardwareError::InvalidArgs`](crate::HardwareError::InvalidArgs) for a malformed skip
+    /// list; listing errors as [`HardwareManager::list_block_devices`].
+    pub fn list_block_devices_check_skip_list(
+        &self,
+        node: Option<&Node>,
+        include_partitions: bool,
+    ) -> HardwareResult<Vec<BlockDevice>> {
+        let Some(node) = node else {
+            return self.list_block_devices(include_partitions);
+        };
+        let skip = SkipList::from_node(node)?;
+        let devices = self.list_block_devices(include_partitions)?;
+        if skip.disk_hints().is_empty() {
+            return Ok(devices);
+        }
+        let skipped = self.skipped_devices(&skip, &devices);
+        Ok(devices
+            .into_iter()
+            .filter(|d| !skipped.contains(&d.name))
+            .collect())
+    }
+
+    /// IPA's `get_skip_list_from_node_for_disks`: the names among `devices` that the node's
+    /// `properties.skip_block_devices` names (with the partitions of a named disk).
+    ///
+    /// # Errors
+    /// [`HardwareError::InvalidArgs`](crate::HardwareError::InvalidArgs) for a malformed skip
+    /// list.
+    pub fn skip_list_for_disks(
+        &self,
+        node: &Node,
+        devices: &[BlockDevice],
+    ) -> HardwareResult<BTreeSet<String>> {
+        Ok(self.skipped_devices(&SkipList::from_node(node)?, devices))
+    }
+
+    /// The hint-matching view of `devices`: inventory values plus every serial and WWN that
+    /// sysfs and udev know each device by.
+    pub fn hint_targets(&self, devices: &[BlockDevice]) -> Vec<HintTarget> {
+        devices
+            .iter()
+            .map(|d| disks::hint_target(self.root(), d))
+            .collect()
+    }
+
+    /// The names of `devices` matched by `skip`, plus the partitions of matched disks.
+    fn skipped_devices(&self, skip: &SkipList, devices: &[BlockDevice]) -> BTreeSet<String> {
+        let mut skipped = BTreeSet::new();
+        for target in self.hint_targets(devices) {
+            if let Some(entry) = skip.matching_entry(&target) {
+                info!(device = %target.name, %entry, "skipping device listed in properties.skip_block_devices");
+                skipped.insert(target.name);
+            }
+        }
+        let partitions: Vec<String> = devices
+            .iter()
+            .filter(|d| skipped.iter().any(|s| guard::is_partition_of(&d.name, s)))
+            .map(|d| d.name.clone())
+            .collect();
+        skipped.extend(partitions);
+        skipped
     }
 
     fn root(&self) -> &Path {
@@ -161,9 +243,16 @@ impl HardwareManager for GenericHardwareManager {
         .list(include_partitions)
     }
 
+    /// Root-device hints (`instance_info.root_device`, else `properties.root_device`) pick
+    /// the first matching disk; without hints the smallest disk of at least 4 GiB wins. Disks
+    /// named by `properties.skip_block_devices` are never chosen.
     fn get_os_install_device(&self, node: Option<&Node>) -> HardwareResult<String> {
-        install::reject_unsupported_hints(node)?;
-        install::smallest_eligible(&self.list_block_devices(false)?)
+        let (hints, skip) = match node {
+            Some(node) => (hints::root_device_hints(node)?, SkipList::from_node(node)?),
+            None => (None, SkipList::default()),
+        };
+        let devices = self.list_block_devices(false)?;
+        install::choose(&self.hint_targets(&devices), hints.as_ref(), &skip)
     }
 
     fn get_bmc_address(&self) -> HardwareResult<Option<String>> {
@@ -202,10 +291,27 @@ impl HardwareManager for GenericHardwareManager {
         system::hostname(self.root())
     }
 
-    /// No generic steps yet: erase, write_image and RAID arrive with their implementations,
-    /// and a step is only offered once it can run.
-    fn get_steps(&self, _kind: StepKind, _ctx: &StepContext) -> HardwareResult<Vec<Step>> {
-        Ok(Vec::new())
+    /// The steps of the agent's step backend (deploy: `write_image`, ...). A step is only
+    /// offered once it can run.
+    fn get_steps(&self, kind: StepKind, _ctx: &StepContext) -> HardwareResult<Vec<Step>> {
+        Ok(self
+            .config
+            .step_backend
+            .as_ref()
+            .map(|b| b.steps(kind))
+            .unwrap_or_default())
+    }
+
+    fn execute_step(
+        &self,
+        name: &str,
+        ctx: &StepContext,
+        args: &serde_json::Map<String, serde_json::Value>,
+    ) -> HardwareResult<serde_json::Value> {
+        match &self.config.step_backend {
+            Some(b) => b.execute(name, ctx, args),
+            None => Err(crate::HardwareError::incompatible(name)),
+        }
     }
 
     fn collect_system_logs(&self) -> HardwareResult<Vec<(String, Vec<u8>)>> {

@@ -6,10 +6,10 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
-use crate::error::HardwareError;
+use crate::error::{HardwareError, HardwareResult};
 
 /// A fake filesystem root in a temporary directory.
 struct Tree {
@@ -62,6 +62,7 @@ impl Tree {
             root: self.root().to_path_buf(),
             bootif: Some("01-aa-bb-cc-dd-ee-ff".into()),
             allowed_devices: allowed,
+            ..GenericConfig::default()
         })
     }
 
@@ -564,36 +565,277 @@ fn install_device_none_large_enough() {
     assert_eq!(err.code(), 404);
 }
 
-#[test]
-fn install_device_refuses_hints() {
-    let t = disk_tree();
+/// A node with `root_device` hints in instance_info and/or properties and an optional skip list.
+fn hinted_node(instance: Option<Value>, properties: Option<Value>, skip: Option<Value>) -> Node {
     let mut node = Node::default();
-    node.instance_info
-        .insert("root_device".into(), json!({"serial": "abc"}));
-    let err = t.manager().get_os_install_device(Some(&node)).unwrap_err();
+    if let Some(h) = instance {
+        node.instance_info.insert("root_device".into(), h);
+    }
+    if let Some(h) = properties {
+        node.properties.insert("root_device".into(), h);
+    }
+    if let Some(s) = skip {
+        node.properties.insert("skip_block_devices".into(), s);
+    }
+    node
+}
+
+fn install_device(t: &Tree, node: &Node) -> HardwareResult<String> {
+    t.manager().get_os_install_device(Some(node))
+}
+
+#[test]
+fn install_device_with_hints() {
+    let t = disk_tree();
+    // Listing order: dm-1 (100 GiB), md0 (50), nvme0n1 (1000), sda (5, rotational), sdb (1),
+    // vda (256, rotational).
+    let table = [
+        (json!({"serial": "S5GXNF0R123456"}), "/dev/nvme0n1"),
+        (json!({"serial": "s5gxnf0r123456"}), "/dev/nvme0n1"),
+        (json!({"name": "vda"}), "/dev/vda"),
+        (json!({"name": "/dev/md0"}), "/dev/md0"),
+        (json!({"size": ">= 100", "rotational": false}), "/dev/dm-1"),
+        (json!({"size": ">= 100", "rotational": true}), "/dev/vda"),
+        (json!({"size": "<range-in> ( 100 1000 ]"}), "/dev/nvme0n1"),
+        (json!({"wwn": "0x5000C500A1B2C3D4"}), "/dev/sda"),
+        (json!({"wwn": "<in> eui."}), "/dev/nvme0n1"),
+        (json!({"hctl": "0:0:0:0"}), "/dev/sda"),
+        (json!({"by_path": "<in> ata-1"}), "/dev/sda"),
+        (json!({"tran": "nvme"}), "/dev/nvme0n1"),
+        (json!({"tran": "sata", "model": "<in> qemu"}), "/dev/sda"),
+        (json!({"vendor": "0x1af4"}), "/dev/vda"),
+        (json!({"model": "<in> samsung"}), "/dev/nvme0n1"),
+        // Hints override the 4 GiB rule, as in IPA.
+        (json!({"size": 1}), "/dev/sdb"),
+        (json!("{\"name\": \"sdb\"}"), "/dev/sdb"),
+    ];
+    for (hints, expected) in table {
+        let node = hinted_node(Some(hints.clone()), None, None);
+        assert_eq!(install_device(&t, &node).unwrap(), expected, "{hints}");
+    }
+    // instance_info first, properties as the fallback (also as a JSON string).
+    let node = hinted_node(
+        Some(json!({"name": "sda"})),
+        Some(json!({"name": "vda"})),
+        None,
+    );
+    assert_eq!(install_device(&t, &node).unwrap(), "/dev/sda");
+    let node = hinted_node(Some(json!({})), Some(json!("{\"name\": \"vda\"}")), None);
+    assert_eq!(install_device(&t, &node).unwrap(), "/dev/vda");
+    // Empty hints are no hints.
+    let node = hinted_node(Some(json!(null)), Some(json!({})), None);
+    assert_eq!(install_device(&t, &node).unwrap(), "/dev/sda");
+}
+
+#[test]
+fn install_device_hints_see_every_serial_and_wwn() {
+    let t = disk_tree();
+    let sda = "sys/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda";
+    t.file(&format!("{sda}/dev"), "8:0\n").file(
+        "run/udev/data/b8:0",
+        "E:ID_SERIAL=QEMU_HARDDISK_QM00001\nE:ID_SERIAL_SHORT=QM00001\n\
+         E:ID_WWN=0x5000c500a1b2c3d5\n",
+    );
+    let disks = t.manager().list_block_devices(false).unwrap();
+    let inv = disks.iter().find(|d| d.name == "/dev/sda").unwrap();
+    assert_eq!(inv.serial.as_deref(), Some("QM00001"));
+    assert_eq!(inv.wwn.as_deref(), Some("0x5000c500a1b2c3d5"));
+    for hints in [
+        json!({"serial": "QM00001"}),
+        json!({"serial": "qemu_harddisk_qm00001"}),
+        json!({"wwn": "0x5000c500a1b2c3d5"}),
+        // The sysfs WWN still matches although the inventory shows udev's.
+        json!({"wwn": "0x5000c500a1b2c3d4"}),
+    ] {
+        let node = hinted_node(Some(hints.clone()), None, None);
+        assert_eq!(install_device(&t, &node).unwrap(), "/dev/sda", "{hints}");
+    }
+    let targets = t.manager().hint_targets(&disks);
+    let sda = targets.iter().find(|d| d.name == "/dev/sda").unwrap();
+    assert_eq!(sda.serial, vec!["QM00001", "QEMU_HARDDISK_QM00001"]);
+    assert_eq!(sda.wwn, vec!["0x5000c500a1b2c3d5", "0x5000c500a1b2c3d4"]);
+}
+
+#[test]
+fn install_device_no_match_explains_why() {
+    let t = disk_tree();
+    let node = hinted_node(
+        Some(json!({"size": ">= 2000", "rotational": true})),
+        None,
+        Some(json!([{"name": "sdb"}, {"volume_name": "root"}])),
+    );
+    let err = install_device(&t, &node).unwrap_err();
+    assert!(matches!(err, HardwareError::DeviceNotFound(_)), "{err:?}");
+    assert_eq!(err.code(), 404);
+    assert_eq!(err.ipa_type(), "DeviceNotFound");
+    let msg = err.to_string();
+    for part in [
+        "no suitable device was found for deployment using the root device hints",
+        "\"size\":\">= 2000\"",
+        "/dev/nvme0n1 (size is 1000 GiB (1073741824000 bytes), hint wants \">= 2000\", \
+         rotational is false, hint wants true)",
+        "/dev/sda (size is 5 GiB (5368709120 bytes), hint wants \">= 2000\")",
+        "/dev/vda (size is 256 GiB",
+        "skipped by properties.skip_block_devices: /dev/sdb (entry {\"name\":\"sdb\"})",
+    ] {
+        assert!(msg.contains(part), "{part:?} not in {msg}");
+    }
+    assert!(!msg.contains("/dev/sdb (size"), "{msg}");
+}
+
+#[test]
+fn install_device_invalid_hints_are_invalid_args() {
+    let t = disk_tree();
+    let node = hinted_node(Some(json!({"size": "big"})), None, None);
+    let err = install_device(&t, &node).unwrap_err();
     assert!(matches!(err, HardwareError::InvalidArgs(_)), "{err:?}");
+    assert_eq!(err.code(), 400);
     assert!(
         err.to_string()
-            .starts_with("root device hints are not supported yet"),
+            .starts_with("invalid root device hints in instance_info.root_device: hint \"size\""),
         "{err}"
     );
+    let node = hinted_node(None, Some(json!({"disk": "sda"})), None);
+    let err = install_device(&t, &node).unwrap_err().to_string();
+    assert!(
+        err.contains("properties.root_device") && err.contains("unknown root device hint(s) disk"),
+        "{err}"
+    );
+    let node = hinted_node(None, None, Some(json!({"name": "sda"})));
+    let err = install_device(&t, &node).unwrap_err();
+    assert!(matches!(err, HardwareError::InvalidArgs(_)), "{err:?}");
+    // Hints are validated even when no disk can be listed.
+    let err = Tree::new()
+        .manager()
+        .get_os_install_device(Some(&hinted_node(Some(json!({"size": 0})), None, None)))
+        .unwrap_err();
+    assert!(matches!(err, HardwareError::InvalidArgs(_)), "{err:?}");
+}
 
-    let mut node = Node::default();
-    node.properties
-        .insert("root_device".into(), json!({"size": ">= 10"}));
+#[test]
+fn install_device_skip_list() {
+    let t = disk_tree();
+    // Without hints: the smallest disk >= 4 GiB that is not skipped.
+    let node = hinted_node(None, None, Some(json!([{"name": "sda"}])));
+    assert_eq!(install_device(&t, &node).unwrap(), "/dev/md0");
+    let node = hinted_node(
+        None,
+        None,
+        Some(json!("[{\"size\": \"<= 50\"}, {\"volume_name\": \"x\"}]")),
+    );
+    assert_eq!(install_device(&t, &node).unwrap(), "/dev/dm-1");
+    // With hints: the skip list applies first.
+    let hints = json!({"rotational": true});
+    let node = hinted_node(Some(hints.clone()), None, None);
+    assert_eq!(install_device(&t, &node).unwrap(), "/dev/sda");
+    let node = hinted_node(
+        Some(hints.clone()),
+        None,
+        Some(json!([{"model": "qemu harddisk"}])),
+    );
+    assert_eq!(install_device(&t, &node).unwrap(), "/dev/vda");
+    let node = hinted_node(
+        Some(hints),
+        None,
+        Some(json!([{"hctl": "0:0:0:0"}, {"serial": "overlayblk"}])),
+    );
+    let err = install_device(&t, &node).unwrap_err().to_string();
+    assert!(
+        err.contains("/dev/sda (entry {\"hctl\":\"0:0:0:0\"}), /dev/vda (entry"),
+        "{err}"
+    );
+    // Everything skipped, no hints.
+    let node = hinted_node(None, None, Some(json!([{"size": ">= 1"}])));
+    let err = install_device(&t, &node).unwrap_err();
+    assert!(matches!(err, HardwareError::DeviceNotFound(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("none of 0 disk(s) is at least 4 GiB; skipped by"),
+        "{err}"
+    );
+}
+
+#[test]
+fn block_devices_check_skip_list() {
+    let t = disk_tree();
+    let m = t.manager();
+    let node = hinted_node(
+        None,
+        None,
+        Some(json!([{"name": "nvme0n1"}, {"name": "sda1"}])),
+    );
+    let all = m.list_block_devices_check_skip_list(None, true).unwrap();
+    assert_eq!(all, m.list_block_devices(true).unwrap());
+    let kept = m
+        .list_block_devices_check_skip_list(Some(&node), true)
+        .unwrap();
+    assert_eq!(
+        names(&kept),
+        vec![
+            "/dev/dm-1",
+            "/dev/md0",
+            "/dev/md127",
+            "/dev/sda",
+            "/dev/sdb",
+            "/dev/vda"
+        ],
+        "a skipped disk takes its partitions with it; a partition can be skipped alone"
+    );
+    let disks = m
+        .list_block_devices_check_skip_list(Some(&node), false)
+        .unwrap();
+    assert_eq!(
+        names(&disks),
+        vec!["/dev/dm-1", "/dev/md0", "/dev/sda", "/dev/sdb", "/dev/vda"]
+    );
+    let skipped = m
+        .skip_list_for_disks(&node, &m.list_block_devices(true).unwrap())
+        .unwrap();
+    let skipped: Vec<&str> = skipped.iter().map(String::as_str).collect();
+    assert_eq!(
+        skipped,
+        vec![
+            "/dev/nvme0n1",
+            "/dev/nvme0n1p1",
+            "/dev/nvme0n1p2",
+            "/dev/sda1"
+        ]
+    );
+    // RAID volume entries do not remove disks.
+    let node = hinted_node(None, None, Some(json!([{"volume_name": "data"}])));
+    assert_eq!(
+        m.list_block_devices_check_skip_list(Some(&node), false)
+            .unwrap(),
+        m.list_block_devices(false).unwrap()
+    );
+    let bad = hinted_node(None, None, Some(json!([{"nope": 1}])));
     assert!(matches!(
-        t.manager().get_os_install_device(Some(&node)),
+        m.list_block_devices_check_skip_list(Some(&bad), false),
         Err(HardwareError::InvalidArgs(_))
     ));
+}
 
-    // Empty hints are no hints.
-    let mut node = Node::default();
-    node.properties.insert("root_device".into(), json!({}));
-    node.instance_info.insert("root_device".into(), json!(null));
-    assert_eq!(
-        t.manager().get_os_install_device(Some(&node)).unwrap(),
-        "/dev/sda"
-    );
+#[test]
+fn guard_uses_allow_list_and_root() {
+    let t = disk_tree();
+    t.file("proc/mounts", "/dev/vda1 / ext4 rw 0 0\n")
+        .file("sys/class/block/sdb/ro", "1\n");
+    let open = t.manager().guard();
+    assert!(matches!(
+        open.check_writable(Path::new("/dev/vda")),
+        Err(crate::guard::GuardError::Mounted(..))
+    ));
+    assert!(matches!(
+        open.check_writable(Path::new("/dev/sdb")),
+        Err(crate::guard::GuardError::ReadOnly(..))
+    ));
+    assert_eq!(open.check_writable(Path::new("/dev/sda")), Ok(()));
+    let strict = t.manager_with(vec![PathBuf::from("/dev/loop0")]).guard();
+    assert!(matches!(
+        strict.check_writable(Path::new("/dev/sda")),
+        Err(crate::guard::GuardError::NotAllowed(..))
+    ));
+    assert_eq!(strict.check_writable(Path::new("/dev/loop0")), Ok(()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -706,4 +948,66 @@ fn smoke_real_root() {
     );
     let _ = m.get_boot_info().unwrap();
     let _ = m.get_system_vendor_info().unwrap();
+}
+
+/// A backend standing in for the agent's step implementations.
+#[derive(Debug)]
+struct EchoBackend;
+
+impl crate::generic::backend::StepBackend for EchoBackend {
+    fn steps(&self, kind: crate::StepKind) -> Vec<crate::Step> {
+        match kind {
+            crate::StepKind::Deploy => vec![crate::Step::new("write_image", "deploy", 0)],
+            _ => Vec::new(),
+        }
+    }
+
+    fn execute(
+        &self,
+        name: &str,
+        _ctx: &crate::StepContext,
+        args: &serde_json::Map<String, serde_json::Value>,
+    ) -> crate::HardwareResult<serde_json::Value> {
+        match name {
+            "write_image" => Ok(serde_json::json!({"echo": args.get("image_info")})),
+            other => Err(crate::HardwareError::incompatible(other)),
+        }
+    }
+}
+
+#[test]
+fn step_backend_steps_are_offered_and_forwarded() -> crate::HardwareResult<()> {
+    use crate::HardwareManager;
+    let ctx = crate::StepContext::default();
+    let plain = GenericHardwareManager::new(GenericConfig::default());
+    assert!(plain.get_steps(crate::StepKind::Deploy, &ctx)?.is_empty());
+    assert!(
+        plain
+            .execute_step("write_image", &ctx, &serde_json::Map::new())
+            .is_err()
+    );
+
+    let with = GenericHardwareManager::new(GenericConfig {
+        step_backend: Some(std::sync::Arc::new(EchoBackend)),
+        ..GenericConfig::default()
+    });
+    let steps = with.get_steps(crate::StepKind::Deploy, &ctx)?;
+    assert_eq!(
+        steps.iter().map(|s| s.step.as_str()).collect::<Vec<_>>(),
+        vec!["write_image"]
+    );
+    assert!(with.get_steps(crate::StepKind::Clean, &ctx)?.is_empty());
+    let mut args = serde_json::Map::new();
+    args.insert("image_info".into(), serde_json::json!({"id": "x"}));
+    assert_eq!(
+        with.execute_step("write_image", &ctx, &args)?,
+        serde_json::json!({"echo": {"id": "x"}})
+    );
+    assert!(
+        with.execute_step("nope", &ctx, &args)
+            .map_err(|e| e.is_incompatible())
+            .err()
+            .unwrap_or(false)
+    );
+    Ok(())
 }

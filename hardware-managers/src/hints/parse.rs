@@ -1,0 +1,625 @@
+//! Parsing root-device hint dictionaries (wire spec §15.1) into typed conditions.
+//!
+//! A hint dictionary maps a device attribute to an expression: an optional operator followed
+//! by one or more values, in the language of oslo.utils' `specs_matcher`. Everything is
+//! validated here, once, so that matching cannot fail: an unknown key, a value of the wrong
+//! type or an operator that makes no sense for the attribute is an error naming the hint.
+//!
+//! Normalisation follows IPA: an expression is trimmed and lower-cased; string values are
+//! URL-quoted ([`quote`]) so that the hint and the device value compare in the same form;
+//! `name` values get a `/dev/` prefix when they lack one.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// The attributes a hint can name, in IPA's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HintKey {
+    /// `size`: integer GiB, compared with the device size in bytes / 2^30.
+    Size,
+    /// `model`.
+    Model,
+    /// `wwn` (a device may have several).
+    Wwn,
+    /// `serial` (a device may have several).
+    Serial,
+    /// `vendor`.
+    Vendor,
+    /// `wwn_with_extension` (a device may have several).
+    WwnWithExtension,
+    /// `wwn_vendor_extension` (a device may have several).
+    WwnVendorExtension,
+    /// `name`: the device path, `/dev/sda` (a bare `sda` is accepted).
+    Name,
+    /// `rotational`: a boolean.
+    Rotational,
+    /// `hctl`: SCSI host:channel:target:lun.
+    Hctl,
+    /// `by_path`: the `/dev/disk/by-path/...` link.
+    ByPath,
+    /// `tran`: the transport (`sata`, `sas`, `nvme`, ...).
+    Tran,
+}
+
+/// The type of value a hint takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HintType {
+    /// A positive integer (GiB).
+    Integer,
+    /// A string compared with the string operators by default.
+    String,
+    /// A boolean in `bool_from_string`'s strict vocabulary.
+    Boolean,
+}
+
+impl HintKey {
+    /// Every hint, in IPA's order.
+    pub const ALL: [HintKey; 12] = [
+        HintKey::Size,
+        HintKey::Model,
+        HintKey::Wwn,
+        HintKey::Serial,
+        HintKey::Vendor,
+        HintKey::WwnWithExtension,
+        HintKey::WwnVendorExtension,
+        HintKey::Name,
+        HintKey::Rotational,
+        HintKey::Hctl,
+        HintKey::ByPath,
+        HintKey::Tran,
+    ];
+
+    /// The key as written in the hint dictionary and the inventory.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HintKey::Size => "size",
+            HintKey::Model => "model",
+            HintKey::Wwn => "wwn",
+            HintKey::Serial => "serial",
+            HintKey::Vendor => "vendor",
+            HintKey::WwnWithExtension => "wwn_with_extension",
+            HintKey::WwnVendorExtension => "wwn_vendor_extension",
+            HintKey::Name => "name",
+            HintKey::Rotational => "rotational",
+            HintKey::Hctl => "hctl",
+            HintKey::ByPath => "by_path",
+            HintKey::Tran => "tran",
+        }
+    }
+
+    /// The key called `name`, if it is a valid hint.
+    pub fn from_name(name: &str) -> Option<HintKey> {
+        HintKey::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The type of value the hint takes.
+    pub fn value_type(self) -> HintType {
+        match self {
+            HintKey::Size => HintType::Integer,
+            HintKey::Rotational => HintType::Boolean,
+            _ => HintType::String,
+        }
+    }
+
+    /// Whether a device can carry several values of this attribute (all its serials and
+    /// WWNs, as IPA lists them for hint matching); the hint then matches when any value does.
+    /// A hint of such a key may also be given as a list of expressions, any of which may match.
+    pub fn multi_valued(self) -> bool {
+        matches!(
+            self,
+            HintKey::Serial
+                | HintKey::Wwn
+                | HintKey::WwnWithExtension
+                | HintKey::WwnVendorExtension
+        )
+    }
+}
+
+impl fmt::Display for HintKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A numeric comparison (`==`, `!=`, `>=`, `<=`, `>`, `<`; `=` is the legacy spelling of `>=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumOp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `>=`, and the legacy `=`.
+    Ge,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `<`
+    Lt,
+}
+
+impl NumOp {
+    /// Applies the comparison `actual <op> wanted`.
+    pub fn compare(self, actual: f64, wanted: f64) -> bool {
+        match self {
+            NumOp::Eq => actual == wanted,
+            NumOp::Ne => actual != wanted,
+            NumOp::Ge => actual >= wanted,
+            NumOp::Le => actual <= wanted,
+            NumOp::Gt => actual > wanted,
+            NumOp::Lt => actual < wanted,
+        }
+    }
+}
+
+/// A string comparison (`s==`, `s!=`, `s>=`, `s>`, `s<=`, `s<`), on normalised strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrOp {
+    /// `s==`, the default for string hints.
+    Eq,
+    /// `s!=`
+    Ne,
+    /// `s>=`
+    Ge,
+    /// `s>`
+    Gt,
+    /// `s<=`
+    Le,
+    /// `s<`
+    Lt,
+}
+
+impl StrOp {
+    /// Applies the comparison `actual <op> wanted` (code-point order, as Python's).
+    pub fn compare(self, actual: &str, wanted: &str) -> bool {
+        match self {
+            StrOp::Eq => actual == wanted,
+            StrOp::Ne => actual != wanted,
+            StrOp::Ge => actual >= wanted,
+            StrOp::Gt => actual > wanted,
+            StrOp::Le => actual <= wanted,
+            StrOp::Lt => actual < wanted,
+        }
+    }
+}
+
+/// One end of a `<range-in>` interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RangeBound {
+    /// The bound.
+    pub value: f64,
+    /// `[` / `]` (true) or `(` / `)` (false).
+    pub inclusive: bool,
+}
+
+/// What a hint requires of the device's value, after parsing and normalisation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// A numeric comparison. For `size` the device value is its size in GiB (a float); for a
+    /// string attribute the device value must read as a number.
+    Number {
+        /// The comparison.
+        op: NumOp,
+        /// The number compared with.
+        value: f64,
+    },
+    /// A string comparison on lower-cased, URL-quoted values.
+    Text {
+        /// The comparison.
+        op: StrOp,
+        /// The normalised value compared with.
+        value: String,
+    },
+    /// `<in>`: the device value contains this (lower-cased) text.
+    Contains(String),
+    /// `<all-in>`: the device value contains every one of these (lower-cased) words.
+    ContainsAll(Vec<String>),
+    /// `<or>`, or a list-valued hint: any of the conditions.
+    AnyOf(Vec<Condition>),
+    /// `<range-in>`: the numeric device value lies in the interval.
+    Range {
+        /// Lower bound.
+        low: RangeBound,
+        /// Upper bound.
+        high: RangeBound,
+    },
+    /// `rotational`: the device's flag equals this.
+    Bool(bool),
+}
+
+/// One parsed hint: `key: expression`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hint {
+    /// The attribute.
+    pub key: HintKey,
+    /// What the attribute must satisfy.
+    pub condition: Condition,
+    /// The expression as the operator wrote it (for messages).
+    pub expression: Value,
+}
+
+/// A validated set of root-device hints; a device matches when it satisfies every hint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RootDeviceHints {
+    hints: Vec<Hint>,
+    original: Map<String, Value>,
+}
+
+impl RootDeviceHints {
+    /// Parses hints given as a JSON object or as a string holding one (Ironic stores either).
+    /// `null`, `""`, `"{}"` and `{}` mean "no hints" (`Ok(None)`).
+    ///
+    /// # Errors
+    /// A human-readable description of everything wrong with the hints: not an object,
+    /// unknown keys, values of the wrong type, unusable operators.
+    pub fn from_value(value: &Value) -> Result<Option<RootDeviceHints>, String> {
+        match value {
+            Value::Null => Ok(None),
+            Value::String(text) if text.trim().is_empty() => Ok(None),
+            Value::String(text) => match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(map)) => Self::from_object(&map),
+                Ok(other) => Err(format!(
+                    "root device hints must be a JSON object, got {other}"
+                )),
+                Err(e) => Err(format!(
+                    "root device hints {text:?} are not valid JSON: {e}"
+                )),
+            },
+            Value::Object(map) => Self::from_object(map),
+            other => Err(format!(
+                "root device hints must be a JSON object, got {other}"
+            )),
+        }
+    }
+
+    /// [`from_value`](Self::from_value) for an object: `Ok(None)` when it is empty.
+    ///
+    /// # Errors
+    /// As [`from_value`](Self::from_value).
+    pub fn from_object(map: &Map<String, Value>) -> Result<Option<RootDeviceHints>, String> {
+        if map.is_empty() {
+            return Ok(None);
+        }
+        let unknown: Vec<&str> = map
+            .keys()
+            .filter(|k| HintKey::from_name(k).is_none())
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            let valid: Vec<&str> = HintKey::ALL.iter().map(|k| k.as_str()).collect();
+            return Err(format!(
+                "unknown root device hint(s) {}; valid hints are {}",
+                unknown.join(", "),
+                valid.join(", ")
+            ));
+        }
+        let mut hints = Vec::with_capacity(map.len());
+        let mut errors = Vec::new();
+        for (name, expression) in map {
+            let Some(key) = HintKey::from_name(name) else {
+                continue;
+            };
+            match parse_hint(key, expression) {
+                Ok(condition) => hints.push(Hint {
+                    key,
+                    condition,
+                    expression: expression.clone(),
+                }),
+                Err(e) => errors.push(format!("hint {name:?} = {expression}: {e}")),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
+        hints.sort_by_key(|h| h.key);
+        Ok(Some(RootDeviceHints {
+            hints,
+            original: map.clone(),
+        }))
+    }
+
+    /// The parsed hints, in IPA's key order.
+    pub fn hints(&self) -> &[Hint] {
+        &self.hints
+    }
+
+    /// The hints as given (for messages and logs).
+    pub fn original(&self) -> &Map<String, Value> {
+        &self.original
+    }
+}
+
+impl fmt::Display for RootDeviceHints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", Value::Object(self.original.clone()))
+    }
+}
+
+/// Parses the expression of one hint.
+fn parse_hint(key: HintKey, expression: &Value) -> Result<Condition, String> {
+    match key.value_type() {
+        HintType::Boolean => bool_from_value(expression).map(Condition::Bool),
+        HintType::Integer => {
+            let text = match expression {
+                Value::Number(n) => n.to_string(),
+                Value::String(s) => s.clone(),
+                _ => return Err("size must be a positive integer (GiB)".to_string()),
+            };
+            parse_size_expression(&text)
+        }
+        HintType::String => match expression {
+            Value::String(s) => parse_string_expression(key, s),
+            Value::Array(items) if key.multi_valued() => {
+                if items.is_empty() {
+                    return Err("the list of values is empty".to_string());
+                }
+                let alternatives = items
+                    .iter()
+                    .map(|item| match item {
+                        Value::String(s) => parse_string_expression(key, s),
+                        other => Err(format!("list element {other} is not a string")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Condition::AnyOf(alternatives))
+            }
+            Value::Array(_) => Err(format!(
+                "{key} takes a single string (only serial, wwn, wwn_with_extension and \
+                 wwn_vendor_extension accept a list)"
+            )),
+            _ => Err(format!("{key} must be a string")),
+        },
+    }
+}
+
+/// oslo.utils' `bool_from_string(value, strict=True)`: `1 t true on y yes` and
+/// `0 f false off n no` (any case, surrounding spaces ignored); JSON booleans as themselves.
+///
+/// # Errors
+/// Any other value, with the accepted spellings.
+pub fn bool_from_value(value: &Value) -> Result<bool, String> {
+    let text = match value {
+        Value::Bool(b) => return Ok(*b),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => other.to_string(),
+    };
+    match text.trim().to_lowercase().as_str() {
+        "1" | "t" | "true" | "on" | "y" | "yes" => Ok(true),
+        "0" | "f" | "false" | "off" | "n" | "no" => Ok(false),
+        _ => Err(format!(
+            "{value} is not a boolean; use one of true, false, 1, 0, t, f, on, off, y, n, yes, no"
+        )),
+    }
+}
+
+/// The operators of the expression language, longest spelling first where one is a prefix
+/// of another (so `==` is not read as `=`, `<=` not as `<`).
+const OPERATORS: [(&str, Operator); 17] = [
+    ("<all-in>", Operator::AllIn),
+    ("<range-in>", Operator::RangeIn),
+    ("<or>", Operator::Or),
+    ("<in>", Operator::In),
+    ("s==", Operator::Str(StrOp::Eq)),
+    ("s!=", Operator::Str(StrOp::Ne)),
+    ("s<=", Operator::Str(StrOp::Le)),
+    ("s<", Operator::Str(StrOp::Lt)),
+    ("s>=", Operator::Str(StrOp::Ge)),
+    ("s>", Operator::Str(StrOp::Gt)),
+    ("==", Operator::Num(NumOp::Eq)),
+    ("!=", Operator::Num(NumOp::Ne)),
+    (">=", Operator::Num(NumOp::Ge)),
+    ("<=", Operator::Num(NumOp::Le)),
+    (">", Operator::Num(NumOp::Gt)),
+    ("<", Operator::Num(NumOp::Lt)),
+    // Legacy: `=` means "greater than or equal".
+    ("=", Operator::Num(NumOp::Ge)),
+];
+
+/// A leading operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operator {
+    Num(NumOp),
+    Str(StrOp),
+    In,
+    AllIn,
+    Or,
+    RangeIn,
+}
+
+/// Splits a trimmed, lower-cased expression into its operator (if it starts with one) and
+/// the trimmed rest. Without an operator the whole expression is the value, even if it
+/// contains an operator further on (`a <or> b` is the literal string).
+fn split_operator(expression: &str) -> (Option<(&'static str, Operator)>, &str) {
+    for (spelling, op) in OPERATORS {
+        if let Some(rest) = expression.strip_prefix(spelling) {
+            return (Some((spelling, op)), rest.trim());
+        }
+    }
+    (None, expression)
+}
+
+/// The trimmed, lower-cased expression; an error when it is empty.
+fn normalised(expression: &str) -> Result<String, String> {
+    let e = expression.trim().to_lowercase();
+    if e.is_empty() {
+        Err("the expression is empty".to_string())
+    } else {
+        Ok(e)
+    }
+}
+
+/// The values of an `<or>` expression (`<or>` already removed): `a <or> b <or> c`.
+fn or_values<'a>(rest: &'a str, spelling: &str) -> Result<Vec<&'a str>, String> {
+    let values: Vec<&str> = rest.split("<or>").map(str::trim).collect();
+    if values.iter().any(|v| v.is_empty()) {
+        return Err(format!(
+            "{spelling} needs a value after every <or> (e.g. \"<or> a <or> b\")"
+        ));
+    }
+    Ok(values)
+}
+
+/// A `size` expression: a bare integer (`==`), a numeric operator and an integer, `<or>` of
+/// integers, or `<range-in>`.
+fn parse_size_expression(text: &str) -> Result<Condition, String> {
+    let expression = normalised(text)?;
+    let (op, rest) = split_operator(&expression);
+    match op {
+        None => Ok(Condition::Number {
+            op: NumOp::Eq,
+            value: positive_integer(&expression)?,
+        }),
+        Some((spelling, _)) if rest.is_empty() => Err(format!("{spelling} needs a value")),
+        Some((_, Operator::Num(op))) => Ok(Condition::Number {
+            op,
+            value: positive_integer(rest)?,
+        }),
+        Some((spelling, Operator::Or)) => Ok(Condition::AnyOf(
+            or_values(rest, spelling)?
+                .into_iter()
+                .map(|v| {
+                    Ok(Condition::Number {
+                        op: NumOp::Eq,
+                        value: positive_integer(v)?,
+                    })
+                })
+                .collect::<Result<_, String>>()?,
+        )),
+        Some((_, Operator::RangeIn)) => parse_range(rest),
+        Some((spelling, _)) => Err(format!(
+            "the operator {spelling} does not apply to size; use ==, !=, >=, <=, >, <, = \
+             (meaning >=), <or> or <range-in>"
+        )),
+    }
+}
+
+/// A size value: a positive integer number of GiB.
+fn positive_integer(text: &str) -> Result<f64, String> {
+    let n: i64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not an integer number of GiB"))?;
+    if n <= 0 {
+        return Err(format!("{n} is not a positive integer number of GiB"));
+    }
+    // Exact for every size a disk can have.
+    Ok(n as f64)
+}
+
+/// A number for a numeric comparison of a string attribute.
+fn number(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    t.parse::<f64>()
+        .ok()
+        .filter(|v| !v.is_nan())
+        .ok_or_else(|| format!("{t:?} is not a number (numeric operators need one)"))
+}
+
+/// `<range-in>` operands: `[ 10 20 )` — an opening bracket (`[` inclusive, `(` exclusive),
+/// two numbers with low ≤ high, a closing bracket (`]` or `)`).
+fn parse_range(rest: &str) -> Result<Condition, String> {
+    let usage = "<range-in> needs an interval such as \"[ 10 20 )\": [ or ( then two numbers \
+                 then ] or )";
+    let rest = rest.trim();
+    let mut chars = rest.chars();
+    let (Some(open), Some(close)) = (chars.next(), chars.next_back()) else {
+        return Err(usage.to_string());
+    };
+    let low_inclusive = match open {
+        '[' => true,
+        '(' => false,
+        _ => return Err(usage.to_string()),
+    };
+    let high_inclusive = match close {
+        ']' => true,
+        ')' => false,
+        _ => return Err(usage.to_string()),
+    };
+    let numbers: Vec<&str> = chars.as_str().split_whitespace().collect();
+    let [low, high] = numbers[..] else {
+        return Err(usage.to_string());
+    };
+    let (low, high) = (number(low)?, number(high)?);
+    if low > high {
+        return Err(format!(
+            "<range-in>: the lower bound {low} is greater than the upper bound {high}"
+        ));
+    }
+    Ok(Condition::Range {
+        low: RangeBound {
+            value: low,
+            inclusive: low_inclusive,
+        },
+        high: RangeBound {
+            value: high,
+            inclusive: high_inclusive,
+        },
+    })
+}
+
+/// A string hint's expression.
+fn parse_string_expression(key: HintKey, text: &str) -> Result<Condition, String> {
+    let expression = normalised(text)?;
+    let (op, rest) = split_operator(&expression);
+    let equal = |v: &str| Condition::Text {
+        op: StrOp::Eq,
+        value: normalise_value(key, v),
+    };
+    match op {
+        None => Ok(equal(&expression)),
+        Some((spelling, _)) if rest.is_empty() => Err(format!("{spelling} needs a value")),
+        Some((_, Operator::Str(op))) => Ok(Condition::Text {
+            op,
+            value: normalise_value(key, rest),
+        }),
+        Some((_, Operator::In)) => Ok(Condition::Contains(rest.to_string())),
+        Some((_, Operator::AllIn)) => Ok(Condition::ContainsAll(
+            rest.split_whitespace().map(str::to_string).collect(),
+        )),
+        Some((spelling, Operator::Or)) => Ok(Condition::AnyOf(
+            or_values(rest, spelling)?.into_iter().map(equal).collect(),
+        )),
+        Some((_, Operator::Num(op))) => Ok(Condition::Number {
+            op,
+            value: number(rest).map_err(|e| {
+                format!("{e}; to compare the text literally write \"s== {expression}\"")
+            })?,
+        }),
+        Some((_, Operator::RangeIn)) => parse_range(rest),
+    }
+}
+
+/// A lower-cased string value in comparison form: `name` values get `/dev/` when they lack
+/// it, then everything is URL-quoted.
+fn normalise_value(key: HintKey, value: &str) -> String {
+    if key == HintKey::Name && !value.starts_with("/dev/") {
+        quote(&format!("/dev/{value}"))
+    } else {
+        quote(value)
+    }
+}
+
+/// Python's `urllib.parse.quote(text, safe='/')`: every UTF-8 byte other than ASCII letters,
+/// digits, `_ . - ~` and `/` becomes `%XX` (upper-case hex).
+pub fn quote(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len());
+    for &b in text.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+    out
+}
+
+/// The comparison form of a device's string value: trimmed, lower-cased, URL-quoted; `None`
+/// when empty.
+pub fn normalise_device_value(value: &str) -> Option<String> {
+    let v = value.trim().to_lowercase();
+    (!v.is_empty()).then(|| quote(&v))
+}
