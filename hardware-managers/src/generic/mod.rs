@@ -251,7 +251,22 @@ impl HardwareManager for GenericHardwareManager {
             Some(node) => (hints::root_device_hints(node)?, SkipList::from_node(node)?),
             None => (None, SkipList::default()),
         };
-        let devices = self.list_block_devices(false)?;
+        let mut devices = self.list_block_devices(false)?;
+        // With the disk guard's allow-list set, only allowed devices can be written: choosing
+        // anything else would only end in the guard's refusal.
+        if !self.config.allowed_devices.is_empty() {
+            let allowed: Vec<PathBuf> = self
+                .config
+                .allowed_devices
+                .iter()
+                .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+                .collect();
+            devices.retain(|d| {
+                let path = PathBuf::from(&d.name);
+                let path = std::fs::canonicalize(&path).unwrap_or(path);
+                allowed.contains(&path)
+            });
+        }
         install::choose(&self.hint_targets(&devices), hints.as_ref(), &skip)
     }
 

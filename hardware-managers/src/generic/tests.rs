@@ -541,9 +541,13 @@ fn install_device_is_smallest_disk_of_at_least_4_gib() {
         t.manager().get_os_install_device(Some(&node)).unwrap(),
         "/dev/sda"
     );
-    // The allowed 10 GiB loop device does not beat the 5 GiB disk.
+    // With an allow-list only allowed devices are candidates: the 10 GiB loop device wins
+    // over the smaller, not allowed, 5 GiB disk.
     let m = t.manager_with(vec![PathBuf::from("/dev/loop0")]);
-    assert_eq!(m.get_os_install_device(None).unwrap(), "/dev/sda");
+    assert_eq!(m.get_os_install_device(None).unwrap(), "/dev/loop0");
+    // An allow-list naming nothing that exists leaves no candidate.
+    let m = t.manager_with(vec![PathBuf::from("/dev/loop9")]);
+    assert!(m.get_os_install_device(None).is_err());
 }
 
 #[test]
