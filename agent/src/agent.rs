@@ -16,6 +16,7 @@ use crate::conductor::lookup::LookupResponse;
 use crate::conductor::{IronicClient, advertise, heartbeat, inspection, lookup};
 use crate::config::{Config, PowerMode};
 use crate::context::AgentContext;
+use crate::deploy::steps::AgentSteps;
 use crate::logbuf::LogBuffer;
 use crate::power::{Power, RecordingPower, SystemPower};
 use crate::tls;
@@ -27,10 +28,11 @@ const IP_LOOKUP_ATTEMPTS: u32 = 6;
 const IP_LOOKUP_SLEEP: Duration = Duration::from_secs(10);
 
 /// Builds the hardware-manager chain: the generic manager plus every plug-in.
-pub fn build_chain(config: &Config) -> anyhow::Result<Chain> {
+pub fn build_chain(config: &Config, steps: Arc<AgentSteps>) -> anyhow::Result<Chain> {
     let generic = GenericHardwareManager::new(GenericConfig {
         bootif: config.bootif.clone(),
         allowed_devices: config.allow_devices.clone(),
+        step_backend: Some(steps),
         ..GenericConfig::default()
     });
     let mut managers: Vec<Arc<dyn HardwareManager>> = vec![Arc::new(generic)];
@@ -115,12 +117,15 @@ pub async fn run(config: Config, logs: LogBuffer) -> anyhow::Result<()> {
         tokio::time::sleep(config.hardware_initialization_delay).await;
     }
     let chain_config = config.clone();
-    let chain = tokio::task::spawn_blocking(move || build_chain(&chain_config))
+    let steps = Arc::new(AgentSteps::new());
+    let chain_steps = steps.clone();
+    let chain = tokio::task::spawn_blocking(move || build_chain(&chain_config, chain_steps))
         .await
         .context("hardware manager set-up task")??;
     info!(chain = ?chain, "hardware managers loaded");
     let power = power_for(&config.power);
     let ctx = Arc::new(AgentContext::new(config, chain, power, logs));
+    steps.bind(&ctx);
     let cfg = &ctx.config;
 
     let mut node_uuid = cfg.node_uuid.clone();

@@ -30,6 +30,8 @@ pub struct AgentContext {
     node: RwLock<Option<Node>>,
     lookup_config: RwLock<Option<LookupConfig>>,
     progress: RwLock<Option<Arc<Progress>>>,
+    /// What the last deploy left (partition UUIDs).
+    pub deploy: crate::deploy::DeployState,
 }
 
 impl std::fmt::Debug for AgentContext {
@@ -60,6 +62,7 @@ impl AgentContext {
             node: RwLock::new(None),
             lookup_config: RwLock::new(None),
             progress: RwLock::new(None),
+            deploy: crate::deploy::DeployState::default(),
         }
     }
 

@@ -10,6 +10,8 @@ pub mod commands;
 pub mod conductor;
 pub mod config;
 pub mod context;
+pub mod deploy;
+pub mod disk;
 pub mod guard;
 pub mod image;
 pub mod logbuf;

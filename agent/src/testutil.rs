@@ -19,7 +19,10 @@ pub struct LoopDevice {
 fn run(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
@@ -27,7 +30,8 @@ fn run(cmd: &mut Command) -> anyhow::Result<String> {
 impl LoopDevice {
     /// Creates a sparse file of `size` bytes at `file` and attaches it.
     pub fn create(file: &Path, size: u64) -> anyhow::Result<LoopDevice> {
-        let f = std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?;
+        let f =
+            std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?;
         f.set_len(size)?;
         drop(f);
         Self::attach(file)
@@ -40,7 +44,10 @@ impl LoopDevice {
         if !dev.starts_with("/dev/loop") {
             bail!("losetup returned `{dev}`, not a loop device");
         }
-        Ok(LoopDevice { path: PathBuf::from(dev), file: file.to_path_buf() })
+        Ok(LoopDevice {
+            path: PathBuf::from(dev),
+            file: file.to_path_buf(),
+        })
     }
 
     /// `/dev/loopNpK`.
@@ -86,7 +93,9 @@ mod tests {
             let listed = run(Command::new("losetup").arg("-j").arg(&lo.file))?;
             assert!(listed.contains(&path.display().to_string()));
         }
-        let listed = run(Command::new("losetup").arg("-j").arg(dir.path().join("disk.img")))?;
+        let listed = run(Command::new("losetup")
+            .arg("-j")
+            .arg(dir.path().join("disk.img")))?;
         assert!(listed.is_empty(), "loop device still attached: {listed}");
         Ok(())
     }

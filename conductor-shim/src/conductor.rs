@@ -1,6 +1,8 @@
-//! What the conductor does after an accepted heartbeat: in `wait call-back`, `clean wait`
-//! and `service wait` it asks the agent for its steps (`deploy.get_deploy_steps`, ...) once
-//! and caches them in `driver_internal_info`, as Ironic's `agent_base` does.
+//! What the conductor does after an accepted heartbeat: a node with a deploy requested by
+//! `conductor-shim deploy` is handed to [`crate::deploy`]; otherwise, in `wait call-back`,
+//! `clean wait` and `service wait` it asks the agent for its steps
+//! (`deploy.get_deploy_steps`, ...) once and caches them in `driver_internal_info`, as
+//! Ironic's `agent_base` does.
 //!
 //! Processing runs in its own task; one task per node at a time (a per-node async mutex).
 //! A heartbeat arriving while the node is busy is skipped, as Ironic skips heartbeats when
@@ -15,7 +17,8 @@ use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 use crate::agent_client::{AgentClient, AgentClientError, AgentClientOptions, CommandStatus};
-use crate::model::{CachedSteps, DriverInternalInfo, JsonMap, Node, Step};
+use crate::deploy::{self, DeployOptions, Deployer};
+use crate::model::{CachedSteps, DriverInternalInfo, JsonMap, Node, Port, Step};
 use crate::node_dict::StepsParams;
 use crate::state::ProvisionState;
 use crate::store::{SharedStore, StoreError};
@@ -152,15 +155,27 @@ pub struct Conductor {
     store: SharedStore,
     agent: AgentClientOptions,
     locks: NodeLocks,
+    deployer: Deployer,
 }
 
 impl Conductor {
     /// A conductor working on `store`, reaching agents with `agent` options.
     pub fn new(store: SharedStore, agent: AgentClientOptions) -> Conductor {
+        Conductor::with_deploy_options(store, agent, DeployOptions::default())
+    }
+
+    /// A conductor whose deploys poll commands as `deploy` says.
+    pub fn with_deploy_options(
+        store: SharedStore,
+        agent: AgentClientOptions,
+        deploy: DeployOptions,
+    ) -> Conductor {
+        let deployer = Deployer::new(store.clone(), agent.clone(), deploy);
         Conductor {
             store,
             agent,
             locks: NodeLocks::default(),
+            deployer,
         }
     }
 
@@ -198,13 +213,21 @@ impl Conductor {
                 return;
             }
         };
+        if deploy::wants_heartbeat(&node) {
+            self.deployer.on_heartbeat(node, ports).await;
+            return;
+        }
         let Some(kind) = StepKind::for_state(node.provision_state) else {
             return;
         };
         if kind.cached(&node.driver_internal_info).is_some() {
             return;
         }
-        match self.refresh_steps(kind, &node, &ports).await {
+        let refreshed = match AgentClient::for_node(&node, &self.agent) {
+            Ok(client) => refresh_steps(&self.store, &client, kind, &node, &ports).await,
+            Err(e) => Err(ConductorError::Agent(e)),
+        };
+        match refreshed {
             Ok(count) => {
                 tracing::info!(node = %uuid, kind = kind.as_str(), count, "cached the agent's steps");
             }
@@ -220,43 +243,6 @@ impl Conductor {
                 self.fail(uuid, kind, message).await;
             }
         }
-    }
-
-    /// Calls `get_<kind>_steps` and caches the steps; returns how many were cached.
-    async fn refresh_steps(
-        &self,
-        kind: StepKind,
-        node: &Node,
-        ports: &[crate::model::Port],
-    ) -> Result<usize, ConductorError> {
-        let client = AgentClient::for_node(node, &self.agent)?;
-        let params = StepsParams::new(node, ports);
-        let command = kind.get_steps_command();
-        let result = client.execute(command, &params, true).await?;
-        if result.command_status != CommandStatus::Succeeded {
-            let detail = result
-                .command_error
-                .as_ref()
-                .map(|e| e.describe())
-                .unwrap_or_else(|| format!("status {:?}", result.command_status));
-            return Err(ConductorError::CommandFailed { command, detail });
-        }
-        let (steps, versions) = parse_steps(kind, node.uuid, result.command_result)?;
-        let count = steps.values().map(Vec::len).sum();
-        let uuid = node.uuid;
-        let state = node.provision_state;
-        self.store
-            .run(move |s| {
-                s.update_node(uuid, |n| {
-                    if n.provision_state == state {
-                        n.driver_internal_info.hardware_manager_version = Some(versions);
-                        kind.store_cached(&mut n.driver_internal_info, steps);
-                    }
-                    Ok::<_, StoreError>(())
-                })
-            })
-            .await?;
-        Ok(count)
     }
 
     async fn fail(&self, uuid: Uuid, kind: StepKind, message: String) {
@@ -276,6 +262,45 @@ impl Conductor {
             tracing::error!(node = %uuid, error = %e, "cannot record the failure");
         }
     }
+}
+
+/// Calls `get_<kind>_steps` (wait=true) and caches the steps and hardware-manager versions
+/// in `driver_internal_info` (unless the node left its state meanwhile); returns how many
+/// steps were cached.
+pub(crate) async fn refresh_steps(
+    store: &SharedStore,
+    client: &AgentClient,
+    kind: StepKind,
+    node: &Node,
+    ports: &[Port],
+) -> Result<usize, ConductorError> {
+    let params = StepsParams::new(node, ports);
+    let command = kind.get_steps_command();
+    let result = client.execute(command, &params, true).await?;
+    if result.command_status != CommandStatus::Succeeded {
+        let detail = result
+            .command_error
+            .as_ref()
+            .map(|e| e.describe())
+            .unwrap_or_else(|| format!("status {:?}", result.command_status));
+        return Err(ConductorError::CommandFailed { command, detail });
+    }
+    let (steps, versions) = parse_steps(kind, node.uuid, result.command_result)?;
+    let count = steps.values().map(Vec::len).sum();
+    let uuid = node.uuid;
+    let state = node.provision_state;
+    store
+        .run(move |s| {
+            s.update_node(uuid, |n| {
+                if n.provision_state == state {
+                    n.driver_internal_info.hardware_manager_version = Some(versions);
+                    kind.store_cached(&mut n.driver_internal_info, steps);
+                }
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await?;
+    Ok(count)
 }
 
 type Versions = std::collections::BTreeMap<String, Value>;

@@ -13,6 +13,7 @@
 //! - [`node_dict`]: the node and port dictionaries sent to the agent as command params.
 //! - [`api`]: the axum server implementing the ramdisk endpoints.
 //! - [`conductor`]: what happens after a heartbeat (step caching through the agent).
+//! - [`deploy`]: deploying an image through the agent, driven by heartbeats.
 //! - [`agent_client`]: the HTTP client for the agent's `/v1/commands/` API.
 //! - [`inventory`]: a typed summary of the inspection inventory for display.
 //! - [`cli`]: the command-line interface.
@@ -21,6 +22,7 @@ pub mod agent_client;
 pub mod api;
 pub mod cli;
 pub mod conductor;
+pub mod deploy;
 pub mod inventory;
 pub mod mac;
 pub mod mask;

@@ -146,7 +146,107 @@ pub struct DriverInternalInfo {
         skip_serializing_if = "Option::is_none"
     )]
     pub agent_cached_service_steps_refreshed: Option<OffsetDateTime>,
+    /// Where a deploy requested with `conductor-shim deploy` stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_phase: Option<DeployPhase>,
+    /// The deploy steps to run, in order (Ironic's `driver_internal_info.deploy_steps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_steps: Option<Vec<Step>>,
+    /// Index into `deploy_steps` of the current step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_step_index: Option<usize>,
+    /// The current deploy step (Ironic keeps it in `node.deploy_step`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_step: Option<Step>,
+    /// Progress of the running in-band step as last reported by the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_progress: Option<DeployProgress>,
+    /// `deploy_result` of the agent's `write_image` step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_result: Option<Value>,
+    /// Non-fatal problems of the last deploy (e.g. a skipped bootloader installation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deploy_warnings: Vec<String>,
+    /// `root uuid` from `standby.get_partition_uuids` (a filesystem UUID for partition
+    /// images, the MBR disk identifier for whole-disk images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_uuid_or_disk_id: Option<String>,
+    /// `efi system partition uuid` from `standby.get_partition_uuids`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub efi_system_partition_uuid: Option<String>,
+    /// Whether the deployed image is a whole-disk image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_whole_disk_image: Option<bool>,
     /// Every other key.
+    #[serde(flatten)]
+    pub extra: JsonMap,
+}
+
+/// The phase of a deploy driven by the shim, stored in `driver_internal_info.deploy_phase` so
+/// that a restarted shim resumes where it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployPhase {
+    /// Requested by the CLI; starts on the agent's next heartbeat (node `wait call-back`).
+    Requested,
+    /// The conductor is starting `deploy_steps[deploy_step_index]` (node `deploying`; after a
+    /// busy agent also `wait call-back`, retried on the next heartbeat).
+    StepRunning,
+    /// `deploy.execute_deploy_step` was accepted; the result is checked on each heartbeat
+    /// (node `wait call-back`).
+    AgentStep,
+    /// `image.install_bootloader` was sent and is being polled (node `deploying`).
+    InstallBootloader,
+    /// `standby.power_off` is being sent (node `deploying`).
+    PowerOff,
+    /// Finished (node `active`).
+    Done,
+    /// Failed (node `deploy failed`, see `last_error`).
+    Failed,
+}
+
+impl DeployPhase {
+    /// Whether a deploy in this phase still needs work.
+    pub fn in_progress(self) -> bool {
+        !matches!(self, DeployPhase::Done | DeployPhase::Failed)
+    }
+
+    /// The wire name (`agent_step`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployPhase::Requested => "requested",
+            DeployPhase::StepRunning => "step_running",
+            DeployPhase::AgentStep => "agent_step",
+            DeployPhase::InstallBootloader => "install_bootloader",
+            DeployPhase::PowerOff => "power_off",
+            DeployPhase::Done => "done",
+            DeployPhase::Failed => "failed",
+        }
+    }
+}
+
+/// The `progress` object the agent puts into a RUNNING `execute_deploy_step` result.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeployProgress {
+    /// Pipeline stage (`starting`, `writing`, `spooling`, `converting`, `verifying`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// Bytes written to the target disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_written: Option<u64>,
+    /// Bytes received from the image server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_downloaded: Option<u64>,
+    /// Expected download size, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<u64>,
+    /// Average download rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_bytes_per_s: Option<f64>,
+    /// Seconds since the write started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_s: Option<f64>,
+    /// Any other key the agent reports.
     #[serde(flatten)]
     pub extra: JsonMap,
 }
@@ -162,6 +262,31 @@ impl DriverInternalInfo {
         self.agent_verify_ca = None;
         self.agent_heartbeat_count = None;
         self.clear_cached_steps();
+    }
+
+    /// Forgets the agent's token, URL and certificate (Ironic's `wipe_token_and_url`): the
+    /// next ramdisk boot must look up again.
+    pub fn wipe_token_and_url(&mut self) {
+        self.agent_secret_token = None;
+        self.agent_url = None;
+        self.agent_verify_ca = None;
+    }
+
+    /// Forgets everything about a previous deploy (Ironic's `wipe_deploy_internal_info`
+    /// plus the shim's own deploy keys).
+    pub fn wipe_deploy_info(&mut self) {
+        self.deploy_phase = None;
+        self.deploy_steps = None;
+        self.deploy_step_index = None;
+        self.deploy_step = None;
+        self.deploy_progress = None;
+        self.deploy_result = None;
+        self.deploy_warnings.clear();
+        self.root_uuid_or_disk_id = None;
+        self.efi_system_partition_uuid = None;
+        self.is_whole_disk_image = None;
+        self.agent_cached_deploy_steps = None;
+        self.agent_cached_deploy_steps_refreshed = None;
     }
 
     /// Forgets cached steps (they belong to one operation).

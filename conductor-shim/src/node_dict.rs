@@ -84,6 +84,21 @@ pub struct AgentPortDict {
 impl AgentNodeDict {
     /// Builds the dictionary of `node` with secrets masked.
     pub fn new(node: &Node) -> AgentNodeDict {
+        AgentNodeDict::build(node, true)
+    }
+
+    /// Builds the dictionary of `node` with secrets masked except `instance_info.configdrive`
+    /// (Ironic's `as_dict(secure=True, mask_configdrive=False)`, sent with
+    /// `execute_deploy_step`).
+    pub fn with_configdrive(node: &Node) -> AgentNodeDict {
+        AgentNodeDict::build(node, false)
+    }
+
+    fn build(node: &Node, mask_configdrive: bool) -> AgentNodeDict {
+        let mut instance_info = mask::mask_map(&node.instance_info);
+        if !mask_configdrive && let Some(configdrive) = node.instance_info.get("configdrive") {
+            instance_info.insert("configdrive".to_string(), configdrive.clone());
+        }
         let dii = serde_json::to_value(&node.driver_internal_info)
             .ok()
             .and_then(|v| v.as_object().cloned())
@@ -98,11 +113,11 @@ impl AgentNodeDict {
             uuid: node.uuid,
             name: node.name.clone(),
             provision_state: node.provision_state,
-            target_provision_state: None,
+            target_provision_state: target_provision_state(node),
             power_state: node.power_state,
             target_power_state: None,
             properties: node.properties.clone(),
-            instance_info: mask::mask_map(&node.instance_info),
+            instance_info,
             driver_info: mask::mask_map(&node.driver_info),
             driver_internal_info: mask::mask_map(&dii),
             extra: JsonMap::new(),
@@ -116,6 +131,18 @@ impl AgentNodeDict {
             updated_at: node.updated_at.map(timefmt::format),
         }
     }
+}
+
+/// `active` while a deploy runs (Ironic's target of `deploying` / `wait call-back`).
+fn target_provision_state(node: &Node) -> Option<ProvisionState> {
+    let deploying = matches!(
+        node.provision_state,
+        ProvisionState::Deploying | ProvisionState::DeployWait
+    ) && node
+        .driver_internal_info
+        .deploy_phase
+        .is_some_and(crate::model::DeployPhase::in_progress);
+    deploying.then_some(ProvisionState::Active)
 }
 
 impl AgentPortDict {
@@ -188,5 +215,24 @@ mod tests {
         assert_eq!(v["node"]["provision_state"], "enroll");
         assert_eq!(v["ports"][0]["address"], "02:fc:00:00:00:01");
         assert_eq!(v["ports"][0]["node_uuid"], json!(node.uuid.to_string()));
+    }
+
+    #[test]
+    fn configdrive_unmasked_on_request() {
+        let mut store = Store::open_in_memory().unwrap();
+        let node = store
+            .create_node(NewNode {
+                instance_info: json!({"configdrive": "H4sI", "image_password": "x"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+                ..Default::default()
+            })
+            .unwrap();
+        let masked = serde_json::to_value(AgentNodeDict::new(&node)).unwrap();
+        assert_eq!(masked["instance_info"]["configdrive"], "******");
+        let open = serde_json::to_value(AgentNodeDict::with_configdrive(&node)).unwrap();
+        assert_eq!(open["instance_info"]["configdrive"], "H4sI");
+        assert_eq!(open["instance_info"]["image_password"], "******");
     }
 }

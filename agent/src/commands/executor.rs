@@ -138,7 +138,7 @@ impl Executor {
                 return Err(DispatchError::Busy(last.snapshot().command_name));
             }
             if let Some(validate) = spec.validator {
-                validate(&params).map_err(DispatchError::InvalidParams)?;
+                validate(&self.context, &params).map_err(DispatchError::InvalidParams)?;
             }
             let (done, _) = watch::channel(false);
             let entry = Arc::new(Entry {

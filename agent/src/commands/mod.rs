@@ -17,6 +17,7 @@ pub fn registry() -> Registry {
     let mut r = Registry::new();
     poll::register(&mut r);
     standby::register(&mut r);
+    standby::register_image_commands(&mut r);
     log::register(&mut r);
     steps::register(&mut r);
     r

@@ -16,7 +16,7 @@ pub type Handler =
     Arc<dyn Fn(&AgentContext, Params) -> Result<CommandOutput, CommandError> + Send + Sync>;
 
 /// Checks parameters before anything is stored (failures are HTTP 400).
-pub type Validator = fn(&Params) -> Result<(), CommandError>;
+pub type Validator = fn(&AgentContext, &Params) -> Result<(), CommandError>;
 
 /// Whether the command answers within the request or runs in the background.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -49,3 +49,48 @@ fn power(
     })?;
     Ok(CommandOutput::Json(Value::Null))
 }
+
+/// Registers `standby.prepare_image` and `standby.get_partition_uuids`.
+pub fn register_image_commands(r: &mut Registry) {
+    r.register(
+        "standby",
+        "prepare_image",
+        Mode::Async,
+        Some(validate_prepare),
+        |ctx, p| {
+            let info = image_info(ctx, &p).map_err(CommandError::invalid_params)?;
+            let configdrive = match p.get("configdrive") {
+                Some(Value::String(s)) => Some(s.clone()),
+                _ => info.configdrive.clone(),
+            };
+            crate::deploy::prepare_image(ctx, &info, configdrive.as_deref())
+                .map(CommandOutput::Text)
+                .map_err(|e| e.to_command_error())
+        },
+    );
+    r.register(
+        "standby",
+        "get_partition_uuids",
+        Mode::Sync,
+        None,
+        |ctx, _| {
+            serde_json::to_value(ctx.deploy.partition_uuids())
+                .map(CommandOutput::Json)
+                .map_err(|e| CommandError::execution(e.to_string()))
+        },
+    );
+}
+
+fn image_info(ctx: &AgentContext, p: &Params) -> Result<crate::image::info::ImageInfo, String> {
+    let md5 = ctx
+        .lookup_config()
+        .and_then(|c| c.agent_md5_checksum_enable)
+        .unwrap_or(false);
+    crate::image::info::validate_image_info(p.get("image_info").unwrap_or(&Value::Null), md5)
+}
+
+fn validate_prepare(ctx: &AgentContext, p: &Params) -> Result<(), CommandError> {
+    image_info(ctx, p)
+        .map(|_| ())
+        .map_err(CommandError::invalid_params)
+}

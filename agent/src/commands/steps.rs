@@ -31,7 +31,11 @@ pub fn register(r: &mut Registry) {
 }
 
 /// `node` must be an object and `ports` a list when given.
-fn validate_node_ports(p: &Params) -> Result<(), CommandError> {
+fn validate_node_ports(_: &AgentContext, p: &Params) -> Result<(), CommandError> {
+    check_node_ports(p)
+}
+
+fn check_node_ports(p: &Params) -> Result<(), CommandError> {
     match p.get("node") {
         None | Some(Value::Null) | Some(Value::Object(_)) => {}
         Some(_) => return Err(CommandError::invalid_params("'node' must be an object")),
@@ -165,9 +169,13 @@ fn execute_step(
         .chain
         .execute_step(&step_name, &sctx, &args)
         .map_err(|e| match e {
-            HardwareError::Failed { .. }
-            | HardwareError::Plugin { .. }
-            | HardwareError::Io { .. } => {
+            // A manager's own error class (ImageChecksumError, BlockDeviceEraseError, ...) is
+            // kept, as IPA re-raises its agent errors; only foreign failures are wrapped.
+            HardwareError::Failed {
+                kind: class,
+                message: details,
+            } => CommandError::new(&class, 500, failure(kind).1, details),
+            HardwareError::Plugin { .. } | HardwareError::Io { .. } => {
                 let (class, message) = failure(kind);
                 CommandError::new(
                     class,
@@ -203,13 +211,13 @@ mod tests {
     fn node_and_ports_types_are_checked() {
         let mut p = Params::new();
         p.insert("node".into(), json!("x"));
-        assert!(validate_node_ports(&p).is_err());
+        assert!(check_node_ports(&p).is_err());
         let mut p = Params::new();
         p.insert("ports".into(), json!({}));
-        assert!(validate_node_ports(&p).is_err());
+        assert!(check_node_ports(&p).is_err());
         let mut p = Params::new();
         p.insert("node".into(), json!({"uuid": "u"}));
         p.insert("ports".into(), json!([]));
-        assert!(validate_node_ports(&p).is_ok());
+        assert!(check_node_ports(&p).is_ok());
     }
 }

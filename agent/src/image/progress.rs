@@ -74,6 +74,11 @@ impl Progress {
         self.written.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Sets the written byte count (for stages that report a position, like `qemu-img`).
+    pub fn set_written(&self, n: u64) {
+        self.written.store(n, Ordering::Relaxed);
+    }
+
     /// Adds `n` downloaded bytes.
     pub fn add_downloaded(&self, n: u64) {
         self.downloaded.fetch_add(n, Ordering::Relaxed);

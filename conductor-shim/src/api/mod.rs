@@ -7,6 +7,7 @@
 //! | `GET /v1/lookup` | [`lookup::lookup`] |
 //! | `POST /v1/heartbeat/{node_ident}` | [`heartbeat::heartbeat`] |
 //! | `POST /v1/continue_inspection` | [`inspection::continue_inspection`] |
+//! | `GET /images/<name>` | files of [`ServerConfig::images_dir`] (with `Range` support) |
 //!
 //! Every error is answered in Ironic's format ([`error::ApiError`]); `/v1` routes resolve
 //! the `X-OpenStack-Ironic-API-Version` header first ([`version`]).
@@ -21,6 +22,7 @@ pub mod version;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,11 +33,16 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
+use tower_http::services::ServeDir;
 
 use crate::agent_client::AgentClientOptions;
 use crate::conductor::Conductor;
+use crate::deploy::DeployOptions;
 use crate::store::SharedStore;
 use error::ApiError;
+
+/// Read size of the image file server (large reads for large images).
+pub const IMAGE_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Default request body limit: inspection data carries base64 logs.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -55,6 +62,11 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How the conductor talks to agents.
     pub agent: AgentClientOptions,
+    /// How deploys poll the agent.
+    pub deploy: DeployOptions,
+    /// A directory whose files are served at `GET /images/<name>` (Ironic's conductor image
+    /// cache), with `Range` support.
+    pub images_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +78,8 @@ impl Default for ServerConfig {
             restrict_lookup: true,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             agent: AgentClientOptions::default(),
+            deploy: DeployOptions::default(),
+            images_dir: None,
         }
     }
 }
@@ -84,7 +98,11 @@ pub struct AppState {
 impl AppState {
     /// State for a server using `store` with `config`.
     pub fn new(store: SharedStore, config: ServerConfig) -> AppState {
-        let conductor = Conductor::new(store.clone(), config.agent.clone());
+        let conductor = Conductor::with_deploy_options(
+            store.clone(),
+            config.agent.clone(),
+            config.deploy.clone(),
+        );
         AppState {
             store,
             config: Arc::new(config),
@@ -106,10 +124,14 @@ pub fn router(state: AppState) -> Router {
             post(inspection::continue_inspection),
         )
         .layer(middleware::from_fn(version::layer));
-    Router::new()
-        .route("/", get(root::root))
-        .merge(v1)
-        .fallback(not_found)
+    let mut app = Router::new().route("/", get(root::root)).merge(v1);
+    if let Some(dir) = &state.config.images_dir {
+        let files = ServeDir::new(dir)
+            .with_buf_chunk_size(IMAGE_CHUNK_BYTES)
+            .append_index_html_on_directories(false);
+        app = app.nest_service("/images", files);
+    }
+    app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(log_request))

@@ -6,13 +6,21 @@
 //! conductor-shim node create [--name N] [--uuid U] [--mac MAC]... [--state STATE]
 //!                [--property k=v]... [--driver-info k=v]... [--instance-info k=v]...
 //! conductor-shim node list | show NODE | delete NODE | set-state NODE STATE [--reset-agent]
+//!                [--images DIR] [--command-wait-interval SECS] [--command-wait-attempts N]
 //! conductor-shim agent NODE COMMAND [--params JSON] [--wait]
 //! conductor-shim commands NODE
+//! conductor-shim deploy NODE --image URL [--checksum ALGO:HEX | --checksum-url URL]
+//!                [--disk-format FMT] [--image-type whole-disk|partition] [--root-mb N]
+//!                [--swap-mb N] [--ephemeral-mb N] [--boot-mode bios|uefi]
+//!                [--disk-label gpt|msdos] [--configdrive FILE] [--root-hint k=v]...
+//!                [--no-wait] [--timeout SECS]
 //! ```
 
 mod agent;
+mod deploy;
 mod node;
 pub mod output;
+pub mod progress;
 mod serve;
 
 use std::path::PathBuf;
@@ -25,6 +33,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::agent_client::{AgentClientOptions, DEFAULT_MAX_ATTEMPTS, TlsMinVersion};
+use crate::deploy::request::{BootMode, Checksum, DiskLabel, ImageType};
 use crate::state::ProvisionState;
 
 /// `conductor-shim`: a minimal Ironic-compatible conductor for ironic-agent.
@@ -59,6 +68,9 @@ pub enum Command {
     Agent(AgentArgs),
     /// List the commands a node's agent has run (GET /v1/commands/).
     Commands(CommandsArgs),
+    /// Deploy an image on a node through its agent (needs `serve` running for the agent's
+    /// heartbeats) and follow the deploy with a progress bar.
+    Deploy(Box<DeployArgs>),
 }
 
 /// `serve` options.
@@ -82,7 +94,69 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes.
     #[arg(long, default_value_t = crate::api::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Serve the files of this directory at `GET /images/<name>` (with Range support).
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// Seconds between polls of a polled agent command (install_bootloader).
+    #[arg(long, default_value_t = 6.0, value_name = "SECS")]
+    pub command_wait_interval: f64,
+    /// Polls of a polled agent command before it times out.
+    #[arg(long, default_value_t = crate::deploy::DEFAULT_COMMAND_WAIT_ATTEMPTS, value_name = "N")]
+    pub command_wait_attempts: u32,
     /// How to reach agents.
+    #[command(flatten)]
+    pub agent: AgentConnArgs,
+}
+
+/// `deploy` options.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// UUID or name.
+    pub node: String,
+    /// http(s) URL of the image (e.g. `http://HOST:6385/images/disk.raw` from `serve --images`).
+    #[arg(long, value_name = "URL")]
+    pub image: String,
+    /// Image checksum: `sha256:HEX`, `sha512:HEX`, `md5:HEX`, ... .
+    #[arg(long, value_name = "ALGO:HEX", conflicts_with = "checksum_url")]
+    pub checksum: Option<Checksum>,
+    /// URL of a checksum file (`SHA256SUMS` style) listing the image.
+    #[arg(long, value_name = "URL")]
+    pub checksum_url: Option<String>,
+    /// Disk format (raw, qcow2, ...); guessed from the URL's file name when absent.
+    #[arg(long, value_name = "FORMAT")]
+    pub disk_format: Option<String>,
+    /// Whole-disk image, or a root filesystem for the agent to partition around.
+    #[arg(long, value_enum, default_value_t = ImageType::WholeDisk)]
+    pub image_type: ImageType,
+    /// Root partition size in MiB (partition images).
+    #[arg(long, value_name = "N")]
+    pub root_mb: Option<u64>,
+    /// Swap partition size in MiB (partition images).
+    #[arg(long, value_name = "N")]
+    pub swap_mb: Option<u64>,
+    /// Ephemeral partition size in MiB (partition images).
+    #[arg(long, value_name = "N")]
+    pub ephemeral_mb: Option<u64>,
+    /// Boot mode (default: uefi, as Ironic).
+    #[arg(long, value_enum)]
+    pub boot_mode: Option<BootMode>,
+    /// Partition table of partition images in BIOS mode (UEFI always uses gpt).
+    #[arg(long, value_enum)]
+    pub disk_label: Option<DiskLabel>,
+    /// Config drive file (an ISO 9660 `config-2` image); sent gzip+base64 like Ironic.
+    #[arg(long, value_name = "FILE")]
+    pub configdrive: Option<PathBuf>,
+    /// Root device hint (model, vendor, serial, size, wwn, name, rotational, hctl, by_path,
+    /// ...); repeatable.
+    #[arg(long = "root-hint", value_name = "KEY=VALUE")]
+    pub root_hints: Vec<String>,
+    /// Only store the request; do not wait for the deploy.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting after this many seconds (the deploy itself goes on).
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    pub timeout: u64,
+    /// How to reach the agent for progress.
     #[command(flatten)]
     pub agent: AgentConnArgs,
 }
@@ -241,6 +315,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(cmd) => node::run(&cli, cmd),
         Command::Agent(args) => agent::run_command(&cli, args),
         Command::Commands(args) => agent::list_commands(&cli, args),
+        Command::Deploy(args) => deploy::run(&cli, args),
     }
 }
 
@@ -292,5 +367,73 @@ mod tests {
         assert!(cli.json);
         let cli = Cli::try_parse_from(["cs", "node", "list", "--db", "/tmp/x"]).unwrap();
         assert_eq!(cli.db, PathBuf::from("/tmp/x"));
+        let cli = Cli::try_parse_from(["cs", "serve", "--images", "/srv/img"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.images, Some(PathBuf::from("/srv/img")));
+        assert_eq!(args.command_wait_attempts, 100);
+    }
+
+    #[test]
+    fn deploy_flags() {
+        let sha = "a".repeat(64);
+        let cli = Cli::try_parse_from([
+            "cs",
+            "deploy",
+            "n1",
+            "--image",
+            "http://h/img.raw",
+            "--checksum",
+            &format!("sha256:{sha}"),
+            "--image-type",
+            "partition",
+            "--root-mb",
+            "100",
+            "--boot-mode",
+            "bios",
+            "--disk-label",
+            "msdos",
+            "--root-hint",
+            "size=10",
+            "--root-hint",
+            "name=/dev/vda",
+            "--no-wait",
+        ])
+        .unwrap();
+        let Command::Deploy(args) = cli.command else {
+            panic!("not deploy")
+        };
+        assert_eq!(args.image_type, ImageType::Partition);
+        assert_eq!(args.boot_mode, Some(BootMode::Bios));
+        assert_eq!(args.root_hints.len(), 2);
+        assert!(args.no_wait);
+        assert!(
+            Cli::try_parse_from([
+                "cs",
+                "deploy",
+                "n1",
+                "--image",
+                "http://h/i",
+                "--checksum",
+                &format!("sha256:{sha}"),
+                "--checksum-url",
+                "http://h/SUMS"
+            ])
+            .is_err(),
+            "--checksum and --checksum-url conflict"
+        );
+        assert!(
+            Cli::try_parse_from([
+                "cs",
+                "deploy",
+                "n1",
+                "--image",
+                "http://h/i",
+                "--checksum",
+                "x"
+            ])
+            .is_err()
+        );
     }
 }

@@ -4,10 +4,11 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::output::{key_values, or_dash, table};
+use super::progress;
 use super::{Cli, CreateArgs, KeyValue, NodeCommand};
 use crate::inventory::Inventory;
 use crate::mask;
-use crate::model::{CachedSteps, JsonMap, NewNode, Node};
+use crate::model::{CachedSteps, DeployPhase, JsonMap, NewNode, Node};
 use crate::store::{Store, StoreError};
 use crate::timefmt;
 use crate::token;
@@ -164,6 +165,50 @@ fn steps_text(steps: Option<&CachedSteps>) -> String {
     }
 }
 
+/// The deploy's lines of `node show`.
+fn deploy_lines(n: &Node, phase: DeployPhase) -> Vec<(String, String)> {
+    let dii = &n.driver_internal_info;
+    let mut lines = vec![("deploy phase".to_string(), phase.as_str().to_string())];
+    if let Some(step) = &dii.deploy_step {
+        let position = match (dii.deploy_step_index, dii.deploy_steps.as_ref()) {
+            (Some(i), Some(steps)) => format!(" ({}/{})", i + 1, steps.len()),
+            _ => String::new(),
+        };
+        lines.push((
+            "deploy step".to_string(),
+            format!("{}.{}{position}", step.interface, step.step),
+        ));
+    }
+    if let Some(progress) = &dii.deploy_progress {
+        let snapshot = progress::Snapshot {
+            state: n.provision_state,
+            phase: Some(phase),
+            step: None,
+            progress: Some(progress.clone()),
+        };
+        let text = progress::render(&snapshot);
+        let text = text
+            .split_once("  ")
+            .map_or(text.as_str(), |(_, rest)| rest);
+        lines.push(("deploy progress".to_string(), text.to_string()));
+    }
+    if let Some(result) = dii
+        .deploy_result
+        .as_ref()
+        .and_then(|r| r.get("result"))
+        .and_then(|r| r.as_str())
+    {
+        lines.push(("deploy result".to_string(), result.to_string()));
+    }
+    if let Some(root) = &dii.root_uuid_or_disk_id {
+        lines.push(("root uuid or disk id".to_string(), root.clone()));
+    }
+    for warning in &dii.deploy_warnings {
+        lines.push(("deploy warning".to_string(), warning.clone()));
+    }
+    lines
+}
+
 /// The `node show` lines.
 fn node_lines(view: &NodeView) -> Vec<(String, String)> {
     let n = &view.node;
@@ -252,6 +297,9 @@ fn node_lines(view: &NodeView) -> Vec<(String, String)> {
             "cached service steps".into(),
             steps_text(dii.agent_cached_service_steps.as_ref()),
         ));
+    }
+    if let Some(phase) = dii.deploy_phase {
+        lines.extend(deploy_lines(n, phase));
     }
     lines.push(("properties".into(), compact(&n.properties)));
     lines.push((

@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 use super::{Cli, ServeArgs};
 use crate::api::{self, AppState, ServerConfig};
+use crate::deploy::DeployOptions;
 use crate::store::SharedStore;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -22,6 +23,9 @@ pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<()> {
 }
 
 async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
+    if let Some(dir) = &args.images {
+        anyhow::ensure!(dir.is_dir(), "--images {}: not a directory", dir.display());
+    }
     let store = super::node::open(cli)?;
     let config = ServerConfig {
         heartbeat_timeout: args.heartbeat_timeout,
@@ -30,6 +34,11 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         restrict_lookup: true,
         max_body_bytes: args.max_body_bytes,
         agent: args.agent.options(),
+        deploy: DeployOptions {
+            command_wait_interval: Duration::from_secs_f64(args.command_wait_interval.max(0.01)),
+            command_wait_attempts: args.command_wait_attempts.max(1),
+        },
+        images_dir: args.images.clone(),
     };
     tracing::info!(?config, db = %cli.db.display(), "starting");
     let state = AppState::new(SharedStore::new(store), config);
@@ -40,6 +49,13 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "conductor-shim listening on http://{addr}")?;
+        if let Some(dir) = &args.images {
+            writeln!(
+                stdout,
+                "serving images from {} at http://{addr}/images/",
+                dir.display()
+            )?;
+        }
         stdout.flush()?;
     }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,13 +26,24 @@ use tokio::net::TcpListener;
 pub struct Shim {
     pub base: String,
     pub store: SharedStore,
+    pub db: PathBuf,
     pub dir: TempDir,
 }
 
 impl Shim {
     pub async fn start(config: ServerConfig) -> Shim {
         let dir = tempfile::tempdir().unwrap();
-        let store = SharedStore::new(Store::open(&dir.path().join("shim.sqlite")).unwrap());
+        let db = dir.path().join("shim.sqlite");
+        Shim::start_on(config, dir, db).await
+    }
+
+    /// A second shim process on the same database (as after a restart of the shim).
+    pub async fn restarted(&self, config: ServerConfig) -> Shim {
+        Shim::start_on(config, tempfile::tempdir().unwrap(), self.db.clone()).await
+    }
+
+    async fn start_on(config: ServerConfig, dir: TempDir, db: PathBuf) -> Shim {
+        let store = SharedStore::new(Store::open(&db).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = AppState::new(store.clone(), config);
@@ -39,6 +51,7 @@ impl Shim {
         Shim {
             base: format!("http://{addr}"),
             store,
+            db,
             dir,
         }
     }

@@ -1,0 +1,96 @@
+//! What a deploy reads from Ironic's node: boot mode, disk label, capabilities.
+
+use hardware_managers::Node;
+use serde_json::Value;
+
+use crate::disk::layout::BootMode;
+use crate::disk::table::TableKind;
+
+/// A capability (`instance_info.capabilities`, then `properties.capabilities`); capabilities
+/// come as a dict or as Ironic's `"k1:v1,k2:v2"` string.
+pub fn capability(node: &Node, key: &str) -> Option<String> {
+    [
+        node.instance_info.get("capabilities"),
+        node.properties.get("capabilities"),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|caps| match caps {
+        Value::Object(m) => m.get(key).map(value_text),
+        Value::String(s) => s.split(',').find_map(|kv| {
+            let (k, v) = kv.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        }),
+        _ => None,
+    })
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The instance's boot mode: `instance_info.deploy_boot_mode` → capability `boot_mode` →
+/// `driver_internal_info.deploy_boot_mode` → how this ramdisk booted; `secure_boot: true`
+/// forces UEFI.
+pub fn boot_mode(node: &Node, ramdisk_uefi: bool) -> BootMode {
+    if capability(node, "secure_boot").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return BootMode::Uefi;
+    }
+    let declared = node
+        .instance_info
+        .get("deploy_boot_mode")
+        .map(value_text)
+        .or_else(|| capability(node, "boot_mode"))
+        .or_else(|| {
+            node.driver_internal_info
+                .get("deploy_boot_mode")
+                .map(value_text)
+        });
+    match declared.and_then(|m| m.parse::<BootMode>().ok()) {
+        Some(m) => m,
+        None if ramdisk_uefi => BootMode::Uefi,
+        None => BootMode::Bios,
+    }
+}
+
+/// The partition table asked for by capability `disk_label` (default msdos; UEFI forces GPT
+/// later).
+pub fn disk_label(node: &Node, image_info_label: Option<&str>) -> TableKind {
+    let label = capability(node, "disk_label").or_else(|| image_info_label.map(String::from));
+    match label.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Some("gpt") => TableKind::Gpt,
+        _ => TableKind::Msdos,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(v: Value) -> Node {
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
+    #[test]
+    fn capabilities_and_modes() {
+        let n = node(json!({"properties": {"capabilities": "boot_mode:uefi,disk_label:gpt"}}));
+        assert_eq!(capability(&n, "disk_label").as_deref(), Some("gpt"));
+        assert_eq!(boot_mode(&n, false), BootMode::Uefi);
+        assert_eq!(disk_label(&n, None), TableKind::Gpt);
+        let n = node(
+            json!({"instance_info": {"deploy_boot_mode": "bios", "capabilities": {"boot_mode": "uefi"}}}),
+        );
+        assert_eq!(boot_mode(&n, true), BootMode::Bios);
+        let n = node(json!({"instance_info": {"capabilities": {"secure_boot": "true"}}}));
+        assert_eq!(boot_mode(&n, false), BootMode::Uefi);
+        let n = node(json!({}));
+        assert_eq!(boot_mode(&n, true), BootMode::Uefi);
+        assert_eq!(boot_mode(&n, false), BootMode::Bios);
+        assert_eq!(disk_label(&n, None), TableKind::Msdos);
+        assert_eq!(disk_label(&n, Some("gpt")), TableKind::Gpt);
+    }
+}

@@ -1,0 +1,142 @@
+//! The deploy/clean steps the agent implements, offered under the generic manager's name
+//! (as IPA offers them) through [`hardware_managers::generic::backend::StepBackend`].
+
+use std::path::Path;
+use std::sync::{OnceLock, Weak};
+
+use hardware_managers::generic::backend::StepBackend;
+use hardware_managers::guard::DiskGuard;
+use hardware_managers::{HardwareError, HardwareResult, Step, StepContext, StepKind};
+use serde_json::{Map, Value, json};
+use tracing::{info, warn};
+
+use super::prepare::prepare_image;
+use crate::context::AgentContext;
+use crate::disk::wipe;
+use crate::image::info::validate_image_info;
+
+/// The agent's own steps. Bound to the agent context once it exists.
+#[derive(Debug, Default)]
+pub struct AgentSteps {
+    ctx: OnceLock<Weak<AgentContext>>,
+}
+
+impl AgentSteps {
+    /// Unbound; call [`AgentSteps::bind`] once the context is built.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Binds the steps to the agent context.
+    pub fn bind(&self, ctx: &std::sync::Arc<AgentContext>) {
+        let _ = self.ctx.set(std::sync::Arc::downgrade(ctx));
+    }
+
+    fn context(&self) -> HardwareResult<std::sync::Arc<AgentContext>> {
+        self.ctx.get().and_then(Weak::upgrade).ok_or_else(|| {
+            HardwareError::Configuration("agent steps used before start-up finished".into())
+        })
+    }
+}
+
+fn step(name: &str, priority: i64, abortable: bool) -> Step {
+    let mut s = Step::new(name, "deploy", priority);
+    if abortable {
+        s.abortable = Some(true);
+    }
+    s
+}
+
+impl StepBackend for AgentSteps {
+    fn steps(&self, kind: StepKind) -> Vec<Step> {
+        match kind {
+            StepKind::Deploy => vec![
+                step("erase_devices_metadata", 0, true),
+                step("write_image", 0, false),
+            ],
+            StepKind::Clean => vec![step("erase_devices_metadata", 99, true)],
+            StepKind::Service => vec![step("write_image", 0, false)],
+        }
+    }
+
+    fn execute(
+        &self,
+        name: &str,
+        _ctx: &StepContext,
+        args: &Map<String, Value>,
+    ) -> HardwareResult<Value> {
+        match name {
+            "write_image" => self.write_image(args),
+            "erase_devices_metadata" => self.erase_devices_metadata(),
+            other => Err(HardwareError::incompatible(other)),
+        }
+    }
+}
+
+impl AgentSteps {
+    /// `write_image`: IPA runs `standby.prepare_image` and returns its result.
+    fn write_image(&self, args: &Map<String, Value>) -> HardwareResult<Value> {
+        let ctx = self.context()?;
+        let md5 = ctx
+            .lookup_config()
+            .and_then(|c| c.agent_md5_checksum_enable)
+            .unwrap_or(false);
+        let raw_info = args.get("image_info").cloned().unwrap_or(Value::Null);
+        let info = validate_image_info(&raw_info, md5).map_err(HardwareError::InvalidArgs)?;
+        let configdrive = args
+            .get("configdrive")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .or_else(|| info.configdrive.clone());
+        let text = prepare_image(&ctx, &info, configdrive.as_deref()).map_err(|e| {
+            let ce = e.to_command_error();
+            HardwareError::Failed {
+                kind: ce.kind,
+                message: format!("{}: {}", ce.message, ce.details),
+            }
+        })?;
+        Ok(json!({ "result": format!("prepare_image: {text}") }))
+    }
+
+    /// `erase_devices_metadata`: wipe partition tables and signatures of every disk the guard
+    /// allows; disks it protects are skipped and named in the log.
+    fn erase_devices_metadata(&self) -> HardwareResult<Value> {
+        let ctx = self.context()?;
+        let node = ctx.node();
+        let disks = ctx
+            .chain
+            .dispatch("list_block_devices", |m| m.list_block_devices(false))?;
+        let skip = match &node {
+            Some(n) => hardware_managers::hints::SkipList::from_node(n)?,
+            None => hardware_managers::hints::SkipList::default(),
+        };
+        let guard = DiskGuard::new(ctx.config.allow_devices.clone(), Path::new("/"));
+        let mut errors = Vec::new();
+        for disk in disks {
+            if skip
+                .matching_entry(&hardware_managers::hints::HintTarget::from(&disk))
+                .is_some()
+            {
+                info!(disk = %disk.name, "skipped by skip_block_devices");
+                continue;
+            }
+            let path = Path::new(&disk.name);
+            if let Err(e) = guard.check_writable(path) {
+                warn!(disk = %disk.name, reason = %e, "not erasing a protected disk");
+                continue;
+            }
+            match wipe::erase_metadata(path) {
+                Ok(_) => info!(disk = %disk.name, "metadata erased"),
+                Err(e) => errors.push(format!("{}: {e}", disk.name)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Value::Null)
+        } else {
+            Err(HardwareError::Failed {
+                kind: "BlockDeviceEraseError".into(),
+                message: format!("Failed to erase the metadata of: {}", errors.join("; ")),
+            })
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Settings of one image download: IPA's timeouts and retry counts, TLS, buffer sizes and the
+//! caller's check of the image's first bytes.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::ImageError;
+
+/// A check of the first bytes of the decompressed image, run before anything is written
+/// (e.g. refusing a qcow2 header on the raw path). It sees the first `min(block_size, image
+/// size)` bytes.
+pub type HeadCheck = Arc<dyn Fn(&[u8]) -> Result<(), ImageError> + Send + Sync>;
+
+/// HTTP basic credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    /// User name.
+    pub user: String,
+    /// Password (never logged).
+    pub password: String,
+}
+
+impl fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("user", &self.user)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+/// How to download and write an image.
+#[derive(Clone)]
+pub struct DownloadOptions {
+    /// Connect timeout, time to first byte and longest gap between body chunks
+    /// (`image_download_connection_timeout`, 60 s).
+    pub connection_timeout: Duration,
+    /// Retries per URL after the first attempt (`image_download_connection_retries`, 9).
+    pub retries: u32,
+    /// Pause between attempts (`image_download_connection_retry_interval`, 10 s).
+    pub retry_interval: Duration,
+    /// Wall-time cap of one download (`image_download_max_duration`, off).
+    pub max_duration: Option<Duration>,
+    /// Times the whole download is started over after a transport failure (IPA: 10).
+    pub download_attempts: u32,
+    /// Reconnections (resumes) allowed within one download, whatever their cause; bounds
+    /// a server that keeps dropping the connection after sending a little.
+    pub max_reconnects: u32,
+    /// Skip TLS verification (`ipa-insecure`).
+    pub insecure: bool,
+    /// Extra CA bundle for image servers.
+    pub cafile: Option<PathBuf>,
+    /// Lowest TLS version (`1.2` or `1.3`).
+    pub tls_min_version: String,
+    /// Agent-wide `image_server_auth_strategy = http_basic` credentials; `image_info`'s own
+    /// credentials take precedence.
+    pub basic_auth: Option<BasicAuth>,
+    /// Size of the buffers passed between the stages (multiple of 4 KiB, ≥ 64 KiB).
+    pub block_size: usize,
+    /// Buffers queued between two stages.
+    pub queue_depth: usize,
+    /// Write with `O_DIRECT` when the target accepts it.
+    pub direct_io: bool,
+    /// Check of the first decompressed bytes before anything is written.
+    pub head_check: Option<HeadCheck>,
+}
+
+impl fmt::Debug for DownloadOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DownloadOptions")
+            .field("connection_timeout", &self.connection_timeout)
+            .field("retries", &self.retries)
+            .field("retry_interval", &self.retry_interval)
+            .field("max_duration", &self.max_duration)
+            .field("download_attempts", &self.download_attempts)
+            .field("max_reconnects", &self.max_reconnects)
+            .field("insecure", &self.insecure)
+            .field("cafile", &self.cafile)
+            .field("tls_min_version", &self.tls_min_version)
+            .field("basic_auth", &self.basic_auth)
+            .field("block_size", &self.block_size)
+            .field("queue_depth", &self.queue_depth)
+            .field("direct_io", &self.direct_io)
+            .field("head_check", &self.head_check.as_ref().map(|_| "<fn>"))
+            .finish()
+    }
+}
+
+impl Default for DownloadOptions {
+    fn default() -> Self {
+        DownloadOptions {
+            connection_timeout: Duration::from_secs(60),
+            retries: 9,
+            retry_interval: Duration::from_secs(10),
+            max_duration: None,
+            download_attempts: 10,
+            max_reconnects: 1000,
+            insecure: false,
+            cafile: None,
+            tls_min_version: "1.2".into(),
+            basic_auth: None,
+            block_size: 4 << 20,
+            queue_depth: 4,
+            direct_io: true,
+            head_check: None,
+        }
+    }
+}
+
+impl DownloadOptions {
+    /// `block_size` rounded to a usable value (4 KiB multiple, 64 KiB to 64 MiB).
+    pub(crate) fn effective_block_size(&self) -> usize {
+        let b = self.block_size.clamp(64 << 10, 64 << 20);
+        b - b % 4096
+    }
+
+    /// `queue_depth` clamped to 1..=64.
+    pub(crate) fn effective_queue_depth(&self) -> usize {
+        self.queue_depth.clamp(1, 64)
+    }
+}

@@ -1,0 +1,284 @@
+//! The deploy progress display: a self-drawn bar redrawn in place on a terminal, or plain
+//! lines (on changes, at most every few seconds otherwise) when the output is not a terminal.
+//!
+//! The bar and percentage measure the bytes downloaded against the image size the agent
+//! knows (`total_bytes`, the `Content-Length`); the bytes written to disk are shown next to
+//! them (they differ for compressed and qcow2 images).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::model::{DeployPhase, DeployProgress};
+use crate::state::ProvisionState;
+
+/// Width of the bar between the brackets.
+pub const BAR_WIDTH: usize = 24;
+
+/// How often an unchanged plain line is repeated when the bytes move.
+pub const PLAIN_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What is displayed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Provision state.
+    pub state: ProvisionState,
+    /// Deploy phase.
+    pub phase: Option<DeployPhase>,
+    /// Current step (`deploy.write_image`).
+    pub step: Option<String>,
+    /// The agent's progress of the running step.
+    pub progress: Option<DeployProgress>,
+}
+
+impl Snapshot {
+    /// What changes the plain output immediately: state, phase, step and stage.
+    fn key(&self) -> String {
+        format!(
+            "{}|{:?}|{:?}|{:?}",
+            self.state,
+            self.phase,
+            self.step,
+            self.progress.as_ref().and_then(|p| p.stage.clone())
+        )
+    }
+}
+
+/// `1023 B`, `1.5 KiB`, `860.0 MiB`, `2.00 GiB`.
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: &[&str] = &["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let name = UNITS.get(unit).copied().unwrap_or("TiB");
+    if unit >= 2 {
+        format!("{value:.2} {name}")
+    } else {
+        format!("{value:.1} {name}")
+    }
+}
+
+/// `350.1 MiB/s`.
+pub fn format_rate(bytes_per_s: f64) -> String {
+    if !bytes_per_s.is_finite() || bytes_per_s <= 0.0 {
+        return "- B/s".to_string();
+    }
+    format!("{}/s", format_bytes(bytes_per_s as u64))
+}
+
+/// A bar of [`BAR_WIDTH`] cells, `fraction` (0..=1) filled.
+pub fn bar(fraction: f64) -> String {
+    let fraction = if fraction.is_finite() {
+        fraction.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let filled = (fraction * BAR_WIDTH as f64).round() as usize;
+    let mut cells = "=".repeat(filled);
+    if filled < BAR_WIDTH {
+        cells.push('>');
+        cells.push_str(&" ".repeat(BAR_WIDTH - filled - 1));
+    }
+    format!("[{cells}]")
+}
+
+fn phase_text(s: &Snapshot) -> String {
+    let step = s.step.as_deref().unwrap_or("-");
+    match s.phase {
+        Some(DeployPhase::Requested) => "waiting for the agent's heartbeat".to_string(),
+        Some(DeployPhase::StepRunning) => format!("starting {step}"),
+        Some(DeployPhase::AgentStep) => format!("{step} running on the agent"),
+        Some(DeployPhase::InstallBootloader) => "installing the bootloader".to_string(),
+        Some(DeployPhase::PowerOff) => "powering off".to_string(),
+        Some(DeployPhase::Done) => "done".to_string(),
+        Some(DeployPhase::Failed) => "failed".to_string(),
+        None => "-".to_string(),
+    }
+}
+
+/// One line describing `s`.
+pub fn render(s: &Snapshot) -> String {
+    let head = format!("{}: {}", s.state, phase_text(s));
+    let Some(p) = s.progress.as_ref() else {
+        return head;
+    };
+    let written = p.bytes_written.unwrap_or(0);
+    let downloaded = p.bytes_downloaded.unwrap_or(written);
+    let mut parts = Vec::new();
+    match p.total_bytes.filter(|t| *t > 0) {
+        Some(total) => {
+            let fraction = downloaded as f64 / total as f64;
+            parts.push(bar(fraction));
+            parts.push(format!("{:>3.0}%", (fraction * 100.0).clamp(0.0, 100.0)));
+            parts.push(format!(
+                "{} / {}",
+                format_bytes(downloaded),
+                format_bytes(total)
+            ));
+        }
+        None => parts.push(format!("{} downloaded", format_bytes(downloaded))),
+    }
+    parts.push(format!("written {}", format_bytes(written)));
+    if let Some(rate) = p.rate_bytes_per_s {
+        parts.push(format_rate(rate));
+    }
+    if let Some(stage) = &p.stage {
+        parts.push(stage.clone());
+    }
+    format!("{head}  {}", parts.join("  "))
+}
+
+/// Draws [`Snapshot`]s on a writer (stderr).
+#[derive(Debug)]
+pub struct ProgressBar<W: Write> {
+    out: W,
+    tty: bool,
+    drawn: bool,
+    last: Option<(String, String, Instant)>,
+}
+
+impl<W: Write> ProgressBar<W> {
+    /// A display on `out`; `tty` selects in-place redrawing.
+    pub fn new(out: W, tty: bool) -> ProgressBar<W> {
+        ProgressBar {
+            out,
+            tty,
+            drawn: false,
+            last: None,
+        }
+    }
+
+    /// Shows `s` (errors writing to the display are ignored).
+    pub fn update(&mut self, s: &Snapshot) {
+        let line = render(s);
+        if self.tty {
+            let _ = write!(self.out, "\r\x1b[K{line}");
+            let _ = self.out.flush();
+            self.drawn = true;
+            return;
+        }
+        let key = s.key();
+        let now = Instant::now();
+        let due = match &self.last {
+            None => true,
+            Some((last_key, last_line, at)) => {
+                *last_key != key
+                    || (*last_line != line && now.duration_since(*at) >= PLAIN_INTERVAL)
+            }
+        };
+        if due {
+            let _ = writeln!(self.out, "{line}");
+            let _ = self.out.flush();
+            self.last = Some((key, line, now));
+        }
+    }
+
+    /// Ends the in-place line.
+    pub fn finish(&mut self) {
+        if self.tty && self.drawn {
+            let _ = writeln!(self.out);
+            let _ = self.out.flush();
+            self.drawn = false;
+        }
+    }
+
+    /// The writer (for tests).
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn writing(written: u64, total: Option<u64>) -> Snapshot {
+        Snapshot {
+            state: ProvisionState::DeployWait,
+            phase: Some(DeployPhase::AgentStep),
+            step: Some("deploy.write_image".into()),
+            progress: Some(DeployProgress {
+                stage: Some("writing".into()),
+                bytes_written: Some(written),
+                bytes_downloaded: Some(written),
+                total_bytes: total,
+                rate_bytes_per_s: Some(350.0 * 1024.0 * 1024.0),
+                elapsed_s: Some(1.0),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(860 * 1024 * 1024), "860.0 MiB");
+        assert_eq!(format_bytes(2 << 30), "2.00 GiB");
+        assert_eq!(format_rate(0.0), "- B/s");
+    }
+
+    #[test]
+    fn bars() {
+        assert_eq!(bar(0.0), format!("[>{}]", " ".repeat(BAR_WIDTH - 1)));
+        assert_eq!(bar(1.0), format!("[{}]", "=".repeat(BAR_WIDTH)));
+        assert_eq!(bar(0.5).matches('=').count(), BAR_WIDTH / 2);
+        assert_eq!(bar(f64::NAN), bar(0.0));
+    }
+
+    #[test]
+    fn renders_progress() {
+        let line = render(&writing(1 << 30, Some(2 << 30)));
+        assert!(
+            line.starts_with("wait call-back: deploy.write_image running on the agent  ["),
+            "{line}"
+        );
+        assert!(
+            line.contains(" 50%  1.00 GiB / 2.00 GiB  written 1.00 GiB  350.0 MiB/s  writing"),
+            "{line}"
+        );
+        let line = render(&writing(1 << 20, None));
+        assert!(
+            line.contains("  1.0 MiB downloaded  written 1.0 MiB  "),
+            "{line}"
+        );
+        let line = render(&Snapshot {
+            state: ProvisionState::Deploying,
+            phase: Some(DeployPhase::InstallBootloader),
+            step: Some("deploy.prepare_instance_boot".into()),
+            progress: None,
+        });
+        assert_eq!(line, "deploying: installing the bootloader");
+    }
+
+    #[test]
+    fn plain_output_prints_changes_only() {
+        let mut pb = ProgressBar::new(Vec::new(), false);
+        pb.update(&writing(1, Some(10)));
+        pb.update(&writing(2, Some(10))); // same stage, within the interval
+        let mut other = writing(3, Some(10));
+        other.progress.as_mut().unwrap().stage = Some("verifying".into());
+        pb.update(&other);
+        pb.finish();
+        let text = String::from_utf8(pb.into_inner()).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(!text.contains('\r'));
+    }
+
+    #[test]
+    fn tty_output_redraws_in_place() {
+        let mut pb = ProgressBar::new(Vec::new(), true);
+        pb.update(&writing(1, Some(10)));
+        pb.update(&writing(2, Some(10)));
+        pb.finish();
+        let text = String::from_utf8(pb.into_inner()).unwrap();
+        assert_eq!(text.matches("\r\x1b[K").count(), 2);
+        assert!(text.ends_with('\n'));
+    }
+}

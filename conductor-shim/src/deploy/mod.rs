@@ -1,0 +1,1018 @@
+//! Deploying an image through the agent, driven by heartbeats like Ironic's `agent_base` with
+//! the `direct` deploy interface (spec §6, §14.2, §17).
+//!
+//! `conductor-shim deploy` stores the request ([`request`]) and puts the node in
+//! `wait call-back` with `driver_internal_info.deploy_phase = requested`. Then, on heartbeats:
+//!
+//! 1. `requested`: `deploy.get_deploy_steps` if no steps are cached, `GET /v1/commands/`
+//!    (waiting while a command runs), then the plan is stored in `deploy_steps`: the
+//!    conductor's steps `write_image` (80), `prepare_instance_boot` (60), `tear_down_agent`
+//!    (40) and every in-band deploy step of the agent with a priority above 0, by priority.
+//!    The node moves to `deploying` and the steps run in order:
+//!    * `write_image` and in-band steps: `deploy.execute_deploy_step` (wait=false) with the
+//!      step, the node (config drive unmasked), its ports and `deploy_version`; the node
+//!      moves to `wait call-back` (phase `agent_step`).
+//!    * `prepare_instance_boot`: `standby.get_partition_uuids` (wait=true), stores
+//!      `root_uuid_or_disk_id`; then `image.install_bootloader` (POST, then polling
+//!      `GET /v1/commands/`) for partition images with a root UUID and whole-disk images in
+//!      UEFI mode. An agent without that command (404 unknown extension, 400 unknown
+//!      command) is recorded in `deploy_warnings` and skipped.
+//!    * `tear_down_agent`: `standby.power_off` (wait=false); `power_state` becomes
+//!      `power off`.
+//!
+//!    After the last step the node is `active`, its token and callback URL are wiped (the
+//!    agent's next heartbeat is refused, as with Ironic).
+//! 2. `agent_step`: `GET /v1/commands/`, only the last entry counts (§6 rules): another
+//!    command, RUNNING (its `command_result.progress` is stored in `deploy_progress`) or a
+//!    SUCCEEDED result for another step ⇒ wait; FAILED ⇒ `deploy failed` with the agent's
+//!    error; `CLEAN_VERSION_MISMATCH`/`VERSION_MISMATCH` ⇒ steps refreshed and the step sent
+//!    again; SUCCEEDED for our step ⇒ next step. An agent with no command at all (or only
+//!    `get_deploy_steps`) was restarted: the step is sent again (Ironic would go on to the
+//!    next step, assuming the step rebooted on purpose; `write_image` never does).
+//!
+//! Every transition is written to SQLite before the agent call that follows it, so a
+//! restarted shim resumes on the next heartbeat (`step_running`, `install_bootloader` and
+//! `power_off` are also resumed from `deploying`). A busy agent (409) leaves the node in
+//! `wait call-back` to be retried on the next heartbeat. Any other agent error fails the
+//! deploy with a `last_error` naming the step.
+
+pub mod image_info;
+pub mod request;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::agent_client::{AgentClient, AgentClientError, AgentClientOptions, CommandResult};
+use crate::agent_client::{CommandError, CommandStatus};
+use crate::conductor::{self, ConductorError, StepKind};
+use crate::model::Step;
+use crate::model::{CachedSteps, DeployPhase, DeployProgress, JsonMap, Node, Port, PowerState};
+use crate::node_dict::{AgentNodeDict, AgentPortDict};
+use crate::state::ProvisionState;
+use crate::store::{SharedStore, StoreError};
+
+/// Ironic's `[agent]command_wait_interval`: seconds between polls of a polled command.
+pub const DEFAULT_COMMAND_WAIT_INTERVAL: Duration = Duration::from_secs(6);
+
+/// Ironic's `[agent]command_wait_attempts`.
+pub const DEFAULT_COMMAND_WAIT_ATTEMPTS: u32 = 100;
+
+/// The conductor's own deploy steps (Ironic's `direct` deploy interface, after `deploy`).
+pub const WRITE_IMAGE: &str = "write_image";
+/// See [`WRITE_IMAGE`].
+pub const PREPARE_INSTANCE_BOOT: &str = "prepare_instance_boot";
+/// See [`WRITE_IMAGE`].
+pub const TEAR_DOWN_AGENT: &str = "tear_down_agent";
+
+/// Names of the `deploy` interface's out-of-band steps; in-band steps with these names are
+/// not scheduled (the conductor's step wins).
+const OOB_STEP_NAMES: &[&str] = &[
+    "deploy",
+    WRITE_IMAGE,
+    PREPARE_INSTANCE_BOOT,
+    TEAR_DOWN_AGENT,
+    "switch_to_tenant_network",
+    "boot_instance",
+];
+
+/// Settings of the deploy driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployOptions {
+    /// Time between two `GET /v1/commands/` while polling `install_bootloader`.
+    pub command_wait_interval: Duration,
+    /// Polls before giving up on `install_bootloader`.
+    pub command_wait_attempts: u32,
+}
+
+impl Default for DeployOptions {
+    fn default() -> Self {
+        DeployOptions {
+            command_wait_interval: DEFAULT_COMMAND_WAIT_INTERVAL,
+            command_wait_attempts: DEFAULT_COMMAND_WAIT_ATTEMPTS,
+        }
+    }
+}
+
+/// Why heartbeat processing of a deploy stopped early.
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    /// The agent is busy: retry on the next heartbeat.
+    #[error("agent busy: {0}")]
+    Busy(String),
+    /// The node was changed by someone else (e.g. the CLI): leave it alone.
+    #[error("node changed concurrently: {0}")]
+    Conflict(String),
+    /// The deploy failed; the text becomes `last_error`.
+    #[error("{0}")]
+    Failed(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Maps an agent error: busy ⇒ [`Stop::Busy`], else a failure described by `context`.
+fn agent_error(context: impl Into<String>) -> impl FnOnce(AgentClientError) -> Stop {
+    let context = context.into();
+    move |e| {
+        if e.is_in_progress() {
+            Stop::Busy(e.to_string())
+        } else {
+            Stop::Failed(format!("{context}: {e}"))
+        }
+    }
+}
+
+/// The text Ironic reports for a failed command (`details`, `message`, or the whole error).
+fn command_error_text(error: Option<&CommandError>) -> String {
+    error.map_or_else(|| "unknown error".to_string(), CommandError::describe)
+}
+
+/// Whether a failed POST means "this agent does not have the command".
+fn command_unavailable(e: &AgentClientError) -> bool {
+    match e {
+        AgentClientError::AgentApi {
+            status,
+            faultstring,
+        } => {
+            let text = faultstring.to_ascii_lowercase();
+            (*status == 404 && text.contains("extension"))
+                || (*status == 400 && text.contains("unknown command"))
+        }
+        _ => false,
+    }
+}
+
+/// An out-of-band step of the conductor, as Ironic lists it.
+fn oob_step(name: &str, priority: i64) -> Step {
+    let mut extra = JsonMap::new();
+    extra.insert("argsinfo".to_string(), Value::Null);
+    Step {
+        interface: "deploy".to_string(),
+        step: name.to_string(),
+        priority,
+        extra,
+    }
+}
+
+/// The deploy steps to run: the conductor's `write_image`, `prepare_instance_boot` and
+/// `tear_down_agent` plus the agent's in-band steps with a priority above 0, highest
+/// priority first (the conductor's steps first on ties).
+pub fn plan(cached: Option<&CachedSteps>) -> Vec<Step> {
+    let mut steps = vec![
+        oob_step(WRITE_IMAGE, 80),
+        oob_step(PREPARE_INSTANCE_BOOT, 60),
+        oob_step(TEAR_DOWN_AGENT, 40),
+    ];
+    let in_band = cached
+        .into_iter()
+        .flat_map(|c| c.values().flatten())
+        .filter(|s| s.priority > 0)
+        .filter(|s| !(s.interface == "deploy" && OOB_STEP_NAMES.contains(&s.step.as_str())));
+    steps.extend(in_band.cloned());
+    steps.sort_by_key(|s| std::cmp::Reverse(s.priority));
+    steps
+}
+
+/// Whether two steps are the same step (Ironic compares `interface` and `step` only).
+fn same_step(step: &Step, reported: Option<&Value>) -> bool {
+    let Some(Value::Object(reported)) = reported else {
+        return false;
+    };
+    reported.get("interface").and_then(Value::as_str) == Some(step.interface.as_str())
+        && reported.get("step").and_then(Value::as_str) == Some(step.step.as_str())
+}
+
+/// Whether this step runs on the agent through `execute_deploy_step`.
+fn runs_on_agent(step: &Step) -> bool {
+    !(step.interface == "deploy"
+        && [PREPARE_INSTANCE_BOOT, TEAR_DOWN_AGENT].contains(&step.step.as_str()))
+}
+
+/// `step.interface`.`step.step`.
+fn step_name(step: &Step) -> String {
+    format!("{}.{}", step.interface, step.step)
+}
+
+/// Whether `node` has a deploy the heartbeat should advance.
+pub fn wants_heartbeat(node: &Node) -> bool {
+    matches!(
+        node.provision_state,
+        ProvisionState::DeployWait | ProvisionState::Deploying
+    ) && node
+        .driver_internal_info
+        .deploy_phase
+        .is_some_and(DeployPhase::in_progress)
+}
+
+/// `deploy.execute_deploy_step` params.
+#[derive(Debug, Serialize)]
+struct ExecuteStepParams<'a> {
+    step: Value,
+    node: AgentNodeDict,
+    ports: Vec<AgentPortDict>,
+    deploy_version: Option<&'a std::collections::BTreeMap<String, Value>>,
+}
+
+/// `image.install_bootloader` params.
+#[derive(Debug, Clone, Serialize)]
+struct InstallBootloaderParams {
+    root_uuid: Option<String>,
+    efi_system_part_uuid: Option<String>,
+    prep_boot_part_uuid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_boot_mode: Option<String>,
+}
+
+/// The `standby.get_partition_uuids` result (§16.9).
+#[derive(Debug, Clone, Default, Deserialize)]
+struct PartitionUuids {
+    #[serde(rename = "root uuid", default)]
+    root_uuid: Option<String>,
+    #[serde(rename = "efi system partition uuid", default)]
+    efi_system_partition_uuid: Option<String>,
+    #[serde(rename = "PReP Boot partition uuid", default)]
+    prep_boot_partition_uuid: Option<String>,
+}
+
+/// The part of an `execute_deploy_step` result the conductor reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct StepResult {
+    #[serde(default)]
+    deploy_step: Option<Value>,
+    #[serde(default)]
+    deploy_result: Option<Value>,
+    #[serde(default)]
+    progress: Option<DeployProgress>,
+}
+
+impl StepResult {
+    fn of(result: &CommandResult) -> StepResult {
+        result
+            .command_result
+            .as_ref()
+            .and_then(|v| StepResult::deserialize(v).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The progress of a running `execute_deploy_step`, if it is the agent's last command.
+pub fn running_progress(commands: &[CommandResult]) -> Option<DeployProgress> {
+    let last = commands.last()?;
+    if last.command_name != "execute_deploy_step" || last.command_status != CommandStatus::Running {
+        return None;
+    }
+    StepResult::of(last).progress
+}
+
+/// Drives deploys on heartbeats.
+#[derive(Debug, Clone)]
+pub struct Deployer {
+    store: SharedStore,
+    agent: AgentClientOptions,
+    options: DeployOptions,
+}
+
+impl Deployer {
+    /// A deployer working on `store`, reaching agents with `agent` options.
+    pub fn new(store: SharedStore, agent: AgentClientOptions, options: DeployOptions) -> Deployer {
+        Deployer {
+            store,
+            agent,
+            options,
+        }
+    }
+
+    /// Advances the deploy of `node` after an accepted heartbeat. The caller holds the
+    /// node's lock.
+    pub async fn on_heartbeat(&self, node: Node, ports: Vec<Port>) {
+        let uuid = node.uuid;
+        match self.advance(node, &ports).await {
+            Ok(()) => {}
+            Err(Stop::Busy(why)) => {
+                tracing::info!(node = %uuid, %why, "agent busy; the deploy continues on the next heartbeat");
+                if let Err(e) = self.back_to_wait(uuid).await {
+                    tracing::error!(node = %uuid, error = %e, "cannot record the busy agent");
+                }
+            }
+            Err(Stop::Conflict(why)) => {
+                tracing::warn!(node = %uuid, %why, "node changed during heartbeat processing; stopped");
+            }
+            Err(Stop::Failed(message)) => {
+                tracing::error!(node = %uuid, "deploy failed: {message}");
+                self.fail(uuid, message).await;
+            }
+            Err(Stop::Store(e)) => {
+                tracing::error!(node = %uuid, error = %e, "store failure during the deploy");
+                self.fail(uuid, format!("Internal error of the conductor shim: {e}"))
+                    .await;
+            }
+        }
+    }
+
+    async fn advance(&self, node: Node, ports: &[Port]) -> Result<(), Stop> {
+        use DeployPhase as P;
+        use ProvisionState as S;
+        let client = AgentClient::for_node(&node, &self.agent).map_err(agent_error(format!(
+            "Cannot reach the agent of node {}",
+            node.uuid
+        )))?;
+        match (node.provision_state, node.driver_internal_info.deploy_phase) {
+            (S::DeployWait, Some(P::Requested)) => self.start(node, ports, &client).await,
+            (S::DeployWait | S::Deploying, Some(P::AgentStep)) => {
+                self.check_agent_step(node, ports, &client).await
+            }
+            (
+                S::DeployWait | S::Deploying,
+                Some(P::StepRunning | P::InstallBootloader | P::PowerOff),
+            ) => {
+                let uuid = node.uuid;
+                self.update(uuid, |n| {
+                    if !wants_heartbeat(n) {
+                        return Err(Stop::Conflict("the deploy was reset".into()));
+                    }
+                    n.provision_state = S::Deploying;
+                    Ok(())
+                })
+                .await?;
+                self.continue_steps(uuid, ports, &client).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Phase `requested`: steps, the agent idle, the plan; then the first step.
+    async fn start(&self, node: Node, ports: &[Port], client: &AgentClient) -> Result<(), Stop> {
+        let uuid = node.uuid;
+        let mut node = node;
+        if node
+            .driver_internal_info
+            .agent_cached_deploy_steps
+            .is_none()
+        {
+            self.refresh_steps(&node, ports, client).await?;
+            node = self.load(uuid).await?;
+        }
+        let commands = client.commands().await.map_err(agent_error(format!(
+            "Failed to get the command status of the agent of node {uuid}"
+        )))?;
+        if let Some(last) = commands.last()
+            && last.command_status == CommandStatus::Running
+        {
+            return Err(Stop::Busy(format!(
+                "the agent is still running {}",
+                last.command_name
+            )));
+        }
+        // A request that cannot be sent fails now, before anything runs.
+        image_info::write_image_args(&node).map_err(|e| Stop::Failed(e.to_string()))?;
+        let steps = plan(node.driver_internal_info.agent_cached_deploy_steps.as_ref());
+        let names: Vec<String> = steps.iter().map(step_name).collect();
+        tracing::info!(node = %uuid, steps = ?names, "starting the deploy");
+        self.update(uuid, move |n| {
+            if n.provision_state != ProvisionState::DeployWait
+                || n.driver_internal_info.deploy_phase != Some(DeployPhase::Requested)
+            {
+                return Err(Stop::Conflict("the deploy request changed".into()));
+            }
+            let dii = &mut n.driver_internal_info;
+            dii.deploy_step = steps.first().cloned();
+            dii.deploy_steps = Some(steps);
+            dii.deploy_step_index = Some(0);
+            dii.deploy_phase = Some(DeployPhase::StepRunning);
+            n.provision_state = ProvisionState::Deploying;
+            // The agent heartbeats, so the machine is on.
+            n.power_state = Some(PowerState::On);
+            Ok(())
+        })
+        .await?;
+        self.continue_steps(uuid, ports, client).await
+    }
+
+    /// Runs steps from `deploy_step_index` until one waits for the agent or all are done.
+    async fn continue_steps(
+        &self,
+        uuid: Uuid,
+        ports: &[Port],
+        client: &AgentClient,
+    ) -> Result<(), Stop> {
+        loop {
+            let node = self.load(uuid).await?;
+            if node.provision_state != ProvisionState::Deploying {
+                return Err(Stop::Conflict(format!(
+                    "expected deploying, found {}",
+                    node.provision_state
+                )));
+            }
+            let dii = &node.driver_internal_info;
+            let index = dii.deploy_step_index.unwrap_or(0);
+            let Some(step) = dii
+                .deploy_steps
+                .as_ref()
+                .and_then(|steps| steps.get(index))
+                .cloned()
+            else {
+                return self.finish(uuid).await;
+            };
+            tracing::info!(node = %uuid, step = %step_name(&step), index, "deploy step");
+            if runs_on_agent(&step) {
+                return self.send_agent_step(node, &step, ports, client).await;
+            }
+            if step.step == PREPARE_INSTANCE_BOOT {
+                self.prepare_instance_boot(&node, client).await?;
+            } else {
+                self.tear_down_agent(&node, client).await?;
+            }
+            self.next_step(uuid, index).await?;
+        }
+    }
+
+    /// Moves to the step after `index` (phase `step_running`, node `deploying`).
+    async fn next_step(&self, uuid: Uuid, index: usize) -> Result<(), Stop> {
+        self.update(uuid, move |n| {
+            let dii = &mut n.driver_internal_info;
+            if dii.deploy_step_index != Some(index) {
+                return Err(Stop::Conflict("the deploy step index changed".into()));
+            }
+            dii.deploy_step_index = Some(index + 1);
+            dii.deploy_step = dii
+                .deploy_steps
+                .as_ref()
+                .and_then(|s| s.get(index + 1))
+                .cloned();
+            dii.deploy_phase = Some(DeployPhase::StepRunning);
+            dii.deploy_progress = None;
+            n.provision_state = ProvisionState::Deploying;
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Sends `deploy.execute_deploy_step` for `step` and waits for the agent (phase
+    /// `agent_step`, node `wait call-back`).
+    async fn send_agent_step(
+        &self,
+        node: Node,
+        step: &Step,
+        ports: &[Port],
+        client: &AgentClient,
+    ) -> Result<(), Stop> {
+        let uuid = node.uuid;
+        let call = if step.interface == "deploy" && step.step == WRITE_IMAGE {
+            let args =
+                image_info::write_image_args(&node).map_err(|e| Stop::Failed(e.to_string()))?;
+            json!({"interface": "deploy", "step": WRITE_IMAGE, "args": args})
+        } else {
+            let mut call = serde_json::to_value(step).map_err(|e| {
+                Stop::Failed(format!(
+                    "Cannot encode deploy step {}: {e}",
+                    step_name(step)
+                ))
+            })?;
+            if let Some(map) = call.as_object_mut() {
+                map.entry("args").or_insert_with(|| json!({}));
+            }
+            call
+        };
+        let params = ExecuteStepParams {
+            step: call,
+            node: AgentNodeDict::with_configdrive(&node),
+            ports: ports.iter().map(AgentPortDict::new).collect(),
+            deploy_version: node.driver_internal_info.hardware_manager_version.as_ref(),
+        };
+        let result = client
+            .execute("deploy.execute_deploy_step", &params, false)
+            .await
+            .map_err(agent_error(format!(
+                "Failed to start deploy step {} on the agent of node {uuid}",
+                step_name(step)
+            )))?;
+        if result.command_status == CommandStatus::Failed {
+            return Err(Stop::Failed(format!(
+                "Agent returned error for deploy step {} on node {uuid}: {}",
+                step_name(step),
+                command_error_text(result.command_error.as_ref())
+            )));
+        }
+        self.update(uuid, |n| {
+            n.driver_internal_info.deploy_phase = Some(DeployPhase::AgentStep);
+            n.driver_internal_info.deploy_progress = None;
+            n.provision_state = ProvisionState::DeployWait;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Phase `agent_step`: looks at the agent's last command (§6 rules).
+    async fn check_agent_step(
+        &self,
+        node: Node,
+        ports: &[Port],
+        client: &AgentClient,
+    ) -> Result<(), Stop> {
+        let uuid = node.uuid;
+        let dii = &node.driver_internal_info;
+        let index = dii.deploy_step_index.unwrap_or(0);
+        let Some(step) = dii.deploy_step.clone() else {
+            return Err(Stop::Failed(format!(
+                "Node {uuid} waits for a deploy step but has no current deploy_step"
+            )));
+        };
+        let commands = client.commands().await.map_err(agent_error(format!(
+            "Failed to get the command status of the agent of node {uuid} while waiting for \
+             deploy step {}",
+            step_name(&step)
+        )))?;
+        let freshly_booted = commands
+            .iter()
+            .all(|c| c.command_name == "get_deploy_steps");
+        let Some(last) = commands.last().filter(|_| !freshly_booted) else {
+            tracing::warn!(node = %uuid, step = %step_name(&step),
+                "the agent has no record of the deploy step (restarted?); sending it again");
+            return self.rerun_step(uuid, ports, client).await;
+        };
+        if last.command_name != "execute_deploy_step" {
+            tracing::info!(node = %uuid, last = %last.command_name,
+                "the agent's last command is not execute_deploy_step; waiting");
+            return Ok(());
+        }
+        let result = StepResult::of(last);
+        match last.command_status {
+            CommandStatus::Running => {
+                if let Some(progress) = result.progress {
+                    self.update(uuid, move |n| {
+                        if n.driver_internal_info.deploy_phase == Some(DeployPhase::AgentStep) {
+                            n.driver_internal_info.deploy_progress = Some(progress);
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                }
+                Ok(())
+            }
+            CommandStatus::Succeeded if !same_step(&step, result.deploy_step.as_ref()) => {
+                tracing::warn!(node = %uuid, expected = %step_name(&step), reported = ?result.deploy_step,
+                    "the agent's last result is for another step; waiting");
+                Ok(())
+            }
+            CommandStatus::Succeeded => {
+                tracing::info!(node = %uuid, step = %step_name(&step), "deploy step finished on the agent");
+                let is_write = step.interface == "deploy" && step.step == WRITE_IMAGE;
+                let deploy_result = result.deploy_result;
+                self.update(uuid, move |n| {
+                    if is_write {
+                        n.driver_internal_info.deploy_result = deploy_result;
+                    }
+                    Ok(())
+                })
+                .await?;
+                self.next_step(uuid, index).await?;
+                self.continue_steps(uuid, ports, client).await
+            }
+            CommandStatus::Failed => Err(Stop::Failed(format!(
+                "Agent returned error for deploy step {} on node {uuid}: {}",
+                step_name(&step),
+                command_error_text(last.command_error.as_ref())
+            ))),
+            CommandStatus::CleanVersionMismatch | CommandStatus::VersionMismatch => {
+                tracing::warn!(node = %uuid, error = %command_error_text(last.command_error.as_ref()),
+                    "hardware manager version mismatch; refreshing the steps and running the step again");
+                self.refresh_steps(&node, ports, client).await?;
+                self.rerun_step(uuid, ports, client).await
+            }
+            CommandStatus::Unknown => Err(Stop::Failed(format!(
+                "Agent returned an unknown status for deploy step {} on node {uuid}",
+                step_name(&step)
+            ))),
+        }
+    }
+
+    /// Sends the current step again.
+    async fn rerun_step(
+        &self,
+        uuid: Uuid,
+        ports: &[Port],
+        client: &AgentClient,
+    ) -> Result<(), Stop> {
+        self.update(uuid, |n| {
+            n.driver_internal_info.deploy_phase = Some(DeployPhase::StepRunning);
+            n.driver_internal_info.deploy_progress = None;
+            n.provision_state = ProvisionState::Deploying;
+            Ok(())
+        })
+        .await?;
+        self.continue_steps(uuid, ports, client).await
+    }
+
+    /// `deploy.get_deploy_steps`, cached in `driver_internal_info`.
+    async fn refresh_steps(
+        &self,
+        node: &Node,
+        ports: &[Port],
+        client: &AgentClient,
+    ) -> Result<(), Stop> {
+        let uuid = node.uuid;
+        match conductor::refresh_steps(&self.store, client, StepKind::Deploy, node, ports).await {
+            Ok(count) => {
+                tracing::info!(node = %uuid, count, "cached the agent's deploy steps");
+                Ok(())
+            }
+            Err(ConductorError::Agent(e)) if e.is_in_progress() => Err(Stop::Busy(e.to_string())),
+            Err(ConductorError::Store(e)) => Err(Stop::Store(e)),
+            Err(e) => Err(Stop::Failed(format!(
+                "Failed to get deploy steps from the agent of node {uuid}: {e}"
+            ))),
+        }
+    }
+
+    /// `prepare_instance_boot`: partition UUIDs, then the bootloader when needed (§17).
+    async fn prepare_instance_boot(&self, node: &Node, client: &AgentClient) -> Result<(), Stop> {
+        let uuid = node.uuid;
+        if node.driver_internal_info.deploy_phase == Some(DeployPhase::InstallBootloader) {
+            // Resuming: the command may be on the agent already.
+            let commands = client.commands().await.map_err(agent_error(format!(
+                "Failed to get the command status of the agent of node {uuid}"
+            )))?;
+            if let Some(last) = commands.last()
+                && last.command_name == "install_bootloader"
+            {
+                return self.finish_bootloader(uuid, client, last.clone()).await;
+            }
+        }
+        let result = client
+            .execute("standby.get_partition_uuids", &json!({}), true)
+            .await
+            .map_err(agent_error(format!(
+                "Failed to get partition UUIDs from the agent of node {uuid}"
+            )))?;
+        if result.command_status != CommandStatus::Succeeded {
+            return Err(Stop::Failed(format!(
+                "Failed to get partition UUIDs from the agent of node {uuid}: {}",
+                command_error_text(result.command_error.as_ref())
+            )));
+        }
+        let uuids = result
+            .command_result
+            .as_ref()
+            .and_then(|v| PartitionUuids::deserialize(v).ok())
+            .unwrap_or_default();
+        let whole_disk = !image_info::is_partition_image(node);
+        let boot_mode = image_info::boot_mode(node);
+        let (root, efi) = (
+            uuids.root_uuid.clone(),
+            uuids.efi_system_partition_uuid.clone(),
+        );
+        self.update(uuid, move |n| {
+            n.driver_internal_info.root_uuid_or_disk_id = root;
+            n.driver_internal_info.efi_system_partition_uuid = efi;
+            Ok(())
+        })
+        .await?;
+        let needed = if whole_disk {
+            boot_mode == "uefi"
+        } else {
+            uuids.root_uuid.is_some()
+        };
+        if !needed {
+            if !whole_disk {
+                self.warn(
+                    uuid,
+                    format!(
+                        "The agent reported no root UUID for the partition image of node {uuid}; \
+                     no bootloader was installed"
+                    ),
+                )
+                .await?;
+            }
+            tracing::info!(node = %uuid, whole_disk, %boot_mode, "no bootloader installation needed");
+            return Ok(());
+        }
+        self.update(uuid, |n| {
+            n.driver_internal_info.deploy_phase = Some(DeployPhase::InstallBootloader);
+            Ok(())
+        })
+        .await?;
+        let mut params = InstallBootloaderParams {
+            root_uuid: uuids.root_uuid,
+            efi_system_part_uuid: uuids.efi_system_partition_uuid,
+            prep_boot_part_uuid: uuids.prep_boot_partition_uuid,
+            target_boot_mode: Some(boot_mode),
+        };
+        let context = format!("Failed to install a bootloader when deploying node {uuid}");
+        let first = client
+            .execute("image.install_bootloader", &params, false)
+            .await;
+        let result = match first {
+            Ok(result) => result,
+            Err(e) if command_unavailable(&e) => {
+                return self.bootloader_unavailable(uuid, &e).await;
+            }
+            Err(e @ AgentClientError::AgentApi { .. }) => {
+                // Ironic retries without target_boot_mode, for agents predating it.
+                tracing::warn!(node = %uuid, error = %e, "install_bootloader refused; retrying without target_boot_mode");
+                params.target_boot_mode = None;
+                match client
+                    .execute("image.install_bootloader", &params, false)
+                    .await
+                {
+                    Ok(result) => result,
+                    Err(e) if command_unavailable(&e) => {
+                        return self.bootloader_unavailable(uuid, &e).await;
+                    }
+                    Err(e) => return Err(agent_error(context)(e)),
+                }
+            }
+            Err(e) => return Err(agent_error(context)(e)),
+        };
+        self.finish_bootloader(uuid, client, result).await
+    }
+
+    async fn bootloader_unavailable(&self, uuid: Uuid, e: &AgentClientError) -> Result<(), Stop> {
+        self.warn(
+            uuid,
+            format!(
+                "The agent of node {uuid} has no image.install_bootloader ({e}); the bootloader \
+             was not installed"
+            ),
+        )
+        .await
+    }
+
+    /// Polls `install_bootloader` until it finishes; fails the deploy if it failed.
+    async fn finish_bootloader(
+        &self,
+        uuid: Uuid,
+        client: &AgentClient,
+        initial: CommandResult,
+    ) -> Result<(), Stop> {
+        let done = self
+            .poll_command(uuid, client, "install_bootloader", initial)
+            .await?;
+        match done.command_status {
+            CommandStatus::Succeeded => {
+                tracing::info!(node = %uuid, "bootloader installed");
+                Ok(())
+            }
+            _ => Err(Stop::Failed(format!(
+                "Failed to install a bootloader when deploying node {uuid}: {}",
+                command_error_text(done.command_error.as_ref())
+            ))),
+        }
+    }
+
+    /// Ironic's `poll=True`: `GET /v1/commands/` (at once, then every
+    /// `command_wait_interval`) until the newest `short` result is no longer RUNNING.
+    async fn poll_command(
+        &self,
+        uuid: Uuid,
+        client: &AgentClient,
+        short: &str,
+        initial: CommandResult,
+    ) -> Result<CommandResult, Stop> {
+        if initial.command_status != CommandStatus::Running {
+            return Ok(initial);
+        }
+        let attempts = self.options.command_wait_attempts.max(1);
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(self.options.command_wait_interval).await;
+            }
+            let commands = client.commands().await.map_err(agent_error(format!(
+                "Failed to get the status of {short} from the agent of node {uuid}"
+            )))?;
+            if let Some(latest) = commands.iter().rev().find(|c| c.command_name == short)
+                && latest.command_status != CommandStatus::Running
+            {
+                return Ok(latest.clone());
+            }
+        }
+        Err(Stop::Failed(format!(
+            "Timed out waiting for {short} on the agent of node {uuid} after {attempts} polls \
+             {:?} apart",
+            self.options.command_wait_interval
+        )))
+    }
+
+    /// `tear_down_agent`: `standby.power_off`.
+    async fn tear_down_agent(&self, node: &Node, client: &AgentClient) -> Result<(), Stop> {
+        let uuid = node.uuid;
+        let mut sent = false;
+        if node.driver_internal_info.deploy_phase == Some(DeployPhase::PowerOff) {
+            let commands = client.commands().await.map_err(agent_error(format!(
+                "Failed to get the command status of the agent of node {uuid}"
+            )))?;
+            sent = commands
+                .last()
+                .is_some_and(|c| c.command_name == "power_off");
+        }
+        if !sent {
+            self.update(uuid, |n| {
+                n.driver_internal_info.deploy_phase = Some(DeployPhase::PowerOff);
+                Ok(())
+            })
+            .await?;
+            let result = client
+                .execute("standby.power_off", &json!({}), false)
+                .await
+                .map_err(agent_error(format!("Failed to soft power off node {uuid}")))?;
+            if result.command_status == CommandStatus::Failed {
+                return Err(Stop::Failed(format!(
+                    "Failed to soft power off node {uuid}: {}",
+                    command_error_text(result.command_error.as_ref())
+                )));
+            }
+        }
+        self.update(uuid, |n| {
+            n.power_state = Some(PowerState::Off);
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// All steps done: `active`, token and URL wiped.
+    async fn finish(&self, uuid: Uuid) -> Result<(), Stop> {
+        self.update(uuid, |n| {
+            n.provision_state = ProvisionState::Active;
+            n.last_error = None;
+            let dii = &mut n.driver_internal_info;
+            dii.deploy_phase = Some(DeployPhase::Done);
+            dii.deploy_steps = None;
+            dii.deploy_step_index = None;
+            dii.deploy_step = None;
+            dii.deploy_progress = None;
+            dii.agent_cached_deploy_steps = None;
+            dii.agent_cached_deploy_steps_refreshed = None;
+            dii.wipe_token_and_url();
+            Ok(())
+        })
+        .await?;
+        tracing::info!(node = %uuid, "deploy finished; node is active");
+        Ok(())
+    }
+
+    /// Records a non-fatal problem.
+    async fn warn(&self, uuid: Uuid, message: String) -> Result<(), Stop> {
+        tracing::warn!(node = %uuid, "{message}");
+        self.update(uuid, move |n| {
+            n.driver_internal_info.deploy_warnings.push(message);
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// `deploying` ⇒ `wait call-back` (the phase stays): retried on the next heartbeat.
+    async fn back_to_wait(&self, uuid: Uuid) -> Result<(), Stop> {
+        self.update(uuid, |n| {
+            if n.provision_state == ProvisionState::Deploying {
+                n.provision_state = ProvisionState::DeployWait;
+            }
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// `deploy failed` with `message` as `last_error`.
+    async fn fail(&self, uuid: Uuid, message: String) {
+        let written = self
+            .update(uuid, move |n| {
+                if matches!(
+                    n.provision_state,
+                    ProvisionState::Deploying | ProvisionState::DeployWait
+                ) {
+                    n.provision_state = ProvisionState::DeployFailed;
+                }
+                n.last_error = Some(message);
+                let dii = &mut n.driver_internal_info;
+                dii.deploy_phase = Some(DeployPhase::Failed);
+                dii.deploy_step = None;
+                dii.deploy_progress = None;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::error!(node = %uuid, error = %e, "cannot record the deploy failure");
+        }
+    }
+
+    async fn load(&self, uuid: Uuid) -> Result<Node, Stop> {
+        self.store
+            .run(move |s| {
+                s.node_by_uuid(uuid)?
+                    .ok_or_else(|| StoreError::NodeNotFound(uuid.to_string()))
+            })
+            .await
+            .map_err(Stop::Store)
+    }
+
+    /// Changes the node in one transaction; `f` may refuse with a [`Stop`].
+    async fn update<F>(&self, uuid: Uuid, f: F) -> Result<Node, Stop>
+    where
+        F: FnOnce(&mut Node) -> Result<(), Stop> + Send + 'static,
+    {
+        self.store
+            .run(move |s| {
+                s.update_node(uuid, |n| {
+                    f(n)?;
+                    Ok::<_, Stop>(n.clone())
+                })
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn step(interface: &str, name: &str, priority: i64) -> Step {
+        Step {
+            interface: interface.into(),
+            step: name.into(),
+            priority,
+            extra: JsonMap::new(),
+        }
+    }
+
+    #[test]
+    fn plan_orders_steps_by_priority() {
+        let mut cached = CachedSteps::new();
+        cached.insert(
+            "deploy".into(),
+            vec![
+                step("deploy", "write_image", 0),
+                step("deploy", "erase_devices_metadata", 0),
+                step("deploy", "write_image", 95),
+                step("deploy", "custom_early", 90),
+                step("deploy", "custom_late", 50),
+            ],
+        );
+        cached.insert("raid".into(), vec![step("raid", "apply_configuration", 0)]);
+        let names: Vec<String> = plan(Some(&cached)).iter().map(step_name).collect();
+        assert_eq!(
+            names,
+            [
+                "deploy.custom_early",
+                "deploy.write_image",
+                "deploy.prepare_instance_boot",
+                "deploy.custom_late",
+                "deploy.tear_down_agent"
+            ]
+        );
+        let names: Vec<String> = plan(None).iter().map(step_name).collect();
+        assert_eq!(
+            names,
+            [
+                "deploy.write_image",
+                "deploy.prepare_instance_boot",
+                "deploy.tear_down_agent"
+            ]
+        );
+        assert_eq!(
+            serde_json::to_value(&plan(None)[0]).unwrap(),
+            json!({"interface": "deploy", "step": "write_image", "priority": 80, "argsinfo": null})
+        );
+    }
+
+    #[test]
+    fn steps_compare_by_interface_and_name() {
+        let s = step("deploy", "write_image", 80);
+        assert!(same_step(
+            &s,
+            Some(&json!({"interface": "deploy", "step": "write_image", "args": {}}))
+        ));
+        assert!(!same_step(
+            &s,
+            Some(&json!({"interface": "raid", "step": "write_image"}))
+        ));
+        assert!(!same_step(&s, None));
+    }
+
+    #[test]
+    fn unavailable_commands() {
+        let api = |status, text: &str| AgentClientError::AgentApi {
+            status,
+            faultstring: text.into(),
+        };
+        assert!(command_unavailable(&api(
+            404,
+            "Not found: Extension with id image not found."
+        )));
+        assert!(command_unavailable(&api(
+            400,
+            "Invalid command: Unknown command: image.install_bootloader"
+        )));
+        assert!(!command_unavailable(&api(
+            400,
+            "Invalid command parameters"
+        )));
+        assert!(!command_unavailable(&api(500, "Unknown command")));
+    }
+}
