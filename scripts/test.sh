@@ -23,8 +23,12 @@ apt_install() {
 }
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    # iproute2: `ip` for the log bundle; procps: ps; util-linux: lsblk; python3 for the benchmark.
-    apt_install iproute2 procps util-linux ca-certificates
+    # iproute2: `ip` for the log bundle; procps: ps; util-linux: losetup, partx, wipefs, blkid,
+    # mkswap, lsblk; fdisk: sfdisk builds test images and cross-checks our tables; e2fsprogs and
+    # dosfstools: mkfs for layouts and probes; gzip/zstd/xz-utils: compressed test images;
+    # qemu-utils: qemu-img (kept if a newer one is installed); genisoimage: ISO probe tests.
+    apt_install iproute2 procps util-linux fdisk e2fsprogs dosfstools gzip zstd xz-utils \
+        qemu-utils genisoimage xfsprogs btrfs-progs ca-certificates
 fi
 
 log "toolchain (pinned in rust-toolchain.toml)"

@@ -1,7 +1,4 @@
-//! Incremental hashing of the bytes as downloaded (before decompression), and a `Read`
-//! adapter that hashes what passes through it.
-
-use std::io::{self, Read};
+//! Incremental hashing of the bytes as downloaded (before decompression).
 
 use md5::Md5;
 use sha2::{Digest, Sha256, Sha512};
@@ -74,38 +71,6 @@ pub fn to_hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Hashes every byte read through it.
-#[derive(Debug)]
-pub struct HashReader<R> {
-    inner: R,
-    hasher: Hasher,
-}
-
-impl<R: Read> HashReader<R> {
-    /// Wraps `inner`, hashing with `hasher`.
-    pub fn new(inner: R, hasher: Hasher) -> Self {
-        HashReader { inner, hasher }
-    }
-
-    /// The wrapped reader.
-    pub fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
-    /// The wrapped reader and the digest so far.
-    pub fn into_parts(self) -> (R, Hasher) {
-        (self.inner, self.hasher)
-    }
-}
-
-impl<R: Read> Read for HashReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(buf.get(..n).unwrap_or_default());
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,19 +95,5 @@ mod tests {
             h.update(b"bc");
             assert_eq!(h.finish_hex(), want, "{algo:?}");
         }
-    }
-
-    #[test]
-    fn reader_hashes_what_passes() -> std::io::Result<()> {
-        let data = vec![7u8; 100_000];
-        let mut r = HashReader::new(&data[..], Hasher::new(HashAlgo::Sha256));
-        let mut out = Vec::new();
-        r.read_to_end(&mut out)?;
-        let (_, h) = r.into_parts();
-        let mut direct = Hasher::new(HashAlgo::Sha256);
-        direct.update(&data);
-        assert_eq!(h.finish_hex(), direct.finish_hex());
-        assert_eq!(out, data);
-        Ok(())
     }
 }

@@ -1,11 +1,18 @@
-//! The streaming pipeline: downloader + hasher → decompressor → writer, three threads joined by
-//! bounded channels of recycled aligned blocks, so network, CPU and disk overlap and memory
-//! stays bounded whatever the image size.
+//! The streaming pipeline: downloader → decompressor → writer, three threads joined by bounded
+//! channels of recycled aligned blocks, so network, CPU and disk overlap and memory stays
+//! bounded whatever the image size.
 //!
 //! ```text
-//!  HttpSource ─► HashReader ─► [block]─q─► sniff/decode ─► head_check ─► [block]─q─► Sink
-//!  (retries, Range resume)      depth      gzip/zstd/xz                   depth   O_DIRECT
+//!  HttpSource ─► [block]─q─► sniff ─► decode (gzip/zstd/xz) ─► head_check ─► [block]─q─► Sink
+//!  (retries,       depth                                                      depth  (O_DIRECT,
+//!   Range resume)                                                                    held head)
 //! ```
+//! The digest is computed over the bytes as downloaded. Which thread computes it depends on
+//! the stream, to balance the CPU work: for a compressed image the downloader hashes (the
+//! decompressor is busy decoding); for a raw image the decompressor stage, otherwise idle,
+//! hashes while passing blocks through, so hashing overlaps the network copy. Both threads sniff
+//! the same first block, so they always agree on who hashes.
+//!
 //! The checksum is compared once every byte but the held-back first MiB is on the disk; only
 //! then is the first MiB written. Any failure wipes the partition-table areas.
 
@@ -19,10 +26,10 @@ use tracing::{info, warn};
 
 use super::buffer::{Block, BlockPool};
 use super::channel::{ChannelReader, Msg, is_aborted};
-use super::checksum::ExpectedChecksum;
+use super::checksum::{ExpectedChecksum, HashAlgo};
 use super::decompress::{Compression, decoder, sniff};
 use super::error::ImageError;
-use super::hash::{HashReader, Hasher};
+use super::hash::Hasher;
 use super::info::ImageInfo;
 use super::options::{DownloadOptions, HeadCheck};
 use super::progress::{Progress, Stage};
@@ -155,11 +162,12 @@ fn run_once(
                 .spawn_scoped(s, move || {
                     download_stage(source, expected, pool, tx_raw, progress)
                 });
+            let algo = expected.algo;
             let dc = thread::Builder::new()
                 .name("image-decompress".into())
                 .spawn_scoped(s, move || {
                     let sizes = (content_length, capacity);
-                    decompress_stage(rx_raw, pool, tx_out, head_check, sizes, &target.path)
+                    decompress_stage(rx_raw, pool, tx_out, head_check, sizes, algo, &target.path)
                 });
             let wr = thread::Builder::new()
                 .name("image-write".into())
@@ -172,9 +180,12 @@ fn run_once(
         (Ok(d), Ok(c), Ok(w)) => Ok((d, c, w)),
         (d, c, w) => Err(first_error([d.err(), c.err(), w.err()])),
     };
-    let result = failure.and_then(|((downloaded, actual), compression, written)| {
+    let result = failure.and_then(|((downloaded, dl_hex), (compression, dc_hex), written)| {
         progress.set_stage(Stage::Verifying);
         sink.finish()?;
+        let actual = dl_hex
+            .or(dc_hex)
+            .ok_or_else(|| ImageError::Internal("no stage computed the digest".into()))?;
         if actual != expected.hex {
             return Err(ImageError::Checksum {
                 algo: expected.algo.name().into(),
@@ -263,30 +274,35 @@ fn send(tx: &SyncSender<Msg>, m: Msg) -> StageResult<()> {
     tx.send(m).map_err(|_| StageError::Cancelled)
 }
 
-/// Downloads and hashes; returns (bytes, hex digest).
+/// Downloads into blocks; hashes them when the stream is compressed. Returns (bytes, digest if
+/// computed here).
 fn download_stage(
-    source: HttpSource,
+    mut source: HttpSource,
     expected: &ExpectedChecksum,
     pool: &BlockPool,
     tx: SyncSender<Msg>,
     progress: &Progress,
-) -> StageResult<(u64, String)> {
+) -> StageResult<(u64, Option<String>)> {
     let url = source.url();
-    let mut reader = HashReader::new(source, Hasher::new(expected.algo));
+    let mut hasher: Option<Hasher> = None;
     let mut total = 0u64;
     // Bounded by the stream length (the source's retries are bounded).
     loop {
         let mut block = pool.get();
-        let ended = fill(&mut reader, &mut block, |n| {
-            progress.add_downloaded(n as u64)
-        })
-        .map_err(|e| {
-            ImageError::from_io(e, |e| ImageError::Download {
-                url: url.clone(),
-                reason: e.to_string(),
-                bytes: total,
-            })
-        })?;
+        let ended = fill(&mut source, &mut block, |n| progress.add_downloaded(n as u64))
+            .map_err(|e| {
+                ImageError::from_io(e, |e| ImageError::Download {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                    bytes: total,
+                })
+            })?;
+        if total == 0 && !block.is_empty() && sniff(block.data()) != Compression::None {
+            hasher = Some(Hasher::new(expected.algo));
+        }
+        if let Some(h) = hasher.as_mut() {
+            h.update(block.data());
+        }
         total += block.len() as u64;
         if block.is_empty() {
             pool.put(block);
@@ -295,21 +311,22 @@ fn download_stage(
         }
         if ended {
             send(&tx, Msg::End)?;
-            let (_, hasher) = reader.into_parts();
-            return Ok((total, hasher.finish_hex()));
+            return Ok((total, hasher.map(Hasher::finish_hex)));
         }
     }
 }
 
-/// Sniffs the compression, runs the caller's head check, decodes (or passes blocks through).
+/// Sniffs the compression, runs the caller's head check, decodes, or passes raw blocks through
+/// while hashing them. Returns the compression and the digest if computed here.
 fn decompress_stage(
     rx: Receiver<Msg>,
     pool: &BlockPool,
     tx: SyncSender<Msg>,
     head_check: Option<&HeadCheck>,
     (content_length, capacity): (Option<u64>, Option<u64>),
+    algo: HashAlgo,
     target: &std::path::Path,
-) -> StageResult<Compression> {
+) -> StageResult<(Compression, Option<String>)> {
     let first = match rx.recv() {
         Ok(Msg::Data(b)) => b,
         Ok(Msg::End) => {
@@ -336,14 +353,19 @@ fn decompress_stage(
             .into());
         }
         check(first.data())?;
+        let mut hasher = Hasher::new(algo);
+        hasher.update(first.data());
         send(&tx, Msg::Data(first))?;
         // Bounded by the stream length.
         loop {
             match rx.recv() {
-                Ok(Msg::Data(b)) => send(&tx, Msg::Data(b))?,
+                Ok(Msg::Data(b)) => {
+                    hasher.update(b.data());
+                    send(&tx, Msg::Data(b))?;
+                }
                 Ok(Msg::End) => {
                     send(&tx, Msg::End)?;
-                    return Ok(compression);
+                    return Ok((compression, Some(hasher.finish_hex())));
                 }
                 Err(_) => return Err(StageError::Cancelled),
             }
@@ -409,7 +431,7 @@ fn decompress_stage(
         );
     }
     send(&tx, Msg::End)?;
-    Ok(compression)
+    Ok((compression, None))
 }
 
 /// Writes blocks to the sink; returns the bytes accepted.

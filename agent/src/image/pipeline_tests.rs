@@ -717,18 +717,12 @@ fn throughput_report() -> anyhow::Result<()> {
         ("gz", packed_gz, HashAlgo::Sha256),
         ("zst", packed_zst, HashAlgo::Sha256),
         ("xz", packed_xz, HashAlgo::Sha256),
-        ("raw", data.clone(), HashAlgo::Sha256),
     ] {
         let path = format!("/{name}");
         srv.route(&path, body.clone(), Faults::default());
         let sum = digest(algo, &body);
         let started = Instant::now();
-        run(
-            &info(vec![srv.url(&path)]),
-            &sum,
-            &t,
-            &DownloadOptions::default(),
-        )?;
+        run(&info(vec![srv.url(&path)]), &sum, &t, &DownloadOptions::default())?;
         let s = started.elapsed().as_secs_f64();
         println!(
             "{name:4} {:7} {:>8.1} MB/s written ({} MB served)",
@@ -738,17 +732,4 @@ fn throughput_report() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-#[test]
-#[ignore = "experiment"]
-fn zz_hash_speed() {
-    let data = image(256 << 20);
-    for algo in [HashAlgo::Sha256, HashAlgo::Sha512, HashAlgo::Md5] {
-        let t0 = Instant::now();
-        let mut h = Hasher::new(algo);
-        for c in data.chunks(4 << 20) { h.update(c); }
-        let _ = h.finish_hex();
-        println!("{algo:?}: {:.0} MB/s", data.len() as f64 / 1e6 / t0.elapsed().as_secs_f64());
-    }
 }
