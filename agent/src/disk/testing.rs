@@ -6,7 +6,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::cmd::find_tool;
 
 /// A sparse file of `size` bytes.
 pub fn sparse(dir: &Path, name: &str, size: u64) -> anyhow::Result<PathBuf> {
@@ -93,7 +92,7 @@ pub fn partx_show(path: &Path) -> anyhow::Result<Vec<PartxEntry>> {
 /// `scripts/test.sh` installs every tool, so no check silently passes by skipping there;
 /// elsewhere a note is printed and the check is skipped.
 pub fn tool_available(tool: &str, package: &str) -> anyhow::Result<bool> {
-    if crate::disk::cmd::find_tool(tool).is_some() {
+    if super::cmd::find_tool(tool).is_some() {
         return Ok(true);
     }
     if std::env::var_os("CI").is_some() {
