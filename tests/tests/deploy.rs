@@ -522,3 +522,46 @@ fn shim_deploys_onto_a_loop_device() -> anyhow::Result<()> {
     })?;
     Ok(())
 }
+
+/// A whole-disk image with a config drive: the ISO lands in a new partition in the last 64 MiB
+/// of the disk, after the image's own partitions.
+#[test]
+fn whole_disk_image_with_config_drive() -> anyhow::Result<()> {
+    use base64::Engine;
+    use std::io::Write;
+    let dir = tempfile::tempdir()?;
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images)?;
+    let raw = images.join("disk.raw");
+    whole_disk_image(&raw, 16 * MIB)?;
+    let content = dir.path().join("cd/openstack/latest");
+    std::fs::create_dir_all(&content)?;
+    std::fs::write(content.join("meta_data.json"), br#"{"uuid": "n3"}"#)?;
+    let iso = dir.path().join("cd.iso");
+    sh(&format!("genisoimage -quiet -R -J -V config-2 -o {} {}", iso.display(), dir.path().join("cd").display()))?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&std::fs::read(&iso)?)?;
+    let configdrive = base64::engine::general_purpose::STANDARD.encode(gz.finish()?);
+
+    let server = ImageServer::start(&images)?;
+    let lo = LoopDevice::create(&dir.path().join("target.img"), DISK + 64 * MIB)?;
+    let agent = Agent::start(dir.path(), "cfg", &[&lo.path])?;
+    let info = image_info(&format!("{}/disk.raw", server.url), &sha256_file(&raw)?, json!({}));
+    let v = agent.run("standby.prepare_image", json!({"image_info": info, "configdrive": configdrive}))?;
+    assert_eq!(v["command_status"], "SUCCEEDED", "{v}");
+
+    let table: Value = serde_json::from_slice(&Command::new("sfdisk").arg("--json").arg(&lo.path).output()?.stdout)?;
+    let parts = table["partitiontable"]["partitions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(parts.len(), 2, "{table}");
+    let cfg = &parts[1];
+    let sector = 512;
+    let start = cfg["start"].as_u64().unwrap_or(0) * sector;
+    let end = start + cfg["size"].as_u64().unwrap_or(0) * sector;
+    let disk_end = lo.size()?;
+    assert!(start >= disk_end - 64 * MIB && end <= disk_end, "config drive not in the last 64 MiB: {cfg}");
+    let iso_bytes = std::fs::read(&iso)?;
+    assert_eq!(read_range(&lo.path, start, iso_bytes.len() as u64)?, iso_bytes, "config drive content differs");
+    // The image itself is intact (its table now also lists the config drive).
+    assert_eq!(read_range(&lo.path, MIB, 14 * MIB)?, read_range(&raw, MIB, 14 * MIB)?);
+    Ok(())
+}
