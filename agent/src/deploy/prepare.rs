@@ -53,6 +53,9 @@ pub enum DeployError {
     /// Bad parameters.
     #[error("{0}")]
     Invalid(String),
+    /// A whole-disk image left no partition table behind.
+    #[error("No partitions found on {0} after writing the image: is it really a whole-disk image?")]
+    NoPartitions(String),
 }
 
 impl DeployError {
@@ -80,6 +83,9 @@ impl DeployError {
             ),
             DeployError::Hardware(e) => CommandError::from_hardware(e),
             DeployError::Invalid(m) => CommandError::invalid_params(m.clone()),
+            DeployError::NoPartitions(_) => {
+                CommandError::new("DeploymentError", 500, "Deploy step failed", self.to_string())
+            }
         }
     }
 }
@@ -171,6 +177,7 @@ pub fn prepare_image(
     configdrive: Option<&str>,
 ) -> Result<String, DeployError> {
     let progress = ctx.start_progress();
+    let _reporter = ProgressLog::start(progress.clone(), info.id.clone());
     let device = install_device(ctx)?;
     info!(image = %info.id, device = %device.display(), "preparing image");
     let opts = download_options(ctx);
@@ -237,6 +244,52 @@ pub fn prepare_image(
         info.id,
         device.display()
     ))
+}
+
+/// Logs the progress of a running deploy every [`ProgressLog::EVERY`] until dropped.
+struct ProgressLog {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProgressLog {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+    fn start(progress: Arc<Progress>, image: String) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("deploy-progress".into())
+            .spawn(move || {
+                let tick = std::time::Duration::from_millis(200);
+                let mut waited = std::time::Duration::ZERO;
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    waited += tick;
+                    if waited >= Self::EVERY {
+                        waited = std::time::Duration::ZERO;
+                        let p = progress.snapshot();
+                        info!(
+                            image = %image, stage = ?p.stage, bytes_downloaded = p.bytes_downloaded,
+                            total_bytes = ?p.total_bytes, bytes_written = p.bytes_written,
+                            mb_per_s = p.rate_bytes_per_s / 1e6, elapsed_s = p.elapsed_s,
+                            "deploy progress"
+                        );
+                    }
+                }
+            })
+            .ok();
+        ProgressLog { stop, thread }
+    }
+}
+
+impl Drop for ProgressLog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Zeroes the first and last MiB of `device` (MBR boot code, the BIOS-boot gap, both GPTs)
@@ -385,10 +438,7 @@ fn whole_disk_image(
     }
     let has_partitions = table::read_table(device)?.is_some_and(|t| !t.partitions.is_empty());
     if !has_partitions {
-        return Err(DeployError::Invalid(format!(
-            "No partitions found on {} after writing the image: is it a whole-disk image?",
-            device.display()
-        )));
+        return Err(DeployError::NoPartitions(device.display().to_string()));
     }
     if let Some(d) = drive {
         progress.set_stage(Stage::Finishing);
