@@ -538,7 +538,11 @@ fn whole_disk_image_with_config_drive() -> anyhow::Result<()> {
     std::fs::create_dir_all(&content)?;
     std::fs::write(content.join("meta_data.json"), br#"{"uuid": "n3"}"#)?;
     let iso = dir.path().join("cd.iso");
-    sh(&format!("genisoimage -quiet -R -J -V config-2 -o {} {}", iso.display(), dir.path().join("cd").display()))?;
+    sh(&format!(
+        "genisoimage -quiet -R -J -V config-2 -o {} {}",
+        iso.display(),
+        dir.path().join("cd").display()
+    ))?;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&std::fs::read(&iso)?)?;
     let configdrive = base64::engine::general_purpose::STANDARD.encode(gz.finish()?);
@@ -546,22 +550,138 @@ fn whole_disk_image_with_config_drive() -> anyhow::Result<()> {
     let server = ImageServer::start(&images)?;
     let lo = LoopDevice::create(&dir.path().join("target.img"), DISK + 64 * MIB)?;
     let agent = Agent::start(dir.path(), "cfg", &[&lo.path])?;
-    let info = image_info(&format!("{}/disk.raw", server.url), &sha256_file(&raw)?, json!({}));
-    let v = agent.run("standby.prepare_image", json!({"image_info": info, "configdrive": configdrive}))?;
+    let info = image_info(
+        &format!("{}/disk.raw", server.url),
+        &sha256_file(&raw)?,
+        json!({}),
+    );
+    let v = agent.run(
+        "standby.prepare_image",
+        json!({"image_info": info, "configdrive": configdrive}),
+    )?;
     assert_eq!(v["command_status"], "SUCCEEDED", "{v}");
 
-    let table: Value = serde_json::from_slice(&Command::new("sfdisk").arg("--json").arg(&lo.path).output()?.stdout)?;
-    let parts = table["partitiontable"]["partitions"].as_array().cloned().unwrap_or_default();
+    let table: Value = serde_json::from_slice(
+        &Command::new("sfdisk")
+            .arg("--json")
+            .arg(&lo.path)
+            .output()?
+            .stdout,
+    )?;
+    let parts = table["partitiontable"]["partitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(parts.len(), 2, "{table}");
     let cfg = &parts[1];
     let sector = 512;
     let start = cfg["start"].as_u64().unwrap_or(0) * sector;
     let end = start + cfg["size"].as_u64().unwrap_or(0) * sector;
     let disk_end = lo.size()?;
-    assert!(start >= disk_end - 64 * MIB && end <= disk_end, "config drive not in the last 64 MiB: {cfg}");
+    assert!(
+        start >= disk_end - 64 * MIB && end <= disk_end,
+        "config drive not in the last 64 MiB: {cfg}"
+    );
     let iso_bytes = std::fs::read(&iso)?;
-    assert_eq!(read_range(&lo.path, start, iso_bytes.len() as u64)?, iso_bytes, "config drive content differs");
+    assert_eq!(
+        read_range(&lo.path, start, iso_bytes.len() as u64)?,
+        iso_bytes,
+        "config drive content differs"
+    );
     // The image itself is intact (its table now also lists the config drive).
-    assert_eq!(read_range(&lo.path, MIB, 14 * MIB)?, read_range(&raw, MIB, 14 * MIB)?);
+    assert_eq!(
+        read_range(&lo.path, MIB, 14 * MIB)?,
+        read_range(&raw, MIB, 14 * MIB)?
+    );
+    Ok(())
+}
+
+/// The reference image of the issue: a GPT and an ext4 root (made by sgdisk and mkfs.ext4 -d),
+/// deployed raw and as qcow2 onto a larger disk. Everything but the primary GPT header lands
+/// byte-identical (the header must change: the backup GPT moves to the end of the larger disk),
+/// the moved GPT verifies, and the root filesystem is intact.
+#[test]
+fn gpt_ext4_image_raw_and_qcow2() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images)?;
+    let raw = images.join("gpt.raw");
+    let size = 48 * MIB;
+    std::fs::File::create(&raw)?.set_len(size)?;
+    sh(&format!(
+        "sgdisk -o -n 1:2048:0 -t 1:8300 {} >/dev/null",
+        raw.display()
+    ))?;
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(root.join("etc"))?;
+    std::fs::write(root.join("etc/marker"), "deployed by ironic-agent\n")?;
+    let uuid = "0d6c2d3e-1111-4222-8333-444455556666";
+    let part_offset = 2048 * 512;
+    let part_kib = (size - part_offset - 34 * 512) / 1024;
+    sh(&format!(
+        "mkfs.ext4 -q -F -U {uuid} -L root -d {} -E offset={part_offset} {} {part_kib}k",
+        root.display(),
+        raw.display()
+    ))?;
+    sh(&format!(
+        "qemu-img convert -f raw -O qcow2 {} {}",
+        raw.display(),
+        images.join("gpt.qcow2").display()
+    ))?;
+    let reference = std::fs::read(&raw)?;
+    let server = ImageServer::start(&images)?;
+    let lo = LoopDevice::create(&dir.path().join("target.img"), DISK + 128 * MIB)?;
+    let agent = Agent::start(dir.path(), "gpt", &[&lo.path])?;
+    for (file, fmt) in [("gpt.raw", "raw"), ("gpt.qcow2", "qcow2")] {
+        sh(&format!(
+            "dd if=/dev/urandom of={} bs=1M count=64 status=none",
+            lo.path.display()
+        ))?;
+        let info = image_info(
+            &format!("{}/{file}", server.url),
+            &sha256_file(&images.join(file))?,
+            json!({"disk_format": fmt}),
+        );
+        let v = agent.run("standby.prepare_image", json!({"image_info": info}))?;
+        assert_eq!(v["command_status"], "SUCCEEDED", "{file}: {v}");
+        let disk = read_range(&lo.path, 0, size)?;
+        let backup = usize::try_from(size - 33 * 512)?;
+        // The protective MBR keeps its boot code and signature; its 0xEE entry grows to the disk.
+        assert_eq!(
+            disk[..446],
+            reference[..446],
+            "{file}: MBR boot code differs"
+        );
+        assert_eq!(disk[510..512], reference[510..512]);
+        assert_eq!(disk[446 + 4], 0xee, "{file}: not a protective MBR");
+        assert_eq!(
+            disk[1024..backup],
+            reference[1024..backup],
+            "{file}: partition entries or data differ"
+        );
+        let verify = Command::new("sgdisk").arg("-v").arg(&lo.path).output()?;
+        let text = String::from_utf8_lossy(&verify.stdout);
+        assert!(
+            text.contains("No problems found"),
+            "{file}: sgdisk -v: {text}"
+        );
+        let probe = Command::new("blkid")
+            .args([
+                "-p",
+                "-O",
+                &part_offset.to_string(),
+                "-s",
+                "UUID",
+                "-o",
+                "value",
+            ])
+            .arg(&lo.path)
+            .output()?;
+        assert_eq!(
+            String::from_utf8_lossy(&probe.stdout).trim(),
+            uuid,
+            "{file}: ext4 root not found"
+        );
+    }
     Ok(())
 }

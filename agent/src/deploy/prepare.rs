@@ -83,9 +83,12 @@ impl DeployError {
             ),
             DeployError::Hardware(e) => CommandError::from_hardware(e),
             DeployError::Invalid(m) => CommandError::invalid_params(m.clone()),
-            DeployError::NoPartitions(_) => {
-                CommandError::new("DeploymentError", 500, "Deploy step failed", self.to_string())
-            }
+            DeployError::NoPartitions(_) => CommandError::new(
+                "DeploymentError",
+                500,
+                "Deploy step failed",
+                self.to_string(),
+            ),
         }
     }
 }

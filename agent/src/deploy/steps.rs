@@ -10,6 +10,7 @@ use hardware_managers::{HardwareError, HardwareResult, Step, StepContext, StepKi
 use serde_json::{Map, Value, json};
 use tracing::{info, warn};
 
+use super::inject;
 use super::prepare::prepare_image;
 use crate::context::AgentContext;
 use crate::disk::wipe;
@@ -53,20 +54,22 @@ impl StepBackend for AgentSteps {
             StepKind::Deploy => vec![
                 step("erase_devices_metadata", 0, true),
                 step("write_image", 0, false),
+                self.inject_files_step(),
             ],
             StepKind::Clean => vec![step("erase_devices_metadata", 99, true)],
-            StepKind::Service => vec![step("write_image", 0, false)],
+            StepKind::Service => vec![step("write_image", 0, false), self.inject_files_step()],
         }
     }
 
     fn execute(
         &self,
         name: &str,
-        _ctx: &StepContext,
+        step_ctx: &StepContext,
         args: &Map<String, Value>,
     ) -> HardwareResult<Value> {
         match name {
             "write_image" => self.write_image(args),
+            "inject_files" => inject::run(self.context()?.as_ref(), step_ctx, args),
             "erase_devices_metadata" => self.erase_devices_metadata(),
             other => Err(HardwareError::incompatible(other)),
         }
@@ -74,6 +77,20 @@ impl StepBackend for AgentSteps {
 }
 
 impl AgentSteps {
+    /// `inject_files`, with the priority from `ipa-inject-files-priority` (0 until the agent
+    /// context is bound) and IPA's argsinfo.
+    fn inject_files_step(&self) -> Step {
+        let priority = self
+            .ctx
+            .get()
+            .and_then(Weak::upgrade)
+            .map(|c| inject::priority(&c.config.kernel))
+            .unwrap_or(0);
+        let mut s = step("inject_files", priority, false);
+        s.argsinfo = Some(inject::argsinfo());
+        s
+    }
+
     /// `write_image`: IPA runs `standby.prepare_image` and returns its result.
     fn write_image(&self, args: &Map<String, Value>) -> HardwareResult<Value> {
         let ctx = self.context()?;

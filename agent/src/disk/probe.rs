@@ -579,7 +579,10 @@ mod tests {
 
     fn check_against_blkid(path: &Path, got: &Probed) {
         let Some(b) = blkid(path) else {
-            assert!(std::env::var_os("CI").is_none(), "blkid (util-linux) is missing under CI");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "blkid (util-linux) is missing under CI"
+            );
             eprintln!("note: blkid not installed; comparison skipped");
             return;
         };

@@ -6,7 +6,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-
 /// A sparse file of `size` bytes.
 pub fn sparse(dir: &Path, name: &str, size: u64) -> anyhow::Result<PathBuf> {
     let p = dir.join(name);
