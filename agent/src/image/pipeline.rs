@@ -289,14 +289,16 @@ fn download_stage(
     // Bounded by the stream length (the source's retries are bounded).
     loop {
         let mut block = pool.get();
-        let ended = fill(&mut source, &mut block, |n| progress.add_downloaded(n as u64))
-            .map_err(|e| {
-                ImageError::from_io(e, |e| ImageError::Download {
-                    url: url.clone(),
-                    reason: e.to_string(),
-                    bytes: total,
-                })
-            })?;
+        let ended = fill(&mut source, &mut block, |n| {
+            progress.add_downloaded(n as u64)
+        })
+        .map_err(|e| {
+            ImageError::from_io(e, |e| ImageError::Download {
+                url: url.clone(),
+                reason: e.to_string(),
+                bytes: total,
+            })
+        })?;
         if total == 0 && !block.is_empty() && sniff(block.data()) != Compression::None {
             hasher = Some(Hasher::new(expected.algo));
         }

@@ -722,7 +722,12 @@ fn throughput_report() -> anyhow::Result<()> {
         srv.route(&path, body.clone(), Faults::default());
         let sum = digest(algo, &body);
         let started = Instant::now();
-        run(&info(vec![srv.url(&path)]), &sum, &t, &DownloadOptions::default())?;
+        run(
+            &info(vec![srv.url(&path)]),
+            &sum,
+            &t,
+            &DownloadOptions::default(),
+        )?;
         let s = started.elapsed().as_secs_f64();
         println!(
             "{name:4} {:7} {:>8.1} MB/s written ({} MB served)",
