@@ -10,7 +10,7 @@ use super::error::ImageError;
 
 /// A check of the first bytes of the decompressed image, run before anything is written
 /// (e.g. refusing a qcow2 header on the raw path). It sees the first `min(block_size, image
-/// size)` bytes.
+/// size)` bytes (2 MiB by default, never less than 64 KiB).
 pub type HeadCheck = Arc<dyn Fn(&[u8]) -> Result<(), ImageError> + Send + Sync>;
 
 /// HTTP basic credentials.
@@ -57,7 +57,8 @@ pub struct DownloadOptions {
     /// Agent-wide `image_server_auth_strategy = http_basic` credentials; `image_info`'s own
     /// credentials take precedence.
     pub basic_auth: Option<BasicAuth>,
-    /// Size of the buffers passed between the stages (multiple of 4 KiB, ≥ 64 KiB).
+    /// Size of the buffers passed between the stages and of each direct write (rounded to a
+    /// 4 KiB multiple, 64 KiB to 64 MiB). Peak pipeline memory ≈ (2 × `queue_depth` + 4) blocks.
     pub block_size: usize,
     /// Buffers queued between two stages.
     pub queue_depth: usize,
@@ -101,7 +102,9 @@ impl Default for DownloadOptions {
             cafile: None,
             tls_min_version: "1.2".into(),
             basic_auth: None,
-            block_size: 4 << 20,
+            // Measured (see `throughput_report`): 1–4 MiB blocks stream equally fast; 2 MiB × 4
+            // keeps the pipeline's peak memory near 25 MiB.
+            block_size: 2 << 20,
             queue_depth: 4,
             direct_io: true,
             head_check: None,

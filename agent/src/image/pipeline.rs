@@ -34,7 +34,7 @@ use super::info::ImageInfo;
 use super::options::{DownloadOptions, HeadCheck};
 use super::progress::{Progress, Stage};
 use super::sink::Sink;
-use super::source::HttpSource;
+use super::source::{HttpSource, on_own_thread};
 
 /// Where the image goes: a block device or file, from `offset`, at most `max_len` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +101,17 @@ pub fn download_to_target(
 }
 
 fn run(
+    info: &ImageInfo,
+    expected: &ExpectedChecksum,
+    target: &Target,
+    opts: &DownloadOptions,
+    progress: &Progress,
+    stage: Stage,
+) -> Result<StreamOutcome, ImageError> {
+    on_own_thread(|| run_attempts(info, expected, target, opts, progress, stage))
+}
+
+fn run_attempts(
     info: &ImageInfo,
     expected: &ExpectedChecksum,
     target: &Target,
@@ -186,7 +197,7 @@ fn run_once(
         let actual = dl_hex
             .or(dc_hex)
             .ok_or_else(|| ImageError::Internal("no stage computed the digest".into()))?;
-        if actual != expected.hex {
+        if !actual.eq_ignore_ascii_case(expected.hex.trim()) {
             return Err(ImageError::Checksum {
                 algo: expected.algo.name().into(),
                 expected: expected.hex.clone(),

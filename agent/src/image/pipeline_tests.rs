@@ -674,6 +674,36 @@ fn hold_back_covers_small_images() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A `kB` field of /proc/self/status.
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// User + system CPU time of this process, from /proc/self/stat (clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
 /// Throughput report (not a test): `IMAGE_BENCH_MIB=512 cargo test --release -p ironic-agent
 /// throughput_report -- --ignored --nocapture`. Serves a raw, a gzip and a zstd image from
 /// memory on 127.0.0.1 and streams each onto a loop device.
@@ -697,15 +727,28 @@ fn throughput_report() -> anyhow::Result<()> {
     let packed_zst = zstd::stream::encode_all(&data[..], 3)?;
     let t_zst = t0.elapsed();
     let t0 = Instant::now();
-    let packed_xz = {
+    let with_xz = std::env::var_os("IMAGE_BENCH_XZ").is_some();
+    let packed_xz = if with_xz {
         let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
         e.write_all(&data)?;
         e.finish()?
+    } else {
+        Vec::new()
     };
     let t_xz = t0.elapsed();
     println!("compress: gz {t_gz:?} zst {t_zst:?} xz {t_xz:?}");
     let dir = tempfile::tempdir()?;
-    let lo = LoopDevice::create(&dir.path().join("backing"), (mib + 8) * MIB)?;
+    // A fully allocated backing file: first writes to a sparse file measure the filesystem.
+    let backing = dir.path().join("backing");
+    {
+        let mut f = std::fs::File::create(&backing)?;
+        let zeros = vec![0u8; MIB as usize];
+        for _ in 0..mib + 8 {
+            f.write_all(&zeros)?;
+        }
+        f.sync_all()?;
+    }
+    let lo = LoopDevice::attach(&backing)?;
     let t = Target {
         path: lo.path.clone(),
         offset: 0,
@@ -718,22 +761,41 @@ fn throughput_report() -> anyhow::Result<()> {
         ("zst", packed_zst, HashAlgo::Sha256),
         ("xz", packed_xz, HashAlgo::Sha256),
     ] {
+        if body.is_empty() {
+            continue;
+        }
         let path = format!("/{name}");
         srv.route(&path, body.clone(), Faults::default());
         let sum = digest(algo, &body);
-        let started = Instant::now();
-        run(
-            &info(vec![srv.url(&path)]),
-            &sum,
-            &t,
-            &DownloadOptions::default(),
-        )?;
-        let s = started.elapsed().as_secs_f64();
+        let o = DownloadOptions {
+            block_size: env_or(
+                "IMAGE_BENCH_BLOCK_KIB",
+                DownloadOptions::default().block_size >> 10,
+            ) << 10,
+            queue_depth: env_or("IMAGE_BENCH_DEPTH", DownloadOptions::default().queue_depth),
+            ..Default::default()
+        };
+        let mut s = f64::MAX;
+        let mut cpu = f64::MAX;
+        let mut rss_growth = 0u64;
+        for _ in 0..2 {
+            // Reset the peak-RSS mark, then measure how far the run raises it.
+            let _ = std::fs::write("/proc/self/clear_refs", "5");
+            let rss0 = proc_status_kib("VmRSS");
+            let (started, cpu0) = (Instant::now(), cpu_seconds());
+            run(&info(vec![srv.url(&path)]), &sum, &t, &o)?;
+            s = s.min(started.elapsed().as_secs_f64());
+            cpu = cpu.min(cpu_seconds() - cpu0);
+            rss_growth = rss_growth.max(proc_status_kib("VmHWM").saturating_sub(rss0));
+        }
         println!(
-            "{name:4} {:7} {:>8.1} MB/s written ({} MB served)",
+            "{name:4} {:7} {:>7.1} MB/s written ({:>3} MB served), {:.2} CPU s/GB \
+             (server included), peak RSS +{} MiB",
             algo.name(),
             data.len() as f64 / 1e6 / s,
-            body.len() / 1_000_000
+            body.len() / 1_000_000,
+            cpu / (data.len() as f64 / 1e9),
+            rss_growth / 1024
         );
     }
     Ok(())

@@ -1,23 +1,25 @@
 //! The image as a `Read`: HTTP(S) over several URLs with IPA's timeouts and retries, failing
 //! over between URLs and resuming with `Range` from the last byte consumed when a connection
 //! drops, so a 10 GiB download that breaks at 9 GiB costs 1 GiB more, not 10.
+//!
+//! Internally the async client runs on a private single-threaded runtime driven by the reading
+//! thread itself: the connection is polled on the thread that consumes the bytes, with no
+//! hand-off to a helper thread per chunk. A source must therefore be used (and dropped) on a
+//! plain thread, not inside an async runtime; the pipeline entry points and [`fetch_text`]
+//! run it on threads of their own.
 
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use reqwest::blocking::{Client, Response};
+use bytes::{Buf, Bytes};
 use reqwest::header::{AUTHORIZATION, CONTENT_RANGE, HeaderValue, RANGE};
-use reqwest::{NoProxy, Proxy, StatusCode};
+use reqwest::{Client, NoProxy, Proxy, Response, StatusCode};
 use tracing::{info, warn};
 
 use super::error::ImageError;
 use super::info::{ImageInfo, redact_url};
 use super::options::{BasicAuth, DownloadOptions};
-
-/// Scratch size used when a server ignores `Range` and the already-consumed prefix must be
-/// skipped.
-const DISCARD_CHUNK: usize = 64 << 10;
 
 #[derive(Clone)]
 enum Auth {
@@ -33,8 +35,6 @@ enum Attempt {
     Refused(String),
     /// Worth retrying (connection error, timeout, 5xx, bad resume answer).
     Failed(String),
-    /// Stop now (e.g. the download's time budget ran out).
-    Stop(ImageError),
 }
 
 /// One URL's last failure, and whether it was a refusal (4xx).
@@ -46,7 +46,9 @@ struct UrlFailure {
 
 /// A resumable, failing-over HTTP download exposed as a byte stream.
 pub struct HttpSource {
+    rt: tokio::runtime::Runtime,
     client: Client,
+    timeout: Duration,
     urls: Vec<String>,
     auth: Auth,
     retries: u32,
@@ -59,6 +61,10 @@ pub struct HttpSource {
     reconnects: u32,
     url_failures: Vec<Option<UrlFailure>>,
     resp: Option<Response>,
+    /// Received bytes not yet handed out.
+    chunk: Bytes,
+    /// Bytes still to drop from the current response (a server that ignored `Range`).
+    skip: u64,
     pos: u64,
     total: Option<u64>,
     since_connect: u64,
@@ -102,15 +108,15 @@ fn env_proxy(names: [&str; 2]) -> Option<String> {
         .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
 }
 
-/// Builds the blocking client: agent TLS settings, IPA's timeouts, image_info's proxies.
+/// Builds the client: agent TLS settings, IPA's timeouts, image_info's proxies.
 fn build_client(info: &ImageInfo, opts: &DownloadOptions) -> Result<Client, ImageError> {
     let tls =
         crate::tls::client_config(opts.insecure, opts.cafile.as_deref(), &opts.tls_min_version)
             .map_err(|e| ImageError::InvalidParams(format!("outbound TLS settings: {e}")))?;
     let mut b = Client::builder()
         .tls_backend_preconfigured(tls)
-        .timeout(opts.connection_timeout)
         .connect_timeout(opts.connection_timeout)
+        .read_timeout(opts.connection_timeout)
         .pool_max_idle_per_host(1)
         .user_agent(concat!("ironic-agent/", env!("CARGO_PKG_VERSION")));
     let no_proxy = nonempty(&info.no_proxy);
@@ -198,8 +204,19 @@ impl HttpSource {
         if urls.is_empty() {
             return Err(ImageError::InvalidParams("no image URL".into()));
         }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ImageError::Internal(format!("starting the HTTP runtime: {e}")))?;
+        // The client's connection pool registers with the runtime it is built in.
+        let client = {
+            let _guard = rt.enter();
+            build_client(info, opts)?
+        };
         Ok(HttpSource {
-            client: build_client(info, opts)?,
+            rt,
+            client,
+            timeout: opts.connection_timeout,
             urls: urls.to_vec(),
             auth: build_auth(info, opts)?,
             retries: opts.retries,
@@ -212,6 +229,8 @@ impl HttpSource {
             reconnects: 0,
             url_failures: vec![None; urls.len()],
             resp: None,
+            chunk: Bytes::new(),
+            skip: 0,
             pos: 0,
             total: None,
             since_connect: 0,
@@ -339,6 +358,7 @@ impl HttpSource {
     /// The connection broke (or ended early) after `since_connect` bytes.
     fn connection_lost(&mut self, reason: String) -> Result<(), ImageError> {
         self.resp = None;
+        self.skip = 0;
         self.reconnects += 1;
         if self.reconnects > self.max_reconnects {
             return Err(ImageError::Download {
@@ -389,7 +409,6 @@ impl HttpSource {
                     self.next_url();
                 }
                 Err(Attempt::Failed(reason)) => self.attempt_failed(reason)?,
-                Err(Attempt::Stop(e)) => return Err(e),
             }
         }
     }
@@ -404,9 +423,20 @@ impl HttpSource {
             Auth::Header(h) => req.header(AUTHORIZATION, h.clone()),
             Auth::Basic(b) => req.basic_auth(&b.user, Some(&b.password)),
         };
-        let mut resp = req
-            .send()
-            .map_err(|e| Attempt::Failed(error_chain(&e.without_url())))?;
+        let t = self.timeout;
+        let resp = match self
+            .rt
+            .block_on(async move { tokio::time::timeout(t, req.send()).await })
+        {
+            Err(_) => {
+                return Err(Attempt::Failed(format!(
+                    "no response within {} s",
+                    t.as_secs_f64()
+                )));
+            }
+            Ok(Err(e)) => return Err(Attempt::Failed(error_chain(&e.without_url()))),
+            Ok(Ok(r)) => r,
+        };
         let status = resp.status();
         if status.is_client_error() {
             return Err(Attempt::Refused(format!("HTTP {status}")));
@@ -460,80 +490,82 @@ impl HttpSource {
                 }
                 warn!(url = %redact_url(url), skip = self.pos,
                       "server ignored Range; skipping the bytes already consumed");
-                self.discard(&mut resp, self.pos)?;
+                self.skip = self.pos;
                 Ok(resp)
             }
         }
     }
 
-    fn discard(&mut self, resp: &mut Response, mut n: u64) -> Result<(), Attempt> {
-        let mut scratch = vec![0u8; DISCARD_CHUNK];
-        while n > 0 {
-            self.check_deadline().map_err(Attempt::Stop)?;
-            let want = usize::try_from(n)
-                .unwrap_or(DISCARD_CHUNK)
-                .min(DISCARD_CHUNK);
-            match resp.read(&mut scratch[..want]) {
-                Ok(0) => {
-                    return Err(Attempt::Failed(format!(
-                        "connection closed while skipping to byte {}",
-                        self.pos
-                    )));
-                }
-                Ok(k) => {
-                    n -= k as u64;
-                    self.received += k as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Attempt::Failed(error_chain(&e))),
-            }
+    /// The next chunk of the current response (`None` at its end).
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, String> {
+        let Some(resp) = self.resp.as_mut() else {
+            return Ok(None);
+        };
+        let t = self.timeout;
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(t, resp.chunk()).await })
+        {
+            Err(_) => Err(format!("no data for {} s", t.as_secs_f64())),
+            Ok(Err(e)) => Err(error_chain(&e.without_url())),
+            Ok(Ok(c)) => Ok(c),
         }
-        Ok(())
     }
 
     fn read_inner(&mut self, buf: &mut [u8]) -> Result<usize, ImageError> {
-        if buf.is_empty() || self.done {
+        if buf.is_empty() {
             return Ok(0);
         }
         // Bounded by max_reconnects and the per-URL retry counts.
         loop {
+            if !self.chunk.is_empty() {
+                let n = self.chunk.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.chunk[..n]);
+                self.chunk.advance(n);
+                self.pos += n as u64;
+                self.since_connect += n as u64;
+                return Ok(n);
+            }
+            if self.done {
+                return Ok(0);
+            }
             self.check_deadline()?;
             if self.resp.is_none() {
                 self.connect()?;
             }
-            let Some(resp) = self.resp.as_mut() else {
-                continue;
-            };
-            match resp.read(buf) {
-                Ok(0) => match self.total {
-                    Some(t) if self.pos < t => {
-                        let reason = format!(
-                            "connection closed at byte {} of {t} (Content-Length)",
-                            self.pos
-                        );
-                        self.connection_lost(reason)?;
+            match self.next_chunk() {
+                Ok(Some(mut c)) => {
+                    self.received += c.len() as u64;
+                    if self.skip > 0 {
+                        let k = usize::try_from(self.skip)
+                            .unwrap_or(usize::MAX)
+                            .min(c.len());
+                        c.advance(k);
+                        self.skip -= k as u64;
                     }
-                    _ => {
-                        self.done = true;
-                        self.resp = None;
-                        info!(
-                            url = %self.url(),
-                            bytes = self.pos,
-                            content_length = ?self.total,
-                            received = self.received,
-                            "image download finished"
-                        );
-                        return Ok(0);
-                    }
-                },
-                Ok(n) => {
-                    self.pos += n as u64;
-                    self.since_connect += n as u64;
-                    self.received += n as u64;
-                    return Ok(n);
+                    self.chunk = c;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => self.connection_lost(error_chain(&e))?,
+                Ok(None) if self.skip > 0 || self.total.is_some_and(|t| self.pos < t) => {
+                    let reason = format!(
+                        "connection closed at byte {} of {} (Content-Length)",
+                        self.pos,
+                        self.total.map_or("?".into(), |t| t.to_string())
+                    );
+                    self.connection_lost(reason)?;
+                }
+                Ok(None) => {
+                    self.done = true;
+                    self.resp = None;
+                    info!(
+                        url = %self.url(),
+                        bytes = self.pos,
+                        content_length = ?self.total,
+                        received = self.received,
+                        "image download finished"
+                    );
+                    return Ok(0);
+                }
+                Err(reason) => self.connection_lost(reason)?,
             }
         }
     }
@@ -550,6 +582,30 @@ impl Read for HttpSource {
 /// Downloads a small text document (a checksum file) with the image's client settings;
 /// refuses more than `limit` bytes.
 pub fn fetch_text(
+    info: &ImageInfo,
+    url: &str,
+    opts: &DownloadOptions,
+    limit: u64,
+) -> Result<String, ImageError> {
+    on_own_thread(|| fetch_text_here(info, url, opts, limit))
+}
+
+/// Runs `f` on a fresh thread (a source must not run inside an async runtime, and callers may
+/// be on one) and returns its result.
+pub(crate) fn on_own_thread<T: Send>(
+    f: impl FnOnce() -> Result<T, ImageError> + Send,
+) -> Result<T, ImageError> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("image-http".into())
+            .spawn_scoped(s, f)
+            .map_err(|e| ImageError::Internal(format!("cannot start a thread: {e}")))?
+            .join()
+            .unwrap_or_else(|_| Err(ImageError::Internal("an image thread panicked".into())))
+    })
+}
+
+fn fetch_text_here(
     info: &ImageInfo,
     url: &str,
     opts: &DownloadOptions,
