@@ -78,6 +78,52 @@ impl Drop for LoopDevice {
     }
 }
 
+/// Serves fixed answers on 127.0.0.1 until the process ends: `routes` maps a request target
+/// (`/path?query`) to `(status, body)`; anything else is a 404. Returns `http://127.0.0.1:PORT`.
+pub fn serve_routes<K: Into<String>>(
+    routes: impl IntoIterator<Item = (K, (u16, Vec<u8>))>,
+) -> anyhow::Result<String> {
+    use std::io::{BufRead, Write};
+    let routes: std::collections::HashMap<String, (u16, Vec<u8>)> =
+        routes.into_iter().map(|(k, v)| (k.into(), v)).collect();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let routes = std::sync::Arc::new(routes);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let routes = routes.clone();
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(&conn);
+                let mut first = String::new();
+                if reader.read_line(&mut first).is_err() {
+                    return;
+                }
+                loop {
+                    let mut line = String::new();
+                    match reader.read_line(&mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                let target = first.split_whitespace().nth(1).unwrap_or("/");
+                let (status, body) = routes
+                    .get(target)
+                    .cloned()
+                    .unwrap_or((404, b"not found".to_vec()));
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&body);
+            });
+        }
+    });
+    Ok(base)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1609,10 +1609,8 @@ fn private_dir() -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::io::BufRead as _;
-    use std::net::TcpListener;
+
     use std::os::unix::fs::symlink;
-    use std::sync::Arc;
 
     use base64::engine::general_purpose::STANDARD;
     use hardware_managers::StepKind;
@@ -2218,53 +2216,12 @@ mod tests {
             Ok(())
         })
     }
-
-    /// Serves `routes` (request target → (status, body)) on 127.0.0.1 until the test ends.
-    fn serve(routes: HashMap<String, (u16, Vec<u8>)>) -> anyhow::Result<String> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let base = format!("http://{}", listener.local_addr()?);
-        let routes = Arc::new(routes);
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let routes = routes.clone();
-                std::thread::spawn(move || {
-                    let mut reader = std::io::BufReader::new(&conn);
-                    let mut first = String::new();
-                    if reader.read_line(&mut first).is_err() {
-                        return;
-                    }
-                    loop {
-                        let mut line = String::new();
-                        match reader.read_line(&mut line) {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) if line == "\r\n" => break,
-                            Ok(_) => {}
-                        }
-                    }
-                    let target = first.split_whitespace().nth(1).unwrap_or("/");
-                    let (status, body) = routes
-                        .get(target)
-                        .cloned()
-                        .unwrap_or((404, b"not found".to_vec()));
-                    let head = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = conn.write_all(head.as_bytes());
-                    let _ = conn.write_all(&body);
-                });
-            }
-        });
-        Ok(base)
-    }
-
     #[test]
     fn url_content_and_node_property_files() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let rootfs = tree(dir.path(), "rootfs", &["etc"], &[])?;
         let lo = test_disk(dir.path(), &[Fs::Ext4(&rootfs)])?;
-        let base = serve(HashMap::from([
+        let base = crate::testutil::serve_routes(HashMap::from([
             (
                 format!("/n/{NODE_UUID}/52:54:00:12:34:56"),
                 (200, b"per-node".to_vec()),

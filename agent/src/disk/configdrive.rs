@@ -419,9 +419,7 @@ pub fn ensure_configdrive_partition(disk: &Path, iso: &Path) -> Result<PathBuf, 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::io::{BufRead as _, Write as _};
-    use std::net::TcpListener;
-    use std::sync::Arc;
+    use std::io::Write as _;
 
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
@@ -506,53 +504,12 @@ mod tests {
         assert_eq!(std::fs::read(cd.path())?, img);
         Ok(())
     }
-
-    /// Serves `routes` (path → (status, body)) on 127.0.0.1 until dropped.
-    fn serve(routes: HashMap<&'static str, (u16, Vec<u8>)>) -> anyhow::Result<String> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let base = format!("http://{}", listener.local_addr()?);
-        let routes = Arc::new(routes);
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let routes = routes.clone();
-                std::thread::spawn(move || {
-                    let mut reader = std::io::BufReader::new(&conn);
-                    let mut first = String::new();
-                    if reader.read_line(&mut first).is_err() {
-                        return;
-                    }
-                    loop {
-                        let mut line = String::new();
-                        match reader.read_line(&mut line) {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) if line == "\r\n" => break,
-                            Ok(_) => {}
-                        }
-                    }
-                    let path = first.split_whitespace().nth(1).unwrap_or("/");
-                    let (status, body) = routes
-                        .get(path)
-                        .cloned()
-                        .unwrap_or((404, b"not found".to_vec()));
-                    let head = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = conn.write_all(head.as_bytes());
-                    let _ = conn.write_all(&body);
-                });
-            }
-        });
-        Ok(base)
-    }
-
     #[test]
     fn downloads_base64_raw_gzip_and_raw_image() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let img = config_drive_image(dir.path())?;
         let gz = gzip(&img)?;
-        let base = serve(HashMap::from([
+        let base = crate::testutil::serve_routes(HashMap::from([
             ("/b64", (200, b64_wrapped(&gz).into_bytes())),
             ("/gz", (200, gz.clone())),
             ("/raw", (200, img.clone())),
