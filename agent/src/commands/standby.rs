@@ -82,10 +82,7 @@ pub fn register_image_commands(r: &mut Registry) {
 }
 
 fn image_info(ctx: &AgentContext, p: &Params) -> Result<crate::image::info::ImageInfo, String> {
-    let md5 = ctx
-        .lookup_config()
-        .and_then(|c| c.agent_md5_checksum_enable)
-        .unwrap_or(false);
+    let md5 = crate::deploy::prepare::md5_enabled(ctx);
     crate::image::info::validate_image_info(p.get("image_info").unwrap_or(&Value::Null), md5)
 }
 

@@ -9,8 +9,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::client::{
-    AGENT_TOKEN_VERSION, AGENT_VERIFY_CA_VERSION, AGENT_VERSION_IN_HEARTBEAT, ClientError,
-    IronicClient, ironic_fault,
+    AGENT_TOKEN_VERSION, AGENT_VERIFY_CA_VERSION, AGENT_VERSION_IN_HEARTBEAT, IronicClient,
+    ironic_fault,
 };
 use crate::context::AgentContext;
 
@@ -78,7 +78,6 @@ pub async fn send(
             "Ironic answered {status}: {}",
             ironic_fault(&b)
         ))),
-        Err(e @ ClientError::Connection(_)) => Err(HeartbeatError::Failed(e.to_string())),
         Err(e) => Err(HeartbeatError::Failed(e.to_string())),
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::client::{AGENT_TOKEN_VERSION, ClientError, IronicClient};
+use super::client::{AGENT_TOKEN_VERSION, IronicClient};
 
 /// The `config` part of the lookup response, with the keys the agent acts on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -113,7 +113,6 @@ async fn attempt(client: &IronicClient, macs: &[String], node_uuid: Option<&str>
             "Ironic answered {status}: {}. Check if inspection has completed?",
             super::client::ironic_fault(&body)
         )),
-        Err(e @ ClientError::Connection(_)) => Attempt::Retry(e.to_string()),
         Err(e) => Attempt::Retry(e.to_string()),
     }
 }

@@ -53,9 +53,6 @@ pub enum DeployError {
     /// Bad parameters.
     #[error("{0}")]
     Invalid(String),
-    /// A whole-disk image left no partition table behind.
-    #[error("No partitions found on {0} after writing the image: is it really a whole-disk image?")]
-    NoPartitions(String),
 }
 
 impl DeployError {
@@ -83,12 +80,6 @@ impl DeployError {
             ),
             DeployError::Hardware(e) => CommandError::from_hardware(e),
             DeployError::Invalid(m) => CommandError::invalid_params(m.clone()),
-            DeployError::NoPartitions(_) => CommandError::new(
-                "DeploymentError",
-                500,
-                "Deploy step failed",
-                self.to_string(),
-            ),
         }
     }
 }
@@ -149,7 +140,9 @@ pub fn download_options(ctx: &AgentContext) -> DownloadOptions {
     o
 }
 
-fn md5_enabled(ctx: &AgentContext) -> bool {
+/// Whether MD5 checksums are allowed (lookup's `agent_md5_checksum_enable`; off by default,
+/// as in IPA 13).
+pub fn md5_enabled(ctx: &AgentContext) -> bool {
     ctx.lookup_config()
         .and_then(|c| c.agent_md5_checksum_enable)
         .unwrap_or(false)
@@ -307,15 +300,27 @@ fn wipe_boot_areas(device: &Path) -> Result<(), DiskError> {
 
 /// A head check refusing anything that is not the disk's bytes on the streaming path, and
 /// anything outside the permitted formats.
+/// The real format of an image from its first bytes, refused when not permitted or not what
+/// `disk_format` declares.
+fn inspect_allowed(
+    head: &[u8],
+    total_len: Option<u64>,
+    declared: Option<&str>,
+    permitted: &[String],
+) -> Result<DetectedFormat, ImageError> {
+    let detected =
+        format::inspect(head, total_len).map_err(|e| ImageError::InvalidImage(e.to_string()))?;
+    format::check_allowed(&detected, declared, permitted)
+        .map_err(|e| ImageError::InvalidImage(e.to_string()))?;
+    Ok(detected)
+}
+
 fn raw_head_check(
     declared: Option<String>,
     permitted: Vec<String>,
 ) -> crate::image::options::HeadCheck {
     Arc::new(move |head: &[u8]| {
-        let detected =
-            format::inspect(head, None).map_err(|e| ImageError::InvalidImage(e.to_string()))?;
-        format::check_allowed(&detected, declared.as_deref(), &permitted)
-            .map_err(|e| ImageError::InvalidImage(e.to_string()))?;
+        let detected = inspect_allowed(head, None, declared.as_deref(), &permitted)?;
         if !detected.is_raw_bytes() {
             return Err(ImageError::InvalidImage(format!(
                 "the image is {} but was to be streamed as raw bytes",
@@ -373,10 +378,7 @@ fn write_image_to(
     let permitted_owned = permitted.to_vec();
     let mut o = opts.clone();
     o.head_check = Some(Arc::new(move |head: &[u8]| {
-        let d = format::inspect(head, Some(image_len))
-            .map_err(|e| ImageError::InvalidImage(e.to_string()))?;
-        format::check_allowed(&d, declared.as_deref(), &permitted_owned)
-            .map_err(|e| ImageError::InvalidImage(e.to_string()))?;
+        let d = inspect_allowed(head, Some(image_len), declared.as_deref(), &permitted_owned)?;
         if let Ok(mut s) = seen.lock() {
             *s = Some(d);
         }
@@ -435,14 +437,7 @@ fn whole_disk_image(
 ) -> Result<PartitionUuids, DeployError> {
     write_image_to(info, expected, opts, progress, device, device, 0, permitted)?;
     progress.set_stage(Stage::Verifying);
-    blockdev::flush(device)?;
-    if table::relocate_gpt_backup(device)? {
-        info!(device = %device.display(), "moved the backup GPT to the end of the disk");
-    }
-    let has_partitions = table::read_table(device)?.is_some_and(|t| !t.partitions.is_empty());
-    if !has_partitions {
-        return Err(DeployError::NoPartitions(device.display().to_string()));
-    }
+    table::finish_whole_disk_image(device)?;
     if let Some(d) = drive {
         progress.set_stage(Stage::Finishing);
         let part = configdrive::ensure_configdrive_partition(device, d.path())?;

@@ -94,10 +94,7 @@ impl AgentSteps {
     /// `write_image`: IPA runs `standby.prepare_image` and returns its result.
     fn write_image(&self, args: &Map<String, Value>) -> HardwareResult<Value> {
         let ctx = self.context()?;
-        let md5 = ctx
-            .lookup_config()
-            .and_then(|c| c.agent_md5_checksum_enable)
-            .unwrap_or(false);
+        let md5 = super::prepare::md5_enabled(&ctx);
         let raw_info = args.get("image_info").cloned().unwrap_or(Value::Null);
         let info = validate_image_info(&raw_info, md5).map_err(HardwareError::InvalidArgs)?;
         let configdrive = args
