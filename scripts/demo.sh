@@ -100,4 +100,6 @@ if cmp -n $((image_mib << 20)) "$work/images/disk.raw" "$loop"; then
 else
     echo "    MISMATCH" >&2; exit 1
 fi
+# standby.power_off is asynchronous: give the agent a moment to carry it out.
+for _ in $(seq 50); do [ -s "$work/power" ] && break; sleep 0.1; done
 echo "==> power actions the agent was asked for: $(cat "$work/power" 2>/dev/null || echo none)"
