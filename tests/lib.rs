@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 pub mod image_server;
+pub mod qemu;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -31,7 +32,22 @@ static BUILD: Once = Once::new();
 /// Path of a workspace binary (debug profile), building the binaries once per test process.
 pub fn bin(name: &str) -> PathBuf {
     BUILD.call_once(|| {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        // `cargo test` sets per-package variables that some build scripts (ring) track: passed
+        // on, they would make this nested build redo those crates for every test binary.
+        for (key, _) in std::env::vars_os() {
+            if let Some(k) = key.to_str()
+                && (k.starts_with("CARGO_PKG_")
+                    || k.starts_with("CARGO_MANIFEST_")
+                    || matches!(
+                        k,
+                        "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
+                    ))
+            {
+                cmd.env_remove(k);
+            }
+        }
+        let status = cmd
             .args([
                 "build",
                 "--quiet",
