@@ -1,0 +1,325 @@
+//! The QEMU test bench: boots the project's minimal ramdisk (kernel + initramfs built by
+//! `ramdisk-elements/build-initramfs.sh`) under TCG with user networking, virtio and NVMe
+//! disks, SMBIOS strings and optionally UEFI firmware (OVMF / AAVMF).
+//!
+//! The guest reaches the host's 127.0.0.1 as 10.0.2.2; forwarded guest ports are bound to
+//! 127.0.0.1 only. QEMU is started under `timeout` so a hung guest cannot outlive its test, and
+//! is killed when the [`Vm`] is dropped; on a failing test the serial console is printed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::{Proc, workspace_root};
+
+/// The guest architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// `qemu-system-x86_64 -M q35`.
+    X86_64,
+    /// `qemu-system-aarch64 -M virt -cpu cortex-a57`.
+    Aarch64,
+}
+
+impl Arch {
+    /// The name used in artifact paths (`target/ramdisk/<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    fn qemu(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "qemu-system-x86_64",
+            Arch::Aarch64 => "qemu-system-aarch64",
+        }
+    }
+
+    /// The serial console device name the kernel writes to.
+    pub fn console(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "ttyS0",
+            Arch::Aarch64 => "ttyAMA0",
+        }
+    }
+}
+
+/// How the guest firmware boots the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS (x86_64) or QEMU's direct boot (aarch64, no DMI then).
+    Bios,
+    /// OVMF (x86_64) or AAVMF (aarch64), loading the kernel through fw_cfg.
+    Uefi,
+}
+
+/// Where the kernel and initramfs for `arch` are expected.
+pub fn ramdisk_dir(arch: Arch) -> PathBuf {
+    std::env::var_os("IRONIC_AGENT_RAMDISK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target").join("ramdisk"))
+        .join(arch.name())
+}
+
+/// The kernel and initramfs of `arch`, or a loud error saying how to build them.
+pub fn ramdisk(arch: Arch) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let dir = ramdisk_dir(arch);
+    let kernel = dir.join("vmlinuz");
+    let initrd = dir.join("initramfs.img");
+    if !kernel.is_file() || !initrd.is_file() {
+        bail!(
+            "no {} ramdisk in {}: build it with `scripts/build-static.sh {a} && \
+             ramdisk-elements/build-initramfs.sh --arch {a} --agent target/static/{a}/ironic-agent \
+             --out {}` (scripts/test.sh does this)",
+            arch.name(),
+            dir.display(),
+            dir.display(),
+            a = arch.name()
+        );
+    }
+    Ok((kernel, initrd))
+}
+
+/// A NIC of the guest.
+#[derive(Debug, Clone)]
+pub enum Nic {
+    /// QEMU user networking (slirp, IPv4 10.0.2.0/24 and IPv6) with guest ports forwarded
+    /// from 127.0.0.1: `(host port, guest port)`.
+    User {
+        /// The guest NIC's MAC.
+        mac: String,
+        /// Forwarded ports.
+        hostfwd: Vec<(u16, u16)>,
+    },
+    /// A tap device that already exists (in the network namespace QEMU runs in).
+    Tap {
+        /// The guest NIC's MAC.
+        mac: String,
+        /// The tap interface name.
+        ifname: String,
+    },
+}
+
+/// What to boot.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    /// Guest architecture.
+    pub arch: Arch,
+    /// Firmware.
+    pub firmware: Firmware,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// Raw files attached as virtio disks (vda, vdb, ...).
+    pub virtio_disks: Vec<PathBuf>,
+    /// Raw files attached as NVMe namespaces: `(file, controller serial)`.
+    pub nvme_disks: Vec<(PathBuf, String)>,
+    /// `-smbios` arguments, e.g. `type=1,manufacturer=Acme`.
+    pub smbios: Vec<String>,
+    /// NICs in PCI order (eth0, eth1, ...).
+    pub nics: Vec<Nic>,
+    /// Kernel command line (the console is added).
+    pub append: String,
+    /// Run QEMU inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
+    /// Hard limit on the VM's life (QEMU runs under `timeout`).
+    pub lifetime: Duration,
+}
+
+impl VmSpec {
+    /// A spec with one user-networking NIC and no disks.
+    pub fn new(arch: Arch, firmware: Firmware) -> VmSpec {
+        VmSpec {
+            arch,
+            firmware,
+            memory_mib: 1024,
+            virtio_disks: Vec::new(),
+            nvme_disks: Vec::new(),
+            smbios: Vec::new(),
+            nics: Vec::new(),
+            append: String::new(),
+            netns: None,
+            lifetime: Duration::from_secs(900),
+        }
+    }
+}
+
+/// A running guest.
+pub struct Vm {
+    /// The QEMU process; its log is the serial console plus QEMU's own messages.
+    pub proc: Proc,
+    /// When QEMU was started.
+    pub started: Instant,
+    /// Kept alive for the VM's life (firmware variable store copies).
+    _scratch: tempfile::TempDir,
+}
+
+fn firmware_files(arch: Arch) -> (&'static str, &'static str) {
+    match arch {
+        Arch::X86_64 => (
+            "/usr/share/OVMF/OVMF_CODE_4M.fd",
+            "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        ),
+        Arch::Aarch64 => (
+            "/usr/share/AAVMF/AAVMF_CODE.fd",
+            "/usr/share/AAVMF/AAVMF_VARS.fd",
+        ),
+    }
+}
+
+impl Vm {
+    /// Boots `spec`; the serial console goes to `log`.
+    pub fn start(spec: &VmSpec, log: &Path) -> anyhow::Result<Vm> {
+        let (kernel, initrd) = ramdisk(spec.arch)?;
+        let scratch = tempfile::tempdir()?;
+        let qemu = spec.arch.qemu();
+        if which(qemu).is_none() {
+            bail!("{qemu} is not installed: run scripts/install-ramdisk-deps.sh");
+        }
+        let mut cmd = match &spec.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "timeout"]);
+                c
+            }
+            None => Command::new("timeout"),
+        };
+        cmd.args(["-s", "KILL", &format!("{}", spec.lifetime.as_secs()), qemu]);
+        match spec.arch {
+            Arch::X86_64 => cmd.args(["-M", "q35", "-cpu", "max"]),
+            Arch::Aarch64 => cmd.args(["-M", "virt", "-cpu", "cortex-a57"]),
+        };
+        cmd.args(["-accel", "tcg", "-smp", "1"])
+            .args(["-m", &spec.memory_mib.to_string()])
+            .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+            .args(["-no-reboot", "-no-user-config", "-nodefaults"])
+            .arg("-kernel")
+            .arg(&kernel)
+            .arg("-initrd")
+            .arg(&initrd)
+            .args([
+                "-append",
+                &format!("console={} {}", spec.arch.console(), spec.append),
+            ]);
+        if spec.firmware == Firmware::Uefi {
+            let (code, vars) = firmware_files(spec.arch);
+            for f in [code, vars] {
+                if !Path::new(f).is_file() {
+                    bail!("UEFI firmware {f} is missing: run scripts/install-ramdisk-deps.sh");
+                }
+            }
+            let vars_copy = scratch.path().join("vars.fd");
+            std::fs::copy(vars, &vars_copy).context("copying the UEFI variable store")?;
+            cmd.arg("-drive")
+                .arg(format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={code}"
+                ))
+                .arg("-drive")
+                .arg(format!(
+                    "if=pflash,format=raw,unit=1,file={}",
+                    vars_copy.display()
+                ));
+        }
+        for (i, disk) in spec.virtio_disks.iter().enumerate() {
+            cmd.arg("-drive").arg(format!(
+                "file={},if=none,id=vd{i},format=raw,cache=unsafe,discard=unmap",
+                disk.display()
+            ));
+            cmd.arg("-device")
+                .arg(format!("virtio-blk-pci,drive=vd{i},serial=VIRTIO-{i}"));
+        }
+        for (i, (disk, serial)) in spec.nvme_disks.iter().enumerate() {
+            cmd.arg("-drive").arg(format!(
+                "file={},if=none,id=nv{i},format=raw,cache=unsafe",
+                disk.display()
+            ));
+            cmd.arg("-device")
+                .arg(format!("nvme,drive=nv{i},serial={serial}"));
+        }
+        for s in &spec.smbios {
+            cmd.args(["-smbios", s]);
+        }
+        for (i, nic) in spec.nics.iter().enumerate() {
+            let (netdev, mac) = match nic {
+                Nic::User { mac, hostfwd } => {
+                    let mut nd = format!("user,id=n{i},ipv6=on");
+                    for (host, guest) in hostfwd {
+                        nd.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+                    }
+                    (nd, mac)
+                }
+                Nic::Tap { mac, ifname } => (
+                    format!("tap,id=n{i},ifname={ifname},script=no,downscript=no"),
+                    mac,
+                ),
+            };
+            cmd.args(["-netdev", &netdev]);
+            cmd.args(["-device", &format!("virtio-net-pci,netdev=n{i},mac={mac}")]);
+        }
+        let started = Instant::now();
+        let proc = Proc::spawn(qemu, cmd, log)?;
+        Ok(Vm {
+            proc,
+            started,
+            _scratch: scratch,
+        })
+    }
+
+    /// The serial console so far.
+    pub fn console(&self) -> String {
+        self.proc.output()
+    }
+
+    /// Fails with the console printed when QEMU has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.proc.child.try_wait()? {
+            bail!(
+                "QEMU exited early ({status}); serial console:\n{}",
+                self.console()
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until QEMU exits by itself (the guest powered off); returns the time it took.
+    pub fn wait_poweroff(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
+        let t0 = Instant::now();
+        let code = self.proc.wait_exit(timeout).with_context(|| {
+            format!(
+                "the guest did not power off; serial console:\n{}",
+                self.console()
+            )
+        })?;
+        if code != Some(0) {
+            bail!(
+                "QEMU exited with {code:?} (not a clean guest power-off); serial console:\n{}",
+                self.console()
+            );
+        }
+        Ok(t0.elapsed())
+    }
+}
+
+fn which(prog: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(prog))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A fresh locally administered MAC for a guest NIC (QEMU's 52:54:00 prefix).
+pub fn guest_mac(n: u8) -> String {
+    format!("52:54:00:1a:{:02x}:{:02x}", std::process::id() % 251, n)
+}
+
+/// A sparse file of `size` bytes, for a guest disk.
+pub fn sparse_disk(path: &Path, size: u64) -> anyhow::Result<PathBuf> {
+    std::fs::File::create(path)
+        .and_then(|f| f.set_len(size))
+        .with_context(|| format!("creating {}", path.display()))?;
+    Ok(path.to_path_buf())
+}
