@@ -179,37 +179,35 @@ impl IronicClient {
     }
 
     /// The Ironic API version: pinned, else `GET /`'s `default_version.version`, else 1.31.
-    /// Detected once per process.
+    ///
+    /// Only a successful detection is kept: when the conductor cannot be reached yet (the
+    /// network comes up after the agent starts) or answers without a version, this call falls
+    /// back to 1.31 and the next one asks again, as IPA does. Caching the fallback would pin a
+    /// modern conductor to 1.31 for the whole run (no token, no TLS).
     pub async fn api_version(&self) -> ApiVersion {
         if let Some(v) = self.pinned {
             return v;
         }
-        *self
-            .detected
-            .get_or_init(|| async {
-                let detected = match self.send(Method::GET, "/", None, None).await {
-                    Ok((status, body)) if status.is_success() => {
-                        serde_json::from_slice::<Value>(&body)
-                            .ok()
-                            .and_then(|v| {
-                                v["default_version"]["version"].as_str().map(String::from)
-                            })
-                            .and_then(|s| crate::config::parse_version(&s).ok())
-                    }
-                    _ => None,
-                };
-                match detected {
-                    Some(v) => {
-                        info!(version = %format!("{}.{}", v.0, v.1), "detected Ironic API version");
-                        v
-                    }
-                    None => {
-                        warn!("could not detect the Ironic API version, assuming 1.31");
-                        MIN_VERSION
-                    }
-                }
-            })
-            .await
+        if let Some(v) = self.detected.get() {
+            return *v;
+        }
+        let detected = match self.send(Method::GET, "/", None, None).await {
+            Ok((status, body)) if status.is_success() => serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["default_version"]["version"].as_str().map(String::from))
+                .and_then(|s| crate::config::parse_version(&s).ok()),
+            _ => None,
+        };
+        match detected {
+            Some(v) => {
+                info!(version = %format!("{}.{}", v.0, v.1), "detected Ironic API version");
+                *self.detected.get_or_init(|| async { v }).await
+            }
+            None => {
+                warn!("could not detect the Ironic API version, assuming 1.31 for now");
+                MIN_VERSION
+            }
+        }
     }
 
     /// The version to send: `min(detected, cap)`.
@@ -221,6 +219,39 @@ impl IronicClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Flags, KernelParams};
+    use clap::Parser;
+
+    fn client_for(url: &str) -> IronicClient {
+        let flags = Flags::parse_from(["ironic-agent"]);
+        let config = Config::from_parts(&flags, KernelParams::parse(&format!("ipa-api-url={url}")))
+            .expect("config");
+        IronicClient::new(&config).expect("client")
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_conductor_does_not_pin_the_fallback_version() {
+        // Nothing listens on a port just released: the fallback is used but not kept.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port");
+        let client = client_for(&format!("http://127.0.0.1:{port}"));
+        assert_eq!(client.api_version().await, MIN_VERSION);
+        assert!(
+            client.detected.get().is_none(),
+            "the fallback must not be cached"
+        );
+
+        let base = crate::testutil::serve_routes([(
+            "/",
+            (200, br#"{"default_version": {"version": "1.89"}}"#.to_vec()),
+        )])
+        .expect("server");
+        let client = client_for(&base);
+        assert_eq!(client.api_version().await, (1, 89));
+        assert_eq!(client.detected.get(), Some(&(1, 89)));
+    }
 
     #[test]
     fn extracts_ironic_faults() {
