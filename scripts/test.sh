@@ -31,6 +31,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         qemu-utils genisoimage xfsprogs btrfs-progs ca-certificates
 fi
 
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # QEMU 10 (system + user), OVMF/AAVMF, busybox-static, dnsmasq, musl targets, zig.
+    log "ramdisk and VM test dependencies"
+    bash scripts/install-ramdisk-deps.sh
+fi
+
 log "toolchain (pinned in rust-toolchain.toml)"
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
@@ -44,7 +50,20 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "build binaries"
 cargo build --workspace --bins --locked
 
+log "static agent builds (x86_64, aarch64, loongarch64 musl; profile small)"
+bash scripts/build-static.sh
+
+log "ramdisks (x86_64, aarch64) for the QEMU tests"
+for arch in x86_64 aarch64; do
+    bash ramdisk-elements/build-initramfs.sh --arch "$arch" \
+        --agent "target/static/$arch/ironic-agent" --out "target/ramdisk/$arch"
+done
+rm -rf target/vm-report
+
 log "cargo test"
 cargo test --workspace --locked -- --test-threads=4 2>&1 | tee target/test-output.txt
+
+log "sizes and VM timings"
+bash scripts/ramdisk-report.sh
 # Summary line for CI readers.
 awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "%d passed, %d failed\n", p, f }' target/test-output.txt

@@ -245,7 +245,7 @@ impl Vm {
         for (i, nic) in spec.nics.iter().enumerate() {
             let (netdev, mac) = match nic {
                 Nic::User { mac, hostfwd } => {
-                    let mut nd = format!("user,id=n{i},ipv6=on");
+                    let mut nd = format!("user,id=n{i},ipv4=on,ipv6=on");
                     for (host, guest) in hostfwd {
                         nd.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
                     }

@@ -1,0 +1,635 @@
+//! Whole-system tests in QEMU (TCG): the real minimal ramdisk boots, the agent in it is
+//! inspected by the conductor shim on the host, looks up, heartbeats, and the shim deploys a
+//! generated whole-disk image onto the VM's virtio disk and powers the node off; the host then
+//! compares the disk file with the image byte for byte.
+//!
+//! Needs the ramdisks of `target/ramdisk/<arch>` (scripts/test.sh builds them) and QEMU with
+//! OVMF/AAVMF (scripts/install-ramdisk-deps.sh). A missing piece fails the test; nothing skips.
+//! The VMs run one at a time (2 cores, TCG). Each test writes its timings to
+//! `target/vm-report/<test>.json` for `scripts/ramdisk-report.sh`.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use e2e_tests::qemu::{Arch, Firmware, Nic, Vm, VmSpec, guest_mac, sparse_disk};
+use e2e_tests::{Shim, free_port, wait_for, workspace_root};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const MIB: u64 = 1 << 20;
+/// The deploy target: just above IPA's 4 GiB minimum for a root device (sparse on the host).
+const ROOT_DISK: u64 = 4096 * MIB + 512 * MIB;
+/// A second, smaller disk on NVMe: listed in the inventory, never picked as root device.
+const NVME_DISK: u64 = 1024 * MIB;
+const IMAGE: u64 = 48 * MIB;
+/// Boot + inspection budget under TCG.
+const BOOT: Duration = Duration::from_secs(300);
+
+/// One VM at a time: each keeps a core busy under TCG.
+static VM_LOCK: Mutex<()> = Mutex::new(());
+
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A whole-disk raw image: an msdos table with one Linux partition and patterned data.
+fn whole_disk_image(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut img = vec![0u8; usize::try_from(IMAGE)?];
+    let sectors = u32::try_from(IMAGE / 512)?;
+    let mbr = &mut img[..512];
+    mbr[440..444].copy_from_slice(&0x0a1c_3dd3u32.to_le_bytes());
+    let entry = &mut mbr[446..462];
+    entry[4] = 0x83;
+    entry[8..12].copy_from_slice(&2048u32.to_le_bytes());
+    entry[12..16].copy_from_slice(&(sectors - 2048).to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    let mut block = Sha256::digest(b"vm-image").to_vec();
+    let mut at = usize::try_from(MIB)?;
+    // Leave the last quarter sparse (zeros): whole-disk images have holes.
+    let end = img.len() * 3 / 4;
+    while at < end {
+        block = Sha256::digest(&block).to_vec();
+        let n = block.len().min(end - at);
+        img[at..at + n].copy_from_slice(&block[..n]);
+        at += n;
+    }
+    std::fs::write(path, &img)?;
+    Ok(img)
+}
+
+fn node(shim: &Shim, name: &str) -> anyhow::Result<Value> {
+    let v = shim.cli_json(&["node", "show", name])?;
+    Ok(match v.get("node") {
+        Some(n) if n.is_object() => n.clone(),
+        _ => v,
+    })
+}
+
+fn report(name: &str, value: &Value) -> anyhow::Result<()> {
+    let dir = workspace_root().join("target").join("vm-report");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        serde_json::to_vec_pretty(value)?,
+    )?;
+    Ok(())
+}
+
+/// Polls `f` while checking that QEMU still runs (fails fast, with the console, if it died).
+fn wait_vm<T>(
+    vm: &mut Vm,
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        vm.check_running()?;
+        if Instant::now() >= deadline {
+            bail!(
+                "timed out after {timeout:?} waiting for {what}; serial console:\n{}",
+                vm.console()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+struct Expect {
+    boot_mode: &'static str,
+    vendor: &'static str,
+}
+
+fn check_inventory(inv: &Value, mac: &str, nvme_serial: &str, e: &Expect) -> anyhow::Result<()> {
+    let disks: Vec<(&str, u64, &str)> = inv["disks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap_or(""),
+                d["size"].as_u64().unwrap_or(0),
+                d["serial"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    if !disks.iter().any(|d| d.0 == "/dev/vda" && d.1 == ROOT_DISK) {
+        bail!("inventory lacks /dev/vda of {ROOT_DISK} bytes: {disks:?}");
+    }
+    if !disks
+        .iter()
+        .any(|d| d.0 == "/dev/nvme0n1" && d.1 == NVME_DISK && d.2 == nvme_serial)
+    {
+        bail!("inventory lacks /dev/nvme0n1 ({NVME_DISK} bytes, serial {nvme_serial}): {disks:?}");
+    }
+    let nics: Vec<(&str, &str)> = inv["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            (
+                i["mac_address"].as_str().unwrap_or(""),
+                i["ipv4_address"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    if !nics.contains(&(mac, "10.0.2.15")) {
+        bail!("inventory lacks NIC {mac} with the DHCP address 10.0.2.15: {nics:?}");
+    }
+    let sv = &inv["system_vendor"];
+    if sv["manufacturer"] != e.vendor
+        || sv["product_name"] != "Bench-1"
+        || sv["serial_number"] != "SN-0042"
+    {
+        bail!("DMI strings not in the inventory: {sv}");
+    }
+    if inv["boot"]["current_boot_mode"] != e.boot_mode {
+        bail!(
+            "boot mode {} (expected {})",
+            inv["boot"]["current_boot_mode"],
+            e.boot_mode
+        );
+    }
+    Ok(())
+}
+
+/// Boot, inspect, look up, heartbeat, deploy, power off, compare.
+fn boot_inspect_deploy(
+    name: &str,
+    arch: Arch,
+    firmware: Firmware,
+    e: Expect,
+) -> anyhow::Result<()> {
+    let _one_at_a_time = VM_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir()?;
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images)?;
+    let image = whole_disk_image(&images.join("disk.raw"))?;
+    let sha = sha256_hex(&image);
+
+    let shim = Shim::start(
+        dir.path(),
+        &[
+            "--images",
+            images.to_str().context("non-UTF-8 temp dir")?,
+            "--heartbeat-timeout",
+            "10",
+        ],
+    )?;
+    let shim_port = shim.url.rsplit(':').next().unwrap_or_default().to_string();
+    let mac = guest_mac(1);
+    shim.cli(
+        &[
+            "node",
+            "create",
+            "--name",
+            name,
+            "--state",
+            "inspect wait",
+            "--mac",
+            &mac,
+        ],
+        true,
+    )?;
+
+    let root = sparse_disk(&dir.path().join("root.raw"), ROOT_DISK)?;
+    let nvme = sparse_disk(&dir.path().join("nvme.raw"), NVME_DISK)?;
+    let nvme_serial = "NVME-BENCH-7";
+    let agent_port = free_port();
+    let conductor = format!("http://10.0.2.2:{shim_port}");
+    let mut spec = VmSpec::new(arch, firmware);
+    spec.virtio_disks.push(root.clone());
+    spec.nvme_disks.push((nvme, nvme_serial.into()));
+    spec.smbios.push(format!(
+        "type=1,manufacturer={},product=Bench-1,serial=SN-0042",
+        e.vendor
+    ));
+    spec.nics.push(Nic::User {
+        mac: mac.clone(),
+        hostfwd: vec![(agent_port, 9999)],
+    });
+    spec.append = format!(
+        "loglevel=4 ipa-api-url={conductor} \
+         ipa-inspection-callback-url={conductor}/v1/continue_inspection \
+         ipa-advertise-host=127.0.0.1 ipa-advertise-port={agent_port} \
+         ironic_agent.allow_device=/dev/vda"
+    );
+    let mut vm = Vm::start(&spec, &dir.path().join("console.log"))?;
+
+    // Inspection: the node moves to manageable with the VM's hardware in its inventory.
+    let n = wait_vm(&mut vm, BOOT, "inspection data in the shim", || {
+        node(&shim, name)
+            .ok()
+            .filter(|n| n.get("inventory").is_some_and(|i| !i.is_null()))
+    })?;
+    let inspected = vm.started.elapsed();
+    check_inventory(&n["inventory"], &mac, nvme_serial, &e)
+        .with_context(|| format!("serial console:\n{}", vm.console()))?;
+    assert_eq!(n["provision_state"], "manageable");
+
+    // Lookup and the first heartbeat.
+    let n = wait_vm(&mut vm, BOOT, "the first heartbeat", || {
+        node(&shim, name).ok().filter(|n| {
+            n["driver_internal_info"]["agent_heartbeat_count"]
+                .as_u64()
+                .is_some_and(|c| c >= 1)
+        })
+    })?;
+    let first_heartbeat = vm.started.elapsed();
+    let agent_url = n["driver_internal_info"]["agent_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(agent_url, format!("https://127.0.0.1:{agent_port}"));
+
+    // Deploy through the shim (blocks until active or deploy failed).
+    let t_deploy = Instant::now();
+    let url = format!("{conductor}/images/disk.raw");
+    let deployed = shim.cli(
+        &[
+            "deploy",
+            name,
+            "--image",
+            &url,
+            "--checksum",
+            &format!("sha256:{sha}"),
+            "--timeout",
+            "600",
+        ],
+        false,
+    );
+    if let Err(err) = deployed {
+        bail!("deploy failed: {err:#}\nserial console:\n{}", vm.console());
+    }
+    let deploy_time = t_deploy.elapsed();
+    let n = node(&shim, name)?;
+    assert_eq!(n["provision_state"], "active", "{n}");
+
+    // The shim powers the node off through the agent; QEMU exits when the guest does.
+    let poweroff = vm.wait_poweroff(Duration::from_secs(120))?;
+    let n = wait_for(Duration::from_secs(30), "power state off", || {
+        node(&shim, name)
+            .ok()
+            .filter(|n| n["power_state"] == "power off")
+    })?;
+    assert_eq!(n["power_state"], "power off");
+
+    // Byte for byte on the host.
+    let out = Command::new("cmp")
+        .arg("-n")
+        .arg(IMAGE.to_string())
+        .arg(images.join("disk.raw"))
+        .arg(&root)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "the VM disk differs from the image: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    let timings = json!({
+        "test": name,
+        "arch": arch.name(),
+        "firmware": format!("{firmware:?}").to_lowercase(),
+        "inspection_s": inspected.as_secs_f64(),
+        "first_heartbeat_s": first_heartbeat.as_secs_f64(),
+        "deploy_s": deploy_time.as_secs_f64(),
+        "poweroff_wait_s": poweroff.as_secs_f64(),
+        "image_mib": IMAGE / MIB,
+    });
+    eprintln!("VM timings: {timings}");
+    report(name, &timings)
+}
+
+#[test]
+fn x86_64_bios_boot_inspect_deploy() -> anyhow::Result<()> {
+    boot_inspect_deploy(
+        "x86_64-bios",
+        Arch::X86_64,
+        Firmware::Bios,
+        Expect {
+            boot_mode: "bios",
+            vendor: "AcmeBios",
+        },
+    )
+}
+
+#[test]
+fn x86_64_uefi_boot_inspect_deploy() -> anyhow::Result<()> {
+    boot_inspect_deploy(
+        "x86_64-uefi",
+        Arch::X86_64,
+        Firmware::Uefi,
+        Expect {
+            boot_mode: "uefi",
+            vendor: "AcmeUefi",
+        },
+    )
+}
+
+#[test]
+fn aarch64_uefi_boot_inspect_deploy() -> anyhow::Result<()> {
+    boot_inspect_deploy(
+        "aarch64-uefi",
+        Arch::Aarch64,
+        Firmware::Uefi,
+        Expect {
+            boot_mode: "uefi",
+            vendor: "AcmeArm",
+        },
+    )
+}
+
+/// A network namespace of the test's own, with a tap device for the guest's second NIC and
+/// dnsmasq serving DHCPv4, DHCPv6 and router advertisements on it. (The host kernel has no
+/// 802.1Q support, so the network side cannot terminate a VLAN: the guest's VLAN interface is
+/// created and listed, but gets no lease.) Everything is torn down on drop.
+struct ProvisioningNet {
+    ns: String,
+    dnsmasq: Option<e2e_tests::Proc>,
+    leases: std::path::PathBuf,
+}
+
+const VLAN: u16 = 42;
+const NET_V4: &str = "192.168.42.1";
+const NET_V6: &str = "fd42:42::1";
+
+fn run(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(args[0]).args(&args[1..]).output()?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+impl ProvisioningNet {
+    fn create(dir: &Path) -> anyhow::Result<ProvisioningNet> {
+        let ns = format!("iat-vm-{}", std::process::id());
+        run(&["ip", "netns", "add", &ns])?;
+        let mut net = ProvisioningNet {
+            ns: ns.clone(),
+            dnsmasq: None,
+            leases: dir.join("dnsmasq.leases"),
+        };
+        let lan_if = "tap1";
+        for cmd in [
+            vec!["ip", "-n", &ns, "link", "set", "lo", "up"],
+            vec![
+                "ip", "-n", &ns, "tuntap", "add", "dev", "tap1", "mode", "tap",
+            ],
+            vec![
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                "192.168.42.1/24",
+                "dev",
+                &lan_if,
+            ],
+            vec![
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                "fd42:42::1/64",
+                "dev",
+                &lan_if,
+                "nodad",
+            ],
+            vec!["ip", "-n", &ns, "link", "set", &lan_if, "up"],
+        ] {
+            run(&cmd)?;
+        }
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            &ns,
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+        ])
+        .args(["--port=0", "--no-resolv", "--no-hosts", "--bind-interfaces"])
+        .arg(format!("--interface={lan_if}"))
+        .arg("--dhcp-range=192.168.42.50,192.168.42.99,255.255.255.0,1h")
+        .arg("--dhcp-range=fd42:42::50,fd42:42::99,64,1h")
+        .args(["--enable-ra", "--log-dhcp", "--log-facility=-"])
+        .arg(format!("--dhcp-leasefile={}", net.leases.display()))
+        .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()));
+        net.dnsmasq = Some(e2e_tests::Proc::spawn(
+            "dnsmasq",
+            cmd,
+            &dir.join("dnsmasq.log"),
+        )?);
+        Ok(net)
+    }
+
+    fn leases(&self) -> String {
+        std::fs::read_to_string(&self.leases).unwrap_or_default()
+    }
+}
+
+impl Drop for ProvisioningNet {
+    fn drop(&mut self) {
+        self.dnsmasq.take();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// Networking as operators need it: DHCP on every NIC with a carrier (slirp on the first,
+/// dnsmasq on the second), DHCPv6 + router advertisements on the second, a VLAN interface from
+/// `ipa-enable-vlan-interfaces`, the conductor reached over the second NIC (lookup and
+/// heartbeats over IPv4, inspection over IPv6), and the advertise address chosen as the route
+/// towards the conductor (the second NIC's address, which the shim then calls without any port
+/// forwarding).
+#[test]
+fn x86_64_networking_second_nic_vlan_ipv6() -> anyhow::Result<()> {
+    let _one_at_a_time = VM_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir()?;
+    let net = ProvisioningNet::create(dir.path())?;
+
+    // The shim runs inside the namespace, on both IPv4 and IPv6 of the VLAN.
+    let port = free_port();
+    let db = dir.path().join("shim.sqlite");
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &net.ns])
+        .arg(e2e_tests::bin("conductor-shim"))
+        .arg("--db")
+        .arg(&db)
+        .args([
+            "serve",
+            "--listen",
+            &format!("[::]:{port}"),
+            "--heartbeat-timeout",
+            "10",
+        ]);
+    let proc = e2e_tests::Proc::spawn("conductor-shim", cmd, &dir.path().join("shim.log"))?;
+    let shim = Shim {
+        proc,
+        url: format!("http://{NET_V4}:{port}"),
+        db,
+    };
+    wait_for(Duration::from_secs(20), "the shim in the namespace", || {
+        Command::new("ip")
+            .args(["netns", "exec", &net.ns, "curl", "-sf", "-o", "/dev/null"])
+            .arg(format!("http://127.0.0.1:{port}/"))
+            .status()
+            .ok()
+            .filter(|s| s.success())
+    })?;
+    let mac0 = guest_mac(1);
+    let mac1 = guest_mac(2);
+    shim.cli(
+        &[
+            "node",
+            "create",
+            "--name",
+            "net",
+            "--state",
+            "inspect wait",
+            "--mac",
+            &mac0,
+            "--mac",
+            &mac1,
+        ],
+        true,
+    )?;
+
+    let mut spec = VmSpec::new(Arch::X86_64, Firmware::Bios);
+    spec.netns = Some(net.ns.clone());
+    spec.nics.push(Nic::User {
+        mac: mac0.clone(),
+        hostfwd: vec![],
+    });
+    spec.nics.push(Nic::Tap {
+        mac: mac1.clone(),
+        ifname: "tap1".into(),
+    });
+    spec.append = format!(
+        "loglevel=4 ipa-api-url=http://{NET_V4}:{port} \
+         ipa-inspection-callback-url=http://[{NET_V6}]:{port}/v1/continue_inspection \
+         ipa-enable-vlan-interfaces=eth1.{VLAN} ipa-inspection-dhcp-wait-timeout=30"
+    );
+    let mut vm = Vm::start(&spec, &dir.path().join("console.log"))?;
+
+    let n = wait_vm(&mut vm, BOOT, "inspection over IPv6", || {
+        node(&shim, "net")
+            .ok()
+            .filter(|n| n.get("inventory").is_some_and(|i| !i.is_null()))
+    })?;
+    let ifaces: Vec<Value> = n["inventory"]["interfaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let by_name = |name: &str| ifaces.iter().find(|i| i["name"] == name).cloned();
+    let eth0 = by_name("eth0").with_context(|| format!("no eth0 in {ifaces:?}"))?;
+    assert_eq!(eth0["mac_address"], mac0.as_str());
+    assert_eq!(eth0["ipv4_address"], "10.0.2.15", "DHCP on the first NIC");
+    let eth1 = by_name("eth1").with_context(|| format!("no eth1 in {ifaces:?}"))?;
+    let eth1_v4 = eth1["ipv4_address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(eth1_v4.starts_with("192.168.42."), "DHCPv4 on eth1: {eth1}");
+    let vlan = by_name(&format!("eth1.{VLAN}"))
+        .with_context(|| format!("no VLAN interface eth1.{VLAN} in {ifaces:?}"))?;
+    assert_eq!(
+        vlan["mac_address"],
+        mac1.as_str(),
+        "a VLAN shares its parent's MAC"
+    );
+
+    // Lookup + heartbeat over eth1; the agent advertises its eth1 address (the route towards
+    // the conductor), and the shim reaches it there directly.
+    let n = wait_vm(&mut vm, BOOT, "a heartbeat over eth1", || {
+        node(&shim, "net").ok().filter(|n| {
+            n["driver_internal_info"]["agent_heartbeat_count"]
+                .as_u64()
+                .is_some_and(|c| c >= 1)
+        })
+    })?;
+    assert_eq!(
+        n["driver_internal_info"]["agent_url"],
+        format!("https://{eth1_v4}:9999").as_str()
+    );
+    // The shim reaches the agent at the advertised eth1 address (its CLI runs in the
+    // namespace, like the shim).
+    // DHCPv6 may finish after inspection: ask the agent for fresh hardware info until eth1
+    // shows its DHCPv6 address (bounded).
+    let get_hardware_info = || -> anyhow::Result<Value> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &net.ns])
+            .arg(e2e_tests::bin("conductor-shim"))
+            .arg("--db")
+            .arg(&shim.db)
+            .args(["--json", "agent", "net", "poll.get_hardware_info"])
+            .output()?;
+        let status: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "agent net poll.get_hardware_info: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        if status["command_status"] != "SUCCEEDED" {
+            bail!("poll.get_hardware_info: {status}");
+        }
+        Ok(status)
+    };
+    let mut eth1_v6 = String::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        let status = get_hardware_info().with_context(|| format!("console:\n{}", vm.console()))?;
+        let found = status["command_result"]["interfaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["name"] == "eth1")
+            .and_then(|i| i["ipv6_address"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        if found.starts_with("fd42:42:") {
+            eth1_v6 = found;
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    if eth1_v6.is_empty() {
+        bail!(
+            "eth1 got no DHCPv6 address; dnsmasq:\n{}\nconsole:\n{}",
+            std::fs::read_to_string(dir.path().join("dnsmasq.log")).unwrap_or_default(),
+            vm.console()
+        );
+    }
+
+    let leases = net.leases();
+    assert!(
+        leases.contains(&eth1_v4),
+        "dnsmasq handed out no DHCPv4 lease for {eth1_v4}: {leases}"
+    );
+    eprintln!(
+        "network: eth0 {} / {}, eth1 {eth1_v4} / {eth1_v6}, first heartbeat after {:.1} s",
+        eth0["ipv4_address"],
+        eth0["ipv6_address"],
+        vm.started.elapsed().as_secs_f64()
+    );
+    drop(vm);
+    Ok(())
+}
