@@ -59,7 +59,8 @@ for f in target/vm-report/*.json; do
     python3 - "$f" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print("  %-16s %14.1f %16.1f %10.1f" % (r["test"], r["inspection_s"], r["first_heartbeat_s"], r["deploy_s"]))
+deploy = "-" if r.get("deploy_s") is None else "%.1f" % r["deploy_s"]
+print("  %-16s %14.1f %16.1f %10s" % (r["test"], r["inspection_s"], r["first_heartbeat_s"], deploy))
 PY
 done
 [ $found = 1 ] || echo "  (no VM test has run: scripts/ramdisk-report.sh --run)"

@@ -534,6 +534,8 @@ fn x86_64_networking_second_nic_vlan_ipv6() -> anyhow::Result<()> {
             .ok()
             .filter(|n| n.get("inventory").is_some_and(|i| !i.is_null()))
     })?;
+    let inspected = vm.started.elapsed();
+
     let ifaces: Vec<Value> = n["inventory"]["interfaces"]
         .as_array()
         .cloned()
@@ -565,6 +567,8 @@ fn x86_64_networking_second_nic_vlan_ipv6() -> anyhow::Result<()> {
                 .is_some_and(|c| c >= 1)
         })
     })?;
+    let first_heartbeat = vm.started.elapsed();
+
     assert_eq!(
         n["driver_internal_info"]["agent_url"],
         format!("https://{eth1_v4}:9999").as_str()
@@ -628,8 +632,18 @@ fn x86_64_networking_second_nic_vlan_ipv6() -> anyhow::Result<()> {
         "network: eth0 {} / {}, eth1 {eth1_v4} / {eth1_v6}, first heartbeat after {:.1} s",
         eth0["ipv4_address"],
         eth0["ipv6_address"],
-        vm.started.elapsed().as_secs_f64()
+        first_heartbeat.as_secs_f64()
     );
     drop(vm);
-    Ok(())
+    report(
+        "x86_64-network",
+        &json!({
+            "test": "x86_64-network",
+            "arch": "x86_64",
+            "firmware": "bios",
+            "inspection_s": inspected.as_secs_f64(),
+            "first_heartbeat_s": first_heartbeat.as_secs_f64(),
+            "deploy_s": null,
+        }),
+    )
 }
