@@ -257,7 +257,12 @@ impl Vm {
                 ),
             };
             cmd.args(["-netdev", &netdev]);
-            cmd.args(["-device", &format!("virtio-net-pci,netdev=n{i},mac={mac}")]);
+            // No iPXE option ROM: the kernel is loaded directly, and initialising the ROM costs
+            // seconds under TCG (most of all with OVMF).
+            cmd.args([
+                "-device",
+                &format!("virtio-net-pci,netdev=n{i},mac={mac},romfile="),
+            ]);
         }
         let started = Instant::now();
         let proc = Proc::spawn(qemu, cmd, log)?;
