@@ -153,6 +153,8 @@ pub struct Vm {
     pub proc: Proc,
     /// When QEMU was started.
     pub started: Instant,
+    /// QEMU's own pid (the child process is `timeout`, QEMU its child).
+    pidfile: PathBuf,
     /// Kept alive for the VM's life (firmware variable store copies).
     _scratch: tempfile::TempDir,
 }
@@ -192,6 +194,8 @@ impl Vm {
             Arch::X86_64 => cmd.args(["-M", "q35", "-cpu", "max"]),
             Arch::Aarch64 => cmd.args(["-M", "virt", "-cpu", "cortex-a57"]),
         };
+        let pidfile = scratch.path().join("qemu.pid");
+        cmd.arg("-pidfile").arg(&pidfile);
         cmd.args(["-accel", "tcg", "-smp", "1"])
             .args(["-m", &spec.memory_mib.to_string()])
             .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
@@ -269,6 +273,7 @@ impl Vm {
         Ok(Vm {
             proc,
             started,
+            pidfile,
             _scratch: scratch,
         })
     }
@@ -305,6 +310,24 @@ impl Vm {
             );
         }
         Ok(t0.elapsed())
+    }
+}
+
+impl Drop for Vm {
+    /// Stops QEMU for good: SIGKILL on the `timeout` wrapper (what dropping the [`Proc`] does)
+    /// would leave QEMU running, so QEMU itself is killed first, by the pid it wrote.
+    fn drop(&mut self) {
+        // While `timeout` runs, QEMU's pid cannot have been reused (it is `timeout`'s child,
+        // alive or not yet reaped); once `timeout` is gone, so is QEMU.
+        if matches!(self.proc.child.try_wait(), Ok(None))
+            && let Ok(pid) = std::fs::read_to_string(&self.pidfile)
+        {
+            let pid = pid.trim();
+            if !pid.is_empty() && Path::new("/proc").join(pid).exists() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        let _ = self.proc.wait_exit(Duration::from_secs(10));
     }
 }
 
