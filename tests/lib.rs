@@ -181,6 +181,15 @@ impl Shim {
         Ok(shim)
     }
 
+    /// `node show NODE --json`, tolerating a `{"node": ...}` wrapper.
+    pub fn node(&self, name: &str) -> anyhow::Result<Value> {
+        let v = self.cli_json(&["node", "show", name])?;
+        Ok(match v.get("node") {
+            Some(n) if n.is_object() => n.clone(),
+            _ => v,
+        })
+    }
+
     /// Runs a shim CLI command against this shim's database with `--json`; returns parsed JSON.
     pub fn cli_json(&self, args: &[&str]) -> anyhow::Result<Value> {
         let out = self.cli(args, true)?;
@@ -231,11 +240,22 @@ pub fn host_macs() -> anyhow::Result<Vec<String>> {
 
 /// Starts `ironic-agent` with a fake kernel command line `cmdline` and extra flags.
 pub fn start_agent(dir: &Path, name: &str, cmdline: &str, flags: &[&str]) -> anyhow::Result<Proc> {
+    start_agent_with(Command::new(bin("ironic-agent")), dir, name, cmdline, flags)
+}
+
+/// [`start_agent`] with the agent started by `cmd`: another binary, or the agent under a runner
+/// such as `qemu-loongarch64-static AGENT`. The agent's own arguments are appended to `cmd`.
+pub fn start_agent_with(
+    mut cmd: Command,
+    dir: &Path,
+    name: &str,
+    cmdline: &str,
+    flags: &[&str],
+) -> anyhow::Result<Proc> {
     let cmdline_file = dir.join(format!("{name}.cmdline"));
     std::fs::write(&cmdline_file, cmdline)?;
     let plugins = dir.join(format!("{name}.plugins"));
     std::fs::create_dir_all(&plugins)?;
-    let mut cmd = Command::new(bin("ironic-agent"));
     cmd.arg("--cmdline")
         .arg(&cmdline_file)
         .arg("--hardware-managers-dir")
@@ -296,4 +316,30 @@ pub fn http_post(url: &str, body: &str) -> anyhow::Result<(u16, Value)> {
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     ))
+}
+
+/// A non-null `driver_internal_info` field of a node as `node show --json` prints it.
+pub fn dii<'a>(node: &'a Value, key: &str) -> Option<&'a Value> {
+    node.get("driver_internal_info")
+        .and_then(|d| d.get(key))
+        .filter(|v| !v.is_null())
+}
+
+/// Runs `sh -c CMD`, failing with its stderr.
+pub fn sh(cmd: &str) -> anyhow::Result<()> {
+    let out = Command::new("sh").arg("-c").arg(cmd).output()?;
+    if !out.status.success() {
+        bail!("`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// `len` bytes of the file or device `p` from `offset`.
+pub fn read_range(p: &Path, offset: u64, len: u64) -> anyhow::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+    f.seek(SeekFrom::Start(offset))?;
+    let mut buf = vec![0u8; usize::try_from(len)?];
+    f.read_exact(&mut buf)?;
+    Ok(buf)
 }

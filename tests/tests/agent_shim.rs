@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e_tests::{Shim, free_port, host_macs, http_get, http_post, start_agent, wait_for};
+use e2e_tests::{Shim, dii, free_port, host_macs, http_get, http_post, start_agent, wait_for};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(60);
@@ -34,15 +34,6 @@ fn install_plugin(dir: &Path, agent: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `node show NODE --json`, tolerating a `{"node": ...}` wrapper.
-fn node(shim: &Shim, name: &str) -> anyhow::Result<Value> {
-    let v = shim.cli_json(&["node", "show", name])?;
-    Ok(match v.get("node") {
-        Some(n) if n.is_object() => n.clone(),
-        _ => v,
-    })
-}
-
 fn create_node(shim: &Shim, name: &str, state: &str) -> anyhow::Result<()> {
     let mut args = vec!["node", "create", "--name", name, "--state", state];
     let macs = host_macs()?;
@@ -52,12 +43,6 @@ fn create_node(shim: &Shim, name: &str, state: &str) -> anyhow::Result<()> {
     }
     shim.cli(&args, true)?;
     Ok(())
-}
-
-fn dii<'a>(node: &'a Value, key: &str) -> Option<&'a Value> {
-    node.get("driver_internal_info")
-        .and_then(|d| d.get(key))
-        .filter(|v| !v.is_null())
 }
 
 #[test]
@@ -90,7 +75,7 @@ fn inspection_lookup_heartbeats_and_shim_driven_commands() -> anyhow::Result<()>
 
     // Inspection stored, node moved on.
     let n = wait_for(T, "inspection data in the shim", || {
-        node(&shim, "n1")
+        shim.node("n1")
             .ok()
             .filter(|n| n.get("inventory").is_some_and(|i| !i.is_null()))
     })?;
@@ -142,7 +127,7 @@ fn inspection_lookup_heartbeats_and_shim_driven_commands() -> anyhow::Result<()>
     // Lookup done, heartbeats arriving with the right body (the shim validates token,
     // agent_version and callback_url before accepting).
     let n = wait_for(T, "three heartbeats", || {
-        node(&shim, "n1").ok().filter(|n| {
+        shim.node("n1").ok().filter(|n| {
             dii(n, "agent_heartbeat_count")
                 .and_then(Value::as_u64)
                 .unwrap_or(0)
@@ -166,7 +151,7 @@ fn inspection_lookup_heartbeats_and_shim_driven_commands() -> anyhow::Result<()>
     // The shim drives get_deploy_steps on the next heartbeat in DEPLOYWAIT.
     shim.cli(&["node", "set-state", "n1", "wait call-back"], true)?;
     let n = wait_for(T, "cached deploy steps", || {
-        node(&shim, "n1")
+        shim.node("n1")
             .ok()
             .filter(|n| dii(n, "agent_cached_deploy_steps").is_some())
     })?;
@@ -419,7 +404,7 @@ fn auto_tls_end_to_end() -> anyhow::Result<()> {
         ],
     )?;
     let n = wait_for(T, "an https heartbeat and cached deploy steps", || {
-        node(&shim, "tls1")
+        shim.node("tls1")
             .ok()
             .filter(|n| dii(n, "agent_cached_deploy_steps").is_some())
     })?;
@@ -471,7 +456,7 @@ fn plain_http_agent_is_rejected_by_a_tls_requiring_conductor() -> anyhow::Result
             .contains("TLS is required by configuration")
             .then_some(())
     })?;
-    let n = node(&shim, "n2")?;
+    let n = shim.node("n2")?;
     assert!(
         dii(&n, "agent_url").is_none(),
         "an http callback must not be recorded"
@@ -531,7 +516,7 @@ fn async_command_completion_forces_an_early_heartbeat() -> anyhow::Result<()> {
         ],
     )?;
     let count = |shim: &Shim| {
-        node(shim, "hb")
+        shim.node("hb")
             .ok()
             .and_then(|n| dii(&n, "agent_heartbeat_count").and_then(Value::as_u64))
             .unwrap_or(0)
@@ -584,7 +569,7 @@ fn api_url_fail_over() -> anyhow::Result<()> {
         ],
     )?;
     wait_for(T, "two heartbeats through the second URL", || {
-        node(&shim, "fo").ok().filter(|n| {
+        shim.node("fo").ok().filter(|n| {
             dii(n, "agent_heartbeat_count")
                 .and_then(Value::as_u64)
                 .unwrap_or(0)

@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use e2e_tests::image_server::{Fault, ImageServer};
-use e2e_tests::{Proc, Shim, free_port, host_macs, http_get, http_post, start_agent, wait_for};
+use e2e_tests::{
+    Proc, Shim, free_port, host_macs, http_get, http_post, read_range, sh, start_agent, wait_for,
+};
 use ironic_agent::testutil::LoopDevice;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -17,14 +19,6 @@ const MIB: u64 = 1 << 20;
 const DISK: u64 = 4096 * MIB;
 const TOKEN: &str = "deploy-token-0123456789abcdefghijklmnopqrs";
 const T: Duration = Duration::from_secs(120);
-
-fn sh(cmd: &str) -> anyhow::Result<()> {
-    let out = Command::new("sh").arg("-c").arg(cmd).output()?;
-    if !out.status.success() {
-        bail!("`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
 
 fn sha256_file(p: &Path) -> anyhow::Result<String> {
     Ok(hex(&Sha256::digest(std::fs::read(p)?)))
@@ -59,15 +53,6 @@ fn whole_disk_image(path: &Path, size: u64) -> anyhow::Result<()> {
     f.seek(SeekFrom::Start(MIB))?;
     f.write_all(&data)?;
     Ok(())
-}
-
-fn read_range(p: &Path, offset: u64, len: u64) -> anyhow::Result<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-    f.seek(SeekFrom::Start(offset))?;
-    let mut buf = vec![0u8; usize::try_from(len)?];
-    f.read_exact(&mut buf)?;
-    Ok(buf)
 }
 
 struct Agent {

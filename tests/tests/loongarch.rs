@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
-use e2e_tests::{Proc, Shim, free_port, host_macs, wait_for};
+use e2e_tests::{Shim, dii, free_port, host_macs, read_range, sh, start_agent_with, wait_for};
 use ironic_agent::testutil::LoopDevice;
 use serde_json::Value;
 
@@ -106,46 +106,6 @@ fn qemu() -> anyhow::Result<PathBuf> {
     }
 }
 
-/// Like `e2e_tests::start_agent`, with the agent started through `runner`.
-fn start_emulated_agent(
-    runner: &Path,
-    bin: &Path,
-    dir: &Path,
-    name: &str,
-    cmdline: &str,
-    flags: &[&str],
-) -> anyhow::Result<Proc> {
-    let cmdline_file = dir.join(format!("{name}.cmdline"));
-    std::fs::write(&cmdline_file, cmdline)?;
-    let plugins = dir.join(format!("{name}.plugins"));
-    std::fs::create_dir_all(&plugins)?;
-    let mut cmd = Command::new(runner);
-    cmd.arg(bin)
-        .arg("--cmdline")
-        .arg(&cmdline_file)
-        .arg("--hardware-managers-dir")
-        .arg(&plugins)
-        .arg("--power")
-        .arg(format!(
-            "record:{}",
-            dir.join(format!("{name}.power")).display()
-        ))
-        .args(flags)
-        .env(
-            "IRONIC_AGENT_LOG",
-            "debug,hyper=info,reqwest=info,rustls=info,h2=info",
-        );
-    Proc::spawn(name, cmd, &dir.join(format!("{name}.log")))
-}
-
-fn sh(cmd: &str) -> anyhow::Result<()> {
-    let out = Command::new("sh").arg("-c").arg(cmd).output()?;
-    if !out.status.success() {
-        bail!("`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
-
 /// A whole-disk raw image with an msdos table (one Linux partition) full of random data.
 /// Built with shell tools: hashing tens of MiB in this debug-built test would take longer than
 /// the emulated deploy.
@@ -187,30 +147,6 @@ fn ip_v4(ifname: &str) -> anyhow::Result<Option<String>> {
         .nth(1)
         .and_then(|a| a.split('/').next())
         .map(str::to_string))
-}
-
-fn read_range(p: &Path, offset: u64, len: u64) -> anyhow::Result<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-    f.seek(SeekFrom::Start(offset))?;
-    let mut buf = vec![0u8; usize::try_from(len)?];
-    f.read_exact(&mut buf)?;
-    Ok(buf)
-}
-
-/// `node show NODE --json`, tolerating a `{"node": ...}` wrapper.
-fn node(shim: &Shim, name: &str) -> anyhow::Result<Value> {
-    let v = shim.cli_json(&["node", "show", name])?;
-    Ok(match v.get("node") {
-        Some(n) if n.is_object() => n.clone(),
-        _ => v,
-    })
-}
-
-fn dii<'a>(node: &'a Value, key: &str) -> Option<&'a Value> {
-    node.get("driver_internal_info")
-        .and_then(|d| d.get(key))
-        .filter(|v| !v.is_null())
 }
 
 #[test]
@@ -274,9 +210,10 @@ fn loongarch64_agent_under_qemu_user_inspects_heartbeats_and_deploys() -> anyhow
          ipa-inspection-dhcp-wait-timeout=5 ipa-lookup-timeout=60",
         u = shim.url
     );
-    let agent = start_emulated_agent(
-        &qemu,
-        &bin,
+    let mut under_qemu = Command::new(&qemu);
+    under_qemu.arg(&bin);
+    let agent = start_agent_with(
+        under_qemu,
         dir.path(),
         "la-agent",
         &cmdline,
@@ -293,7 +230,7 @@ fn loongarch64_agent_under_qemu_user_inspects_heartbeats_and_deploys() -> anyhow
     // Inspection: inventory stored, the node moved on to manageable. The inventory comes from
     // the loongarch64 code (architecture) reading the host's /proc and /sys.
     let n = wait_for(T, "inspection data in the shim", || {
-        node(&shim, "la1")
+        shim.node("la1")
             .ok()
             .filter(|n| n.get("inventory").is_some_and(|i| !i.is_null()))
     })?;
@@ -341,7 +278,7 @@ fn loongarch64_agent_under_qemu_user_inspects_heartbeats_and_deploys() -> anyhow
 
     // Lookup, then heartbeats (the shim checks token, version and callback URL).
     let n = wait_for(T, "three heartbeats", || {
-        node(&shim, "la1").ok().filter(|n| {
+        shim.node("la1").ok().filter(|n| {
             dii(n, "agent_heartbeat_count")
                 .and_then(Value::as_u64)
                 .unwrap_or(0)
@@ -406,7 +343,7 @@ fn loongarch64_agent_under_qemu_user_inspects_heartbeats_and_deploys() -> anyhow
         IMAGE / MIB,
         deploy_started.elapsed().as_secs_f64()
     ));
-    let n = node(&shim, "la1")?;
+    let n = shim.node("la1")?;
     assert_eq!(n["provision_state"], "active", "{n}");
     assert!(
         read_range(&lo.path, 0, IMAGE)? == reference,

@@ -64,14 +64,6 @@ fn whole_disk_image(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(img)
 }
 
-fn node(shim: &Shim, name: &str) -> anyhow::Result<Value> {
-    let v = shim.cli_json(&["node", "show", name])?;
-    Ok(match v.get("node") {
-        Some(n) if n.is_object() => n.clone(),
-        _ => v,
-    })
-}
-
 fn report(name: &str, value: &Value) -> anyhow::Result<()> {
     let dir = workspace_root().join("target").join("vm-report");
     std::fs::create_dir_all(&dir)?;
@@ -228,7 +220,7 @@ fn boot_inspect_deploy(
 
     // Inspection: the node moves to manageable with the VM's hardware in its inventory.
     let n = wait_vm(&mut vm, BOOT, "inspection data in the shim", || {
-        node(&shim, name)
+        shim.node(name)
             .ok()
             .filter(|n| n.get("inventory").is_some_and(|i| !i.is_null()))
     })?;
@@ -239,7 +231,7 @@ fn boot_inspect_deploy(
 
     // Lookup and the first heartbeat.
     let n = wait_vm(&mut vm, BOOT, "the first heartbeat", || {
-        node(&shim, name).ok().filter(|n| {
+        shim.node(name).ok().filter(|n| {
             n["driver_internal_info"]["agent_heartbeat_count"]
                 .as_u64()
                 .is_some_and(|c| c >= 1)
@@ -272,13 +264,13 @@ fn boot_inspect_deploy(
         bail!("deploy failed: {err:#}\nserial console:\n{}", vm.console());
     }
     let deploy_time = t_deploy.elapsed();
-    let n = node(&shim, name)?;
+    let n = shim.node(name)?;
     assert_eq!(n["provision_state"], "active", "{n}");
 
     // The shim powers the node off through the agent; QEMU exits when the guest does.
     let poweroff = vm.wait_poweroff(Duration::from_secs(120))?;
     let n = wait_for(Duration::from_secs(30), "power state off", || {
-        node(&shim, name)
+        shim.node(name)
             .ok()
             .filter(|n| n["power_state"] == "power off")
     })?;
@@ -530,7 +522,7 @@ fn x86_64_networking_second_nic_vlan_ipv6() -> anyhow::Result<()> {
     let mut vm = Vm::start(&spec, &dir.path().join("console.log"))?;
 
     let n = wait_vm(&mut vm, BOOT, "inspection over IPv6", || {
-        node(&shim, "net")
+        shim.node("net")
             .ok()
             .filter(|n| n.get("inventory").is_some_and(|i| !i.is_null()))
     })?;
@@ -561,7 +553,7 @@ fn x86_64_networking_second_nic_vlan_ipv6() -> anyhow::Result<()> {
     // Lookup + heartbeat over eth1; the agent advertises its eth1 address (the route towards
     // the conductor), and the shim reaches it there directly.
     let n = wait_vm(&mut vm, BOOT, "a heartbeat over eth1", || {
-        node(&shim, "net").ok().filter(|n| {
+        shim.node("net").ok().filter(|n| {
             n["driver_internal_info"]["agent_heartbeat_count"]
                 .as_u64()
                 .is_some_and(|c| c >= 1)
