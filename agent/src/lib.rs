@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod clean;
 pub mod commands;
 pub mod conductor;
 pub mod config;

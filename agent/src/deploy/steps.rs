@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use super::inject;
 use super::prepare::prepare_image;
+use crate::clean;
 use crate::context::AgentContext;
 use crate::disk::wipe;
 use crate::image::info::validate_image_info;
@@ -50,7 +51,7 @@ fn step(name: &str, priority: i64, abortable: bool) -> Step {
 
 impl StepBackend for AgentSteps {
     fn steps(&self, kind: StepKind) -> Vec<Step> {
-        match kind {
+        let mut own = match kind {
             StepKind::Deploy => vec![
                 step("erase_devices_metadata", 0, true),
                 step("write_image", 0, false),
@@ -58,7 +59,19 @@ impl StepBackend for AgentSteps {
             ],
             StepKind::Clean => vec![step("erase_devices_metadata", 99, true)],
             StepKind::Service => vec![step("write_image", 0, false), self.inject_files_step()],
+        };
+        // The cleaning modules add theirs; a module's entry replaces a built-in one of the same name.
+        for s in clean::erase::steps(kind)
+            .into_iter()
+            .chain(clean::burnin::steps(kind))
+            .chain(clean::raid::steps(kind))
+        {
+            match own.iter_mut().find(|o| o.step == s.step) {
+                Some(o) => *o = s,
+                None => own.push(s),
+            }
         }
+        own
     }
 
     fn execute(
@@ -71,7 +84,17 @@ impl StepBackend for AgentSteps {
             "write_image" => self.write_image(args),
             "inject_files" => inject::run(self.context()?.as_ref(), step_ctx, args),
             "erase_devices_metadata" => self.erase_devices_metadata(),
-            other => Err(HardwareError::incompatible(other)),
+            other => {
+                let ctx = self.context()?;
+                let ctx = ctx.as_ref();
+                for run in [clean::erase::execute, clean::burnin::execute, clean::raid::execute] {
+                    match run(ctx, other, step_ctx, args) {
+                        Err(e) if e.is_incompatible() => continue,
+                        done => return done,
+                    }
+                }
+                Err(HardwareError::incompatible(other))
+            }
         }
     }
 }

@@ -1,0 +1,20 @@
+//! Cleaning and servicing steps the agent implements for the generic manager: disk erasure
+//! (`erase`), burn-in (`burnin`) and software RAID (`raid`). Each module lists its own steps
+//! with [`Step`] metadata and runs them; `deploy::steps` offers them under the
+//! `GenericHardwareManager` name.
+
+pub mod burnin;
+pub mod erase;
+pub mod raid;
+
+use hardware_managers::Step;
+
+/// A step on the `deploy` interface (where IPA puts erase and burn-in steps).
+#[allow(dead_code)] // used by the step modules as they land
+pub(crate) fn deploy_step(name: &str, priority: i64, abortable: bool) -> Step {
+    let mut s = Step::new(name, "deploy", priority);
+    if abortable {
+        s.abortable = Some(true);
+    }
+    s
+}
