@@ -41,6 +41,15 @@ usage: $PROG --arch x86_64|aarch64 --agent PATH --out DIR [options]
   --extra-tool PKG:PATH[,PATH...]
                        more programs from a Debian package, with their libraries (repeatable),
                        e.g. ipmitool:/usr/bin/ipmitool or btrfs-progs:/bin/mkfs.btrfs
+  --burnin-tools       add the burn-in tools: stress-ng (burnin_cpu, burnin_memory), fio
+                       (burnin_disk) and smartctl, with their libraries (roughly +30 MB
+                       compressed: fio links Ceph, GlusterFS and RDMA libraries); raise
+                       --max-size accordingly or GRUB is left out
+  --plugin FILE        install an executable hardware-manager plug-in (a static binary or a
+                       script) into /etc/ironic-agent/hardware-managers.d/ (repeatable)
+  --add-file SRC:DEST  install file SRC at DEST, an absolute path under /etc (repeatable),
+                       e.g. a plug-in's configuration:
+                       --add-file fw.json:/etc/ironic-agent/firmware-manager.json
   --refresh            refresh the package lists even if they are recent (default: once a day)
   --keep-stage         keep the staging tree and print where it is
 
@@ -63,6 +72,9 @@ MAX_MB=30
 HW_MODULES=1
 EXTRA_MODULES=
 EXTRA_TOOLS=()
+BURNIN_TOOLS=0
+PLUGINS=()
+ADD_FILES=()
 REFRESH=0
 KEEP_STAGE=0
 while [ $# -gt 0 ]; do
@@ -79,6 +91,15 @@ while [ $# -gt 0 ]; do
             case ${2:-} in
                 ?*:/?*) EXTRA_TOOLS+=("${2%%:*} $(echo "${2#*:}" | tr ',' ' ')") ;;
                 *) die "--extra-tool wants PACKAGE:/PATH[,/PATH...], not '${2:-}'" ;;
+            esac
+            shift 2
+            ;;
+        --burnin-tools) BURNIN_TOOLS=1; shift ;;
+        --plugin) PLUGINS+=("${2:?--plugin needs a file}"); shift 2 ;;
+        --add-file)
+            case ${2:-} in
+                ?*:/etc/?*) ADD_FILES+=("${2}") ;;
+                *) die "--add-file wants SRC:/etc/PATH, not '${2:-}'" ;;
             esac
             shift 2
             ;;
@@ -106,6 +127,13 @@ case $GRUB in auto | yes | no) ;; *) die "--grub must be auto, yes or no, not '$
 case $MAX_MB in '' | *[!0-9]*) die "--max-size must be a number of MB, not '$MAX_MB'" ;; esac
 [ -f "$AGENT" ] || die "agent binary not found: $AGENT"
 [ -d "$INITRAMFS_SRC" ] || die "missing $INITRAMFS_SRC (init and scripts)"
+for p in "${PLUGINS[@]}"; do
+    [ -f "$p" ] || die "plug-in not found: $p"
+    [ -x "$p" ] || die "plug-in is not executable: $p (the agent only runs files with an execute bit)"
+done
+for f in "${ADD_FILES[@]}"; do
+    [ -f "${f%%:*}" ] || die "--add-file: ${f%%:*} not found"
+done
 
 # --- host tools -------------------------------------------------------------------------------
 missing=()
@@ -264,6 +292,14 @@ TOOLS=(
     "hdparm /sbin/hdparm"
     "dhcpcd-base /usr/sbin/dhcpcd"
 )
+# Burn-in tools (--burnin-tools): large through their libraries, so not in by default.
+if [ "$BURNIN_TOOLS" = 1 ]; then
+    TOOLS+=(
+        "stress-ng /usr/bin/stress-ng"
+        "fio /usr/bin/fio"
+        "smartmontools /usr/sbin/smartctl"
+    )
+fi
 TOOLS+=("${EXTRA_TOOLS[@]}")
 # GRUB: the installer and its module directories (the prebuilt monolithic images are left out).
 if [ "$ARCH" = x86_64 ]; then
@@ -476,6 +512,19 @@ for pkg in "${LIB_PKGS[@]}" "${TOOL_PKGS[@]}"; do
         done < <(find "$root/$d" -maxdepth 1 \( -type f -o -type l \) -name '*.so*')
     done
 done
+# Then libraries that packages keep in a sub-directory of the multiarch directory and find
+# through a RUNPATH (librados2: ceph/libceph-common.so.2); they are installed flat into
+# /usr/lib/<triplet>, where the loader's default search finds them.
+for pkg in "${LIB_PKGS[@]}" "${TOOL_PKGS[@]}"; do
+    root=$(extracted "$pkg")
+    for d in lib/$TRIPLET usr/lib/$TRIPLET; do
+        [ -d "$root/$d" ] || continue
+        while read -r f; do
+            name=${f##*/}
+            [ -n "${LIB_SRC[$name]:-}" ] || LIB_SRC[$name]="$root|${f#"$root"}"
+        done < <(find "$root/$d" -mindepth 2 -maxdepth 2 \( -type f -o -type l \) -name 'lib*.so*')
+    done
+done
 
 declare -A LIB_DONE=()
 INTERP=
@@ -551,6 +600,28 @@ if is_elf "$AGENT"; then
 else
     warn "$AGENT is not an ELF binary (a placeholder script?); installed as is"
 fi
+
+# --- hardware-manager plug-ins and extra files ------------------------------------------------
+# Plug-ins go where the agent looks by default (--hardware-managers-dir); each must run in the
+# ramdisk: a static binary for ARCH, or a script for busybox sh.
+PLUGIN_DIR=$STAGE/etc/ironic-agent/hardware-managers.d
+mkdir -p "$PLUGIN_DIR"
+for p in "${PLUGINS[@]}"; do
+    if is_elf "$p"; then
+        readelf -h "$p" | grep -q "Machine:.*$ELF_MACHINE" ||
+            die "plug-in $p is not an $ARCH binary ($(readelf -h "$p" | sed -n 's/ *Machine: *//p'))"
+        if readelf -lW "$p" | grep -q 'Requesting program interpreter' ||
+            readelf -dW "$p" 2>/dev/null | grep -q '(NEEDED)'; then
+            die "plug-in $p is dynamically linked; build it statically (scripts/build-static.sh builds the example)"
+        fi
+    fi
+    install -m 0755 "$p" "$PLUGIN_DIR/$(basename "$p")"
+    log "plug-in: /etc/ironic-agent/hardware-managers.d/$(basename "$p")"
+done
+for f in "${ADD_FILES[@]}"; do
+    install -D -m 0644 "${f%%:*}" "$STAGE${f#*:}"
+    log "file: ${f#*:}"
+done
 
 # --- kernel modules ---------------------------------------------------------------------------
 MODDIR=$KX/lib/modules/$KVER
@@ -773,6 +844,10 @@ fi
     echo "kernel: $KPKG ($KVER)"
     echo "agent: $(basename "$AGENT") $(sha256sum "$AGENT" | cut -c1-16)"
     echo "grub: $([ $WITH_GRUB = 1 ] && echo included || echo left out)"
+    echo "burn-in tools: $([ "$BURNIN_TOOLS" = 1 ] && echo included || echo left out)"
+    for p in "${PLUGINS[@]}"; do
+        echo "plug-in: $(basename "$p") $(sha256sum "$p" | cut -c1-16)"
+    done
     echo "packages:"
     for pkg in $(printf '%s\n' "$KPKG" "${TOOL_PKGS[@]}" "${LIB_PKGS[@]}" | sort -u); do
         echo "  $(basename "${DEB_OF[$pkg]}" .deb)"

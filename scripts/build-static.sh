@@ -3,9 +3,11 @@
 #
 #   scripts/build-static.sh [x86_64|aarch64|loongarch64 ...]     (default: all three)
 #
-# Results: target/static/<arch>/ironic-agent. Each binary is checked to be static (no program
-# interpreter, no NEEDED entries) and to run (`--version`, natively or under qemu-*-static);
-# a size table is printed at the end. Needs what scripts/install-ramdisk-deps.sh installs:
+# Results: target/static/<arch>/ironic-agent, and for x86_64 and aarch64 also
+# target/static/<arch>/firmware-manager (the example hardware-manager plug-in of
+# hardware-managers/examples/firmware-manager, for build-initramfs.sh --plugin). Each binary is
+# checked to be static (no program interpreter, no NEEDED entries) and to run (`--version`, or
+# one plug-in protocol call, natively or under qemu-*-static); a size table is printed at the end. Needs what scripts/install-ramdisk-deps.sh installs:
 # the musl rust targets, rust-src, zig (python3 -m ziglang), cargo-zigbuild, qemu-user-static.
 #
 # One mechanism for every target: `cargo zigbuild` (zig is the linker and the C compiler for
@@ -93,6 +95,17 @@ for arch in "${arches[@]}"; do
     mv -f "target/static/$arch/.ironic-agent.new" "target/static/$arch/ironic-agent"
     check_static "target/static/$arch/ironic-agent" "$machine"
     echo "    target/static/$arch/ironic-agent: static, built in ${secs[$arch]} s"
+    # The example plug-in (not for loongarch64: no ramdisk is built for it).
+    if [ "$arch" != loongarch64 ]; then
+        log "building the firmware-manager example plug-in for $triple"
+        cargo zigbuild --locked --profile small -p hardware-managers --example firmware-manager \
+            --target "$triple"
+        cp -p "$CARGO_TARGET_DIR/$triple/small/examples/firmware-manager" \
+            "target/static/$arch/.firmware-manager.new"
+        mv -f "target/static/$arch/.firmware-manager.new" "target/static/$arch/firmware-manager"
+        check_static "target/static/$arch/firmware-manager" "$machine"
+        echo "    target/static/$arch/firmware-manager: static"
+    fi
 done
 
 if [ "${SKIP_RUN:-0}" != 1 ]; then
@@ -108,6 +121,15 @@ if [ "${SKIP_RUN:-0}" != 1 ]; then
         esac
         out=$("${runner[@]}" "$bin" --version 2>&1) || die "$bin --version failed: $out"
         printf '    %-12s %s\n' "$arch" "$out"
+        plugin=target/static/$arch/firmware-manager
+        if [ -x "$plugin" ]; then
+            out=$(echo '{"method": "version", "args": {}}' |
+                IRONIC_AGENT_METHOD=version "${runner[@]}" "$plugin" 2>&1) ||
+                die "$plugin (method version) failed: $out"
+            grep -q '"class_name":"FirmwareHardwareManager"' <<<"$out" ||
+                die "$plugin answered the version call with: $out"
+            printf '    %-12s %s\n' "$arch" "firmware-manager: $out"
+        fi
     done
 fi
 
@@ -115,11 +137,15 @@ log "sizes (budget ${max_mb} MB)"
 printf '%-12s %12s %8s %8s %8s  %s\n' arch bytes MB MiB build-s file
 over=0
 for arch in "${arches[@]}"; do
-    bin=target/static/$arch/ironic-agent
-    bytes=$(stat -c %s "$bin")
-    mb=$(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1000000 }')
-    mib=$(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1048576 }')
-    printf '%-12s %12d %8s %8s %8s  %s\n' "$arch" "$bytes" "$mb" "$mib" "${secs[$arch]:--}" "$bin"
-    [ "$bytes" -le $((max_mb * 1000000)) ] || over=1
+    for bin in "target/static/$arch/ironic-agent" "target/static/$arch/firmware-manager"; do
+        [ -f "$bin" ] || continue
+        bytes=$(stat -c %s "$bin")
+        mb=$(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1000000 }')
+        mib=$(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1048576 }')
+        built=${secs[$arch]:--}
+        [ "${bin##*/}" = ironic-agent ] || built=-
+        printf '%-12s %12d %8s %8s %8s  %s\n' "$arch" "$bytes" "$mb" "$mib" "$built" "$bin"
+        [ "$bytes" -le $((max_mb * 1000000)) ] || over=1
+    done
 done
 [ "$over" = 0 ] || die "a binary exceeds ${max_mb} MB"

@@ -28,7 +28,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # dosfstools: mkfs for layouts and probes; gzip/zstd/xz-utils: compressed test images;
     # qemu-utils: qemu-img (kept if a newer one is installed); genisoimage: ISO probe tests.
     apt_install iproute2 procps util-linux fdisk e2fsprogs dosfstools gzip zstd xz-utils \
-        qemu-utils genisoimage xfsprogs btrfs-progs ca-certificates
+        qemu-utils genisoimage xfsprogs btrfs-progs ca-certificates stress-ng fio
 fi
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -56,7 +56,8 @@ bash scripts/build-static.sh
 log "ramdisks (x86_64, aarch64) for the QEMU tests"
 for arch in x86_64 aarch64; do
     bash ramdisk-elements/build-initramfs.sh --arch "$arch" \
-        --agent "target/static/$arch/ironic-agent" --out "target/ramdisk/$arch"
+        --agent "target/static/$arch/ironic-agent" --out "target/ramdisk/$arch" \
+        --plugin "target/static/$arch/firmware-manager"
 done
 rm -rf target/vm-report
 

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
 use crate::{Proc, workspace_root};
 
 /// The guest architecture.
@@ -350,4 +353,73 @@ pub fn sparse_disk(path: &Path, size: u64) -> anyhow::Result<PathBuf> {
         .and_then(|f| f.set_len(size))
         .with_context(|| format!("creating {}", path.display()))?;
     Ok(path.to_path_buf())
+}
+
+/// Lower-case hex SHA-256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Writes a whole-disk raw image of `size` bytes to `path` and returns it: an msdos table with
+/// one Linux partition and patterned data (the last quarter left as zeros, like image holes).
+pub fn whole_disk_image(path: &Path, size: u64) -> anyhow::Result<Vec<u8>> {
+    let mut img = vec![0u8; usize::try_from(size)?];
+    let sectors = u32::try_from(size / 512)?;
+    let mbr = &mut img[..512];
+    mbr[440..444].copy_from_slice(&0x0a1c_3dd3u32.to_le_bytes());
+    let entry = &mut mbr[446..462];
+    entry[4] = 0x83;
+    entry[8..12].copy_from_slice(&2048u32.to_le_bytes());
+    entry[12..16].copy_from_slice(&(sectors - 2048).to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    let mut block = Sha256::digest(b"vm-image").to_vec();
+    let mut at = usize::try_from(1u64 << 20)?;
+    // Leave the last quarter sparse (zeros): whole-disk images have holes.
+    let end = img.len() * 3 / 4;
+    while at < end {
+        block = Sha256::digest(&block).to_vec();
+        let n = block.len().min(end - at);
+        img[at..at + n].copy_from_slice(&block[..n]);
+        at += n;
+    }
+    std::fs::write(path, &img)?;
+    Ok(img)
+}
+
+/// Writes a VM test's timings to `target/vm-report/<name>.json` (for scripts/ramdisk-report.sh).
+pub fn report(name: &str, value: &Value) -> anyhow::Result<()> {
+    let dir = workspace_root().join("target").join("vm-report");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        serde_json::to_vec_pretty(value)?,
+    )?;
+    Ok(())
+}
+
+/// Polls `f` while checking that QEMU still runs (fails fast, with the console, if it died).
+pub fn wait_vm<T>(
+    vm: &mut Vm,
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        vm.check_running()?;
+        if Instant::now() >= deadline {
+            bail!(
+                "timed out after {timeout:?} waiting for {what}; serial console:\n{}",
+                vm.console()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

@@ -32,6 +32,8 @@ pub struct AgentContext {
     progress: RwLock<Option<Arc<Progress>>>,
     /// What the last deploy left (partition UUIDs).
     pub deploy: crate::deploy::DeployState,
+    /// The software RAID this agent created (its root volume).
+    pub raid: crate::clean::raid::RaidState,
 }
 
 impl std::fmt::Debug for AgentContext {
@@ -63,6 +65,7 @@ impl AgentContext {
             lookup_config: RwLock::new(None),
             progress: RwLock::new(None),
             deploy: crate::deploy::DeployState::default(),
+            raid: crate::clean::raid::RaidState::default(),
         }
     }
 

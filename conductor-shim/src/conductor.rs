@@ -1,6 +1,7 @@
 //! What the conductor does after an accepted heartbeat: a node with a deploy requested by
-//! `conductor-shim deploy` is handed to [`crate::deploy`]; otherwise, in `wait call-back`,
-//! `clean wait` and `service wait` it asks the agent for its steps
+//! `conductor-shim deploy` is handed to [`crate::deploy`], one with cleaning requested by
+//! `conductor-shim node provide` / `clean` to [`crate::clean`]; otherwise, in
+//! `wait call-back`, `clean wait` and `service wait` it asks the agent for its steps
 //! (`deploy.get_deploy_steps`, ...) once and caches them in `driver_internal_info`, as
 //! Ironic's `agent_base` does.
 //!
@@ -17,12 +18,13 @@ use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 use crate::agent_client::{AgentClient, AgentClientError, AgentClientOptions, CommandStatus};
+use crate::clean::{self, CleanOptions, Cleaner};
 use crate::deploy::{self, DeployOptions, Deployer};
-use crate::model::{CachedSteps, DriverInternalInfo, JsonMap, Node, Port, Step};
+use crate::model::{CachedSteps, JsonMap, Node, Port, Step};
 use crate::node_dict::StepsParams;
-use crate::state::ProvisionState;
 use crate::store::{SharedStore, StoreError};
-use crate::timefmt;
+
+pub use crate::steps::StepKind;
 
 /// Errors while processing a heartbeat.
 #[derive(Debug, thiserror::Error)]
@@ -44,92 +46,6 @@ pub enum ConductorError {
     /// The agent returned steps that are not usable.
     #[error("{0}")]
     InvalidSteps(String),
-}
-
-/// The kind of step-driven operation a `*wait` state belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepKind {
-    /// Deployment (`wait call-back`).
-    Deploy,
-    /// Cleaning (`clean wait`).
-    Clean,
-    /// Servicing (`service wait`).
-    Service,
-}
-
-impl StepKind {
-    /// The operation waiting for the agent in `state`, if any.
-    pub fn for_state(state: ProvisionState) -> Option<StepKind> {
-        match state {
-            ProvisionState::DeployWait => Some(StepKind::Deploy),
-            ProvisionState::CleanWait => Some(StepKind::Clean),
-            ProvisionState::ServiceWait => Some(StepKind::Service),
-            _ => None,
-        }
-    }
-
-    /// `deploy`, `clean` or `service`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepKind::Deploy => "deploy",
-            StepKind::Clean => "clean",
-            StepKind::Service => "service",
-        }
-    }
-
-    /// The agent command listing the steps.
-    pub fn get_steps_command(self) -> &'static str {
-        match self {
-            StepKind::Deploy => "deploy.get_deploy_steps",
-            StepKind::Clean => "clean.get_clean_steps",
-            StepKind::Service => "service.get_service_steps",
-        }
-    }
-
-    /// The key of the steps in the command result.
-    fn result_key(self) -> &'static str {
-        match self {
-            StepKind::Deploy => "deploy_steps",
-            StepKind::Clean => "clean_steps",
-            StepKind::Service => "service_steps",
-        }
-    }
-
-    /// The state a failure moves the node to.
-    pub fn failed_state(self) -> ProvisionState {
-        match self {
-            StepKind::Deploy => ProvisionState::DeployFailed,
-            StepKind::Clean => ProvisionState::CleanFailed,
-            StepKind::Service => ProvisionState::ServiceFailed,
-        }
-    }
-
-    /// The cached steps of this kind.
-    pub fn cached(self, dii: &DriverInternalInfo) -> Option<&CachedSteps> {
-        match self {
-            StepKind::Deploy => dii.agent_cached_deploy_steps.as_ref(),
-            StepKind::Clean => dii.agent_cached_clean_steps.as_ref(),
-            StepKind::Service => dii.agent_cached_service_steps.as_ref(),
-        }
-    }
-
-    fn store_cached(self, dii: &mut DriverInternalInfo, steps: CachedSteps) {
-        let now = Some(timefmt::now());
-        match self {
-            StepKind::Deploy => {
-                dii.agent_cached_deploy_steps = Some(steps);
-                dii.agent_cached_deploy_steps_refreshed = now;
-            }
-            StepKind::Clean => {
-                dii.agent_cached_clean_steps = Some(steps);
-                dii.agent_cached_clean_steps_refreshed = now;
-            }
-            StepKind::Service => {
-                dii.agent_cached_service_steps = Some(steps);
-                dii.agent_cached_service_steps_refreshed = now;
-            }
-        }
-    }
 }
 
 /// One async lock per node.
@@ -156,6 +72,7 @@ pub struct Conductor {
     agent: AgentClientOptions,
     locks: NodeLocks,
     deployer: Deployer,
+    cleaner: Cleaner,
 }
 
 impl Conductor {
@@ -170,12 +87,26 @@ impl Conductor {
         agent: AgentClientOptions,
         deploy: DeployOptions,
     ) -> Conductor {
+        Conductor::with_options(store, agent, deploy, CleanOptions::default(), true)
+    }
+
+    /// A conductor with all its settings; `fast_track` keeps the agent running after
+    /// cleaning (no `standby.power_off`), as Ironic's `[deploy]fast_track`.
+    pub fn with_options(
+        store: SharedStore,
+        agent: AgentClientOptions,
+        deploy: DeployOptions,
+        clean: CleanOptions,
+        fast_track: bool,
+    ) -> Conductor {
         let deployer = Deployer::new(store.clone(), agent.clone(), deploy);
+        let cleaner = Cleaner::new(store.clone(), agent.clone(), clean, fast_track);
         Conductor {
             store,
             agent,
             locks: NodeLocks::default(),
             deployer,
+            cleaner,
         }
     }
 
@@ -215,6 +146,10 @@ impl Conductor {
         };
         if deploy::wants_heartbeat(&node) {
             self.deployer.on_heartbeat(node, ports).await;
+            return;
+        }
+        if clean::wants_heartbeat(&node) {
+            self.cleaner.on_heartbeat(node, ports).await;
             return;
         }
         let Some(kind) = StepKind::for_state(node.provision_state) else {
@@ -321,7 +256,7 @@ fn parse_steps(
     // `{"<kind>_steps": {manager: [step, ...]}, "hardware_manager_version": {...}}`
     let keys =
         JsonMap::deserialize(&result).map_err(|e| invalid(format!("{e}; result: {result}")))?;
-    let key = kind.result_key();
+    let key = kind.steps_key();
     let (Some(steps_value), Some(versions_value)) =
         (keys.get(key), keys.get("hardware_manager_version"))
     else {

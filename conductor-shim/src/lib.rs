@@ -13,13 +13,16 @@
 //! - [`node_dict`]: the node and port dictionaries sent to the agent as command params.
 //! - [`api`]: the axum server implementing the ramdisk endpoints.
 //! - [`conductor`]: what happens after a heartbeat (step caching through the agent).
+//! - [`steps`]: the agent step protocol shared by deploys and cleaning.
 //! - [`deploy`]: deploying an image through the agent, driven by heartbeats.
+//! - [`clean`]: automated and manual cleaning through the agent, driven by heartbeats.
 //! - [`agent_client`]: the HTTP client for the agent's `/v1/commands/` API.
 //! - [`inventory`]: a typed summary of the inspection inventory for display.
 //! - [`cli`]: the command-line interface.
 
 pub mod agent_client;
 pub mod api;
+pub mod clean;
 pub mod cli;
 pub mod conductor;
 pub mod deploy;
@@ -30,6 +33,7 @@ pub mod model;
 pub mod node_dict;
 pub mod pyjson;
 pub mod state;
+pub mod steps;
 pub mod store;
 pub mod timefmt;
 pub mod token;

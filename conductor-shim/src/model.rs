@@ -55,6 +55,21 @@ pub struct Node {
     /// Time of the last change.
     #[serde(with = "time::serde::rfc3339::option")]
     pub updated_at: Option<OffsetDateTime>,
+    /// Where the running operation leads (`available` for automated cleaning, `manageable`
+    /// for manual cleaning), as Ironic's `target_provision_state`.
+    #[serde(default)]
+    pub target_provision_state: Option<ProvisionState>,
+    /// The clean step being run (Ironic's `node.clean_step`).
+    #[serde(default)]
+    pub clean_step: Option<Step>,
+    /// The RAID configuration wanted by `raid.create_configuration` (Ironic's
+    /// `node.target_raid_config`).
+    #[serde(default)]
+    pub target_raid_config: JsonMap,
+    /// The RAID configuration built by the last `raid.create_configuration` (Ironic's
+    /// `node.raid_config`, with `last_updated`).
+    #[serde(default)]
+    pub raid_config: JsonMap,
 }
 
 /// A port (a NIC) of a node, identified by its MAC address.
@@ -177,6 +192,25 @@ pub struct DriverInternalInfo {
     /// Whether the deployed image is a whole-disk image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_whole_disk_image: Option<bool>,
+    /// Where cleaning requested with `conductor-shim node provide` / `clean` stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_phase: Option<CleanPhase>,
+    /// The steps of a manual cleaning as the operator gave them (absent for automated
+    /// cleaning); resolved against the agent's steps when cleaning starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_clean_steps: Option<Vec<RequestedStep>>,
+    /// The clean steps to run, in order (Ironic's `driver_internal_info.clean_steps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_steps: Option<Vec<Step>>,
+    /// Index into `clean_steps` of the current step (Ironic's `clean_step_index`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_step_index: Option<usize>,
+    /// Progress of the running clean step as last reported by the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_progress: Option<DeployProgress>,
+    /// How often cleaning restarted after a hardware-manager version mismatch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_restarts: Option<u32>,
     /// Every other key.
     #[serde(flatten)]
     pub extra: JsonMap,
@@ -223,6 +257,60 @@ impl DeployPhase {
             DeployPhase::Failed => "failed",
         }
     }
+}
+
+/// The phase of cleaning driven by the shim, stored in `driver_internal_info.clean_phase` so
+/// that a restarted shim resumes where it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanPhase {
+    /// Requested by the CLI; starts on the agent's next heartbeat (node `clean wait`).
+    Requested,
+    /// The conductor is starting `clean_steps[clean_step_index]` (node `cleaning`; after a
+    /// busy agent also `clean wait`, retried on the next heartbeat).
+    StepRunning,
+    /// `clean.execute_clean_step` was accepted; the result is checked on each heartbeat
+    /// (node `clean wait`).
+    AgentStep,
+    /// All steps are done; `standby.power_off` is being sent (node `cleaning`).
+    PowerOff,
+    /// Finished (node `available` or `manageable`).
+    Done,
+    /// Failed (node `clean failed`, see `last_error`).
+    Failed,
+}
+
+impl CleanPhase {
+    /// Whether cleaning in this phase still needs work.
+    pub fn in_progress(self) -> bool {
+        !matches!(self, CleanPhase::Done | CleanPhase::Failed)
+    }
+
+    /// The wire name (`agent_step`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CleanPhase::Requested => "requested",
+            CleanPhase::StepRunning => "step_running",
+            CleanPhase::AgentStep => "agent_step",
+            CleanPhase::PowerOff => "power_off",
+            CleanPhase::Done => "done",
+            CleanPhase::Failed => "failed",
+        }
+    }
+}
+
+/// A clean step as the operator asked for it (`conductor-shim clean --step`): the interface
+/// may be left to be found in the agent's steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestedStep {
+    /// Interface (`deploy`, `raid`, ...); `None`: the agent's step of that name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Step name.
+    pub step: String,
+    /// Arguments (`None`: no `args` key is sent, as with Ironic's API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<JsonMap>,
 }
 
 /// The `progress` object the agent puts into a RUNNING `execute_deploy_step` result.
@@ -287,6 +375,19 @@ impl DriverInternalInfo {
         self.is_whole_disk_image = None;
         self.agent_cached_deploy_steps = None;
         self.agent_cached_deploy_steps_refreshed = None;
+    }
+
+    /// Forgets everything about a previous cleaning (Ironic's `wipe_cleaning_internal_info`
+    /// without the token: the shim cannot boot a new ramdisk, so the agent session stays).
+    pub fn wipe_clean_info(&mut self) {
+        self.clean_phase = None;
+        self.requested_clean_steps = None;
+        self.clean_steps = None;
+        self.clean_step_index = None;
+        self.clean_progress = None;
+        self.clean_restarts = None;
+        self.agent_cached_clean_steps = None;
+        self.agent_cached_clean_steps_refreshed = None;
     }
 
     /// Forgets cached steps (they belong to one operation).
@@ -371,14 +472,37 @@ mod tests {
             "agent_url": "https://1.2.3.4:9999",
             "agent_last_heartbeat": "2026-01-02T03:04:05Z",
             "agent_cached_deploy_steps": {"deploy": [{"interface": "deploy", "step": "write_image", "priority": 80, "abortable": false}]},
-            "clean_steps": [1]
+            "some_driver_key": [1]
         });
         let dii: DriverInternalInfo = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(dii.agent_url.as_deref(), Some("https://1.2.3.4:9999"));
-        assert_eq!(dii.extra["clean_steps"], json!([1]));
+        assert_eq!(dii.extra["some_driver_key"], json!([1]));
         let steps = dii.agent_cached_deploy_steps.as_ref().unwrap();
         assert_eq!(steps["deploy"][0].priority, 80);
         assert_eq!(serde_json::to_value(&dii).unwrap(), v);
+    }
+
+    #[test]
+    fn cleaning_keys_round_trip() {
+        let v = json!({
+            "clean_phase": "agent_step",
+            "requested_clean_steps": [{"step": "erase_devices"},
+                                      {"interface": "raid", "step": "create_configuration", "args": {}}],
+            "clean_steps": [{"interface": "deploy", "step": "erase_devices", "priority": 10, "abortable": true}],
+            "clean_step_index": 0,
+            "clean_restarts": 1
+        });
+        let dii: DriverInternalInfo = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(dii.clean_phase, Some(CleanPhase::AgentStep));
+        assert!(dii.clean_phase.unwrap().in_progress());
+        assert!(!CleanPhase::Done.in_progress() && !CleanPhase::Failed.in_progress());
+        let requested = dii.requested_clean_steps.as_ref().unwrap();
+        assert_eq!(requested[0].interface, None);
+        assert_eq!(requested[1].args, Some(JsonMap::new()));
+        assert_eq!(serde_json::to_value(&dii).unwrap(), v);
+        let mut dii = dii;
+        dii.wipe_clean_info();
+        assert_eq!(serde_json::to_value(&dii).unwrap(), json!({}));
     }
 
     #[test]

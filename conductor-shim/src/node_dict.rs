@@ -103,12 +103,15 @@ impl AgentNodeDict {
             .ok()
             .and_then(|v| v.as_object().cloned())
             .unwrap_or_default();
-        let target_raid_config = node
-            .instance_info
-            .get("target_raid_config")
-            .or_else(|| node.properties.get("target_raid_config"))
-            .and_then(|v| v.as_object().cloned())
-            .unwrap_or_default();
+        let target_raid_config = if node.target_raid_config.is_empty() {
+            node.instance_info
+                .get("target_raid_config")
+                .or_else(|| node.properties.get("target_raid_config"))
+                .and_then(|v| v.as_object().cloned())
+                .unwrap_or_default()
+        } else {
+            node.target_raid_config.clone()
+        };
         AgentNodeDict {
             uuid: node.uuid,
             name: node.name.clone(),
@@ -126,15 +129,19 @@ impl AgentNodeDict {
             last_error: node.last_error.clone(),
             driver: "conductor-shim",
             target_raid_config,
-            raid_config: JsonMap::new(),
+            raid_config: node.raid_config.clone(),
             created_at: timefmt::format(node.created_at),
             updated_at: node.updated_at.map(timefmt::format),
         }
     }
 }
 
-/// `active` while a deploy runs (Ironic's target of `deploying` / `wait call-back`).
+/// The node's `target_provision_state` (set while cleaning), else `active` while a deploy
+/// runs (Ironic's target of `deploying` / `wait call-back`).
 fn target_provision_state(node: &Node) -> Option<ProvisionState> {
+    if node.target_provision_state.is_some() {
+        return node.target_provision_state;
+    }
     let deploying = matches!(
         node.provision_state,
         ProvisionState::Deploying | ProvisionState::DeployWait
@@ -234,5 +241,29 @@ mod tests {
         let open = serde_json::to_value(AgentNodeDict::with_configdrive(&node)).unwrap();
         assert_eq!(open["instance_info"]["configdrive"], "H4sI");
         assert_eq!(open["instance_info"]["image_password"], "******");
+    }
+
+    #[test]
+    fn raid_configs_and_target_state() {
+        let mut store = Store::open_in_memory().unwrap();
+        let mut node = store.create_node(NewNode::default()).unwrap();
+        let v = serde_json::to_value(AgentNodeDict::new(&node)).unwrap();
+        assert_eq!(v["target_raid_config"], json!({}));
+        assert_eq!(v["target_provision_state"], json!(null));
+        node.target_raid_config = json!({"logical_disks": [{"size_gb": "MAX", "raid_level": "1"}]})
+            .as_object()
+            .unwrap()
+            .clone();
+        node.raid_config = json!({"logical_disks": []}).as_object().unwrap().clone();
+        node.provision_state = ProvisionState::Cleaning;
+        node.target_provision_state = Some(ProvisionState::Available);
+        let v = serde_json::to_value(AgentNodeDict::new(&node)).unwrap();
+        assert_eq!(
+            v["target_raid_config"]["logical_disks"][0]["raid_level"],
+            "1"
+        );
+        assert_eq!(v["raid_config"], json!({"logical_disks": []}));
+        assert_eq!(v["provision_state"], "cleaning");
+        assert_eq!(v["target_provision_state"], "available");
     }
 }

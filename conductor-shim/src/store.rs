@@ -1,10 +1,14 @@
 //! The node store: one SQLite file (WAL mode, busy timeout) shared by `serve` and the CLI.
 //!
-//! Schema version 1 (`PRAGMA user_version`):
+//! Schema version 2 (`PRAGMA user_version`):
 //! - `nodes(uuid PK, name UNIQUE NULL, provision_state, power_state, properties,
 //!   instance_info, driver_info, driver_internal_info, inventory NULL, inspection_data NULL,
-//!   last_error NULL, created_at, updated_at)`; JSON columns hold text.
+//!   last_error NULL, created_at, updated_at, target_provision_state NULL, clean_step NULL,
+//!   target_raid_config, raid_config)`; JSON columns hold text.
 //! - `ports(uuid PK, node_uuid FK → nodes ON DELETE CASCADE, address UNIQUE, created_at)`.
+//!
+//! Version 1 lacked the last four node columns; opening such a file adds them (`ALTER
+//! TABLE`), keeping every node.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,12 +21,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::mac;
-use crate::model::{NewNode, Node, Port, validate_name};
+use crate::model::{JsonMap, NewNode, Node, Port, validate_name};
 use crate::state::ProvisionState;
 use crate::timefmt;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for another process holding the database lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,8 +56,17 @@ CREATE TABLE ports (
 CREATE INDEX ports_node_uuid ON ports(node_uuid);
 ";
 
+/// Version 1 → 2: the target state, the current clean step and the RAID configurations.
+const MIGRATE_V2: &str = "
+ALTER TABLE nodes ADD COLUMN target_provision_state TEXT;
+ALTER TABLE nodes ADD COLUMN clean_step TEXT;
+ALTER TABLE nodes ADD COLUMN target_raid_config TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE nodes ADD COLUMN raid_config TEXT NOT NULL DEFAULT '{}';
+";
+
 const NODE_COLUMNS: &str = "uuid, name, provision_state, power_state, properties, instance_info, \
-     driver_info, driver_internal_info, inventory, inspection_data, last_error, created_at, updated_at";
+     driver_info, driver_internal_info, inventory, inspection_data, last_error, created_at, updated_at, \
+     target_provision_state, clean_step, target_raid_config, raid_config";
 
 /// Errors of the node store.
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +178,9 @@ impl Store {
         if version < 1 {
             tx.execute_batch(SCHEMA_V1)?;
         }
+        if version < 2 {
+            tx.execute_batch(MIGRATE_V2)?;
+        }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         Ok(Store { conn })
@@ -202,6 +218,10 @@ impl Store {
             last_error: None,
             created_at: now,
             updated_at: None,
+            target_provision_state: None,
+            clean_step: None,
+            target_raid_config: JsonMap::new(),
+            raid_config: JsonMap::new(),
         };
         let tx = self
             .conn
@@ -471,7 +491,8 @@ fn write_node(conn: &Connection, node: &Node) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE nodes SET name = ?2, provision_state = ?3, power_state = ?4, properties = ?5, \
          instance_info = ?6, driver_info = ?7, driver_internal_info = ?8, inventory = ?9, \
-         inspection_data = ?10, last_error = ?11, updated_at = ?12 WHERE uuid = ?1",
+         inspection_data = ?10, last_error = ?11, updated_at = ?12, target_provision_state = ?13, \
+         clean_step = ?14, target_raid_config = ?15, raid_config = ?16 WHERE uuid = ?1",
         params![
             node.uuid.to_string(),
             node.name,
@@ -485,6 +506,10 @@ fn write_node(conn: &Connection, node: &Node) -> Result<(), StoreError> {
             encode_opt(&node.inspection_data, "inspection_data")?,
             node.last_error,
             node.updated_at.map(timefmt::format),
+            node.target_provision_state.map(ProvisionState::as_str),
+            encode_opt(&node.clean_step, "clean_step")?,
+            encode(&node.target_raid_config, "target_raid_config")?,
+            encode(&node.raid_config, "raid_config")?,
         ],
     )?;
     Ok(())
@@ -524,6 +549,10 @@ struct RawNode {
     last_error: Option<String>,
     created_at: String,
     updated_at: Option<String>,
+    target_provision_state: Option<String>,
+    clean_step: Option<String>,
+    target_raid_config: String,
+    raid_config: String,
 }
 
 impl RawNode {
@@ -542,6 +571,10 @@ impl RawNode {
             last_error: r.get(10)?,
             created_at: r.get(11)?,
             updated_at: r.get(12)?,
+            target_provision_state: r.get(13)?,
+            clean_step: r.get(14)?,
+            target_raid_config: r.get(15)?,
+            raid_config: r.get(16)?,
         })
     }
 
@@ -582,6 +615,25 @@ impl RawNode {
                 .as_deref()
                 .map(|s| parse_time(s, id, "updated_at"))
                 .transpose()?,
+            target_provision_state: self
+                .target_provision_state
+                .as_deref()
+                .map(|s| {
+                    s.parse::<ProvisionState>()
+                        .map_err(|e| StoreError::Corrupt {
+                            node: id.to_string(),
+                            column: "target_provision_state",
+                            detail: e.to_string(),
+                        })
+                })
+                .transpose()?,
+            clean_step: self
+                .clean_step
+                .as_deref()
+                .map(|s| decode(id, "clean_step", s))
+                .transpose()?,
+            target_raid_config: decode(id, "target_raid_config", &self.target_raid_config)?,
+            raid_config: decode(id, "raid_config", &self.raid_config)?,
             name: self.name,
             last_error: self.last_error,
         })
@@ -773,6 +825,49 @@ mod tests {
         // A second connection to the same file works concurrently.
         let other = Store::open(&path).unwrap();
         assert_eq!(other.list_nodes().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn migrates_version_1_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shim.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO nodes (uuid, name, provision_state, driver_internal_info, created_at) \
+                 VALUES ('8c2e0381-7dd8-49bb-aea8-47445bf88872', 'old', 'manageable', \
+                 '{\"agent_url\": \"http://x:9999\"}', '2026-01-02T03:04:05Z')",
+                [],
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 2);
+        let node = store.get_node("old").unwrap();
+        assert_eq!(node.provision_state, ProvisionState::Manageable);
+        assert_eq!(
+            node.driver_internal_info.agent_url.as_deref(),
+            Some("http://x:9999")
+        );
+        assert!(node.target_provision_state.is_none() && node.clean_step.is_none());
+        assert!(node.target_raid_config.is_empty() && node.raid_config.is_empty());
+        let raid = json!({"logical_disks": [{"size_gb": "MAX", "raid_level": "1"}]});
+        store
+            .update_node(node.uuid, |n| {
+                n.target_provision_state = Some(ProvisionState::Available);
+                n.target_raid_config = raid.as_object().unwrap().clone();
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        drop(store);
+        let node = Store::open(&path).unwrap().get_node("old").unwrap();
+        assert_eq!(node.target_provision_state, Some(ProvisionState::Available));
+        assert_eq!(
+            node.target_raid_config["logical_disks"][0]["raid_level"],
+            "1"
+        );
     }
 
     #[test]

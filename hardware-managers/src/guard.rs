@@ -61,15 +61,15 @@ impl DiskGuard {
     pub fn check_writable(&self, device: &Path) -> Result<(), GuardError> {
         let dev = Self::canonical(device);
         let shown = device.display().to_string();
-        if !self.allow.is_empty() && !self.allow.iter().any(|a| Self::canonical(a) == dev) {
-            let list: Vec<String> = self.allow.iter().map(|a| a.display().to_string()).collect();
-            return Err(GuardError::NotAllowed(shown, list.join(", ")));
-        }
         let name = dev
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| GuardError::NotADevice(shown.clone(), "no device name".into()))?
             .to_string();
+        if !self.is_allowed(device) {
+            let list: Vec<String> = self.allow.iter().map(|a| a.display().to_string()).collect();
+            return Err(GuardError::NotAllowed(shown, list.join(", ")));
+        }
         let mounts = std::fs::read_to_string(self.root.join("proc/mounts")).unwrap_or_default();
         let dev_str = dev.display().to_string();
         for line in mounts.lines() {
@@ -101,6 +101,60 @@ impl DiskGuard {
             ));
         }
         Ok(())
+    }
+
+    /// The allow-list part of [`DiskGuard::check_writable`]: true without an allow-list, for a
+    /// listed device, and for a stacked device (md RAID, device-mapper) built only on listed
+    /// disks or their partitions.
+    pub fn is_allowed(&self, device: &Path) -> bool {
+        if self.allow.is_empty() {
+            return true;
+        }
+        let dev = Self::canonical(device);
+        if self.allow.iter().any(|a| Self::canonical(a) == dev) {
+            return true;
+        }
+        dev.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|name| self.stacked_on_allowed(name))
+    }
+
+    /// Whether `name` is a stacked device (md RAID, device-mapper) built only on allowed
+    /// disks: every lowest device under it (through `slaves/`) is an allowed disk or a
+    /// partition of one. A stacked device without slaves is not allowed.
+    fn stacked_on_allowed(&self, name: &str) -> bool {
+        let class = self.root.join("sys/class/block");
+        let lower = lower_devices(&class, name);
+        let leaves: Vec<&String> = lower
+            .iter()
+            .filter(|d| list_dir(&class.join(d).join("slaves")).is_empty())
+            .collect();
+        let allowed: BTreeSet<String> = self
+            .allow
+            .iter()
+            .filter_map(|a| {
+                Self::canonical(a)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .collect();
+        !leaves.is_empty()
+            && leaves.iter().all(|leaf| {
+                if allowed.contains(leaf.as_str()) {
+                    return true;
+                }
+                // A partition's sysfs directory sits inside its disk's.
+                let dir = class.join(leaf);
+                dir.join("partition").is_file()
+                    && std::fs::canonicalize(&dir)
+                        .ok()
+                        .and_then(|p| {
+                            p.parent()
+                                .and_then(|d| d.file_name())
+                                .map(|n| n.to_string_lossy().into_owned())
+                        })
+                        .is_some_and(|disk| allowed.contains(&disk))
+            })
     }
 
     /// Why device `name` (with partitions `parts`) carries the filesystem mounted at the
@@ -255,6 +309,54 @@ mod tests {
             err.as_deref(),
             Some("refusing to write /dev/vdb: it is not in the --allow-device list (/dev/loop5)")
         );
+        Ok(())
+    }
+
+    #[test]
+    fn md_devices_on_allowed_disks_are_allowed() -> anyhow::Result<()> {
+        let t = tree()?;
+        let r = t.path();
+        // md0 on vdb1 + nvme0n1p1 (partition directories inside their disks', linked from
+        // class/block as sysfs does); md1 on vdb2 + vdc1; md2 has no slaves.
+        let devices = r.join("sys/devices/virtual");
+        for (disk, part) in [
+            ("vdb", "vdb1"),
+            ("vdb", "vdb2"),
+            ("nvme0n1", "nvme0n1p1"),
+            ("vdc", "vdc1"),
+        ] {
+            write(
+                r,
+                &format!("sys/devices/virtual/{disk}/{part}/partition"),
+                "1\n",
+            )?;
+            let link = r.join("sys/class/block").join(part);
+            if !link.exists() {
+                std::os::unix::fs::symlink(devices.join(disk).join(part), link)?;
+            }
+        }
+        for (md, slaves) in [
+            ("md0", vec!["vdb1", "nvme0n1p1"]),
+            ("md1", vec!["vdb2", "vdc1"]),
+        ] {
+            for s in slaves {
+                std::fs::create_dir_all(r.join("sys/class/block").join(md).join("slaves").join(s))?;
+            }
+        }
+        std::fs::create_dir_all(r.join("sys/class/block/md2"))?;
+        let g = DiskGuard::new(
+            vec![PathBuf::from("/dev/vdb"), PathBuf::from("/dev/nvme0n1")],
+            r,
+        );
+        assert_eq!(g.check_writable(Path::new("/dev/md0")), Ok(()));
+        assert!(matches!(
+            g.check_writable(Path::new("/dev/md1")),
+            Err(GuardError::NotAllowed(..))
+        ));
+        assert!(matches!(
+            g.check_writable(Path::new("/dev/md2")),
+            Err(GuardError::NotAllowed(..))
+        ));
         Ok(())
     }
 

@@ -14,10 +14,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use e2e_tests::qemu::{Arch, Firmware, Nic, Vm, VmSpec, guest_mac, sparse_disk};
-use e2e_tests::{Shim, free_port, wait_for, workspace_root};
+use e2e_tests::qemu::{
+    Arch, Firmware, Nic, Vm, VmSpec, guest_mac, report, sha256_hex, sparse_disk, wait_vm,
+    whole_disk_image,
+};
+use e2e_tests::{Shim, free_port, wait_for};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 const MIB: u64 = 1 << 20;
 /// The deploy target: just above IPA's 4 GiB minimum for a root device (sparse on the host).
@@ -30,72 +32,6 @@ const BOOT: Duration = Duration::from_secs(300);
 
 /// One VM at a time: each keeps a core busy under TCG.
 static VM_LOCK: Mutex<()> = Mutex::new(());
-
-fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// A whole-disk raw image: an msdos table with one Linux partition and patterned data.
-fn whole_disk_image(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let mut img = vec![0u8; usize::try_from(IMAGE)?];
-    let sectors = u32::try_from(IMAGE / 512)?;
-    let mbr = &mut img[..512];
-    mbr[440..444].copy_from_slice(&0x0a1c_3dd3u32.to_le_bytes());
-    let entry = &mut mbr[446..462];
-    entry[4] = 0x83;
-    entry[8..12].copy_from_slice(&2048u32.to_le_bytes());
-    entry[12..16].copy_from_slice(&(sectors - 2048).to_le_bytes());
-    mbr[510] = 0x55;
-    mbr[511] = 0xaa;
-    let mut block = Sha256::digest(b"vm-image").to_vec();
-    let mut at = usize::try_from(MIB)?;
-    // Leave the last quarter sparse (zeros): whole-disk images have holes.
-    let end = img.len() * 3 / 4;
-    while at < end {
-        block = Sha256::digest(&block).to_vec();
-        let n = block.len().min(end - at);
-        img[at..at + n].copy_from_slice(&block[..n]);
-        at += n;
-    }
-    std::fs::write(path, &img)?;
-    Ok(img)
-}
-
-fn report(name: &str, value: &Value) -> anyhow::Result<()> {
-    let dir = workspace_root().join("target").join("vm-report");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join(format!("{name}.json")),
-        serde_json::to_vec_pretty(value)?,
-    )?;
-    Ok(())
-}
-
-/// Polls `f` while checking that QEMU still runs (fails fast, with the console, if it died).
-fn wait_vm<T>(
-    vm: &mut Vm,
-    timeout: Duration,
-    what: &str,
-    mut f: impl FnMut() -> Option<T>,
-) -> anyhow::Result<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        vm.check_running()?;
-        if Instant::now() >= deadline {
-            bail!(
-                "timed out after {timeout:?} waiting for {what}; serial console:\n{}",
-                vm.console()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 struct Expect {
     boot_mode: &'static str,
@@ -166,7 +102,7 @@ fn boot_inspect_deploy(
     let dir = tempfile::tempdir()?;
     let images = dir.path().join("images");
     std::fs::create_dir_all(&images)?;
-    let image = whole_disk_image(&images.join("disk.raw"))?;
+    let image = whole_disk_image(&images.join("disk.raw"), IMAGE)?;
     let sha = sha256_hex(&image);
 
     let shim = Shim::start(

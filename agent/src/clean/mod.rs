@@ -6,6 +6,8 @@
 pub mod burnin;
 pub mod erase;
 pub mod raid;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use hardware_managers::Step;
 

@@ -1,20 +1,16 @@
 //! The deploy/clean steps the agent implements, offered under the generic manager's name
 //! (as IPA offers them) through [`hardware_managers::generic::backend::StepBackend`].
 
-use std::path::Path;
 use std::sync::{OnceLock, Weak};
 
 use hardware_managers::generic::backend::StepBackend;
-use hardware_managers::guard::DiskGuard;
 use hardware_managers::{HardwareError, HardwareResult, Step, StepContext, StepKind};
 use serde_json::{Map, Value, json};
-use tracing::{info, warn};
 
 use super::inject;
 use super::prepare::prepare_image;
 use crate::clean;
 use crate::context::AgentContext;
-use crate::disk::wipe;
 use crate::image::info::validate_image_info;
 
 /// The agent's own steps. Bound to the agent context once it exists.
@@ -50,14 +46,21 @@ fn step(name: &str, priority: i64, abortable: bool) -> Step {
 }
 
 impl StepBackend for AgentSteps {
+    fn install_device(
+        &self,
+        node: Option<&hardware_managers::Node>,
+    ) -> HardwareResult<Option<String>> {
+        Ok(self
+            .ctx
+            .get()
+            .and_then(Weak::upgrade)
+            .and_then(|ctx| clean::raid::install_device(&ctx, node)))
+    }
+
     fn steps(&self, kind: StepKind) -> Vec<Step> {
         let mut own = match kind {
-            StepKind::Deploy => vec![
-                step("erase_devices_metadata", 0, true),
-                step("write_image", 0, false),
-                self.inject_files_step(),
-            ],
-            StepKind::Clean => vec![step("erase_devices_metadata", 99, true)],
+            StepKind::Deploy => vec![step("write_image", 0, false), self.inject_files_step()],
+            StepKind::Clean => Vec::new(),
             StepKind::Service => vec![step("write_image", 0, false), self.inject_files_step()],
         };
         // The cleaning modules add theirs; a module's entry replaces a built-in one of the same name.
@@ -83,11 +86,14 @@ impl StepBackend for AgentSteps {
         match name {
             "write_image" => self.write_image(args),
             "inject_files" => inject::run(self.context()?.as_ref(), step_ctx, args),
-            "erase_devices_metadata" => self.erase_devices_metadata(),
             other => {
                 let ctx = self.context()?;
                 let ctx = ctx.as_ref();
-                for run in [clean::erase::execute, clean::burnin::execute, clean::raid::execute] {
+                for run in [
+                    clean::erase::execute,
+                    clean::burnin::execute,
+                    clean::raid::execute,
+                ] {
                     match run(ctx, other, step_ctx, args) {
                         Err(e) if e.is_incompatible() => continue,
                         done => return done,
@@ -133,47 +139,5 @@ impl AgentSteps {
             }
         })?;
         Ok(json!({ "result": format!("prepare_image: {text}") }))
-    }
-
-    /// `erase_devices_metadata`: wipe partition tables and signatures of every disk the guard
-    /// allows; disks it protects are skipped and named in the log.
-    fn erase_devices_metadata(&self) -> HardwareResult<Value> {
-        let ctx = self.context()?;
-        let node = ctx.node();
-        let disks = ctx
-            .chain
-            .dispatch("list_block_devices", |m| m.list_block_devices(false))?;
-        let skip = match &node {
-            Some(n) => hardware_managers::hints::SkipList::from_node(n)?,
-            None => hardware_managers::hints::SkipList::default(),
-        };
-        let guard = DiskGuard::new(ctx.config.allow_devices.clone(), Path::new("/"));
-        let mut errors = Vec::new();
-        for disk in disks {
-            if skip
-                .matching_entry(&hardware_managers::hints::HintTarget::from(&disk))
-                .is_some()
-            {
-                info!(disk = %disk.name, "skipped by skip_block_devices");
-                continue;
-            }
-            let path = Path::new(&disk.name);
-            if let Err(e) = guard.check_writable(path) {
-                warn!(disk = %disk.name, reason = %e, "not erasing a protected disk");
-                continue;
-            }
-            match wipe::erase_metadata(path) {
-                Ok(_) => info!(disk = %disk.name, "metadata erased"),
-                Err(e) => errors.push(format!("{}: {e}", disk.name)),
-            }
-        }
-        if errors.is_empty() {
-            Ok(Value::Null)
-        } else {
-            Err(HardwareError::Failed {
-                kind: "BlockDeviceEraseError".into(),
-                message: format!("Failed to erase the metadata of: {}", errors.join("; ")),
-            })
-        }
     }
 }

@@ -308,6 +308,8 @@ pub fn create_partition_image_layout(
                 map.root = node;
                 continue;
             }
+            // Partition images never ask for RAID members.
+            PartitionKind::LinuxRaid => continue,
         };
         *slot = Some(node);
     }

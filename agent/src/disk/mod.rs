@@ -10,7 +10,7 @@
 //! `mkfs.<ephemeral_format>` (e2fsprogs / xfsprogs / …) and, when present, `wipefs` (util-linux).
 
 pub mod blockdev;
-mod cmd;
+pub(crate) mod cmd;
 pub mod configdrive;
 pub mod error;
 pub mod gpt_table;

@@ -21,6 +21,8 @@ pub const GPT_BIOS_BOOT: Uuid = uuid::uuid!("21686148-6449-6E6F-744E-65656445464
 pub const GPT_PREP: Uuid = uuid::uuid!("9E1A2D38-C612-4316-AA26-8B49521E5A8B");
 /// GPT type GUID of Linux swap.
 pub const GPT_LINUX_SWAP: Uuid = uuid::uuid!("0657FD6D-A4AB-43C4-84E5-0933C84B4F4F");
+/// GPT type GUID of a Linux software-RAID member.
+pub const GPT_LINUX_RAID: Uuid = uuid::uuid!("A19D880F-05FC-4D3B-A006-743F0F84911E");
 /// GPT type GUID of Linux filesystem data.
 pub const GPT_LINUX_FS: Uuid = uuid::uuid!("0FC63DAF-8483-4772-8E79-3D69D8477DE4");
 /// GPT attribute bit 2: legacy BIOS bootable.
@@ -75,6 +77,8 @@ pub enum PartitionKind {
     ConfigDrive,
     /// Ephemeral data (Linux data type).
     Ephemeral,
+    /// A Linux software-RAID member (GPT RAID type, MBR 0xFD).
+    LinuxRaid,
 }
 
 impl PartitionKind {
@@ -85,6 +89,7 @@ impl PartitionKind {
             PartitionKind::BiosBoot => GPT_BIOS_BOOT,
             PartitionKind::Prep => GPT_PREP,
             PartitionKind::Swap => GPT_LINUX_SWAP,
+            PartitionKind::LinuxRaid => GPT_LINUX_RAID,
             PartitionKind::Linux | PartitionKind::ConfigDrive | PartitionKind::Ephemeral => {
                 GPT_LINUX_FS
             }
@@ -97,6 +102,7 @@ impl PartitionKind {
             PartitionKind::Esp => 0xEF,
             PartitionKind::Prep => 0x41,
             PartitionKind::Swap => 0x82,
+            PartitionKind::LinuxRaid => 0xFD,
             PartitionKind::BiosBoot
             | PartitionKind::Linux
             | PartitionKind::ConfigDrive
@@ -251,57 +257,112 @@ pub fn write_table(
     kind: TableKind,
     specs: &[PartitionSpec],
 ) -> Result<PartitionTable, DiskError> {
-    if specs.is_empty() {
-        return Err(DiskError::Layout("no partitions requested".into()));
-    }
-    if kind == TableKind::Msdos && specs.len() > 4 {
-        return Err(DiskError::Layout(format!(
-            "{} partitions requested but an msdos table holds 4 primary partitions",
-            specs.len()
-        )));
-    }
-    if let Some(s) = specs.iter().find(|s| s.size_mib == 0) {
-        return Err(DiskError::Layout(format!(
-            "partition `{}` has size 0",
-            s.name
-        )));
-    }
+    let mut next = 1;
+    let placed: Vec<PlacedPartition> = specs
+        .iter()
+        .map(|s| {
+            let p = PlacedPartition {
+                start_mib: next,
+                spec: s.clone(),
+            };
+            next += s.size_mib;
+            p
+        })
+        .collect();
+    write_table_placed(disk, kind, &placed)
+}
+
+/// A partition of a fresh table at an explicit place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedPartition {
+    /// Start in MiB from the beginning of the disk (at least 1).
+    pub start_mib: u64,
+    /// Size, type and name.
+    pub spec: PartitionSpec,
+}
+
+/// The last MiB boundary a partition of a `kind` table on `disk` may end at.
+pub fn usable_end_mib(disk: &Path, kind: TableKind) -> Result<u64, DiskError> {
     let size = blockdev::size_bytes(disk)?;
     let sector = blockdev::logical_sector_size(disk)?;
     let total_lbas = size / sector;
-    let per_mib = MIB / sector;
-    let needed_mib: u64 = 1 + specs.iter().map(|s| s.size_mib).sum::<u64>();
     let end_limit = match kind {
         TableKind::Gpt => gpt_table::usable_range(total_lbas, sector).1 + 1,
         TableKind::Msdos => total_lbas.min(u64::from(u32::MAX)),
     };
-    if needed_mib * per_mib > end_limit {
+    Ok(end_limit / (MIB / sector))
+}
+
+/// Writes a fresh `kind` table on `disk` holding `parts` numbered from 1 in the given order,
+/// each at its own start (they must not overlap and must lie in the usable area), and returns
+/// the table as read back. Old table areas are zeroed first; partition contents are not
+/// touched.
+///
+/// Only call after the disk guard accepted `disk`.
+pub fn write_table_placed(
+    disk: &Path,
+    kind: TableKind,
+    parts: &[PlacedPartition],
+) -> Result<PartitionTable, DiskError> {
+    if parts.is_empty() {
+        return Err(DiskError::Layout("no partitions requested".into()));
+    }
+    if kind == TableKind::Msdos && parts.len() > 4 {
         return Err(DiskError::Layout(format!(
-            "the partitions need {needed_mib} MiB but {} has {} MiB usable",
-            disk.display(),
-            end_limit / per_mib
+            "{} partitions requested but an msdos table holds 4 primary partitions",
+            parts.len()
         )));
     }
-    let mut starts = Vec::with_capacity(specs.len());
-    let mut next = per_mib;
-    for s in specs {
-        starts.push(next);
-        next += s.size_mib * per_mib;
+    if let Some(p) = parts.iter().find(|p| p.spec.size_mib == 0) {
+        return Err(DiskError::Layout(format!(
+            "partition `{}` has size 0",
+            p.spec.name
+        )));
     }
-    let used_end = next * sector;
+    if let Some(p) = parts.iter().find(|p| p.start_mib == 0) {
+        return Err(DiskError::Layout(format!(
+            "partition `{}` would start inside the partition table",
+            p.spec.name
+        )));
+    }
+    let mut spans: Vec<(u64, u64)> = parts
+        .iter()
+        .map(|p| (p.start_mib, p.start_mib + p.spec.size_mib))
+        .collect();
+    spans.sort_unstable();
+    if spans.windows(2).any(|w| w[0].1 > w[1].0) {
+        return Err(DiskError::Layout(format!(
+            "partitions overlap: {spans:?} (MiB)"
+        )));
+    }
+    let size = blockdev::size_bytes(disk)?;
+    let sector = blockdev::logical_sector_size(disk)?;
+    let per_mib = MIB / sector;
+    let usable_mib = usable_end_mib(disk, kind)?;
+    let needed_mib = spans.last().map_or(0, |s| s.1);
+    if needed_mib > usable_mib {
+        return Err(DiskError::Layout(format!(
+            "the partitions need {needed_mib} MiB but {} has {usable_mib} MiB usable",
+            disk.display(),
+        )));
+    }
+    let used_end = needed_mib * MIB;
     let tail = size.saturating_sub(MIB).max(used_end);
     blockdev::zero_ranges(disk, &[(0, MIB), (tail, size - tail)])?;
     match kind {
         TableKind::Gpt => {
-            let entries: Vec<NewEntry> = specs
+            let entries: Vec<NewEntry> = parts
                 .iter()
-                .zip(&starts)
-                .map(|(s, start)| NewEntry {
-                    first_lba: *start,
-                    lbas: s.size_mib * per_mib,
-                    type_guid: s.kind.gpt_type(),
-                    name: s.name.clone(),
-                    flags: if s.bootable { GPT_ATTR_LEGACY_BOOT } else { 0 },
+                .map(|p| NewEntry {
+                    first_lba: p.start_mib * per_mib,
+                    lbas: p.spec.size_mib * per_mib,
+                    type_guid: p.spec.kind.gpt_type(),
+                    name: p.spec.name.clone(),
+                    flags: if p.spec.bootable {
+                        GPT_ATTR_LEGACY_BOOT
+                    } else {
+                        0
+                    },
                 })
                 .collect();
             gpt_table::write_fresh(disk, sector, &entries)?;
@@ -313,16 +374,15 @@ pub fn write_table(
             }
             let m = Mbr {
                 disk_signature: signature,
-                entries: specs
+                entries: parts
                     .iter()
-                    .zip(&starts)
                     .enumerate()
-                    .map(|(i, (s, start))| MbrEntry {
+                    .map(|(i, p)| MbrEntry {
                         number: i as u32 + 1,
-                        bootable: s.bootable,
-                        kind: s.kind.mbr_type(),
-                        start_lba: *start,
-                        sectors: s.size_mib * per_mib,
+                        bootable: p.spec.bootable,
+                        kind: p.spec.kind.mbr_type(),
+                        start_lba: p.start_mib * per_mib,
+                        sectors: p.spec.size_mib * per_mib,
                     })
                     .collect(),
             };
@@ -330,7 +390,7 @@ pub fn write_table(
         }
     }
     blockdev::flush(disk)?;
-    tracing::info!(disk = %disk.display(), %kind, partitions = specs.len(), "wrote a partition table");
+    tracing::info!(disk = %disk.display(), %kind, partitions = parts.len(), "wrote a partition table");
     read_table(disk)?.ok_or_else(|| DiskError::table(disk, "the new table cannot be read back"))
 }
 

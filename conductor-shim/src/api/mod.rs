@@ -36,6 +36,7 @@ use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
 
 use crate::agent_client::AgentClientOptions;
+use crate::clean::CleanOptions;
 use crate::conductor::Conductor;
 use crate::deploy::DeployOptions;
 use crate::store::SharedStore;
@@ -64,6 +65,8 @@ pub struct ServerConfig {
     pub agent: AgentClientOptions,
     /// How deploys poll the agent.
     pub deploy: DeployOptions,
+    /// How cleaning picks and runs steps.
+    pub clean: CleanOptions,
     /// A directory whose files are served at `GET /images/<name>` (Ironic's conductor image
     /// cache), with `Range` support.
     pub images_dir: Option<PathBuf>,
@@ -79,6 +82,7 @@ impl Default for ServerConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             agent: AgentClientOptions::default(),
             deploy: DeployOptions::default(),
+            clean: CleanOptions::default(),
             images_dir: None,
         }
     }
@@ -98,10 +102,12 @@ pub struct AppState {
 impl AppState {
     /// State for a server using `store` with `config`.
     pub fn new(store: SharedStore, config: ServerConfig) -> AppState {
-        let conductor = Conductor::with_deploy_options(
+        let conductor = Conductor::with_options(
             store.clone(),
             config.agent.clone(),
             config.deploy.clone(),
+            config.clean.clone(),
+            config.fast_track,
         );
         AppState {
             store,

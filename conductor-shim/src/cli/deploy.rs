@@ -116,7 +116,7 @@ fn follow(store: &Store, uuid: Uuid, args: &DeployArgs) -> Result<()> {
         let dii = &node.driver_internal_info;
         let snapshot = |progress| Snapshot {
             state: node.provision_state,
-            phase: dii.deploy_phase,
+            phase: dii.deploy_phase.map(Into::into),
             step: dii
                 .deploy_step
                 .as_ref()

@@ -5,8 +5,16 @@
 //!                [--no-require-tls] [--fast-track true|false] [--agent-tls-min 1.2|1.3]
 //! conductor-shim node create [--name N] [--uuid U] [--mac MAC]... [--state STATE]
 //!                [--property k=v]... [--driver-info k=v]... [--instance-info k=v]...
-//! conductor-shim node list | show NODE | delete NODE | set-state NODE STATE [--reset-agent]
 //!                [--images DIR] [--command-wait-interval SECS] [--command-wait-attempts N]
+//!                [--erase-devices-priority N] [--erase-devices-metadata-priority N]
+//!                [--clean-step-priority-override IFACE.STEP=N]...
+//!                [--shred-random-overwrite-iterations N]
+//!                [--shred-final-overwrite-with-zeros true|false]
+//! conductor-shim node list | show NODE | delete NODE | set-state NODE STATE [--reset-agent]
+//! conductor-shim node manage NODE
+//! conductor-shim node provide NODE [--no-wait] [--timeout SECS]
+//! conductor-shim node set NODE [--target-raid-config JSON] [--property k=v]...
+//!                [--driver-info k=v]... [--instance-info k=v]...
 //! conductor-shim agent NODE COMMAND [--params JSON] [--wait]
 //! conductor-shim commands NODE
 //! conductor-shim deploy NODE --image URL [--checksum ALGO:HEX | --checksum-url URL]
@@ -14,9 +22,11 @@
 //!                [--swap-mb N] [--ephemeral-mb N] [--boot-mode bios|uefi]
 //!                [--disk-label gpt|msdos] [--configdrive FILE] [--root-hint k=v]...
 //!                [--no-wait] [--timeout SECS]
+//! conductor-shim clean NODE --step [IFACE.]NAME[:k=v,...]... [--no-wait] [--timeout SECS]
 //! ```
 
 mod agent;
+mod clean;
 mod deploy;
 mod node;
 pub mod output;
@@ -34,6 +44,7 @@ use uuid::Uuid;
 
 use crate::agent_client::{AgentClientOptions, DEFAULT_MAX_ATTEMPTS, TlsMinVersion};
 use crate::deploy::request::{BootMode, Checksum, DiskLabel, ImageType};
+use crate::model::RequestedStep;
 use crate::state::ProvisionState;
 
 /// `conductor-shim`: a minimal Ironic-compatible conductor for ironic-agent.
@@ -71,6 +82,9 @@ pub enum Command {
     /// Deploy an image on a node through its agent (needs `serve` running for the agent's
     /// heartbeats) and follow the deploy with a progress bar.
     Deploy(Box<DeployArgs>),
+    /// Manual cleaning of a manageable node: run the given clean steps through its agent
+    /// (needs `serve` running) and follow them until the node is manageable again.
+    Clean(CleanArgs),
 }
 
 /// `serve` options.
@@ -103,6 +117,23 @@ pub struct ServeArgs {
     /// Polls of a polled agent command before it times out.
     #[arg(long, default_value_t = crate::deploy::DEFAULT_COMMAND_WAIT_ATTEMPTS, value_name = "N")]
     pub command_wait_attempts: u32,
+    /// Priority of the agent's `erase_devices` clean step (0 disables it; default: the
+    /// agent's).
+    #[arg(long, value_name = "N")]
+    pub erase_devices_priority: Option<i64>,
+    /// Priority of the agent's `erase_devices_metadata` clean step (0 disables it; default:
+    /// the agent's).
+    #[arg(long, value_name = "N")]
+    pub erase_devices_metadata_priority: Option<i64>,
+    /// Priority of any clean step, `interface.step=N` (repeatable; applied last).
+    #[arg(long = "clean-step-priority-override", value_name = "IFACE.STEP=N")]
+    pub clean_step_priority_overrides: Vec<PriorityOverride>,
+    /// Random overwrite passes of `erase_devices` when it shreds.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub shred_random_overwrite_iterations: u32,
+    /// Whether `erase_devices` writes zeros after shredding.
+    #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "true|false")]
+    pub shred_final_overwrite_with_zeros: bool,
     /// How to reach agents.
     #[command(flatten)]
     pub agent: AgentConnArgs,
@@ -161,6 +192,68 @@ pub struct DeployArgs {
     pub agent: AgentConnArgs,
 }
 
+/// `clean` options.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// UUID or name.
+    pub node: String,
+    /// A clean step, in order (repeatable): `[INTERFACE.]NAME[:KEY=VALUE,...]` (values are
+    /// JSON when they parse, else strings; without an interface the agent's step of that
+    /// name is used, `deploy` first), or a JSON object `{"interface", "step", "args"}`.
+    #[arg(long = "step", value_name = "[IFACE.]NAME[:K=V,...]", required = true)]
+    pub steps: Vec<RequestedStep>,
+    /// How to wait.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// Waiting for cleaning.
+#[derive(Debug, Clone, Args)]
+pub struct WaitArgs {
+    /// Only store the request; do not wait for cleaning.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting after this many seconds (cleaning itself goes on).
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    pub timeout: u64,
+}
+
+/// `interface.step=N` of `--clean-step-priority-override`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriorityOverride {
+    /// `interface.step`.
+    pub step: String,
+    /// The priority.
+    pub priority: i64,
+}
+
+impl FromStr for PriorityOverride {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (step, priority) = s
+            .split_once('=')
+            .or_else(|| s.split_once(':'))
+            .ok_or_else(|| format!("expected INTERFACE.STEP=N, got {s:?}"))?;
+        let (interface, name) = step
+            .split_once('.')
+            .ok_or_else(|| format!("expected INTERFACE.STEP=N, got {s:?}"))?;
+        if interface.is_empty() || name.is_empty() {
+            return Err(format!("expected INTERFACE.STEP=N, got {s:?}"));
+        }
+        let priority = priority
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|p| *p >= 0)
+            .ok_or_else(|| format!("priority in {s:?} must be a whole number ≥ 0"))?;
+        Ok(PriorityOverride {
+            step: step.to_string(),
+            priority,
+        })
+    }
+}
+
 /// Options for reaching agents.
 #[derive(Debug, Clone, Args)]
 pub struct AgentConnArgs {
@@ -211,6 +304,47 @@ pub enum NodeCommand {
         #[arg(long)]
         reset_agent: bool,
     },
+    /// Move a node to manageable (from enroll, available, clean failed, inspect failed or
+    /// adopt failed), as Ironic's `manage`.
+    Manage {
+        /// UUID or name.
+        node: String,
+    },
+    /// Automated cleaning of a manageable node through its agent (needs `serve` running),
+    /// ending available; follows the cleaning until it ends.
+    Provide(ProvideArgs),
+    /// Change a node's fields (not while it is cleaning, deploying or servicing).
+    Set(SetArgs),
+}
+
+/// `node provide` options.
+#[derive(Debug, Args)]
+pub struct ProvideArgs {
+    /// UUID or name.
+    pub node: String,
+    /// How to wait.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// `node set` options.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// UUID or name.
+    pub node: String,
+    /// `target_raid_config` as JSON (`{"logical_disks": [...]}`; `{}` clears it), read by
+    /// the agent's `raid.create_configuration`.
+    #[arg(long, value_name = "JSON")]
+    pub target_raid_config: Option<String>,
+    /// `properties` entry; the value is JSON if it parses, else a string (repeatable).
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    pub properties: Vec<KeyValue>,
+    /// `driver_info` entry (repeatable).
+    #[arg(long = "driver-info", value_name = "KEY=VALUE")]
+    pub driver_info: Vec<KeyValue>,
+    /// `instance_info` entry (repeatable).
+    #[arg(long = "instance-info", value_name = "KEY=VALUE")]
+    pub instance_info: Vec<KeyValue>,
 }
 
 /// `node create` options.
@@ -316,6 +450,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(args) => agent::run_command(&cli, args),
         Command::Commands(args) => agent::list_commands(&cli, args),
         Command::Deploy(args) => deploy::run(&cli, args),
+        Command::Clean(args) => clean::run_clean(&cli, args),
     }
 }
 
@@ -373,6 +508,65 @@ mod tests {
         };
         assert_eq!(args.images, Some(PathBuf::from("/srv/img")));
         assert_eq!(args.command_wait_attempts, 100);
+    }
+
+    #[test]
+    fn clean_flags() {
+        let cli = Cli::try_parse_from([
+            "cs",
+            "clean",
+            "n1",
+            "--step",
+            "erase_devices_metadata",
+            "--step",
+            "raid.create_configuration:create_root_volume=false",
+            "--no-wait",
+        ])
+        .unwrap();
+        let Command::Clean(args) = cli.command else {
+            panic!("not clean")
+        };
+        assert_eq!(args.steps.len(), 2);
+        assert_eq!(args.steps[1].interface.as_deref(), Some("raid"));
+        assert!(args.wait.no_wait);
+        assert_eq!(args.wait.timeout, 3600);
+        assert!(
+            Cli::try_parse_from(["cs", "clean", "n1"]).is_err(),
+            "--step required"
+        );
+        let err = Cli::try_parse_from(["cs", "clean", "n1", "--step", "bad.step"]).unwrap_err();
+        assert!(err.to_string().contains("unknown interface"), "{err}");
+        let cli = Cli::try_parse_from(["cs", "node", "provide", "n1", "--timeout", "5"]).unwrap();
+        let Command::Node(NodeCommand::Provide(args)) = cli.command else {
+            panic!("not provide")
+        };
+        assert_eq!(args.wait.timeout, 5);
+        let cli = Cli::try_parse_from([
+            "cs",
+            "serve",
+            "--erase-devices-priority",
+            "0",
+            "--clean-step-priority-override",
+            "raid.delete_configuration=20",
+            "--shred-final-overwrite-with-zeros",
+            "false",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.erase_devices_priority, Some(0));
+        assert_eq!(
+            args.clean_step_priority_overrides,
+            [PriorityOverride {
+                step: "raid.delete_configuration".into(),
+                priority: 20
+            }]
+        );
+        assert!(!args.shred_final_overwrite_with_zeros);
+        for bad in ["x=1", "raid.x", "raid.x=-1", ".x=1", "raid.x=a"] {
+            assert!(bad.parse::<PriorityOverride>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,14 +1,16 @@
-//! `node create | list | show | delete | set-state`.
+//! `node create | list | show | delete | set-state | manage | provide | set`.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::output::{key_values, or_dash, table};
 use super::progress;
-use super::{Cli, CreateArgs, KeyValue, NodeCommand};
+use super::{Cli, CreateArgs, KeyValue, NodeCommand, SetArgs};
+use crate::clean::request::{self, NodeUpdate};
 use crate::inventory::Inventory;
 use crate::mask;
-use crate::model::{CachedSteps, DeployPhase, JsonMap, NewNode, Node};
+use crate::model::{CachedSteps, CleanPhase, DeployPhase, JsonMap, NewNode, Node};
+use crate::steps::step_id;
 use crate::store::{Store, StoreError};
 use crate::timefmt;
 use crate::token;
@@ -104,6 +106,9 @@ pub(super) fn run(cli: &Cli, cmd: &NodeCommand) -> Result<()> {
             let node = store.update_node(uuid, |n| {
                 n.provision_state = *state;
                 n.last_error = None;
+                n.target_provision_state = None;
+                n.clean_step = None;
+                n.driver_internal_info.wipe_clean_info();
                 if *reset_agent {
                     n.driver_internal_info.reset_agent();
                 } else {
@@ -113,7 +118,40 @@ pub(super) fn run(cli: &Cli, cmd: &NodeCommand) -> Result<()> {
             })?;
             print_node(cli, &NodeView::load(&store, node)?)
         }
+        NodeCommand::Manage { node } => {
+            let node = request::manage(&mut store, node)
+                .with_context(|| format!("managing node {node}"))?;
+            print_node(cli, &NodeView::load(&store, node)?)
+        }
+        NodeCommand::Provide(args) => {
+            drop(store);
+            super::clean::run_provide(cli, args)
+        }
+        NodeCommand::Set(args) => {
+            let change = node_update(args)?;
+            let node = request::update(&mut store, &args.node, change)
+                .with_context(|| format!("setting fields of node {}", args.node))?;
+            print_node(cli, &NodeView::load(&store, node)?)
+        }
     }
+}
+
+/// The change `node set` asks for.
+fn node_update(args: &SetArgs) -> Result<NodeUpdate> {
+    let target_raid_config = args
+        .target_raid_config
+        .as_deref()
+        .map(|text| {
+            serde_json::from_str::<serde_json::Value>(text)
+                .with_context(|| format!("--target-raid-config is not valid JSON: {text}"))
+        })
+        .transpose()?;
+    Ok(NodeUpdate {
+        target_raid_config,
+        properties: to_map(&args.properties),
+        driver_info: to_map(&args.driver_info),
+        instance_info: to_map(&args.instance_info),
+    })
 }
 
 fn to_map(items: &[KeyValue]) -> JsonMap {
@@ -182,7 +220,7 @@ fn deploy_lines(n: &Node, phase: DeployPhase) -> Vec<(String, String)> {
     if let Some(progress) = &dii.deploy_progress {
         let snapshot = progress::Snapshot {
             state: n.provision_state,
-            phase: Some(phase),
+            phase: Some(phase.into()),
             step: None,
             progress: Some(progress.clone()),
         };
@@ -209,6 +247,60 @@ fn deploy_lines(n: &Node, phase: DeployPhase) -> Vec<(String, String)> {
     lines
 }
 
+/// The cleaning's lines of `node show`.
+fn clean_lines(n: &Node, phase: CleanPhase) -> Vec<(String, String)> {
+    let dii = &n.driver_internal_info;
+    let mut lines = vec![("clean phase".to_string(), phase.as_str().to_string())];
+    if let Some(step) = &n.clean_step {
+        let position = match (dii.clean_step_index, dii.clean_steps.as_ref()) {
+            (Some(i), Some(steps)) => format!(" ({}/{})", i + 1, steps.len()),
+            _ => String::new(),
+        };
+        lines.push((
+            "clean step".to_string(),
+            format!("{}{position}", step_id(step)),
+        ));
+    }
+    if let Some(steps) = &dii.clean_steps {
+        let text = if steps.is_empty() {
+            "none".to_string()
+        } else {
+            steps
+                .iter()
+                .map(|s| format!("{} ({})", step_id(s), s.priority))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        lines.push(("clean steps".to_string(), text));
+    } else if let Some(requested) = &dii.requested_clean_steps {
+        let text = requested
+            .iter()
+            .map(|r| match &r.interface {
+                Some(i) => format!("{i}.{}", r.step),
+                None => r.step.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        lines.push(("requested clean steps".to_string(), text));
+    }
+    if let Some(progress) = &dii.clean_progress {
+        let snapshot = progress::Snapshot {
+            state: n.provision_state,
+            phase: Some(phase.into()),
+            step: None,
+            progress: Some(progress.clone()),
+        };
+        let text = progress::render(&snapshot);
+        if let Some((_, rest)) = text.split_once("  ") {
+            lines.push(("clean progress".to_string(), rest.to_string()));
+        }
+    }
+    if let Some(restarts) = dii.clean_restarts {
+        lines.push(("clean restarts".to_string(), restarts.to_string()));
+    }
+    lines
+}
+
 /// The `node show` lines.
 fn node_lines(view: &NodeView) -> Vec<(String, String)> {
     let n = &view.node;
@@ -217,6 +309,10 @@ fn node_lines(view: &NodeView) -> Vec<(String, String)> {
         ("uuid".into(), n.uuid.to_string()),
         ("name".into(), or_dash(n.name.as_deref())),
         ("provision_state".into(), n.provision_state.to_string()),
+        (
+            "target_provision_state".into(),
+            or_dash(n.target_provision_state),
+        ),
         (
             "power_state".into(),
             or_dash(n.power_state.and_then(|p| {
@@ -300,6 +396,15 @@ fn node_lines(view: &NodeView) -> Vec<(String, String)> {
     }
     if let Some(phase) = dii.deploy_phase {
         lines.extend(deploy_lines(n, phase));
+    }
+    if let Some(phase) = dii.clean_phase {
+        lines.extend(clean_lines(n, phase));
+    }
+    if !n.target_raid_config.is_empty() {
+        lines.push(("target_raid_config".into(), compact(&n.target_raid_config)));
+    }
+    if !n.raid_config.is_empty() {
+        lines.push(("raid_config".into(), compact(&n.raid_config)));
     }
     lines.push(("properties".into(), compact(&n.properties)));
     lines.push((

@@ -1,14 +1,16 @@
-//! The deploy progress display: a self-drawn bar redrawn in place on a terminal, or plain
-//! lines (on changes, at most every few seconds otherwise) when the output is not a terminal.
+//! The deploy and cleaning progress display: a self-drawn bar redrawn in place on a
+//! terminal, or plain lines (on changes, at most every few seconds otherwise) when the output
+//! is not a terminal.
 //!
-//! The bar and percentage measure the bytes downloaded against the image size the agent
-//! knows (`total_bytes`, the `Content-Length`); the bytes written to disk are shown next to
-//! them (they differ for compressed and qcow2 images).
+//! For deploys the bar and percentage measure the bytes downloaded against the image size
+//! the agent knows (`total_bytes`, the `Content-Length`); the bytes written to disk are shown
+//! next to them (they differ for compressed and qcow2 images). For clean steps reporting
+//! progress, the bar measures `bytes_written` against `total_bytes`.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::model::{DeployPhase, DeployProgress};
+use crate::model::{CleanPhase, DeployPhase, DeployProgress};
 use crate::state::ProvisionState;
 
 /// Width of the bar between the brackets.
@@ -17,14 +19,35 @@ pub const BAR_WIDTH: usize = 24;
 /// How often an unchanged plain line is repeated when the bytes move.
 pub const PLAIN_INTERVAL: Duration = Duration::from_secs(2);
 
+/// The phase of the operation followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A deploy.
+    Deploy(DeployPhase),
+    /// Cleaning.
+    Clean(CleanPhase),
+}
+
+impl From<DeployPhase> for Phase {
+    fn from(p: DeployPhase) -> Phase {
+        Phase::Deploy(p)
+    }
+}
+
+impl From<CleanPhase> for Phase {
+    fn from(p: CleanPhase) -> Phase {
+        Phase::Clean(p)
+    }
+}
+
 /// What is displayed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     /// Provision state.
     pub state: ProvisionState,
-    /// Deploy phase.
-    pub phase: Option<DeployPhase>,
-    /// Current step (`deploy.write_image`).
+    /// Deploy or cleaning phase.
+    pub phase: Option<Phase>,
+    /// Current step (`deploy.write_image`, `deploy.erase_devices (1/2)`).
     pub step: Option<String>,
     /// The agent's progress of the running step.
     pub progress: Option<DeployProgress>,
@@ -88,17 +111,48 @@ pub fn bar(fraction: f64) -> String {
 }
 
 fn phase_text(s: &Snapshot) -> String {
+    use CleanPhase as C;
+    use DeployPhase as D;
     let step = s.step.as_deref().unwrap_or("-");
     match s.phase {
-        Some(DeployPhase::Requested) => "waiting for the agent's heartbeat".to_string(),
-        Some(DeployPhase::StepRunning) => format!("starting {step}"),
-        Some(DeployPhase::AgentStep) => format!("{step} running on the agent"),
-        Some(DeployPhase::InstallBootloader) => "installing the bootloader".to_string(),
-        Some(DeployPhase::PowerOff) => "powering off".to_string(),
-        Some(DeployPhase::Done) => "done".to_string(),
-        Some(DeployPhase::Failed) => "failed".to_string(),
+        Some(Phase::Deploy(D::Requested) | Phase::Clean(C::Requested)) => {
+            "waiting for the agent's heartbeat".to_string()
+        }
+        Some(Phase::Deploy(D::StepRunning) | Phase::Clean(C::StepRunning)) => {
+            format!("starting {step}")
+        }
+        Some(Phase::Deploy(D::AgentStep) | Phase::Clean(C::AgentStep)) => {
+            format!("{step} running on the agent")
+        }
+        Some(Phase::Deploy(D::InstallBootloader)) => "installing the bootloader".to_string(),
+        Some(Phase::Deploy(D::PowerOff) | Phase::Clean(C::PowerOff)) => "powering off".to_string(),
+        Some(Phase::Deploy(D::Done) | Phase::Clean(C::Done)) => "done".to_string(),
+        Some(Phase::Deploy(D::Failed) | Phase::Clean(C::Failed)) => "failed".to_string(),
         None => "-".to_string(),
     }
+}
+
+/// The progress of a clean step: a bar when its size is known, the bytes written, the stage.
+fn clean_progress(p: &DeployProgress) -> Vec<String> {
+    let mut parts = Vec::new();
+    match (p.bytes_written, p.total_bytes.filter(|t| *t > 0)) {
+        (Some(written), Some(total)) => {
+            let fraction = written as f64 / total as f64;
+            parts.push(bar(fraction));
+            parts.push(format!("{:>3.0}%", (fraction * 100.0).clamp(0.0, 100.0)));
+            parts.push(format!(
+                "{} / {}",
+                format_bytes(written),
+                format_bytes(total)
+            ));
+        }
+        (Some(written), None) => parts.push(format!("written {}", format_bytes(written))),
+        _ => {}
+    }
+    if let Some(stage) = &p.stage {
+        parts.push(stage.clone());
+    }
+    parts
 }
 
 /// One line describing `s`.
@@ -107,6 +161,14 @@ pub fn render(s: &Snapshot) -> String {
     let Some(p) = s.progress.as_ref() else {
         return head;
     };
+    if let Some(Phase::Clean(_)) = s.phase {
+        let parts = clean_progress(p);
+        return if parts.is_empty() {
+            head
+        } else {
+            format!("{head}  {}", parts.join("  "))
+        };
+    }
     let written = p.bytes_written.unwrap_or(0);
     let downloaded = p.bytes_downloaded.unwrap_or(written);
     let mut parts = Vec::new();
@@ -201,7 +263,7 @@ mod tests {
     fn writing(written: u64, total: Option<u64>) -> Snapshot {
         Snapshot {
             state: ProvisionState::DeployWait,
-            phase: Some(DeployPhase::AgentStep),
+            phase: Some(DeployPhase::AgentStep.into()),
             step: Some("deploy.write_image".into()),
             progress: Some(DeployProgress {
                 stage: Some("writing".into()),
@@ -250,11 +312,41 @@ mod tests {
         );
         let line = render(&Snapshot {
             state: ProvisionState::Deploying,
-            phase: Some(DeployPhase::InstallBootloader),
+            phase: Some(DeployPhase::InstallBootloader.into()),
             step: Some("deploy.prepare_instance_boot".into()),
             progress: None,
         });
         assert_eq!(line, "deploying: installing the bootloader");
+    }
+
+    #[test]
+    fn renders_cleaning() {
+        let mut s = Snapshot {
+            state: ProvisionState::CleanWait,
+            phase: Some(CleanPhase::AgentStep.into()),
+            step: Some("deploy.erase_devices (2/2)".into()),
+            progress: None,
+        };
+        assert_eq!(
+            render(&s),
+            "clean wait: deploy.erase_devices (2/2) running on the agent"
+        );
+        s.progress = Some(DeployProgress {
+            stage: Some("shredding".into()),
+            bytes_written: Some(1 << 20),
+            total_bytes: Some(4 << 20),
+            ..Default::default()
+        });
+        assert_eq!(
+            render(&s),
+            format!(
+                "clean wait: deploy.erase_devices (2/2) running on the agent  {}   25%  1.0 MiB / 4.0 MiB  shredding",
+                bar(0.25)
+            )
+        );
+        s.progress = Some(DeployProgress::default());
+        s.phase = Some(CleanPhase::Requested.into());
+        assert_eq!(render(&s), "clean wait: waiting for the agent's heartbeat");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 use super::{Cli, ServeArgs};
 use crate::api::{self, AppState, ServerConfig};
+use crate::clean::{CleanOptions, EraseSettings, PriorityOverrides};
 use crate::deploy::DeployOptions;
 use crate::store::SharedStore;
 
@@ -38,6 +39,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
             command_wait_interval: Duration::from_secs_f64(args.command_wait_interval.max(0.01)),
             command_wait_attempts: args.command_wait_attempts.max(1),
         },
+        clean: clean_options(args),
         images_dir: args.images.clone(),
     };
     tracing::info!(?config, db = %cli.db.display(), "starting");
@@ -78,6 +80,27 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
             tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; exiting anyway");
             Ok(())
         }
+    }
+}
+
+/// The cleaning settings from the `serve` flags.
+fn clean_options(args: &ServeArgs) -> CleanOptions {
+    CleanOptions {
+        priorities: PriorityOverrides {
+            erase_devices: args.erase_devices_priority,
+            erase_devices_metadata: args.erase_devices_metadata_priority,
+            steps: args
+                .clean_step_priority_overrides
+                .iter()
+                .map(|o| (o.step.clone(), o.priority))
+                .collect(),
+        },
+        erase: EraseSettings {
+            shred_random_overwrite_iterations: args.shred_random_overwrite_iterations,
+            shred_final_overwrite_with_zeros: args.shred_final_overwrite_with_zeros,
+            ..EraseSettings::default()
+        },
+        ..CleanOptions::default()
     }
 }
 

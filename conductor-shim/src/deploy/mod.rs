@@ -30,6 +30,9 @@
 //!    `get_deploy_steps`) was restarted: the step is sent again (Ironic would go on to the
 //!    next step, assuming the step rebooted on purpose; `write_image` never does).
 //!
+//! Sending in-band steps, judging the agent's command list, refreshing the steps and
+//! `standby.power_off` are the step protocol shared with cleaning ([`crate::steps`]).
+//!
 //! Every transition is written to SQLite before the agent call that follows it, so a
 //! restarted shim resumes on the next heartbeat (`step_running`, `install_bootloader` and
 //! `power_off` are also resumed from `deploying`). A busy agent (409) leaves the node in
@@ -45,14 +48,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::agent_client::CommandStatus;
 use crate::agent_client::{AgentClient, AgentClientError, AgentClientOptions, CommandResult};
-use crate::agent_client::{CommandError, CommandStatus};
-use crate::conductor::{self, ConductorError, StepKind};
 use crate::model::Step;
 use crate::model::{CachedSteps, DeployPhase, DeployProgress, JsonMap, Node, Port, PowerState};
-use crate::node_dict::{AgentNodeDict, AgentPortDict};
+use crate::node_dict::AgentNodeDict;
 use crate::state::ProvisionState;
-use crate::store::{SharedStore, StoreError};
+use crate::steps::{self, AgentStepStatus, StepKind, Stop, agent_error, command_error_text};
+use crate::store::SharedStore;
 
 /// Ironic's `[agent]command_wait_interval`: seconds between polls of a polled command.
 pub const DEFAULT_COMMAND_WAIT_INTERVAL: Duration = Duration::from_secs(6);
@@ -94,40 +97,6 @@ impl Default for DeployOptions {
             command_wait_attempts: DEFAULT_COMMAND_WAIT_ATTEMPTS,
         }
     }
-}
-
-/// Why heartbeat processing of a deploy stopped early.
-#[derive(Debug, thiserror::Error)]
-enum Stop {
-    /// The agent is busy: retry on the next heartbeat.
-    #[error("agent busy: {0}")]
-    Busy(String),
-    /// The node was changed by someone else (e.g. the CLI): leave it alone.
-    #[error("node changed concurrently: {0}")]
-    Conflict(String),
-    /// The deploy failed; the text becomes `last_error`.
-    #[error("{0}")]
-    Failed(String),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Maps an agent error: busy ⇒ [`Stop::Busy`], else a failure described by `context`.
-fn agent_error(context: impl Into<String>) -> impl FnOnce(AgentClientError) -> Stop {
-    let context = context.into();
-    move |e| {
-        if e.is_in_progress() {
-            Stop::Busy(e.to_string())
-        } else {
-            Stop::Failed(format!("{context}: {e}"))
-        }
-    }
-}
-
-/// The text Ironic reports for a failed command (`details`, `message`, or the whole error).
-fn command_error_text(error: Option<&CommandError>) -> String {
-    error.map_or_else(|| "unknown error".to_string(), CommandError::describe)
 }
 
 /// Whether a failed POST means "this agent does not have the command".
@@ -176,15 +145,6 @@ pub fn plan(cached: Option<&CachedSteps>) -> Vec<Step> {
     steps
 }
 
-/// Whether two steps are the same step (Ironic compares `interface` and `step` only).
-fn same_step(step: &Step, reported: Option<&Value>) -> bool {
-    let Some(Value::Object(reported)) = reported else {
-        return false;
-    };
-    reported.get("interface").and_then(Value::as_str) == Some(step.interface.as_str())
-        && reported.get("step").and_then(Value::as_str) == Some(step.step.as_str())
-}
-
 /// Whether this step runs on the agent through `execute_deploy_step`.
 fn runs_on_agent(step: &Step) -> bool {
     !(step.interface == "deploy"
@@ -193,7 +153,7 @@ fn runs_on_agent(step: &Step) -> bool {
 
 /// `step.interface`.`step.step`.
 fn step_name(step: &Step) -> String {
-    format!("{}.{}", step.interface, step.step)
+    steps::step_id(step)
 }
 
 /// Whether `node` has a deploy the heartbeat should advance.
@@ -205,15 +165,6 @@ pub fn wants_heartbeat(node: &Node) -> bool {
         .driver_internal_info
         .deploy_phase
         .is_some_and(DeployPhase::in_progress)
-}
-
-/// `deploy.execute_deploy_step` params.
-#[derive(Debug, Serialize)]
-struct ExecuteStepParams<'a> {
-    step: Value,
-    node: AgentNodeDict,
-    ports: Vec<AgentPortDict>,
-    deploy_version: Option<&'a std::collections::BTreeMap<String, Value>>,
 }
 
 /// `image.install_bootloader` params.
@@ -237,34 +188,9 @@ struct PartitionUuids {
     prep_boot_partition_uuid: Option<String>,
 }
 
-/// The part of an `execute_deploy_step` result the conductor reads.
-#[derive(Debug, Clone, Default, Deserialize)]
-struct StepResult {
-    #[serde(default)]
-    deploy_step: Option<Value>,
-    #[serde(default)]
-    deploy_result: Option<Value>,
-    #[serde(default)]
-    progress: Option<DeployProgress>,
-}
-
-impl StepResult {
-    fn of(result: &CommandResult) -> StepResult {
-        result
-            .command_result
-            .as_ref()
-            .and_then(|v| StepResult::deserialize(v).ok())
-            .unwrap_or_default()
-    }
-}
-
 /// The progress of a running `execute_deploy_step`, if it is the agent's last command.
 pub fn running_progress(commands: &[CommandResult]) -> Option<DeployProgress> {
-    let last = commands.last()?;
-    if last.command_name != "execute_deploy_step" || last.command_status != CommandStatus::Running {
-        return None;
-    }
-    StepResult::of(last).progress
+    steps::running_progress(StepKind::Deploy, commands)
 }
 
 /// Drives deploys on heartbeats.
@@ -477,14 +403,8 @@ impl Deployer {
             }
             call
         };
-        let params = ExecuteStepParams {
-            step: call,
-            node: AgentNodeDict::with_configdrive(&node),
-            ports: ports.iter().map(AgentPortDict::new).collect(),
-            deploy_version: node.driver_internal_info.hardware_manager_version.as_ref(),
-        };
-        let result = client
-            .execute("deploy.execute_deploy_step", &params, false)
+        let dict = AgentNodeDict::with_configdrive(&node);
+        let result = steps::send_step(client, StepKind::Deploy, call, dict, ports, &node)
             .await
             .map_err(agent_error(format!(
                 "Failed to start deploy step {} on the agent of node {uuid}",
@@ -527,23 +447,18 @@ impl Deployer {
              deploy step {}",
             step_name(&step)
         )))?;
-        let freshly_booted = commands
-            .iter()
-            .all(|c| c.command_name == "get_deploy_steps");
-        let Some(last) = commands.last().filter(|_| !freshly_booted) else {
-            tracing::warn!(node = %uuid, step = %step_name(&step),
-                "the agent has no record of the deploy step (restarted?); sending it again");
-            return self.rerun_step(uuid, ports, client).await;
-        };
-        if last.command_name != "execute_deploy_step" {
-            tracing::info!(node = %uuid, last = %last.command_name,
-                "the agent's last command is not execute_deploy_step; waiting");
-            return Ok(());
-        }
-        let result = StepResult::of(last);
-        match last.command_status {
-            CommandStatus::Running => {
-                if let Some(progress) = result.progress {
+        match steps::judge(StepKind::Deploy, &commands, &step) {
+            AgentStepStatus::Restarted => {
+                tracing::warn!(node = %uuid, step = %step_name(&step),
+                    "the agent has no record of the deploy step (restarted?); sending it again");
+                self.rerun_step(uuid, ports, client).await
+            }
+            AgentStepStatus::Waiting(why) => {
+                tracing::info!(node = %uuid, step = %step_name(&step), %why, "waiting");
+                Ok(())
+            }
+            AgentStepStatus::Running(progress) => {
+                if let Some(progress) = progress {
                     self.update(uuid, move |n| {
                         if n.driver_internal_info.deploy_phase == Some(DeployPhase::AgentStep) {
                             n.driver_internal_info.deploy_progress = Some(progress);
@@ -554,15 +469,14 @@ impl Deployer {
                 }
                 Ok(())
             }
-            CommandStatus::Succeeded if !same_step(&step, result.deploy_step.as_ref()) => {
-                tracing::warn!(node = %uuid, expected = %step_name(&step), reported = ?result.deploy_step,
-                    "the agent's last result is for another step; waiting");
-                Ok(())
-            }
-            CommandStatus::Succeeded => {
+            AgentStepStatus::Succeeded(done) => {
                 tracing::info!(node = %uuid, step = %step_name(&step), "deploy step finished on the agent");
                 let is_write = step.interface == "deploy" && step.step == WRITE_IMAGE;
-                let deploy_result = result.deploy_result;
+                let deploy_result = done
+                    .command_result
+                    .as_ref()
+                    .and_then(|r| r.get(StepKind::Deploy.outcome_key()))
+                    .cloned();
                 self.update(uuid, move |n| {
                     if is_write {
                         n.driver_internal_info.deploy_result = deploy_result;
@@ -573,18 +487,17 @@ impl Deployer {
                 self.next_step(uuid, index).await?;
                 self.continue_steps(uuid, ports, client).await
             }
-            CommandStatus::Failed => Err(Stop::Failed(format!(
-                "Agent returned error for deploy step {} on node {uuid}: {}",
+            AgentStepStatus::Failed(error) => Err(Stop::Failed(format!(
+                "Agent returned error for deploy step {} on node {uuid}: {error}",
                 step_name(&step),
-                command_error_text(last.command_error.as_ref())
             ))),
-            CommandStatus::CleanVersionMismatch | CommandStatus::VersionMismatch => {
-                tracing::warn!(node = %uuid, error = %command_error_text(last.command_error.as_ref()),
+            AgentStepStatus::VersionMismatch(error) => {
+                tracing::warn!(node = %uuid, %error,
                     "hardware manager version mismatch; refreshing the steps and running the step again");
                 self.refresh_steps(&node, ports, client).await?;
                 self.rerun_step(uuid, ports, client).await
             }
-            CommandStatus::Unknown => Err(Stop::Failed(format!(
+            AgentStepStatus::Unknown => Err(Stop::Failed(format!(
                 "Agent returned an unknown status for deploy step {} on node {uuid}",
                 step_name(&step)
             ))),
@@ -616,17 +529,14 @@ impl Deployer {
         client: &AgentClient,
     ) -> Result<(), Stop> {
         let uuid = node.uuid;
-        match conductor::refresh_steps(&self.store, client, StepKind::Deploy, node, ports).await {
-            Ok(count) => {
-                tracing::info!(node = %uuid, count, "cached the agent's deploy steps");
-                Ok(())
-            }
-            Err(ConductorError::Agent(e)) if e.is_in_progress() => Err(Stop::Busy(e.to_string())),
-            Err(ConductorError::Store(e)) => Err(Stop::Store(e)),
-            Err(e) => Err(Stop::Failed(format!(
-                "Failed to get deploy steps from the agent of node {uuid}: {e}"
-            ))),
-        }
+        steps::refresh(&self.store, client, StepKind::Deploy, node, ports)
+            .await
+            .map_err(|e| {
+                e.context(format_args!(
+                    "Failed to get deploy steps from the agent of node {uuid}"
+                ))
+            })?;
+        Ok(())
     }
 
     /// `prepare_instance_boot`: partition UUIDs, then the bootloader when needed (§17).
@@ -800,31 +710,14 @@ impl Deployer {
     /// `tear_down_agent`: `standby.power_off`.
     async fn tear_down_agent(&self, node: &Node, client: &AgentClient) -> Result<(), Stop> {
         let uuid = node.uuid;
-        let mut sent = false;
-        if node.driver_internal_info.deploy_phase == Some(DeployPhase::PowerOff) {
-            let commands = client.commands().await.map_err(agent_error(format!(
-                "Failed to get the command status of the agent of node {uuid}"
-            )))?;
-            sent = commands
-                .last()
-                .is_some_and(|c| c.command_name == "power_off");
-        }
-        if !sent {
+        let resuming = node.driver_internal_info.deploy_phase == Some(DeployPhase::PowerOff);
+        if !(resuming && steps::power_off_sent(client, uuid).await?) {
             self.update(uuid, |n| {
                 n.driver_internal_info.deploy_phase = Some(DeployPhase::PowerOff);
                 Ok(())
             })
             .await?;
-            let result = client
-                .execute("standby.power_off", &json!({}), false)
-                .await
-                .map_err(agent_error(format!("Failed to soft power off node {uuid}")))?;
-            if result.command_status == CommandStatus::Failed {
-                return Err(Stop::Failed(format!(
-                    "Failed to soft power off node {uuid}: {}",
-                    command_error_text(result.command_error.as_ref())
-                )));
-            }
+            steps::power_off(client, uuid).await?;
         }
         self.update(uuid, |n| {
             n.power_state = Some(PowerState::Off);
@@ -902,13 +795,7 @@ impl Deployer {
     }
 
     async fn load(&self, uuid: Uuid) -> Result<Node, Stop> {
-        self.store
-            .run(move |s| {
-                s.node_by_uuid(uuid)?
-                    .ok_or_else(|| StoreError::NodeNotFound(uuid.to_string()))
-            })
-            .await
-            .map_err(Stop::Store)
+        steps::load_node(&self.store, uuid).await
     }
 
     /// Changes the node in one transaction; `f` may refuse with a [`Stop`].
@@ -916,14 +803,7 @@ impl Deployer {
     where
         F: FnOnce(&mut Node) -> Result<(), Stop> + Send + 'static,
     {
-        self.store
-            .run(move |s| {
-                s.update_node(uuid, |n| {
-                    f(n)?;
-                    Ok::<_, Stop>(n.clone())
-                })
-            })
-            .await
+        steps::update_node(&self.store, uuid, f).await
     }
 }
 
@@ -979,20 +859,6 @@ mod tests {
             serde_json::to_value(&plan(None)[0]).unwrap(),
             json!({"interface": "deploy", "step": "write_image", "priority": 80, "argsinfo": null})
         );
-    }
-
-    #[test]
-    fn steps_compare_by_interface_and_name() {
-        let s = step("deploy", "write_image", 80);
-        assert!(same_step(
-            &s,
-            Some(&json!({"interface": "deploy", "step": "write_image", "args": {}}))
-        ));
-        assert!(!same_step(
-            &s,
-            Some(&json!({"interface": "raid", "step": "write_image"}))
-        ));
-        assert!(!same_step(&s, None));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::error::HardwareResult;
 use crate::manager::StepContext;
+use crate::node::Node;
 use crate::step::{Step, StepKind};
 
 /// Steps implemented outside this crate and offered under the generic manager's name.
@@ -23,4 +24,11 @@ pub trait StepBackend: Send + Sync + std::fmt::Debug {
         ctx: &StepContext,
         args: &Map<String, Value>,
     ) -> HardwareResult<Value>;
+
+    /// The install device the backend insists on, e.g. the software-RAID root volume it
+    /// created (IPA's `_raid_root_device_mapping`); `None` leaves the choice to the manager.
+    fn install_device(&self, node: Option<&Node>) -> HardwareResult<Option<String>> {
+        let _ = node;
+        Ok(None)
+    }
 }

@@ -189,6 +189,46 @@ impl GenericHardwareManager {
     }
 }
 
+/// The disks (`/dev/<disk>`) holding a member (the disk itself or one of its partitions) of
+/// an md array among `devices`, from `/sys/block/<md>/slaves`.
+fn raid_member_disks(root: &Path, devices: &[BlockDevice]) -> BTreeSet<String> {
+    let sys_block = root.join("sys/block");
+    let mut out = BTreeSet::new();
+    for d in devices {
+        let Some(md) = Path::new(&d.name).file_name() else {
+            continue;
+        };
+        if !sys_block.join(md).join("md").is_dir() {
+            continue;
+        }
+        let Ok(slaves) = std::fs::read_dir(sys_block.join(md).join("slaves")) else {
+            continue;
+        };
+        for slave in slaves.filter_map(|e| e.ok()) {
+            let slave = slave.file_name().to_string_lossy().into_owned();
+            let disk = devices
+                .iter()
+                .filter_map(|d| {
+                    Path::new(&d.name)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                })
+                .find(|disk| {
+                    *disk == slave
+                        || sys_block
+                            .join(disk)
+                            .join(&slave)
+                            .join("partition")
+                            .is_file()
+                });
+            if let Some(disk) = disk {
+                out.insert(format!("/dev/{disk}"));
+            }
+        }
+    }
+    out
+}
+
 /// `modprobe` of the in-band IPMI drivers; failures (no such module, no BMC) are expected.
 fn load_ipmi_modules() {
     for module in ["ipmi_msghandler", "ipmi_devintf", "ipmi_si"] {
@@ -247,6 +287,12 @@ impl HardwareManager for GenericHardwareManager {
     /// the first matching disk; without hints the smallest disk of at least 4 GiB wins. Disks
     /// named by `properties.skip_block_devices` are never chosen.
     fn get_os_install_device(&self, node: Option<&Node>) -> HardwareResult<String> {
+        if let Some(backend) = &self.config.step_backend
+            && let Some(device) = backend.install_device(node)?
+        {
+            info!(%device, "using the software RAID root volume as install device");
+            return Ok(device);
+        }
         let (hints, skip) = match node {
             Some(node) => (hints::root_device_hints(node)?, SkipList::from_node(node)?),
             None => (None, SkipList::default()),
@@ -254,18 +300,14 @@ impl HardwareManager for GenericHardwareManager {
         let mut devices = self.list_block_devices(false)?;
         // With the disk guard's allow-list set, only allowed devices can be written: choosing
         // anything else would only end in the guard's refusal.
-        if !self.config.allowed_devices.is_empty() {
-            let allowed: Vec<PathBuf> = self
-                .config
-                .allowed_devices
-                .iter()
-                .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
-                .collect();
-            devices.retain(|d| {
-                let path = PathBuf::from(&d.name);
-                let path = std::fs::canonicalize(&path).unwrap_or(path);
-                allowed.contains(&path)
-            });
+        let guard = self.guard();
+        devices.retain(|d| guard.is_allowed(Path::new(&d.name)));
+        // The member disks of software RAID arrays are not install devices (the guard refuses
+        // to write them anyway): the arrays are.
+        let members = raid_member_disks(self.root(), &devices);
+        if !members.is_empty() {
+            debug!(?members, "not considering software RAID member disks");
+            devices.retain(|d| !members.contains(&d.name));
         }
         install::choose(&self.hint_targets(&devices), hints.as_ref(), &skip)
     }

@@ -1015,3 +1015,66 @@ fn step_backend_steps_are_offered_and_forwarded() -> crate::HardwareResult<()> {
     );
     Ok(())
 }
+
+#[test]
+fn install_device_prefers_an_md_array_over_its_members() {
+    let t = Tree::new();
+    // Two 6 GiB members holding md0 (RAID-1, 4 GiB) and md1 (RAID-0, 3 GiB) on partitions,
+    // and a 5 GiB disk outside the RAID.
+    t.block("vda", 6 * GIB_SECTORS)
+        .file("sys/block/vda/vda1/partition", "1\n")
+        .file("sys/block/vda/vda2/partition", "2\n")
+        .block("vdb", 6 * GIB_SECTORS)
+        .file("sys/block/vdb/vdb1/partition", "1\n")
+        .file("sys/block/vdb/vdb2/partition", "2\n")
+        .block("vdc", 5 * GIB_SECTORS)
+        .block("md0", 4 * GIB_SECTORS)
+        .file("sys/block/md0/md/level", "raid1\n")
+        .dir("sys/block/md0/slaves/vda1")
+        .dir("sys/block/md0/slaves/vdb1")
+        .block("md1", 3 * GIB_SECTORS)
+        .file("sys/block/md1/md/level", "raid0\n")
+        .dir("sys/block/md1/slaves/vda2")
+        .dir("sys/block/md1/slaves/vdb2");
+    assert_eq!(t.manager().get_os_install_device(None).unwrap(), "/dev/md0");
+    // Hints choose among the arrays and the other disks, never a member.
+    let node = hinted_node(Some(json!({"size": ">= 5"})), None, None);
+    assert_eq!(install_device(&t, &node).unwrap(), "/dev/vdc");
+    let node = hinted_node(Some(json!({"name": "/dev/vdb"})), None, None);
+    assert!(install_device(&t, &node).is_err());
+}
+
+/// A backend that knows a RAID root volume.
+#[derive(Debug)]
+struct RaidRootBackend;
+
+impl crate::generic::backend::StepBackend for RaidRootBackend {
+    fn steps(&self, _kind: crate::StepKind) -> Vec<crate::Step> {
+        Vec::new()
+    }
+
+    fn execute(
+        &self,
+        name: &str,
+        _ctx: &crate::StepContext,
+        _args: &serde_json::Map<String, serde_json::Value>,
+    ) -> crate::HardwareResult<serde_json::Value> {
+        Err(crate::HardwareError::incompatible(name))
+    }
+
+    fn install_device(&self, _node: Option<&Node>) -> crate::HardwareResult<Option<String>> {
+        Ok(Some("/dev/md3".into()))
+    }
+}
+
+#[test]
+fn the_backends_raid_root_volume_wins_over_hints() {
+    let t = disk_tree();
+    let m = GenericHardwareManager::new(GenericConfig {
+        root: t.root().to_path_buf(),
+        step_backend: Some(std::sync::Arc::new(RaidRootBackend)),
+        ..GenericConfig::default()
+    });
+    let node = hinted_node(Some(json!({"name": "/dev/sda"})), None, None);
+    assert_eq!(m.get_os_install_device(Some(&node)).unwrap(), "/dev/md3");
+}

@@ -1,0 +1,582 @@
+//! The erase steps end to end on loop devices over files in temp dirs, with canned tool
+//! answers where the hardware (NVMe, ATA) cannot be had.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use super::tools::fake::FakeTools;
+use super::tools::{ToolOutput, Tools};
+use super::*;
+use crate::disk::table::{self, PartitionKind, PartitionSpec, TableKind};
+use crate::disk::{blockdev, probe};
+use crate::testutil::LoopDevice;
+
+const MIB: u64 = 1 << 20;
+
+use crate::clean::testing::device;
+
+fn settings(v: Value) -> anyhow::Result<EraseSettings> {
+    match v {
+        Value::Object(m) => EraseSettings::from_map(&m).map_err(anyhow::Error::msg),
+        _ => anyhow::bail!("not an object"),
+    }
+}
+
+/// An eraser allowed to write only `allow`, with `tools`.
+fn eraser<'a>(s: EraseSettings, tools: &'a dyn Tools, allow: &[&Path]) -> Eraser<'a> {
+    let guard = DiskGuard::new(
+        allow.iter().map(|p| p.to_path_buf()).collect(),
+        Path::new("/"),
+    );
+    Eraser::new(s, tools, guard, PathBuf::from("/"))
+}
+
+/// Tools of a machine without hdparm, smartctl and nvme (as this test host).
+fn no_tools() -> FakeTools {
+    FakeTools::new().without(&["hdparm", "smartctl", "nvme"])
+}
+
+/// A loop device over a file holding a byte pattern.
+fn patterned(dir: &Path, name: &str, size: u64) -> anyhow::Result<(LoopDevice, Vec<u8>)> {
+    let file = dir.join(name);
+    let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8 | 0x80).collect();
+    std::fs::write(&file, &data)?;
+    Ok((LoopDevice::attach(&file)?, data))
+}
+
+/// Runs `tool args… target`, failing the test on a non-zero exit.
+fn run_tool(tool: &str, args: &[&str], target: &Path) -> anyhow::Result<()> {
+    let out = Command::new(tool).args(args).arg(target).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{tool} {args:?} {}: {}",
+        target.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// `wipefs --no-act` of `path`: the signatures it would erase (empty when clean).
+fn wipefs_list(path: &Path) -> anyhow::Result<String> {
+    let out = Command::new("wipefs")
+        .args(["--no-act", "--noheadings"])
+        .arg(path)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "wipefs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn read_all(path: &Path) -> anyhow::Result<Vec<u8>> {
+    Ok(std::fs::read(path)?)
+}
+
+/// A read-only loop device (`losetup -r`), detached on drop.
+struct RoLoop {
+    path: PathBuf,
+}
+
+impl RoLoop {
+    fn attach(file: &Path) -> anyhow::Result<RoLoop> {
+        let out = Command::new("losetup")
+            .args(["-r", "--find", "--show"])
+            .arg(file)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        anyhow::ensure!(dev.starts_with("/dev/loop"), "losetup said {dev}");
+        Ok(RoLoop {
+            path: PathBuf::from(dev),
+        })
+    }
+}
+
+impl Drop for RoLoop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.path).output();
+    }
+}
+
+fn spec(size_mib: u64, kind: PartitionKind) -> PartitionSpec {
+    PartitionSpec {
+        size_mib,
+        kind,
+        name: String::new(),
+        bootable: false,
+    }
+}
+
+/// Writes an md 1.0 superblock at the end of `[start, start + size)` of `dev`.
+fn md_member(dev: &Path, start: u64, size: u64) -> anyhow::Result<()> {
+    let at = start + ((((size >> 9) - 16) & !7) << 9);
+    let mut sb = vec![0u8; 512];
+    sb[0..4].copy_from_slice(&0xa92b_4efcu32.to_le_bytes());
+    sb[4..8].copy_from_slice(&1u32.to_le_bytes());
+    sb[16..32].copy_from_slice(&[0x42; 16]);
+    sb[144..152].copy_from_slice(&((at - start) >> 9).to_le_bytes());
+    File::options()
+        .write(true)
+        .open(dev)?
+        .write_all_at(&sb, at)?;
+    blockdev::flush(dev)?;
+    Ok(())
+}
+
+/// `wipefs --no-act` of bytes `[start, start + size)` of `file`, through a read-only loop
+/// device with that offset (an independent view of an old partition's region).
+fn wipefs_region(file: &Path, start: u64, size: u64) -> anyhow::Result<String> {
+    let out = Command::new("losetup")
+        .args(["-r", "--find", "--show", "-o"])
+        .arg(start.to_string())
+        .arg("--sizelimit")
+        .arg(size.to_string())
+        .arg(file)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lo = RoLoop {
+        path: PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
+    };
+    wipefs_list(&lo.path)
+}
+
+#[test]
+fn steps_as_ipa_offers_them() {
+    let shape = |k| {
+        steps(k)
+            .into_iter()
+            .map(|s| {
+                assert_eq!(s.interface, "deploy");
+                assert!(!s.reboot_requested);
+                assert_eq!(s.abortable, Some(true));
+                (s.step, s.priority)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        shape(StepKind::Clean),
+        [
+            ("erase_devices".to_string(), 10),
+            ("erase_devices_metadata".to_string(), 99),
+            ("erase_devices_express".to_string(), 0)
+        ]
+    );
+    assert_eq!(
+        shape(StepKind::Deploy),
+        [("erase_devices_metadata".to_string(), 0)]
+    );
+    assert!(shape(StepKind::Service).is_empty());
+}
+
+#[test]
+fn skip_list_removes_disks_and_their_partitions() -> anyhow::Result<()> {
+    let node: Node = serde_json::from_value(json!({
+        "properties": {"skip_block_devices": [{"name": "/dev/sdb"}]}
+    }))?;
+    let devs = vec![
+        device("/dev/sda", 1 << 30)?,
+        device("/dev/sda1", 1 << 29)?,
+        device("/dev/sdb", 1 << 30)?,
+        device("/dev/sdb1", 1 << 29)?,
+    ];
+    let left: Vec<String> = without_skipped(&node, devs)?
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(left, ["/dev/sda", "/dev/sda1"]);
+    let bad: Node =
+        serde_json::from_value(json!({"properties": {"skip_block_devices": "nonsense"}}))?;
+    assert!(matches!(
+        without_skipped(&bad, vec![]),
+        Err(HardwareError::InvalidArgs(_))
+    ));
+    Ok(())
+}
+
+#[test]
+fn erase_devices_overwrites_and_zeroes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (lo, _) = patterned(dir.path(), "a.img", 8 * MIB)?;
+    let tools = no_tools();
+    let e = eraser(EraseSettings::default(), &tools, &[&lo.path]);
+    let name = lo.path.display().to_string();
+    let out = e.erase_devices(&[device(&name, 8 * MIB)?, device("/dev/sdz", 8 * MIB)?])?;
+    // Every listed disk is in the result (IPA's shape), the refused one untouched.
+    assert_eq!(out, json!({name.clone(): null, "/dev/sdz": null}));
+    assert!(read_all(&lo.file)?.iter().all(|b| *b == 0), "not zeroed");
+    assert_eq!(tools.calls(), ["hdparm -I ".to_string() + &name]);
+    Ok(())
+}
+
+#[test]
+fn erase_devices_without_zeroize_leaves_random_data() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (lo, before) = patterned(dir.path(), "a.img", 6 * MIB)?;
+    let tools = no_tools();
+    let s = settings(
+        json!({"agent_erase_devices_zeroize": false, "agent_enable_ata_secure_erase": false}),
+    )?;
+    let e = eraser(s, &tools, &[&lo.path]);
+    let name = lo.path.display().to_string();
+    e.erase_devices(&[device(&name, 6 * MIB)?])?;
+    let after = read_all(&lo.file)?;
+    assert!(!after.iter().all(|b| *b == 0), "zeroed without zeroize");
+    assert_ne!(after, before);
+    assert!(
+        tools.calls().is_empty(),
+        "ATA secure erase disabled: {:?}",
+        tools.calls()
+    );
+    // Nothing to overwrite with: IPA's "device is unsupported".
+    let s = settings(
+        json!({"agent_erase_devices_zeroize": false, "agent_erase_devices_iterations": 0}),
+    )?;
+    let err = eraser(s, &tools, &[&lo.path]).erase_devices(&[device(&name, 6 * MIB)?]);
+    let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.contains("device is unsupported"), "{msg}");
+    Ok(())
+}
+
+#[test]
+fn secure_erase_failures_are_aggregated_or_fall_back() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (a, _) = patterned(dir.path(), "a.img", 4 * MIB)?;
+    let (b, b_before) = patterned(dir.path(), "b.img", 4 * MIB)?;
+    let (an, bn) = (a.path.display().to_string(), b.path.display().to_string());
+    let frozen = "/dev/x:\nSecurity: \n\t\tsupported\n\tnot\tenabled\n\tnot\tlocked\n\t\tfrozen\n";
+    let tools = FakeTools::new()
+        .without(&["smartctl"])
+        .ok(&format!("hdparm -I {an}"), frozen)
+        .ok(&format!("hdparm -I {bn}"), frozen);
+    let s = settings(json!({"disk_erasure_concurrency": 2}))?;
+    let e = eraser(s, &tools, &[&a.path, &b.path]);
+    let err = e
+        .erase_devices(&[device(&an, 4 * MIB)?, device(&bn, 4 * MIB)?])
+        .err();
+    assert_eq!(
+        err.as_ref().map(HardwareError::ipa_type),
+        Some("BlockDeviceEraseError")
+    );
+    let msg = err.map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.starts_with("Failed to erase the device(s): "), "{msg}");
+    for dev in [&an, &bn] {
+        assert!(
+            msg.contains(&format!("\"{dev}\": secure erase failed")),
+            "{msg}"
+        );
+    }
+    assert!(
+        msg.contains("agent_continue_if_secure_erase_failed"),
+        "{msg}"
+    );
+    assert_eq!(
+        read_all(&b.file)?,
+        b_before,
+        "nothing written without the fallback"
+    );
+
+    // With the fallback allowed, both are overwritten.
+    let s = settings(json!({"agent_continue_if_ata_erase_failed": true}))?;
+    let e = eraser(s, &tools, &[&a.path, &b.path]);
+    e.erase_devices(&[device(&an, 4 * MIB)?, device(&bn, 4 * MIB)?])?;
+    assert!(read_all(&a.file)?.iter().all(|x| *x == 0));
+    assert!(read_all(&b.file)?.iter().all(|x| *x == 0));
+    Ok(())
+}
+
+#[test]
+fn nvme_devices_use_nvme_and_report_the_method() -> anyhow::Result<()> {
+    // The admitted-device path only (no such disk here): canned nvme answers.
+    let tools = FakeTools::new()
+        .ok(
+            "nvme id-ctrl /dev/nvme0n1 -o json",
+            r#"{"oacs":23,"fna":4,"sanicap":0}"#,
+        )
+        .ok("nvme format /dev/nvme0n1 -s 2 -f", "");
+    let e = eraser(EraseSettings::default(), &tools, &[]);
+    assert_eq!(
+        e.erase_block_device("/dev/nvme0n1"),
+        Ok("NVMe format (cryptographic erase, ses=2)".to_string())
+    );
+    let tools = FakeTools::new().on(
+        "nvme id-ctrl /dev/nvme0n1 -o json",
+        Ok(ToolOutput::failed(
+            1,
+            "identify controller: Input/output error",
+        )),
+    );
+    let e = eraser(EraseSettings::default(), &tools, &[]);
+    let err = e
+        .erase_block_device("/dev/nvme0n1")
+        .err()
+        .unwrap_or_default();
+    assert!(
+        err.contains("Input/output error") && err.contains("agent_continue_if_secure_erase_failed"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn read_only_disks_are_skipped_or_refused() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("ro.img");
+    let data: Vec<u8> = (0..4 * MIB).map(|i| (i % 7) as u8 + 1).collect();
+    std::fs::write(&file, &data)?;
+    let ro = RoLoop::attach(&file)?;
+    let name = ro.path.display().to_string();
+    let tools = no_tools();
+    let disks = [device(&name, 4 * MIB)?];
+
+    let err = eraser(EraseSettings::default(), &tools, &[&ro.path])
+        .erase_devices(&disks)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("flagged read-only") && err.contains("agent_erase_skip_read_only"),
+        "{err}"
+    );
+    let s = settings(json!({"agent_erase_skip_read_only": true}))?;
+    assert_eq!(
+        eraser(s, &tools, &[&ro.path]).erase_devices(&disks)?,
+        json!({name: null})
+    );
+    // The metadata erase leaves read-only devices out, as IPA does.
+    assert_eq!(
+        eraser(EraseSettings::default(), &tools, &[&ro.path]).erase_devices_metadata(&disks)?,
+        Value::Null
+    );
+    assert_eq!(std::fs::read(&file)?, data);
+    Ok(())
+}
+
+/// A GPT loop disk with ext4, vfat and swap partitions, listed with its partitions.
+fn busy_disk(dir: &Path) -> anyhow::Result<(LoopDevice, table::PartitionTable, Vec<BlockDevice>)> {
+    let lo = LoopDevice::create(&dir.join("disk.img"), 64 * MIB)?;
+    let t = table::write_table(
+        &lo.path,
+        TableKind::Gpt,
+        &[
+            spec(16, PartitionKind::Linux),
+            spec(34, PartitionKind::Esp),
+            spec(8, PartitionKind::Swap),
+        ],
+    )?;
+    lo.rescan()?;
+    run_tool("mkfs.ext4", &["-q", "-F", "-L", "root"], &lo.partition(1))?;
+    run_tool("mkfs.vfat", &["-F", "32", "-n", "ESP"], &lo.partition(2))?;
+    run_tool("mkswap", &["-L", "swap1"], &lo.partition(3))?;
+    let mut listed = vec![device(&lo.path.display().to_string(), 64 * MIB)?];
+    for p in &t.partitions {
+        listed.push(device(
+            &lo.partition(p.number).display().to_string(),
+            p.size,
+        )?);
+    }
+    Ok((lo, t, listed))
+}
+
+#[test]
+fn metadata_erase_wipes_the_disk_and_every_partition() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (lo, t, listed) = busy_disk(dir.path())?;
+    for p in &t.partitions {
+        assert_ne!(
+            wipefs_region(&lo.file, p.start, p.size)?,
+            "",
+            "p{} before",
+            p.number
+        );
+    }
+    let tools = no_tools();
+    // Only the disk is allowed: its partitions are wiped through it.
+    let e = eraser(EraseSettings::default(), &tools, &[&lo.path]);
+    assert_eq!(e.erase_devices_metadata(&listed)?, Value::Null);
+    assert_eq!(wipefs_list(&lo.path)?, "");
+    assert_eq!(table::read_table(&lo.path)?, None);
+    for p in &t.partitions {
+        assert_eq!(
+            wipefs_region(&lo.file, p.start, p.size)?,
+            "",
+            "p{} after",
+            p.number
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn metadata_erase_keeps_raid_members_and_wipes_other_partitions() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (lo, t, mut listed) = busy_disk(dir.path())?;
+    // Partition 3 becomes a RAID member: the disk is skipped, partitions 1 and 2 are wiped on
+    // their own (IPA's per-device view), partition 3 is kept.
+    let p3 = t.get(3).cloned().ok_or_else(|| anyhow::anyhow!("p3"))?;
+    md_member(&lo.path, p3.start, p3.size)?;
+    let parts: Vec<PathBuf> = (1..=3).map(|n| lo.partition(n)).collect();
+    let allow: Vec<&Path> = std::iter::once(lo.path.as_path())
+        .chain(parts.iter().map(PathBuf::as_path))
+        .collect();
+    let tools = no_tools();
+    let e = eraser(EraseSettings::default(), &tools, &allow);
+    // The targets, in IPA's order (descending names).
+    let (targets, failures) = e.erasable(&listed);
+    assert!(failures.is_empty(), "{failures:?}");
+    let names: Vec<&str> = targets.iter().map(|t| t.dev.as_str()).collect();
+    let (p1, p2) = (
+        parts[0].display().to_string(),
+        parts[1].display().to_string(),
+    );
+    assert_eq!(names, [p2.as_str(), p1.as_str()]);
+
+    e.erase_devices_metadata(&listed)?;
+    for p in &t.partitions[..2] {
+        assert_eq!(
+            wipefs_region(&lo.file, p.start, p.size)?,
+            "",
+            "p{}",
+            p.number
+        );
+    }
+    let kept = probe::probe_all_range(&lo.path, p3.start, p3.size)?;
+    assert!(
+        kept.iter().any(|p| p.fstype == "linux_raid_member"),
+        "{kept:?}"
+    );
+    assert!(
+        table::read_table(&lo.path)?.is_some(),
+        "the member's disk keeps its table"
+    );
+
+    // erase_devices skips the RAID member disk altogether.
+    listed.truncate(1);
+    let before = read_all(&lo.file)?;
+    e.erase_devices(&listed)?;
+    assert_eq!(read_all(&lo.file)?, before);
+    Ok(())
+}
+
+#[test]
+fn special_filesystems_are_protected() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let lo = LoopDevice::create(&dir.path().join("vmfs.img"), 32 * MIB)?;
+    table::write_table(&lo.path, TableKind::Gpt, &[spec(8, PartitionKind::Linux)])?;
+    let out = Command::new("sfdisk")
+        .arg("--part-type")
+        .arg(&lo.path)
+        .args(["1", "AA31E02A-400F-11DB-9590-000C2911D1B8"])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = [device(&lo.path.display().to_string(), 32 * MIB)?];
+    let tools = no_tools();
+    for step in [ERASE_DEVICES, ERASE_DEVICES_METADATA, ERASE_DEVICES_EXPRESS] {
+        let e = eraser(EraseSettings::default(), &tools, &[&lo.path]);
+        let r = match step {
+            ERASE_DEVICES => e.erase_devices(&listed),
+            ERASE_DEVICES_METADATA => e.erase_devices_metadata(&listed),
+            _ => e.erase_devices_express(&listed),
+        };
+        let err = r.err();
+        assert_eq!(
+            err.as_ref().map(HardwareError::ipa_type),
+            Some("ProtectedDeviceError"),
+            "{step}"
+        );
+        let msg = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("VMware VMFS Partition (GPT)"), "{msg}");
+        assert!(
+            table::read_table(&lo.path)?.is_some(),
+            "{step} wrote to the disk"
+        );
+    }
+    let s = settings(json!({"wipe_special_filesystems": false}))?;
+    eraser(s, &tools, &[&lo.path]).erase_devices_metadata(&listed)?;
+    assert_eq!(table::read_table(&lo.path)?, None);
+    Ok(())
+}
+
+#[test]
+fn express_formats_nvme_and_wipes_the_rest() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (lo, t, listed) = busy_disk(dir.path())?;
+    let tools = no_tools();
+    let e = eraser(EraseSettings::default(), &tools, &[&lo.path]);
+    assert_eq!(e.erase_devices_express(&listed)?, Value::Null);
+    assert!(
+        tools.calls().is_empty(),
+        "no NVMe here: {:?}",
+        tools.calls()
+    );
+    assert_eq!(wipefs_list(&lo.path)?, "");
+    for p in &t.partitions {
+        assert_eq!(wipefs_region(&lo.file, p.start, p.size)?, "");
+    }
+    Ok(())
+}
+
+#[test]
+fn execute_runs_the_steps_through_the_agent() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (lo, _) = patterned(dir.path(), "disk.img", 4 * MIB)?;
+    let name = lo.path.display().to_string();
+    let ctx = crate::clean::testing::agent(
+        dir.path(),
+        &lo.path,
+        vec![device(&name, 4 * MIB)?, device("/dev/sdy", 1 << 30)?],
+    )?;
+    let node = |dii: Value| -> anyhow::Result<StepContext> {
+        Ok(StepContext {
+            kind: Some(StepKind::Clean),
+            node: serde_json::from_value(json!({"uuid": "n1", "driver_internal_info": dii}))?,
+            ports: vec![],
+        })
+    };
+    let args = Map::new();
+    assert!(
+        execute(&ctx, "burnin_cpu", &node(json!({}))?, &args).is_err_and(|e| e.is_incompatible())
+    );
+    let bad = execute(
+        &ctx,
+        ERASE_DEVICES,
+        &node(json!({"disk_erasure_concurrency": "x"}))?,
+        &args,
+    );
+    assert!(matches!(bad, Err(HardwareError::InvalidArgs(_))), "{bad:?}");
+
+    let out = execute(
+        &ctx,
+        ERASE_DEVICES,
+        &node(json!({"agent_enable_ata_secure_erase": false}))?,
+        &args,
+    )?;
+    assert_eq!(out, json!({name.clone(): null, "/dev/sdy": null}));
+    assert!(read_all(&lo.file)?.iter().all(|b| *b == 0));
+
+    run_tool("mkswap", &[], &lo.path)?;
+    assert_ne!(wipefs_list(&lo.path)?, "");
+    assert_eq!(
+        execute(&ctx, ERASE_DEVICES_METADATA, &node(json!({}))?, &args)?,
+        Value::Null
+    );
+    assert_eq!(wipefs_list(&lo.path)?, "");
+    Ok(())
+}
