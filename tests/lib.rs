@@ -79,17 +79,31 @@ pub fn free_port() -> u16 {
 pub fn wait_for<T>(
     timeout: Duration,
     what: &str,
+    f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    poll(timeout, Duration::from_millis(100), f, || Ok(()))
+        .map_err(|e| e.context(format!("timed out after {timeout:?} waiting for {what}")))
+}
+
+/// Calls `f` every `interval` until it returns `Some`; between calls `alive` may fail early
+/// (a process died). After `timeout` fails with a bare "timed out" error for the caller to
+/// describe.
+pub fn poll<T>(
+    timeout: Duration,
+    interval: Duration,
     mut f: impl FnMut() -> Option<T>,
+    mut alive: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
             return Ok(v);
         }
+        alive()?;
         if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
+            bail!("timed out");
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(interval);
     }
 }
 
@@ -214,6 +228,33 @@ impl Shim {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+impl Shim {
+    /// `node create --name NAME --state STATE` with a port for each of this machine's NICs,
+    /// so that an agent started here finds the node at lookup.
+    pub fn create_host_node(&self, name: &str, state: &str) -> anyhow::Result<()> {
+        let macs = host_macs()?;
+        let mut create = vec!["node", "create", "--name", name, "--state", state];
+        for m in &macs {
+            create.push("--mac");
+            create.push(m);
+        }
+        self.cli(&create, true).map(drop)
+    }
+}
+
+/// Flags for an agent listening on `127.0.0.1:port`, advertising 127.0.0.1 and allowed to
+/// write only `device`.
+pub fn loopback_agent_flags(port: u16, device: &Path) -> Vec<String> {
+    vec![
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--advertise-host".into(),
+        "127.0.0.1".into(),
+        "--allow-device".into(),
+        device.display().to_string(),
+    ]
 }
 
 /// MACs of this machine's physical NICs (those with a `device` link), as the agent reports them.

@@ -406,20 +406,30 @@ pub fn wait_vm<T>(
     vm: &mut Vm,
     timeout: Duration,
     what: &str,
-    mut f: impl FnMut() -> Option<T>,
+    f: impl FnMut() -> Option<T>,
 ) -> anyhow::Result<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        vm.check_running()?;
-        if Instant::now() >= deadline {
-            bail!(
-                "timed out after {timeout:?} waiting for {what}; serial console:\n{}",
-                vm.console()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let result = crate::poll(timeout, Duration::from_millis(250), f, || {
+        vm.check_running()
+    });
+    result.map_err(|e| {
+        e.context(format!(
+            "waiting for {what} (up to {timeout:?}); serial console:\n{}",
+            vm.console()
+        ))
+    })
+}
+
+/// The shim for a VM test: serving `images`, with a short heartbeat timeout and `extra`
+/// flags; returns it with its port (the guest reaches it at 10.0.2.2:PORT).
+pub fn vm_shim(dir: &Path, images: &Path, extra: &[&str]) -> anyhow::Result<(crate::Shim, String)> {
+    let mut args = vec![
+        "--images",
+        images.to_str().context("non-UTF-8 temp dir")?,
+        "--heartbeat-timeout",
+        "10",
+    ];
+    args.extend_from_slice(extra);
+    let shim = crate::Shim::start(dir, &args)?;
+    let port = shim.url.rsplit(':').next().unwrap_or_default().to_string();
+    Ok((shim, port))
 }

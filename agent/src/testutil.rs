@@ -1,11 +1,17 @@
-//! Test support: real loop devices over files the test created, detached on drop.
+//! Test support: real loop devices over files the test created, detached on drop, disks
+//! laid out as a deployed machine's, and running the tools that check them.
 //!
 //! Only compiled for tests (and for the workspace's e2e tests via the `test-support` feature).
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
+
+use crate::disk::blockdev;
+use crate::disk::table::{self, PartitionKind, PartitionSpec, PartitionTable, TableKind};
 
 /// A loop device attached to a backing file; detached (with its partitions) when dropped.
 #[derive(Debug)]
@@ -76,6 +82,67 @@ impl Drop for LoopDevice {
         let _ = Command::new("partx").arg("-d").arg(&self.path).output();
         let _ = Command::new("losetup").arg("-d").arg(&self.path).output();
     }
+}
+
+/// Runs `tool args… target`, failing on a non-zero exit; returns its stdout.
+pub fn run_tool(tool: &str, args: &[&str], target: &Path) -> anyhow::Result<String> {
+    let out = Command::new(tool).args(args).arg(target).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{tool} {args:?} {}: {}",
+        target.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `wipefs --no-act` of `path`: the signatures it would erase (empty when clean).
+pub fn wipefs_list(path: &Path) -> anyhow::Result<String> {
+    let out = run_tool("wipefs", &["--no-act", "--noheadings"], path)?;
+    Ok(out.trim().to_string())
+}
+
+/// A loop disk over a new `size`-byte `file` with a `kind` table of `parts` (MiB, kind), the
+/// first three formatted ext4 (`root`), vfat (`ESP`) and swap (`swap1`) like a deployed disk.
+pub fn busy_disk(
+    file: &Path,
+    size: u64,
+    kind: TableKind,
+    parts: &[(u64, PartitionKind)],
+) -> anyhow::Result<(LoopDevice, PartitionTable)> {
+    let lo = LoopDevice::create(file, size)?;
+    let specs: Vec<PartitionSpec> = parts
+        .iter()
+        .map(|&(size_mib, kind)| PartitionSpec {
+            size_mib,
+            kind,
+            name: String::new(),
+            bootable: false,
+        })
+        .collect();
+    let t = table::write_table(&lo.path, kind, &specs)?;
+    lo.rescan()?;
+    run_tool("mkfs.ext4", &["-q", "-F", "-L", "root"], &lo.partition(1))?;
+    run_tool("mkfs.vfat", &["-F", "32", "-n", "ESP"], &lo.partition(2))?;
+    run_tool("mkswap", &["-L", "swap1"], &lo.partition(3))?;
+    Ok((lo, t))
+}
+
+/// Writes an md 1.0 superblock (a RAID member's) at the end of bytes `[start, start + size)`
+/// of `dev`.
+pub fn md_superblock(dev: &Path, start: u64, size: u64) -> anyhow::Result<()> {
+    let at = start + ((((size >> 9) - 16) & !7) << 9);
+    let mut sb = vec![0u8; 512];
+    sb[0..4].copy_from_slice(&0xa92b_4efcu32.to_le_bytes());
+    sb[4..8].copy_from_slice(&1u32.to_le_bytes());
+    sb[16..32].copy_from_slice(&[0x42; 16]);
+    sb[144..152].copy_from_slice(&((at - start) >> 9).to_le_bytes());
+    File::options()
+        .write(true)
+        .open(dev)?
+        .write_all_at(&sb, at)?;
+    blockdev::flush(dev)?;
+    Ok(())
 }
 
 /// Serves fixed answers on 127.0.0.1 until the process ends: `routes` maps a request target

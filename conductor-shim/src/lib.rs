@@ -13,7 +13,8 @@
 //! - [`node_dict`]: the node and port dictionaries sent to the agent as command params.
 //! - [`api`]: the axum server implementing the ramdisk endpoints.
 //! - [`conductor`]: what happens after a heartbeat (step caching through the agent).
-//! - [`steps`]: the agent step protocol shared by deploys and cleaning.
+//! - [`steps`]: the agent step protocol and the heartbeat-driven step runner shared by
+//!   deploys and cleaning.
 //! - [`deploy`]: deploying an image through the agent, driven by heartbeats.
 //! - [`clean`]: automated and manual cleaning through the agent, driven by heartbeats.
 //! - [`agent_client`]: the HTTP client for the agent's `/v1/commands/` API.

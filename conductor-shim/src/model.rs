@@ -100,6 +100,18 @@ pub struct Step {
     pub extra: JsonMap,
 }
 
+impl Step {
+    /// `interface.step` with `priority` and no other keys.
+    pub fn new(interface: &str, step: &str, priority: i64) -> Step {
+        Step {
+            interface: interface.to_string(),
+            step: step.to_string(),
+            priority,
+            extra: JsonMap::new(),
+        }
+    }
+}
+
 /// Steps cached from the agent, grouped by interface (as Ironic stores them).
 pub type CachedSteps = BTreeMap<String, Vec<Step>>;
 

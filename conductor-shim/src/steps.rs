@@ -10,12 +10,14 @@
 //! * `refresh`: `get_<kind>_steps` cached in `driver_internal_info`;
 //! * `power_off`: `standby.power_off`, the in-band tear-down;
 //! * `Stop`, `load_node`, `update_node`: how a heartbeat's work stops early and how each
-//!   transition is committed before the next agent call.
+//!   transition is committed before the next agent call;
+//! * `runner`: the heartbeat-driven run of a plan of steps, given what an operation adds.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::agent_client::CommandStatus;
@@ -26,6 +28,8 @@ use crate::node_dict::{AgentNodeDict, AgentPortDict};
 use crate::state::ProvisionState;
 use crate::store::{SharedStore, StoreError};
 use crate::timefmt;
+
+pub(crate) mod runner;
 
 /// The kind of step-driven operation a `*wait` state belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +143,42 @@ impl StepKind {
         }
     }
 
+    /// The state the node waits for the agent in (`wait call-back`, ...).
+    pub fn wait_state(self) -> ProvisionState {
+        match self {
+            StepKind::Deploy => ProvisionState::DeployWait,
+            StepKind::Clean => ProvisionState::CleanWait,
+            StepKind::Service => ProvisionState::ServiceWait,
+        }
+    }
+
+    /// The state the conductor works on the node in (`deploying`, ...).
+    pub fn working_state(self) -> ProvisionState {
+        match self {
+            StepKind::Deploy => ProvisionState::Deploying,
+            StepKind::Clean => ProvisionState::Cleaning,
+            StepKind::Service => ProvisionState::Servicing,
+        }
+    }
+
+    /// The operation in messages (`deploy failed`, `cleaning failed`).
+    pub fn noun(self) -> &'static str {
+        match self {
+            StepKind::Deploy => "deploy",
+            StepKind::Clean => "cleaning",
+            StepKind::Service => "servicing",
+        }
+    }
+
+    /// [`StepKind::noun`] with an article where English needs one (`the deploy continues`).
+    pub fn noun_phrase(self) -> &'static str {
+        match self {
+            StepKind::Deploy => "the deploy",
+            StepKind::Clean => "cleaning",
+            StepKind::Service => "servicing",
+        }
+    }
+
     /// The state a failure moves the node to.
     pub fn failed_state(self) -> ProvisionState {
         match self {
@@ -157,21 +197,37 @@ impl StepKind {
         }
     }
 
+    /// Caches `steps` (with the time) as the agent's steps of this kind.
     pub(crate) fn store_cached(self, dii: &mut DriverInternalInfo, steps: CachedSteps) {
-        let now = Some(timefmt::now());
+        let (cached, refreshed) = self.cache_slots(dii);
+        *cached = Some(steps);
+        *refreshed = Some(timefmt::now());
+    }
+
+    /// Forgets the cached steps of this kind.
+    pub(crate) fn clear_cached(self, dii: &mut DriverInternalInfo) {
+        let (cached, refreshed) = self.cache_slots(dii);
+        *cached = None;
+        *refreshed = None;
+    }
+
+    fn cache_slots(
+        self,
+        dii: &mut DriverInternalInfo,
+    ) -> (&mut Option<CachedSteps>, &mut Option<OffsetDateTime>) {
         match self {
-            StepKind::Deploy => {
-                dii.agent_cached_deploy_steps = Some(steps);
-                dii.agent_cached_deploy_steps_refreshed = now;
-            }
-            StepKind::Clean => {
-                dii.agent_cached_clean_steps = Some(steps);
-                dii.agent_cached_clean_steps_refreshed = now;
-            }
-            StepKind::Service => {
-                dii.agent_cached_service_steps = Some(steps);
-                dii.agent_cached_service_steps_refreshed = now;
-            }
+            StepKind::Deploy => (
+                &mut dii.agent_cached_deploy_steps,
+                &mut dii.agent_cached_deploy_steps_refreshed,
+            ),
+            StepKind::Clean => (
+                &mut dii.agent_cached_clean_steps,
+                &mut dii.agent_cached_clean_steps_refreshed,
+            ),
+            StepKind::Service => (
+                &mut dii.agent_cached_service_steps,
+                &mut dii.agent_cached_service_steps_refreshed,
+            ),
         }
     }
 }
@@ -430,12 +486,7 @@ mod tests {
     use crate::model::JsonMap;
 
     fn step(interface: &str, name: &str) -> Step {
-        Step {
-            interface: interface.into(),
-            step: name.into(),
-            priority: 99,
-            extra: JsonMap::new(),
-        }
+        Step::new(interface, name, 99)
     }
 
     fn command(name: &str, status: CommandStatus, result: Value) -> CommandResult {

@@ -6,11 +6,10 @@ mod common;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::{FakeAgent, Shim, http, result_json, self_signed};
+use common::{FakeAgent, Shim, http, plain_config, result_json, self_signed};
 use conductor_shim::agent_client::{
     AgentClient, AgentClientError, AgentClientOptions, CommandStatus, TlsMinVersion,
 };
-use conductor_shim::api::ServerConfig;
 use conductor_shim::state::ProvisionState;
 use serde_json::{Value, json};
 
@@ -292,20 +291,9 @@ async fn heartbeat_from(shim: &Shim, agent_url: &str, token: &str, ca: Option<&s
     assert_eq!(resp.status(), 202);
 }
 
-fn plain_shim() -> ServerConfig {
-    ServerConfig {
-        require_tls: false,
-        agent: AgentClientOptions {
-            timeout: Duration::from_secs(5),
-            ..AgentClientOptions::default()
-        },
-        ..ServerConfig::default()
-    }
-}
-
 #[tokio::test]
 async fn heartbeat_in_deploy_wait_caches_deploy_steps() {
-    let shim = Shim::start(plain_shim()).await;
+    let shim = Shim::start(plain_config()).await;
     let node = shim.create("n1", &[MAC], ProvisionState::DeployWait).await;
     let agent = FakeAgent::start(|_| (StatusCode::OK, deploy_steps_result())).await;
     let token = shim.lookup_token(MAC).await;
@@ -394,7 +382,7 @@ async fn heartbeat_in_clean_wait_over_tls_caches_clean_steps() {
 
 #[tokio::test]
 async fn invalid_steps_fail_the_deploy() {
-    let shim = Shim::start(plain_shim()).await;
+    let shim = Shim::start(plain_config()).await;
     shim.create("n1", &[MAC], ProvisionState::DeployWait).await;
     let agent = FakeAgent::start(|_| {
         (
@@ -427,7 +415,7 @@ async fn invalid_steps_fail_the_deploy() {
 
 #[tokio::test]
 async fn busy_agent_leaves_the_node_waiting() {
-    let shim = Shim::start(plain_shim()).await;
+    let shim = Shim::start(plain_config()).await;
     shim.create("n1", &[MAC], ProvisionState::DeployWait).await;
     let agent = FakeAgent::start(|_| {
         (

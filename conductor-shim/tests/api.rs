@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Shim, fault, http};
+use common::{Shim, fault, http, sorted_keys};
 use conductor_shim::api::ServerConfig;
 use conductor_shim::state::ProvisionState;
 use serde_json::{Value, json};
@@ -181,15 +181,8 @@ async fn lookup_hands_out_the_token_once() {
         format!("{}/v1/nodes/{}", shim.base, node.uuid)
     );
     assert_eq!(n["links"][1]["rel"], "bookmark");
-    let mut keys: Vec<&str> = body["config"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        sorted_keys(&body["config"]),
         [
             "agent_containers",
             "agent_md5_checksum_enable",

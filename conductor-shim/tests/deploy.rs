@@ -10,8 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::{FakeAgent, Recorded, Shim, http};
-use conductor_shim::agent_client::AgentClientOptions;
+use common::{
+    FakeAgent, Recorded, Shim, accept, agent_fault, cli, command, command_list, finished, http,
+    other_command, plain_config, sorted_keys,
+};
 use conductor_shim::api::ServerConfig;
 use conductor_shim::deploy::DeployOptions;
 use conductor_shim::deploy::request::{
@@ -81,23 +83,6 @@ struct ScriptedAgent {
     script: Script,
 }
 
-fn result(name: &str, status: &str, error: Value, res: Value) -> Value {
-    json!({
-        "id": uuid::Uuid::new_v4().to_string(),
-        "command_name": name,
-        "command_status": status,
-        "command_error": error,
-        "command_result": res,
-    })
-}
-
-fn fault(status: StatusCode, text: &str) -> (StatusCode, String) {
-    (
-        status,
-        json!({"faultcode": "Client", "faultstring": text, "debuginfo": null}).to_string(),
-    )
-}
-
 impl ScriptedAgent {
     async fn start(script: Script) -> ScriptedAgent {
         let model = Arc::new(Mutex::new(Model::default()));
@@ -117,7 +102,7 @@ impl ScriptedAgent {
         let echoed = m.commands[index]["__step"].clone();
         let done = if self.script.mismatch_once && !m.mismatch_done {
             m.mismatch_done = true;
-            result(
+            command(
                 "execute_deploy_step",
                 "CLEAN_VERSION_MISMATCH",
                 json!({"type": "VersionMismatch", "code": 409,
@@ -127,14 +112,14 @@ impl ScriptedAgent {
             )
         } else {
             match &self.script.outcome {
-                Outcome::Succeed => result(
+                Outcome::Succeed => command(
                     "execute_deploy_step",
                     "SUCCEEDED",
                     Value::Null,
                     json!({"deploy_result": {"result": "prepare_image: image (img.raw) written to device /dev/vda root_uuid=0x00000000"},
                            "deploy_step": echoed}),
                 ),
-                Outcome::Fail(details) => result(
+                Outcome::Fail(details) => command(
                     "execute_deploy_step",
                     "FAILED",
                     json!({"type": "DeploymentError", "code": 500,
@@ -183,7 +168,7 @@ fn respond(model: &Mutex<Model>, script: &Script, req: &Recorded) -> (StatusCode
             m.bootloader_polls += 1;
             if m.bootloader_polls >= 2 {
                 let done = match script.bootloader {
-                    Bootloader::Fail => result(
+                    Bootloader::Fail => command(
                         "install_bootloader",
                         "FAILED",
                         json!({"type": "CommandExecutionError", "code": 500,
@@ -191,21 +176,12 @@ fn respond(model: &Mutex<Model>, script: &Script, req: &Recorded) -> (StatusCode
                                "details": "Installing GRUB2 boot loader to device /dev/vda failed"}),
                         Value::Null,
                     ),
-                    _ => result("install_bootloader", "SUCCEEDED", Value::Null, Value::Null),
+                    _ => command("install_bootloader", "SUCCEEDED", Value::Null, Value::Null),
                 };
                 *m.commands.last_mut().unwrap() = done;
             }
         }
-        let public: Vec<Value> = m
-            .commands
-            .iter()
-            .map(|c| {
-                let mut c = c.clone();
-                c.as_object_mut().unwrap().remove("__step");
-                c
-            })
-            .collect();
-        return (StatusCode::OK, json!({"commands": public}).to_string());
+        return command_list(&m.commands);
     }
     let body = req.body.clone().unwrap();
     let params = &body["params"];
@@ -222,7 +198,7 @@ fn respond(model: &Mutex<Model>, script: &Script, req: &Recorded) -> (StatusCode
                 json!({"step": "write_image", "priority": 0, "interface": "deploy", "reboot_requested": false, "argsinfo": null}),
             ];
             steps.extend(script.extra_steps.iter().cloned());
-            result(
+            command(
                 "get_deploy_steps",
                 "SUCCEEDED",
                 Value::Null,
@@ -233,12 +209,12 @@ fn respond(model: &Mutex<Model>, script: &Script, req: &Recorded) -> (StatusCode
         "deploy.execute_deploy_step" => {
             if script.busy_once && !m.busy_done {
                 m.busy_done = true;
-                return fault(
+                return agent_fault(
                     StatusCode::CONFLICT,
                     "Agent is busy: executing command get_deploy_steps",
                 );
             }
-            let mut r = result(
+            let mut r = command(
                 "execute_deploy_step",
                 "RUNNING",
                 Value::Null,
@@ -250,7 +226,7 @@ fn respond(model: &Mutex<Model>, script: &Script, req: &Recorded) -> (StatusCode
             m.running_step = Some(m.commands.len());
             r
         }
-        "standby.get_partition_uuids" => result(
+        "standby.get_partition_uuids" => command(
             "get_partition_uuids",
             "SUCCEEDED",
             Value::Null,
@@ -258,48 +234,34 @@ fn respond(model: &Mutex<Model>, script: &Script, req: &Recorded) -> (StatusCode
         ),
         "image.install_bootloader" => match script.bootloader {
             Bootloader::NotFound => {
-                return fault(
+                return agent_fault(
                     StatusCode::NOT_FOUND,
                     "Not found: Extension with id image not found.",
                 );
             }
             Bootloader::UnknownCommand => {
-                return fault(
+                return agent_fault(
                     StatusCode::BAD_REQUEST,
                     "Invalid command: Unknown command: image.install_bootloader",
                 );
             }
             _ => {
                 m.bootloader_polls = 0;
-                result("install_bootloader", "RUNNING", Value::Null, Value::Null)
+                command("install_bootloader", "RUNNING", Value::Null, Value::Null)
             }
         },
-        "standby.power_off" => result("power_off", "RUNNING", Value::Null, Value::Null),
-        other => {
-            return fault(
-                StatusCode::BAD_REQUEST,
-                &format!("Unknown command: {other}"),
-            );
-        }
+        other => return other_command(&mut m.commands, other),
     };
-    let mut answer = entry.clone();
-    answer.as_object_mut().unwrap().remove("__step");
-    m.commands.push(entry);
-    (StatusCode::OK, answer.to_string())
+    accept(&mut m.commands, entry)
 }
 
 fn config() -> ServerConfig {
     ServerConfig {
-        require_tls: false,
-        agent: AgentClientOptions {
-            timeout: Duration::from_secs(5),
-            ..AgentClientOptions::default()
-        },
         deploy: DeployOptions {
             command_wait_interval: Duration::from_millis(50),
             command_wait_attempts: 20,
         },
-        ..ServerConfig::default()
+        ..plain_config()
     }
 }
 
@@ -341,18 +303,8 @@ impl Setup {
     }
 
     async fn heartbeat_to(&self, shim: &Shim) -> u16 {
-        http()
-            .post(shim.url("/v1/heartbeat/n1"))
-            .header("X-OpenStack-Ironic-API-Version", "1.68")
-            .json(
-                &json!({"callback_url": self.agent.fake.url, "agent_token": self.token,
-                          "agent_version": "13.0.0"}),
-            )
-            .send()
+        shim.heartbeat("n1", &self.agent.fake.url, &self.token)
             .await
-            .unwrap()
-            .status()
-            .as_u16()
     }
 
     async fn heartbeat(&self) {
@@ -470,14 +422,10 @@ async fn whole_disk_uefi_deploy_follows_ironics_sequence() {
     // execute_deploy_step params, as in the Ironic 39 trace.
     let exec = &s.agent.posts("deploy.execute_deploy_step")[0];
     let params = &exec.body.as_ref().unwrap()["params"];
-    let mut keys: Vec<&str> = params
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["deploy_version", "node", "ports", "step"]);
+    assert_eq!(
+        sorted_keys(params),
+        ["deploy_version", "node", "ports", "step"]
+    );
     assert_eq!(
         params["deploy_version"],
         json!({"generic_hardware_manager": "1.2"})
@@ -963,20 +911,6 @@ async fn image_server_answers_range_requests() {
     assert_eq!(resp.status(), 404);
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_conductor-shim");
-
-fn cli(db: &std::path::Path, args: &[&str]) -> std::process::Command {
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.arg("--db")
-        .arg(db)
-        .args(args)
-        .env_remove("CONDUCTOR_SHIM_DB")
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    cmd
-}
-
 /// Runs `conductor-shim deploy` (waiting) against the shim's database while the test drives
 /// the heartbeats; returns (success, stdout, stderr).
 async fn cli_deploy(script: Script, extra: &[&str]) -> (bool, String, String, Node) {
@@ -1016,15 +950,8 @@ async fn cli_deploy(script: Script, extra: &[&str]) -> (bool, String, String, No
     s.agent.finish_step();
     s.heartbeat().await;
     let node = s.wait_end().await;
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-        node,
-    )
+    let (ok, stdout, stderr) = finished(child).await;
+    (ok, stdout, stderr, node)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

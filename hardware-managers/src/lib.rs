@@ -11,6 +11,9 @@
 //!
 //! Two managers ship here: the [`generic::GenericHardwareManager`] (reads /sys and /proc) and
 //! the [`plugin::ExecutableManager`] (a vendor executable speaking JSON on stdin/stdout).
+//!
+//! External programs, the managers' own and the agent's, run through [`process::run`]: with a
+//! deadline, in their own process group (killed as a whole on timeout) and with bounded output.
 
 pub mod chain;
 pub mod error;
@@ -21,7 +24,7 @@ pub mod inventory;
 pub mod manager;
 pub mod node;
 pub mod plugin;
-mod process;
+pub mod process;
 pub mod step;
 pub mod support;
 

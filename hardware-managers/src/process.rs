@@ -1,9 +1,28 @@
 //! Running external programs with a deadline and bounded output.
 //!
-//! Every tool the managers run (ipmitool, log commands, plug-ins) goes through [`run`]: the
-//! child gets its own process group so a timeout kills it together with anything it started,
-//! stdin is fed from a thread, and stdout/stderr are drained by threads that keep at most a
-//! fixed number of bytes (the rest is read and discarded so the child never blocks on a pipe).
+//! Every tool the managers run (ipmitool, log commands, plug-ins) goes through [`run`], and so
+//! do the agent's cleaning tools and the `firmware-manager` example: the child gets its own
+//! process group so a timeout kills it together with anything it started, stdin is fed from a
+//! thread, and stdout/stderr are drained by threads that keep at most a fixed number of bytes
+//! (the rest is read and discarded so the child never blocks on a pipe).
+//!
+//! [`run_with`] also chooses which end of a stream is kept ([`Keep`]) and what happens when
+//! something the program started still holds its output open after it exited ([`Lingering`]).
+//!
+//! ```no_run
+//! use std::process::Command;
+//! use std::time::Duration;
+//!
+//! use hardware_managers::process::{self, Limits};
+//!
+//! let mut cmd = Command::new("ipmitool");
+//! cmd.args(["lan", "print"]);
+//! match process::run(cmd, None, Limits::with_timeout(Duration::from_secs(60))) {
+//!     Ok(f) if f.status.success() => println!("{}", String::from_utf8_lossy(&f.stdout.bytes)),
+//!     Ok(f) => eprintln!("ipmitool failed: {}", f.status),
+//!     Err(e) => eprintln!("ipmitool: {e}"),
+//! }
+//! ```
 
 use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
@@ -20,7 +39,7 @@ const PIPE_GRACE: Duration = Duration::from_secs(2);
 
 /// Limits applied to one run.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
+pub struct Limits {
     /// Wall-clock limit; the process group is killed when it expires.
     pub timeout: Duration,
     /// At most this many bytes of stdout are kept.
@@ -38,20 +57,92 @@ impl Limits {
             max_stderr: 64 << 10,
         }
     }
+
+    /// These limits, keeping at most `max` bytes of each stream.
+    pub fn keeping(self, max: usize) -> Self {
+        Limits {
+            max_stdout: max,
+            max_stderr: max,
+            ..self
+        }
+    }
+}
+
+/// Which bytes of a stream longer than its limit are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Keep {
+    /// The first ones (a report printed from the start).
+    #[default]
+    Head,
+    /// The last ones (progress chatter followed by the error that matters).
+    Tail,
+}
+
+/// What [`run_with`] does when the program has exited but its output pipes are still open
+/// (something it started holds them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Lingering {
+    /// Keep reading until the deadline; then kill the process group and fail with
+    /// [`RunError::TimedOut`] (the output may be incomplete).
+    #[default]
+    Wait,
+    /// Wait a short grace period, then kill the process group and return what was read.
+    Kill,
+}
+
+/// How [`run_with`] captures the output; the default is what [`run`] does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capture {
+    /// Which end of stdout is kept.
+    pub stdout: Keep,
+    /// Which end of stderr is kept.
+    pub stderr: Keep,
+    /// Pipes held open after the exit.
+    pub lingering: Lingering,
 }
 
 /// Bytes read from one pipe.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Captured {
+pub struct Captured {
     /// The kept bytes.
     pub bytes: Vec<u8>,
     /// Whether more was written than kept.
     pub truncated: bool,
 }
 
+impl Captured {
+    /// Adds `chunk`, keeping at most `max` bytes from the `keep` end. A tail is cut back to
+    /// `max` once it reaches twice that (so it is copied rarely) and by [`finish`](Self::finish).
+    fn push(&mut self, chunk: &[u8], max: usize, keep: Keep) {
+        match keep {
+            Keep::Head => {
+                let room = max.saturating_sub(self.bytes.len());
+                let kept = chunk.len().min(room);
+                self.bytes.extend_from_slice(&chunk[..kept]);
+                self.truncated |= kept < chunk.len();
+            }
+            Keep::Tail => {
+                self.bytes.extend_from_slice(chunk);
+                if self.bytes.len() > max.saturating_mul(2) {
+                    self.finish(max);
+                }
+            }
+        }
+    }
+
+    /// Drops all but the last `max` bytes.
+    fn finish(&mut self, max: usize) {
+        let excess = self.bytes.len().saturating_sub(max);
+        if excess > 0 {
+            self.bytes.drain(..excess);
+            self.truncated = true;
+        }
+    }
+}
+
 /// A child that ran to completion.
 #[derive(Debug)]
-pub(crate) struct Finished {
+pub struct Finished {
     /// How it exited.
     pub status: ExitStatus,
     /// Its standard output.
@@ -62,7 +153,7 @@ pub(crate) struct Finished {
 
 /// Why a run produced no [`Finished`].
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum RunError {
+pub enum RunError {
     /// The program could not be started (missing, not executable, ...).
     #[error("cannot run: {0}")]
     Spawn(#[source] io::Error),
@@ -86,11 +177,29 @@ impl RunError {
     }
 }
 
-/// Runs `cmd`, writing `input` to its stdin (or giving it /dev/null), within `limits`.
-pub(crate) fn run(
+/// Runs `cmd`, writing `input` to its stdin (or giving it /dev/null), within `limits`,
+/// keeping the head of both streams and waiting up to the deadline for pipes held open after
+/// the exit ([`Capture::default`]).
+///
+/// `cmd` keeps its arguments, environment and working directory; its stdio and process group
+/// are set here.
+///
+/// # Errors
+/// [`RunError::Spawn`] when it cannot start, [`RunError::TimedOut`] when the deadline passes
+/// (the process group is killed), [`RunError::Wait`] when waiting for it fails.
+pub fn run(cmd: Command, input: Option<Vec<u8>>, limits: Limits) -> Result<Finished, RunError> {
+    run_with(cmd, input, limits, Capture::default())
+}
+
+/// [`run`], capturing the output as `capture` says.
+///
+/// # Errors
+/// As [`run`]; with [`Lingering::Kill`], pipes held open after the exit are not an error.
+pub fn run_with(
     mut cmd: Command,
     input: Option<Vec<u8>>,
     limits: Limits,
+    capture: Capture,
 ) -> Result<Finished, RunError> {
     cmd.stdin(if input.is_some() {
         Stdio::piped()
@@ -109,14 +218,20 @@ pub(crate) fn run(
             let _ = stdin.write_all(&input);
         });
     }
-    let stdout = child.stdout.take().map(|p| drain(p, limits.max_stdout));
-    let stderr = child.stderr.take().map(|p| drain(p, limits.max_stderr));
+    let stdout = child
+        .stdout
+        .take()
+        .map(|p| drain(p, limits.max_stdout, capture.stdout));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|p| drain(p, limits.max_stderr, capture.stderr));
 
     let status = match wait_until(&mut child, deadline) {
         Ok(Some(status)) => status,
         Ok(None) => {
             kill_group(&mut child);
-            let stderr = collect(stderr, Instant::now() + PIPE_GRACE).unwrap_or_default();
+            let stderr = collect(stderr.as_ref(), Instant::now() + PIPE_GRACE).unwrap_or_default();
             return Err(RunError::TimedOut {
                 after: limits.timeout,
                 stderr,
@@ -129,24 +244,44 @@ pub(crate) fn run(
     };
 
     // The child is gone; its pipes close unless something it started still holds them.
-    let pipes_deadline = deadline.max(Instant::now() + PIPE_GRACE);
-    let stdout = collect(stdout, pipes_deadline);
-    let stderr = collect(stderr, pipes_deadline);
-    match (stdout, stderr) {
-        (Some(stdout), Some(stderr)) => Ok(Finished {
-            status,
-            stdout,
-            stderr,
+    let pipes_deadline = match capture.lingering {
+        Lingering::Wait => deadline.max(Instant::now() + PIPE_GRACE),
+        Lingering::Kill => Instant::now() + PIPE_GRACE,
+    };
+    let (out, err) = match (
+        collect(stdout.as_ref(), pipes_deadline),
+        collect(stderr.as_ref(), pipes_deadline),
+    ) {
+        (Some(stdout), Some(stderr)) => {
+            return Ok(Finished {
+                status,
+                stdout,
+                stderr,
+            });
+        }
+        open => open,
+    };
+    warn!(
+        pid = child.id(),
+        "output pipes still open after exit, killing its group"
+    );
+    kill_group(&mut child);
+    match capture.lingering {
+        Lingering::Wait => Err(RunError::TimedOut {
+            after: limits.timeout,
+            stderr: err.unwrap_or_default(),
         }),
-        (_, stderr) => {
-            warn!(
-                pid = child.id(),
-                "output pipes still open after exit, killing its group"
-            );
-            kill_group(&mut child);
-            Err(RunError::TimedOut {
-                after: limits.timeout,
-                stderr: stderr.unwrap_or_default(),
+        // The holders are gone with the group: their pipes end and the readers report.
+        Lingering::Kill => {
+            let after_kill = Instant::now() + PIPE_GRACE;
+            Ok(Finished {
+                status,
+                stdout: out
+                    .or_else(|| collect(stdout.as_ref(), after_kill))
+                    .unwrap_or_default(),
+                stderr: err
+                    .or_else(|| collect(stderr.as_ref(), after_kill))
+                    .unwrap_or_default(),
             })
         }
     }
@@ -199,8 +334,8 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Reads `pipe` to its end on a thread, keeping at most `max` bytes.
-fn drain(mut pipe: impl Read + Send + 'static, max: usize) -> Receiver<Captured> {
+/// Reads `pipe` to its end on a thread, keeping at most `max` bytes from the `keep` end.
+fn drain(mut pipe: impl Read + Send + 'static, max: usize, keep: Keep) -> Receiver<Captured> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut out = Captured::default();
@@ -208,15 +343,13 @@ fn drain(mut pipe: impl Read + Send + 'static, max: usize) -> Receiver<Captured>
         loop {
             match pipe.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => {
-                    let room = max.saturating_sub(out.bytes.len());
-                    let keep = n.min(room);
-                    out.bytes.extend_from_slice(&buf[..keep]);
-                    out.truncated |= keep < n;
-                }
+                Ok(n) => out.push(&buf[..n], max, keep),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break,
             }
+        }
+        if keep == Keep::Tail {
+            out.finish(max);
         }
         let _ = tx.send(out);
     });
@@ -224,7 +357,7 @@ fn drain(mut pipe: impl Read + Send + 'static, max: usize) -> Receiver<Captured>
 }
 
 /// Waits for a drain thread's result until `deadline`; `None` when it is still reading.
-fn collect(rx: Option<Receiver<Captured>>, deadline: Instant) -> Option<Captured> {
+fn collect(rx: Option<&Receiver<Captured>>, deadline: Instant) -> Option<Captured> {
     let Some(rx) = rx else {
         return Some(Captured::default());
     };
@@ -283,6 +416,58 @@ mod tests {
         assert!(f.status.success());
         assert_eq!(f.stdout.bytes.len(), 10);
         assert!(f.stdout.truncated);
+        Ok(())
+    }
+
+    #[test]
+    fn keeps_the_tail_when_asked() -> Result<(), RunError> {
+        let limits = Limits {
+            max_stdout: 5,
+            max_stderr: 4,
+            ..Limits::with_timeout(Duration::from_secs(10))
+        };
+        let capture = Capture {
+            stderr: Keep::Tail,
+            ..Capture::default()
+        };
+        let script = "seq 1 3000 >&2; printf 'head tail'";
+        let f = run_with(sh(script), None, limits, capture)?;
+        assert_eq!(f.stdout.bytes, b"head ");
+        assert_eq!(f.stderr.bytes, b"000\n");
+        assert!(f.stdout.truncated && f.stderr.truncated);
+        let f = run_with(sh("echo hi >&2"), None, limits, capture)?;
+        assert_eq!(
+            (f.stderr.bytes.as_slice(), f.stderr.truncated),
+            (&b"hi\n"[..], false)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn pipes_held_after_exit_fail_or_are_cut_short() -> Result<(), RunError> {
+        // The child exits at once; the `sleep` it leaves behind keeps both pipes open.
+        let script = "echo out; echo err >&2; sleep 30 & exit 4";
+        let limits = Limits::with_timeout(Duration::from_secs(1));
+        let start = Instant::now();
+        match run(sh(script), None, limits) {
+            Err(RunError::TimedOut { .. }) => {}
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        let kill = Capture {
+            lingering: Lingering::Kill,
+            ..Capture::default()
+        };
+        let f = run_with(sh(script), None, limits, kill)?;
+        assert_eq!(f.status.code(), Some(4));
+        assert_eq!(
+            (f.stdout.bytes, f.stderr.bytes),
+            (b"out\n".to_vec(), b"err\n".to_vec())
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            start.elapsed()
+        );
         Ok(())
     }
 

@@ -9,15 +9,17 @@ use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use common::{args, ctx};
 use hardware_managers::generic::{GenericConfig, GenericHardwareManager};
 use hardware_managers::plugin::{self, PluginConfig};
-use hardware_managers::{Chain, HardwareError, HardwareManager, StepContext, StepKind};
-use serde_json::{Map, Value, json};
+use hardware_managers::{Chain, HardwareError, HardwareManager, StepKind};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha512};
+
+mod common;
 
 /// Builds the example (a no-op when `cargo test` already did) and returns its path.
 fn example_binary() -> anyhow::Result<PathBuf> {
@@ -25,30 +27,16 @@ fn example_binary() -> anyhow::Result<PathBuf> {
         .parent()
         .context("workspace root")?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    // Variables `cargo test` sets for this crate would make the nested build redo crates
-    // whose build scripts track them.
-    for (key, _) in std::env::vars_os() {
-        if let Some(k) = key.to_str()
-            && (k.starts_with("CARGO_PKG_")
-                || k.starts_with("CARGO_MANIFEST_")
-                || matches!(
-                    k,
-                    "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
-                ))
-        {
-            cmd.env_remove(k);
+    // `cargo test` gives us this package's variables; ring's build script tracks them, so left
+    // in place they would make the nested build redo ring and everything above it.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CARGO_PKG_") || key.starts_with("CARGO_MANIFEST_") {
+            cmd.env_remove(key);
         }
     }
     let out = cmd
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "hardware-managers",
-            "--example",
-            "firmware-manager",
-            "--message-format=json",
-        ])
+        .args(["build", "--quiet", "--message-format=json"])
+        .args(["-p", "hardware-managers", "--example", "firmware-manager"])
         .current_dir(workspace)
         .output()
         .context("running cargo build")?;
@@ -204,34 +192,13 @@ fn setup() -> anyhow::Result<Setup> {
         step_timeout: Duration::from_secs(60),
         ..PluginConfig::default()
     };
-    let mut managers = plugin::discover_with(&plugins, config)?;
-    managers.push(Arc::new(GenericHardwareManager::new(GenericConfig {
-        root: d.join("root"),
-        ..GenericConfig::default()
-    })));
-    let chain = Chain::new(managers)?;
+    let chain = common::chain(&plugins, config, &d.join("root"))?;
     Ok(Setup {
         dir,
         chain,
         base_url,
         firmware,
     })
-}
-
-fn ctx(kind: StepKind) -> StepContext {
-    let mut ctx = StepContext {
-        kind: Some(kind),
-        ..StepContext::default()
-    };
-    ctx.node.uuid = Some("1be26c0b-03f2-4d2e-ae87-c02d7f33c123".into());
-    ctx
-}
-
-fn args(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
 }
 
 #[test]

@@ -4,13 +4,14 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hardware_managers::generic::{GenericConfig, GenericHardwareManager};
+use common::{args, ctx};
 use hardware_managers::plugin::{self, PluginConfig};
-use hardware_managers::{Chain, HardwareError, StepContext, StepKind};
-use serde_json::{Map, Value, json};
+use hardware_managers::{Chain, HardwareError, StepKind};
+use serde_json::{Map, json};
+
+mod common;
 
 /// The service-provider plug-in (support 3).
 const VENDOR_THREE: &str = r#"#!/bin/sh
@@ -118,29 +119,9 @@ fn test_config() -> PluginConfig {
     }
 }
 
+/// The plug-ins of `plugins` ahead of the generic manager over `root`.
 fn chain(plugins: &Path, root: &Path) -> Chain {
-    let mut managers = plugin::discover_with(plugins, test_config()).unwrap();
-    managers.push(Arc::new(GenericHardwareManager::new(GenericConfig {
-        root: root.to_path_buf(),
-        ..GenericConfig::default()
-    })));
-    Chain::new(managers).unwrap()
-}
-
-fn ctx() -> StepContext {
-    let mut ctx = StepContext {
-        kind: Some(StepKind::Clean),
-        ..StepContext::default()
-    };
-    ctx.node.uuid = Some("1be26c0b-03f2-4d2e-ae87-c02d7f33c123".into());
-    ctx
-}
-
-fn args(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
+    common::chain(plugins, test_config(), root).unwrap()
 }
 
 #[test]
@@ -220,7 +201,7 @@ fn chain_of_plugins_and_generic() {
 fn steps_are_deduplicated_across_plugins() {
     let (plugins, root) = (plugin_dir(), fake_root());
     let chain = chain(plugins.path(), root.path());
-    let steps = chain.steps(StepKind::Clean, &ctx()).unwrap();
+    let steps = chain.steps(StepKind::Clean, &ctx(StepKind::Clean)).unwrap();
     let names =
         |class: &str| -> Vec<String> { steps[class].iter().map(|s| s.step.clone()).collect() };
     // shared_step: level 3 wins over level 2's higher priority.
@@ -244,7 +225,7 @@ fn steps_are_deduplicated_across_plugins() {
 fn execute_step_results_and_errors() {
     let (plugins, root) = (plugin_dir(), fake_root());
     let chain = chain(plugins.path(), root.path());
-    let ctx = ctx();
+    let ctx = ctx(StepKind::Clean);
 
     let result = chain
         .execute_step("echo_step", &ctx, &args(json!({"message": "hi there"})))
@@ -359,7 +340,9 @@ fn readme_example_plugin_works() {
     assert_eq!(example.evaluate_hardware_support().0, 2);
     example.initialize().unwrap();
 
-    let clean = example.get_steps(StepKind::Clean, &ctx()).unwrap();
+    let clean = example
+        .get_steps(StepKind::Clean, &ctx(StepKind::Clean))
+        .unwrap();
     assert_eq!(clean.len(), 1);
     assert_eq!(
         (clean[0].step.as_str(), clean[0].reboot_requested),
@@ -367,17 +350,17 @@ fn readme_example_plugin_works() {
     );
     assert!(
         example
-            .get_steps(StepKind::Deploy, &ctx())
+            .get_steps(StepKind::Deploy, &ctx(StepKind::Clean))
             .unwrap()
             .is_empty()
     );
 
     let url = json!({"url": "http://192.0.2.1/fw.bin"});
     let result = example
-        .execute_step("update_firmware", &ctx(), &args(url))
+        .execute_step("update_firmware", &ctx(StepKind::Clean), &args(url))
         .unwrap();
     assert_eq!(result, json!({"flashed": "http://192.0.2.1/fw.bin"}));
-    match example.execute_step("update_firmware", &ctx(), &Map::new()) {
+    match example.execute_step("update_firmware", &ctx(StepKind::Clean), &Map::new()) {
         Err(HardwareError::Failed { kind, .. }) => assert_eq!(kind, "InvalidCommandParamsError"),
         other => panic!("expected Failed, got {other:?}"),
     }

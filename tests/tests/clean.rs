@@ -13,7 +13,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use e2e_tests::{Shim, dii, free_port, host_macs, read_range, sh, start_agent, wait_for};
+use e2e_tests::{
+    Shim, dii, free_port, loopback_agent_flags, read_range, sh, start_agent, wait_for,
+};
 use ironic_agent::testutil::LoopDevice;
 use serde_json::Value;
 
@@ -79,27 +81,14 @@ fn shim_cleans_a_loop_device() -> anyhow::Result<()> {
     assert!(ext4_at(&lo)?, "no ext4 in the partition");
 
     let shim = Shim::start(dir.path(), &["--heartbeat-timeout", "4"])?;
-    let mut create = vec!["node", "create", "--name", "c1", "--state", "manageable"];
-    let macs = host_macs()?;
-    for m in &macs {
-        create.push("--mac");
-        create.push(m);
-    }
-    shim.cli(&create, true)?;
-    let lo_path = lo.path.display().to_string();
+    shim.create_host_node("c1", "manageable")?;
     let port = free_port();
+    let flags = loopback_agent_flags(port, &lo.path);
     let _agent = start_agent(
         dir.path(),
         "cleanagent",
         &format!("ipa-api-url={} ipa-lookup-timeout=30", shim.url),
-        &[
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--advertise-host",
-            "127.0.0.1",
-            "--allow-device",
-            &lo_path,
-        ],
+        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
     )?;
     wait_for(T, "the agent's first heartbeat", || {
         shim.node("c1")

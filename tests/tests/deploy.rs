@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::bail;
 use e2e_tests::image_server::{Fault, ImageServer};
 use e2e_tests::{
-    Proc, Shim, free_port, host_macs, http_get, http_post, read_range, sh, start_agent, wait_for,
+    Proc, Shim, free_port, http_get, http_post, loopback_agent_flags, read_range, sh, start_agent,
+    wait_for,
 };
 use ironic_agent::testutil::LoopDevice;
 use serde_json::{Value, json};
@@ -446,27 +447,15 @@ fn shim_deploys_onto_a_loop_device() -> anyhow::Result<()> {
             "1",
         ],
     )?;
-    let mut create = vec!["node", "create", "--name", "d1", "--state", "manageable"];
-    let macs = host_macs()?;
-    for m in &macs {
-        create.push("--mac");
-        create.push(m);
-    }
-    shim.cli(&create, true)?;
+    shim.create_host_node("d1", "manageable")?;
     let port = free_port();
     let lo_path = lo.path.display().to_string();
+    let flags = loopback_agent_flags(port, &lo.path);
     let _agent = start_agent(
         dir.path(),
         "shimagent",
         &format!("ipa-api-url={} ipa-lookup-timeout=30", shim.url),
-        &[
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--advertise-host",
-            "127.0.0.1",
-            "--allow-device",
-            &lo_path,
-        ],
+        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
     )?;
     wait_for(T, "the agent's first heartbeat", || {
         shim.cli_json(&["node", "show", "d1"])

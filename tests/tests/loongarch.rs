@@ -11,7 +11,10 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
-use e2e_tests::{Shim, dii, free_port, host_macs, read_range, sh, start_agent_with, wait_for};
+use e2e_tests::{
+    Shim, dii, free_port, host_macs, loopback_agent_flags, read_range, sh, start_agent_with,
+    wait_for,
+};
 use ironic_agent::testutil::LoopDevice;
 use serde_json::Value;
 
@@ -174,8 +177,8 @@ fn loongarch64_agent_under_qemu_user_inspects_heartbeats_and_deploys() -> anyhow
     let reference = std::fs::read(&raw)?;
     let sha = sha256_file(&raw)?;
     let lo = LoopDevice::create(&dir.path().join("target.img"), DISK + 64 * MIB)?;
-    let lo_path = lo.path.display().to_string();
     // The disk starts with garbage, so a deploy that writes nothing cannot pass.
+    let lo_path = lo.path.display().to_string();
     sh(&format!(
         "dd if=/dev/urandom of={lo_path} bs=1M count=4 conv=notrunc status=none"
     ))?;
@@ -194,17 +197,12 @@ fn loongarch64_agent_under_qemu_user_inspects_heartbeats_and_deploys() -> anyhow
             "1",
         ],
     )?;
-    let mut create = vec!["node", "create", "--name", "la1", "--state", "inspect wait"];
-    let macs = host_macs()?;
-    for m in &macs {
-        create.push("--mac");
-        create.push(m);
-    }
-    shim.cli(&create, true)?;
+    shim.create_host_node("la1", "inspect wait")?;
     phase("shim up, node enrolled");
 
     // Auto-TLS stays on (the shim's default requires it): ring and rcgen run emulated too.
     let port = free_port();
+    let flags = loopback_agent_flags(port, &lo.path);
     let cmdline = format!(
         "ipa-api-url={u} ipa-inspection-callback-url={u}/v1/continue_inspection \
          ipa-inspection-dhcp-wait-timeout=5 ipa-lookup-timeout=60",
@@ -217,14 +215,7 @@ fn loongarch64_agent_under_qemu_user_inspects_heartbeats_and_deploys() -> anyhow
         dir.path(),
         "la-agent",
         &cmdline,
-        &[
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--advertise-host",
-            "127.0.0.1",
-            "--allow-device",
-            &lo_path,
-        ],
+        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
     )?;
 
     // Inspection: inventory stored, the node moved on to manageable. The inventory comes from
@@ -248,7 +239,7 @@ fn loongarch64_agent_under_qemu_user_inspects_heartbeats_and_deploys() -> anyhow
     );
     // The NICs (by MAC) with their IPv4 address: getifaddrs runs on QEMU's netlink translation.
     let interfaces = inv["interfaces"].as_array().cloned().unwrap_or_default();
-    for m in &macs {
+    for m in &host_macs()? {
         let iface = interfaces
             .iter()
             .find(|i| i["mac_address"] == m.as_str())

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use e2e_tests::qemu::{
-    Arch, Firmware, Nic, Vm, VmSpec, guest_mac, report, sha256_hex, sparse_disk, wait_vm,
+    Arch, Firmware, Nic, Vm, VmSpec, guest_mac, report, sha256_hex, sparse_disk, vm_shim, wait_vm,
     whole_disk_image,
 };
 use e2e_tests::{Shim, free_port, wait_for};
@@ -105,16 +105,7 @@ fn boot_inspect_deploy(
     let image = whole_disk_image(&images.join("disk.raw"), IMAGE)?;
     let sha = sha256_hex(&image);
 
-    let shim = Shim::start(
-        dir.path(),
-        &[
-            "--images",
-            images.to_str().context("non-UTF-8 temp dir")?,
-            "--heartbeat-timeout",
-            "10",
-        ],
-    )?;
-    let shim_port = shim.url.rsplit(':').next().unwrap_or_default().to_string();
+    let (shim, shim_port) = vm_shim(dir.path(), &images, &[])?;
     let mac = guest_mac(1);
     shim.cli(
         &[

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use e2e_tests::qemu::{
-    Arch, Firmware, Nic, Vm, VmSpec, guest_mac, report, sha256_hex, sparse_disk, wait_vm,
+    Arch, Firmware, Nic, Vm, VmSpec, guest_mac, report, sha256_hex, sparse_disk, vm_shim, wait_vm,
     whole_disk_image,
 };
 use e2e_tests::{Shim, wait_for};
@@ -280,20 +280,13 @@ fn x86_64_uefi_cleaning_and_software_raid() -> anyhow::Result<()> {
     let nvme = sparse_disk(&dir.path().join("nvme.raw"), NVME_DISK)?;
     dirty_disks(&vda, &vdb, &nvme)?;
 
-    let shim = Shim::start(
+    // One zero pass for erase_devices' overwrite fallback (Ironic's
+    // [deploy]shred_random_overwrite_iterations = 0).
+    let (shim, shim_port) = vm_shim(
         dir.path(),
-        &[
-            "--images",
-            images.to_str().context("non-UTF-8 temp dir")?,
-            "--heartbeat-timeout",
-            "10",
-            // One zero pass for erase_devices' overwrite fallback (Ironic's
-            // [deploy]shred_random_overwrite_iterations = 0).
-            "--shred-random-overwrite-iterations",
-            "0",
-        ],
+        &images,
+        &["--shred-random-overwrite-iterations", "0"],
     )?;
-    let shim_port = shim.url.rsplit(':').next().unwrap_or_default().to_string();
     let mac = guest_mac(3);
     shim.cli(
         &[
@@ -351,6 +344,13 @@ fn x86_64_uefi_cleaning_and_software_raid() -> anyhow::Result<()> {
         })
     })?;
     let first_heartbeat = vm.started.elapsed();
+    // The builder installed the example vendor plug-in; without its config file it stays out
+    // of the chain, but the agent asked it.
+    let console = vm.console();
+    assert!(
+        console.contains("hardware-managers.d/firmware-manager"),
+        "the agent did not find the firmware-manager plug-in:\n{console}"
+    );
 
     // 1. erase_devices_metadata: nothing left for wipefs or blkid, not even in the old
     //    partitions of vda.

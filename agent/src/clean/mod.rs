@@ -12,7 +12,6 @@ pub(crate) mod testing;
 use hardware_managers::Step;
 
 /// A step on the `deploy` interface (where IPA puts erase and burn-in steps).
-#[allow(dead_code)] // used by the step modules as they land
 pub(crate) fn deploy_step(name: &str, priority: i64, abortable: bool) -> Step {
     let mut s = Step::new(name, "deploy", priority);
     if abortable {

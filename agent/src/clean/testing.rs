@@ -26,17 +26,18 @@ impl HardwareManager for Listed {
     }
 }
 
-/// An agent context allowing only `allow`, whose chain lists `devices`.
+/// An agent context allowing only `allow` (powering off into `dir`), whose chain lists
+/// `devices`.
 pub(crate) fn agent(
     dir: &Path,
-    allow: &Path,
+    allow: &[&Path],
     devices: Vec<BlockDevice>,
 ) -> anyhow::Result<AgentContext> {
-    let flags = Flags::parse_from([
-        "ironic-agent",
-        "--allow-device",
-        &allow.display().to_string(),
-    ]);
+    let mut argv = vec!["ironic-agent".to_string()];
+    for a in allow {
+        argv.extend(["--allow-device".to_string(), a.display().to_string()]);
+    }
+    let flags = Flags::parse_from(argv);
     let config = Config::from_parts(&flags, KernelParams::parse(""))?;
     let chain = Chain::new(vec![Arc::new(Listed(devices)) as Arc<dyn HardwareManager>])?;
     Ok(AgentContext::new(

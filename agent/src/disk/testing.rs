@@ -6,23 +6,13 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub use crate::testutil::{run_tool, wipefs_list};
+
 /// A sparse file of `size` bytes.
 pub fn sparse(dir: &Path, name: &str, size: u64) -> anyhow::Result<PathBuf> {
     let p = dir.join(name);
     File::create(&p)?.set_len(size)?;
     Ok(p)
-}
-
-/// Runs `tool args… target`, failing the test on a non-zero exit.
-pub fn run_tool(tool: &str, args: &[&str], target: &Path) -> anyhow::Result<String> {
-    let out = Command::new(tool).args(args).arg(target).output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{tool} {args:?} {}: {}",
-        target.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A filesystem image file made by `mkfs.vfat -n label` of `size` bytes.
@@ -121,13 +111,4 @@ pub fn blkid_export(path: &Path) -> anyhow::Result<HashMap<String, String>> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect())
-}
-
-/// `wipefs --no-act` of `path`: the signatures it would erase (empty when clean).
-pub fn wipefs_list(path: &Path) -> anyhow::Result<String> {
-    let out = Command::new("wipefs")
-        .args(["--no-act", "--noheadings"])
-        .arg(path)
-        .output()?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

@@ -168,55 +168,30 @@ pub fn wipe_partition_tables(dev: &Path) -> Result<(), DiskError> {
 #[cfg(test)]
 mod tests {
     use std::fs::File;
-    use std::os::unix::fs::FileExt;
 
     use super::*;
-    use crate::disk::table::{PartitionKind, PartitionSpec, TableKind};
+    use crate::disk::table::{PartitionKind, TableKind};
     use crate::disk::testing::{blkid_export, run_tool, wipefs_list};
-    use crate::testutil::LoopDevice;
-
-    fn spec(size_mib: u64, kind: PartitionKind) -> PartitionSpec {
-        PartitionSpec {
-            size_mib,
-            kind,
-            name: String::new(),
-            bootable: false,
-        }
-    }
+    use crate::testutil::{self, LoopDevice};
 
     /// A loop disk with a GPT and ext4 / vfat / swap / md 1.0 member partitions.
     fn busy_disk(
         dir: &Path,
         kind: TableKind,
     ) -> anyhow::Result<(LoopDevice, table::PartitionTable)> {
-        let lo = LoopDevice::create(&dir.join("disk.img"), 96 << 20)?;
-        let t = table::write_table(
-            &lo.path,
+        let (lo, t) = testutil::busy_disk(
+            &dir.join("disk.img"),
+            96 << 20,
             kind,
             &[
-                spec(16, PartitionKind::Linux),
-                spec(36, PartitionKind::Esp),
-                spec(8, PartitionKind::Swap),
-                spec(8, PartitionKind::Linux),
+                (16, PartitionKind::Linux),
+                (36, PartitionKind::Esp),
+                (8, PartitionKind::Swap),
+                (8, PartitionKind::Linux),
             ],
         )?;
-        lo.rescan()?;
-        run_tool("mkfs.ext4", &["-q", "-F", "-L", "root"], &lo.partition(1))?;
-        run_tool("mkfs.vfat", &["-F", "32", "-n", "ESP"], &lo.partition(2))?;
-        run_tool("mkswap", &["-L", "swap1"], &lo.partition(3))?;
-        // An md 1.0 superblock at the end of partition 4.
         let p4 = t.get(4).ok_or_else(|| anyhow::anyhow!("p4"))?;
-        let at = p4.start + ((((p4.size >> 9) - 16) & !7) << 9);
-        let mut sb = vec![0u8; 512];
-        sb[0..4].copy_from_slice(&0xa92b_4efcu32.to_le_bytes());
-        sb[4..8].copy_from_slice(&1u32.to_le_bytes());
-        sb[16..32].copy_from_slice(&[0x42; 16]);
-        sb[144..152].copy_from_slice(&((at - p4.start) >> 9).to_le_bytes());
-        File::options()
-            .write(true)
-            .open(&lo.path)?
-            .write_all_at(&sb, at)?;
-        blockdev::flush(&lo.path)?;
+        testutil::md_superblock(&lo.path, p4.start, p4.size)?;
         Ok((lo, t))
     }
 

@@ -29,6 +29,9 @@
 //!    `power_state` off, token and URL wiped); then `available` (automated) or
 //!    `manageable` (manual), with `clean_phase = done`.
 //!
+//! The run of the plan on heartbeats is shared with deploys ([`crate::steps`]); this module
+//! adds how cleaning starts (erase settings, plan), the RAID hooks, the restarts and the end.
+//!
 //! Every transition is written before the agent call that follows it, so a restarted shim
 //! resumes on the next heartbeat. A busy agent (409) leaves the node in `clean wait` to be
 //! retried on the next heartbeat.
@@ -48,13 +51,12 @@ pub mod request;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::agent_client::{AgentClient, AgentClientOptions, CommandResult, CommandStatus};
+use crate::agent_client::{AgentClient, AgentClientOptions, CommandResult};
 use crate::model::{CleanPhase, DriverInternalInfo, Node, Port, PowerState, Step};
 use crate::node_dict::AgentNodeDict;
 use crate::state::ProvisionState;
-use crate::steps::{
-    self, AgentStepStatus, StepKind, Stop, agent_error, command_error_text, step_id,
-};
+use crate::steps::runner::{self, Agent, Flow, Runner};
+use crate::steps::{StepKind, Stop, step_id};
 use crate::store::SharedStore;
 pub use plan::PriorityOverrides;
 
@@ -158,13 +160,7 @@ impl Default for CleanOptions {
 
 /// Whether `node` has cleaning the heartbeat should advance.
 pub fn wants_heartbeat(node: &Node) -> bool {
-    matches!(
-        node.provision_state,
-        ProvisionState::CleanWait | ProvisionState::Cleaning
-    ) && node
-        .driver_internal_info
-        .clean_phase
-        .is_some_and(CleanPhase::in_progress)
+    runner::wants_heartbeat::<Cleaner>(node)
 }
 
 /// Whether the node's cleaning is manual (it returns to `manageable`).
@@ -183,8 +179,7 @@ pub fn step_failed_message(node: Uuid, step: &Step, error: &str) -> String {
 /// Drives cleaning on heartbeats.
 #[derive(Debug, Clone)]
 pub struct Cleaner {
-    store: SharedStore,
-    agent: AgentClientOptions,
+    run: Runner,
     options: CleanOptions,
     fast_track: bool,
 }
@@ -199,8 +194,7 @@ impl Cleaner {
         fast_track: bool,
     ) -> Cleaner {
         Cleaner {
-            store,
-            agent,
+            run: Runner { store, agent },
             options,
             fast_track,
         }
@@ -209,280 +203,7 @@ impl Cleaner {
     /// Advances the cleaning of `node` after an accepted heartbeat. The caller holds the
     /// node's lock.
     pub async fn on_heartbeat(&self, node: Node, ports: Vec<Port>) {
-        let uuid = node.uuid;
-        match self.advance(node, &ports).await {
-            Ok(()) => {}
-            Err(Stop::Busy(why)) => {
-                tracing::info!(node = %uuid, %why, "agent busy; cleaning continues on the next heartbeat");
-                if let Err(e) = self.back_to_wait(uuid).await {
-                    tracing::error!(node = %uuid, error = %e, "cannot record the busy agent");
-                }
-            }
-            Err(Stop::Conflict(why)) => {
-                tracing::warn!(node = %uuid, %why, "node changed during heartbeat processing; stopped");
-            }
-            Err(Stop::Failed(message)) => {
-                tracing::error!(node = %uuid, "cleaning failed: {message}");
-                self.fail(uuid, message).await;
-            }
-            Err(Stop::Store(e)) => {
-                tracing::error!(node = %uuid, error = %e, "store failure during cleaning");
-                self.fail(uuid, format!("Internal error of the conductor shim: {e}"))
-                    .await;
-            }
-        }
-    }
-
-    async fn advance(&self, node: Node, ports: &[Port]) -> Result<(), Stop> {
-        use CleanPhase as P;
-        use ProvisionState as S;
-        let client = AgentClient::for_node(&node, &self.agent).map_err(agent_error(format!(
-            "Cannot reach the agent of node {}",
-            node.uuid
-        )))?;
-        match (node.provision_state, node.driver_internal_info.clean_phase) {
-            (S::CleanWait | S::Cleaning, Some(P::Requested)) => {
-                self.start(node, ports, &client).await
-            }
-            (S::CleanWait | S::Cleaning, Some(P::AgentStep)) => {
-                self.check_agent_step(node, ports, &client).await
-            }
-            (S::CleanWait | S::Cleaning, Some(P::StepRunning | P::PowerOff)) => {
-                self.update(node.uuid, |n| {
-                    if !wants_heartbeat(n) {
-                        return Err(Stop::Conflict("cleaning was reset".into()));
-                    }
-                    n.provision_state = S::Cleaning;
-                    Ok(())
-                })
-                .await?;
-                self.continue_steps(node.uuid, ports, &client).await
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Phase `requested`: `cleaning`, erase settings, the agent's steps, the plan; then the
-    /// first step.
-    async fn start(&self, node: Node, ports: &[Port], client: &AgentClient) -> Result<(), Stop> {
-        let uuid = node.uuid;
-        let erase = self.options.erase.clone();
-        let node = self
-            .update(uuid, move |n| {
-                if n.driver_internal_info.clean_phase != Some(CleanPhase::Requested) {
-                    return Err(Stop::Conflict("the cleaning request changed".into()));
-                }
-                n.provision_state = ProvisionState::Cleaning;
-                // The agent heartbeats, so the machine is on.
-                n.power_state = Some(PowerState::On);
-                erase.apply(&mut n.driver_internal_info);
-                Ok(())
-            })
-            .await?;
-        let first = "Node failed to start the first cleaning step";
-        steps::refresh(&self.store, client, StepKind::Clean, &node, ports)
-            .await
-            .map_err(|e| e.context(first))?;
-        let node = self.load(uuid).await?;
-        let dii = &node.driver_internal_info;
-        let cached = dii.agent_cached_clean_steps.as_ref();
-        let planned = match &dii.requested_clean_steps {
-            Some(requested) => plan::manual(requested, cached, &self.options.priorities)
-                .map_err(|e| Stop::Failed(format!("{first}: {e}")))?,
-            None => plan::automated(cached, &self.options.priorities),
-        };
-        let names: Vec<String> = planned.iter().map(step_id).collect();
-        tracing::info!(node = %uuid, manual = is_manual(&node), steps = ?names, "starting cleaning");
-        self.update(uuid, move |n| {
-            if n.driver_internal_info.clean_phase != Some(CleanPhase::Requested) {
-                return Err(Stop::Conflict("the cleaning request changed".into()));
-            }
-            set_plan(n, planned);
-            Ok(())
-        })
-        .await?;
-        self.continue_steps(uuid, ports, client).await
-    }
-
-    /// Sends `clean_steps[clean_step_index]`, or finishes when all are done.
-    async fn continue_steps(
-        &self,
-        uuid: Uuid,
-        ports: &[Port],
-        client: &AgentClient,
-    ) -> Result<(), Stop> {
-        let node = self.load(uuid).await?;
-        if node.provision_state != ProvisionState::Cleaning {
-            return Err(Stop::Conflict(format!(
-                "expected cleaning, found {}",
-                node.provision_state
-            )));
-        }
-        let dii = &node.driver_internal_info;
-        let index = dii.clean_step_index.unwrap_or(0);
-        let Some(step) = dii
-            .clean_steps
-            .as_ref()
-            .and_then(|steps| steps.get(index))
-            .cloned()
-        else {
-            return self.finish(node, client).await;
-        };
-        tracing::info!(node = %uuid, step = %step_id(&step), index, "clean step");
-        self.send_agent_step(node, &step, ports, client).await
-    }
-
-    /// Sends `clean.execute_clean_step` for `step` and waits for the agent (phase
-    /// `agent_step`, node `clean wait`).
-    async fn send_agent_step(
-        &self,
-        node: Node,
-        step: &Step,
-        ports: &[Port],
-        client: &AgentClient,
-    ) -> Result<(), Stop> {
-        let uuid = node.uuid;
-        let id = step_id(step);
-        let step_error = |why: String| Stop::Failed(format!("Node {uuid} failed step {id}: {why}"));
-        let mut dict_node = node.clone();
-        if step.interface == "raid" && step.step == "create_configuration" {
-            let args = step.extra.get("args").and_then(Value::as_object);
-            let target = raid::filter_target_raid_config(&node, args).map_err(step_error)?;
-            dict_node
-                .driver_internal_info
-                .extra
-                .insert("target_raid_config".into(), Value::Object(target));
-        }
-        let call = serde_json::to_value(step)
-            .map_err(|e| Stop::Failed(format!("Cannot encode clean step {id}: {e}")))?;
-        let dict = AgentNodeDict::new(&dict_node);
-        let result = steps::send_step(client, StepKind::Clean, call, dict, ports, &node)
-            .await
-            .map_err(agent_error(format!("Node {uuid} failed step {id}")))?;
-        if result.command_status == CommandStatus::Failed {
-            return Err(Stop::Failed(step_failed_message(
-                uuid,
-                step,
-                &command_error_text(result.command_error.as_ref()),
-            )));
-        }
-        self.update(uuid, |n| {
-            n.driver_internal_info.clean_phase = Some(CleanPhase::AgentStep);
-            n.driver_internal_info.clean_progress = None;
-            n.provision_state = ProvisionState::CleanWait;
-            Ok(())
-        })
-        .await?;
-        Ok(())
-    }
-
-    /// Phase `agent_step`: looks at the agent's last command (§6 rules).
-    async fn check_agent_step(
-        &self,
-        node: Node,
-        ports: &[Port],
-        client: &AgentClient,
-    ) -> Result<(), Stop> {
-        let uuid = node.uuid;
-        let index = node.driver_internal_info.clean_step_index.unwrap_or(0);
-        let Some(step) = node.clean_step.clone() else {
-            return Err(Stop::Failed(format!(
-                "Node {uuid} waits for a clean step but has no current clean_step"
-            )));
-        };
-        let id = step_id(&step);
-        let commands = client.commands().await.map_err(agent_error(format!(
-            "Failed to get the command status of the agent of node {uuid} while waiting for \
-             clean step {id}"
-        )))?;
-        match steps::judge(StepKind::Clean, &commands, &step) {
-            AgentStepStatus::Restarted => {
-                tracing::warn!(node = %uuid, step = %id,
-                    "the agent has no record of the clean step (restarted?); sending it again");
-                self.rerun_step(uuid, ports, client).await
-            }
-            AgentStepStatus::Waiting(why) => {
-                tracing::info!(node = %uuid, step = %id, %why, "waiting");
-                Ok(())
-            }
-            AgentStepStatus::Running(progress) => {
-                if let Some(progress) = progress {
-                    self.update(uuid, move |n| {
-                        if n.driver_internal_info.clean_phase == Some(CleanPhase::AgentStep) {
-                            n.driver_internal_info.clean_progress = Some(progress);
-                        }
-                        Ok(())
-                    })
-                    .await?;
-                }
-                Ok(())
-            }
-            AgentStepStatus::Succeeded(done) => {
-                tracing::info!(node = %uuid, step = %id, "clean step finished on the agent");
-                self.post_step_hook(uuid, &step, *done).await?;
-                self.next_step(uuid, index).await?;
-                self.continue_steps(uuid, ports, client).await
-            }
-            AgentStepStatus::Failed(error) => {
-                Err(Stop::Failed(step_failed_message(uuid, &step, &error)))
-            }
-            AgentStepStatus::VersionMismatch(error) => {
-                self.version_mismatch(node, ports, client, error).await
-            }
-            AgentStepStatus::Unknown => Err(Stop::Failed(format!(
-                "Agent returned unknown status for clean step {id} on node {uuid}."
-            ))),
-        }
-    }
-
-    /// A hardware-manager version mismatch: fresh steps, then automated cleaning restarts
-    /// from its first step and manual cleaning runs the current step again.
-    async fn version_mismatch(
-        &self,
-        node: Node,
-        ports: &[Port],
-        client: &AgentClient,
-        error: String,
-    ) -> Result<(), Stop> {
-        let uuid = node.uuid;
-        let restarts = node.driver_internal_info.clean_restarts.unwrap_or(0) + 1;
-        if restarts > self.options.max_restarts {
-            return Err(Stop::Failed(format!(
-                "Cleaning of node {uuid} stopped after {} restarts for hardware manager \
-                 version mismatches: {error}",
-                self.options.max_restarts
-            )));
-        }
-        let manual = is_manual(&node);
-        tracing::warn!(node = %uuid, %error, restarts, manual,
-            "hardware manager version mismatch; refreshing the clean steps");
-        steps::refresh(&self.store, client, StepKind::Clean, &node, ports)
-            .await
-            .map_err(|e| e.context(format_args!("Could not continue cleaning on node {uuid}")))?;
-        let node = self.load(uuid).await?;
-        let planned = (!manual).then(|| {
-            plan::automated(
-                node.driver_internal_info.agent_cached_clean_steps.as_ref(),
-                &self.options.priorities,
-            )
-        });
-        self.update(uuid, move |n| {
-            if n.driver_internal_info.clean_phase != Some(CleanPhase::AgentStep) {
-                return Err(Stop::Conflict("cleaning moved on".into()));
-            }
-            n.driver_internal_info.clean_restarts = Some(restarts);
-            match planned {
-                Some(planned) => set_plan(n, planned),
-                None => {
-                    n.driver_internal_info.clean_phase = Some(CleanPhase::StepRunning);
-                    n.driver_internal_info.clean_progress = None;
-                    n.provision_state = ProvisionState::Cleaning;
-                }
-            }
-            Ok(())
-        })
-        .await?;
-        self.continue_steps(uuid, ports, client).await
+        runner::on_heartbeat(self, node, ports).await;
     }
 
     /// Ironic's post clean step hooks: the RAID configuration after the RAID steps.
@@ -504,13 +225,7 @@ impl Cleaner {
             ))
         };
         if step.step == "delete_configuration" {
-            return self
-                .update(uuid, |n| {
-                    raid::clear_raid_info(n);
-                    Ok(())
-                })
-                .await
-                .map(|_| ());
+            return self.run.set(uuid, raid::clear_raid_info).await;
         }
         let built = done
             .command_result
@@ -529,50 +244,149 @@ impl Cleaner {
                 ),
             ));
         };
-        self.update(uuid, move |n| {
-            raid::update_raid_info(n, &built).map_err(|e| failed("InvalidParameterValue", e))
-        })
-        .await
-        .map(|_| ())
+        self.run
+            .update(uuid, move |n| {
+                raid::update_raid_info(n, &built).map_err(|e| failed("InvalidParameterValue", e))
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+impl Flow for Cleaner {
+    type Phase = CleanPhase;
+
+    fn runner(&self) -> &Runner {
+        &self.run
     }
 
-    /// Moves to the step after `index` (phase `step_running`, node `cleaning`).
-    async fn next_step(&self, uuid: Uuid, index: usize) -> Result<(), Stop> {
-        self.update(uuid, move |n| {
-            if n.driver_internal_info.clean_step_index != Some(index) {
-                return Err(Stop::Conflict("the clean step index changed".into()));
-            }
-            let dii = &mut n.driver_internal_info;
-            dii.clean_step_index = Some(index + 1);
-            dii.clean_phase = Some(CleanPhase::StepRunning);
-            dii.clean_progress = None;
-            n.clean_step = dii
-                .clean_steps
-                .as_ref()
-                .and_then(|s| s.get(index + 1))
-                .cloned();
-            n.provision_state = ProvisionState::Cleaning;
-            Ok(())
-        })
-        .await
-        .map(|_| ())
+    fn clear_on_failure(n: &mut Node) {
+        n.target_provision_state = None;
+        n.driver_internal_info.clean_step_index = None;
     }
 
-    /// Sends the current step again.
-    async fn rerun_step(
+    /// Phase `requested`: `cleaning`, erase settings, the agent's steps, the plan; then the
+    /// first step.
+    async fn start(&self, node: Node, agent: Agent<'_>) -> Result<(), Stop> {
+        let uuid = node.uuid;
+        let erase = self.options.erase.clone();
+        let node = self
+            .run
+            .update(uuid, move |n| {
+                runner::check_requested::<Cleaner>(n)?;
+                n.provision_state = ProvisionState::Cleaning;
+                // The agent heartbeats, so the machine is on.
+                n.power_state = Some(PowerState::On);
+                erase.apply(&mut n.driver_internal_info);
+                Ok(())
+            })
+            .await?;
+        let first = "Node failed to start the first cleaning step";
+        self.run
+            .refresh(StepKind::Clean, &node, agent)
+            .await
+            .map_err(|e| e.context(first))?;
+        let node = self.run.load(uuid).await?;
+        let dii = &node.driver_internal_info;
+        let cached = dii.agent_cached_clean_steps.as_ref();
+        let planned = match &dii.requested_clean_steps {
+            Some(requested) => plan::manual(requested, cached, &self.options.priorities)
+                .map_err(|e| Stop::Failed(format!("{first}: {e}")))?,
+            None => plan::automated(cached, &self.options.priorities),
+        };
+        let names: Vec<String> = planned.iter().map(step_id).collect();
+        tracing::info!(node = %uuid, manual = is_manual(&node), steps = ?names, "starting cleaning");
+        runner::start_plan(self, uuid, planned, |_| {}, agent).await
+    }
+
+    /// Every clean step runs on the agent.
+    async fn run_conductor_step(
         &self,
-        uuid: Uuid,
-        ports: &[Port],
-        client: &AgentClient,
-    ) -> Result<(), Stop> {
-        self.update(uuid, |n| {
-            n.driver_internal_info.clean_phase = Some(CleanPhase::StepRunning);
-            n.driver_internal_info.clean_progress = None;
-            n.provision_state = ProvisionState::Cleaning;
-            Ok(())
-        })
-        .await?;
-        self.continue_steps(uuid, ports, client).await
+        _node: &Node,
+        _step: &Step,
+        _client: &AgentClient,
+    ) -> Result<bool, Stop> {
+        Ok(false)
+    }
+
+    /// The step as listed, the node with its secrets masked; `raid.create_configuration`
+    /// first needs a `target_raid_config`.
+    fn agent_call(&self, node: &Node, step: &Step) -> Result<(Value, AgentNodeDict), Stop> {
+        let uuid = node.uuid;
+        let id = step_id(step);
+        let step_error = |why: String| Stop::Failed(format!("Node {uuid} failed step {id}: {why}"));
+        let mut dict_node = node.clone();
+        if step.interface == "raid" && step.step == "create_configuration" {
+            let args = step.extra.get("args").and_then(Value::as_object);
+            let target = raid::filter_target_raid_config(node, args).map_err(step_error)?;
+            dict_node
+                .driver_internal_info
+                .extra
+                .insert("target_raid_config".into(), Value::Object(target));
+        }
+        let call = runner::encode_step(StepKind::Clean, step)?;
+        Ok((call, AgentNodeDict::new(&dict_node)))
+    }
+
+    fn send_failed_context(uuid: Uuid, step: &Step) -> String {
+        format!("Node {uuid} failed step {}", step_id(step))
+    }
+
+    fn step_failed_message(uuid: Uuid, step: &Step, error: &str) -> String {
+        step_failed_message(uuid, step, error)
+    }
+
+    fn unknown_status_message(uuid: Uuid, step: &Step) -> String {
+        format!(
+            "Agent returned unknown status for clean step {} on node {uuid}.",
+            step_id(step)
+        )
+    }
+
+    async fn step_done(&self, uuid: Uuid, step: &Step, done: CommandResult) -> Result<(), Stop> {
+        self.post_step_hook(uuid, step, done).await
+    }
+
+    /// A hardware-manager version mismatch: fresh steps, then automated cleaning restarts
+    /// from its first step and manual cleaning runs the current step again.
+    async fn restart(&self, node: Node, agent: Agent<'_>, error: String) -> Result<(), Stop> {
+        let uuid = node.uuid;
+        let restarts = node.driver_internal_info.clean_restarts.unwrap_or(0) + 1;
+        if restarts > self.options.max_restarts {
+            return Err(Stop::Failed(format!(
+                "Cleaning of node {uuid} stopped after {} restarts for hardware manager \
+                 version mismatches: {error}",
+                self.options.max_restarts
+            )));
+        }
+        let manual = is_manual(&node);
+        tracing::warn!(node = %uuid, %error, restarts, manual,
+            "hardware manager version mismatch; refreshing the clean steps");
+        self.run
+            .refresh(StepKind::Clean, &node, agent)
+            .await
+            .map_err(|e| e.context(format_args!("Could not continue cleaning on node {uuid}")))?;
+        let node = self.run.load(uuid).await?;
+        let planned = (!manual).then(|| {
+            plan::automated(
+                node.driver_internal_info.agent_cached_clean_steps.as_ref(),
+                &self.options.priorities,
+            )
+        });
+        self.run
+            .update(uuid, move |n| {
+                if n.driver_internal_info.clean_phase != Some(CleanPhase::AgentStep) {
+                    return Err(Stop::Conflict("cleaning moved on".into()));
+                }
+                n.driver_internal_info.clean_restarts = Some(restarts);
+                match planned {
+                    Some(planned) => runner::set_plan::<Cleaner>(n, planned),
+                    None => runner::rerun_current::<Cleaner>(n),
+                }
+                Ok(())
+            })
+            .await?;
+        runner::continue_steps(self, uuid, agent).await
     }
 
     /// All steps done: tear down (power off unless fast-track), then `available` or
@@ -580,23 +394,13 @@ impl Cleaner {
     async fn finish(&self, node: Node, client: &AgentClient) -> Result<(), Stop> {
         let uuid = node.uuid;
         if !self.fast_track {
-            let resuming = node.driver_internal_info.clean_phase == Some(CleanPhase::PowerOff);
-            if !(resuming && steps::power_off_sent(client, uuid).await?) {
-                self.update(uuid, |n| {
-                    n.driver_internal_info.clean_phase = Some(CleanPhase::PowerOff);
-                    n.clean_step = None;
-                    Ok(())
-                })
+            let context = format!("Failed to tear down from cleaning for node {uuid}, reason");
+            runner::power_off_once(self, &node, client, |n| n.clean_step = None, Some(context))
                 .await?;
-                steps::power_off(client, uuid).await.map_err(|e| {
-                    e.context(format_args!(
-                        "Failed to tear down from cleaning for node {uuid}, reason"
-                    ))
-                })?;
-            }
         }
         let fast_track = self.fast_track;
         let node = self
+            .run
             .update(uuid, move |n| {
                 n.provision_state = if is_manual(n) {
                     ProvisionState::Manageable
@@ -604,17 +408,10 @@ impl Cleaner {
                     ProvisionState::Available
                 };
                 n.target_provision_state = None;
-                n.clean_step = None;
-                n.last_error = None;
+                runner::set_done::<Cleaner>(n);
                 let dii = &mut n.driver_internal_info;
-                dii.clean_phase = Some(CleanPhase::Done);
-                dii.clean_steps = None;
-                dii.clean_step_index = None;
-                dii.clean_progress = None;
                 dii.clean_restarts = None;
                 dii.requested_clean_steps = None;
-                dii.agent_cached_clean_steps = None;
-                dii.agent_cached_clean_steps_refreshed = None;
                 if !fast_track {
                     n.power_state = Some(PowerState::Off);
                     dii.wipe_token_and_url();
@@ -625,66 +422,6 @@ impl Cleaner {
         tracing::info!(node = %uuid, state = %node.provision_state, "cleaning finished");
         Ok(())
     }
-
-    /// `cleaning` ⇒ `clean wait` (the phase stays): retried on the next heartbeat.
-    async fn back_to_wait(&self, uuid: Uuid) -> Result<(), Stop> {
-        self.update(uuid, |n| {
-            if n.provision_state == ProvisionState::Cleaning {
-                n.provision_state = ProvisionState::CleanWait;
-            }
-            Ok(())
-        })
-        .await
-        .map(|_| ())
-    }
-
-    /// `clean failed` with `message` as `last_error`.
-    async fn fail(&self, uuid: Uuid, message: String) {
-        let written = self
-            .update(uuid, move |n| {
-                if matches!(
-                    n.provision_state,
-                    ProvisionState::Cleaning | ProvisionState::CleanWait
-                ) {
-                    n.provision_state = ProvisionState::CleanFailed;
-                }
-                n.last_error = Some(message);
-                n.target_provision_state = None;
-                n.clean_step = None;
-                let dii = &mut n.driver_internal_info;
-                dii.clean_phase = Some(CleanPhase::Failed);
-                dii.clean_step_index = None;
-                dii.clean_progress = None;
-                Ok(())
-            })
-            .await;
-        if let Err(e) = written {
-            tracing::error!(node = %uuid, error = %e, "cannot record the cleaning failure");
-        }
-    }
-
-    async fn load(&self, uuid: Uuid) -> Result<Node, Stop> {
-        steps::load_node(&self.store, uuid).await
-    }
-
-    async fn update<F>(&self, uuid: Uuid, f: F) -> Result<Node, Stop>
-    where
-        F: FnOnce(&mut Node) -> Result<(), Stop> + Send + 'static,
-    {
-        steps::update_node(&self.store, uuid, f).await
-    }
-}
-
-/// Stores a fresh plan: `clean_steps`, index 0, the first step current (phase
-/// `step_running`, node `cleaning`).
-fn set_plan(n: &mut Node, planned: Vec<Step>) {
-    n.clean_step = planned.first().cloned();
-    let dii = &mut n.driver_internal_info;
-    dii.clean_step_index = Some(0);
-    dii.clean_steps = Some(planned);
-    dii.clean_phase = Some(CleanPhase::StepRunning);
-    dii.clean_progress = None;
-    n.provision_state = ProvisionState::Cleaning;
 }
 
 #[cfg(test)]
@@ -716,12 +453,7 @@ mod tests {
 
     #[test]
     fn failure_messages() {
-        let step = Step {
-            interface: "deploy".into(),
-            step: "erase_devices".into(),
-            priority: 10,
-            extra: Default::default(),
-        };
+        let step = Step::new("deploy", "erase_devices", 10);
         assert_eq!(
             step_failed_message(Uuid::nil(), &step, "boom"),
             format!(

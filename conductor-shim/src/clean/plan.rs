@@ -373,15 +373,6 @@ mod tests {
 
     use super::*;
 
-    fn step(interface: &str, name: &str, priority: i64) -> Step {
-        Step {
-            interface: interface.into(),
-            step: name.into(),
-            priority,
-            extra: JsonMap::new(),
-        }
-    }
-
     fn cached(steps: Vec<Step>) -> CachedSteps {
         let mut c = CachedSteps::new();
         for s in steps {
@@ -399,12 +390,12 @@ mod tests {
 
     fn agent_steps() -> CachedSteps {
         cached(vec![
-            step("deploy", "erase_devices", 10),
-            step("deploy", "erase_devices_metadata", 99),
-            step("deploy", "erase_devices_express", 0),
-            step("raid", "delete_configuration", 0),
-            step("raid", "create_configuration", 0),
-            step("bios", "apply_configuration", 50),
+            Step::new("deploy", "erase_devices", 10),
+            Step::new("deploy", "erase_devices_metadata", 99),
+            Step::new("deploy", "erase_devices_express", 0),
+            Step::new("raid", "delete_configuration", 0),
+            Step::new("raid", "create_configuration", 0),
+            Step::new("bios", "apply_configuration", 50),
         ])
     }
 
@@ -425,10 +416,10 @@ mod tests {
     #[test]
     fn ties_go_by_interface_priority_then_agent_order() {
         let c = cached(vec![
-            step("raid", "create_configuration", 50),
-            step("deploy", "b_second", 50),
-            step("deploy", "a_third", 50),
-            step("raid", "delete_configuration", 60),
+            Step::new("raid", "create_configuration", 50),
+            Step::new("deploy", "b_second", 50),
+            Step::new("deploy", "a_third", 50),
+            Step::new("raid", "delete_configuration", 60),
         ]);
         assert_eq!(
             ids(&automated(Some(&c), &PriorityOverrides::default())),
@@ -460,7 +451,7 @@ mod tests {
             ]
         );
         // The name overrides only touch the deploy interface.
-        let c = cached(vec![step("raid", "erase_devices", 3)]);
+        let c = cached(vec![Step::new("raid", "erase_devices", 3)]);
         let only_name = PriorityOverrides {
             erase_devices: Some(0),
             ..Default::default()
@@ -473,7 +464,7 @@ mod tests {
 
     #[test]
     fn manual_keeps_the_given_order_and_args() {
-        let mut with_args = step("deploy", "clean_uefi_nvram", 0);
+        let mut with_args = Step::new("deploy", "clean_uefi_nvram", 0);
         with_args.extra.insert(
             "argsinfo".into(),
             json!({"match_patterns": {"description": "patterns", "required": false}}),
@@ -546,7 +537,7 @@ mod tests {
             err.contains("has these unexpected arguments: force; node does not support"),
             "{err}"
         );
-        let mut needs = step("deploy", "burnin_network", 0);
+        let mut needs = Step::new("deploy", "burnin_network", 0);
         needs.extra.insert(
             "argsinfo".into(),
             json!({"partner": {"description": "the other node", "required": true}}),

@@ -10,13 +10,12 @@ use uuid::Uuid;
 
 use super::node::NodeView;
 use super::output::key_values;
-use super::progress::{ProgressBar, Snapshot};
+use super::progress::{self, ProgressBar, Snapshot};
 use super::{CleanArgs, Cli, ProvideArgs, WaitArgs};
 use crate::clean::is_manual;
 use crate::clean::request::{request_clean, request_provide};
 use crate::model::{CleanPhase, Node};
 use crate::state::ProvisionState;
-use crate::steps::step_id;
 use crate::store::Store;
 
 /// How often the display is refreshed.
@@ -77,13 +76,10 @@ fn wait(cli: &Cli, store: &Store, node: Node, args: &WaitArgs) -> Result<()> {
 
 /// `deploy.erase_devices (1/2)`: the current step and its position.
 fn step_text(node: &Node) -> Option<String> {
-    let step = node.clean_step.as_ref()?;
     let dii = &node.driver_internal_info;
-    let position = match (dii.clean_step_index, dii.clean_steps.as_ref()) {
-        (Some(i), Some(steps)) => format!(" ({}/{})", i + 1, steps.len()),
-        _ => String::new(),
-    };
-    Some(format!("{}{position}", step_id(step)))
+    let steps = dii.clean_steps.as_deref();
+    let step = node.clean_step.as_ref()?;
+    Some(progress::step_text(step, dii.clean_step_index, steps))
 }
 
 /// Waits until cleaning ends, one line per change on stderr; an error for a failed or

@@ -126,7 +126,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub erase_devices_metadata_priority: Option<i64>,
     /// Priority of any clean step, `interface.step=N` (repeatable; applied last).
-    #[arg(long = "clean-step-priority-override", value_name = "IFACE.STEP=N")]
+    #[arg(
+        long = "clean-step-priority-override",
+        value_name = "IFACE.STEP=N",
+        value_parser = PriorityOverride::parse
+    )]
     pub clean_step_priority_overrides: Vec<PriorityOverride>,
     /// Random overwrite passes of `erase_devices` when it shreds.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -227,19 +231,17 @@ pub struct PriorityOverride {
     pub priority: i64,
 }
 
-impl FromStr for PriorityOverride {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
+impl PriorityOverride {
+    /// Parses `interface.step=N` (or Ironic's `interface.step:N`).
+    pub fn parse(s: &str) -> Result<PriorityOverride, String> {
+        let expected = || format!("expected INTERFACE.STEP=N, got {s:?}");
         let (step, priority) = s
             .split_once('=')
             .or_else(|| s.split_once(':'))
-            .ok_or_else(|| format!("expected INTERFACE.STEP=N, got {s:?}"))?;
-        let (interface, name) = step
-            .split_once('.')
-            .ok_or_else(|| format!("expected INTERFACE.STEP=N, got {s:?}"))?;
-        if interface.is_empty() || name.is_empty() {
-            return Err(format!("expected INTERFACE.STEP=N, got {s:?}"));
+            .ok_or_else(expected)?;
+        match step.split_once('.') {
+            Some((interface, name)) if !interface.is_empty() && !name.is_empty() => {}
+            _ => return Err(expected()),
         }
         let priority = priority
             .trim()
@@ -336,6 +338,14 @@ pub struct SetArgs {
     /// the agent's `raid.create_configuration`.
     #[arg(long, value_name = "JSON")]
     pub target_raid_config: Option<String>,
+    /// `properties`, `driver_info` and `instance_info` entries.
+    #[command(flatten)]
+    pub fields: NodeFields,
+}
+
+/// Entries of a node's `properties`, `driver_info` and `instance_info`.
+#[derive(Debug, Args)]
+pub struct NodeFields {
     /// `properties` entry; the value is JSON if it parses, else a string (repeatable).
     #[arg(long = "property", value_name = "KEY=VALUE")]
     pub properties: Vec<KeyValue>,
@@ -362,15 +372,9 @@ pub struct CreateArgs {
     /// Initial provision state.
     #[arg(long, default_value = "enroll")]
     pub state: ProvisionState,
-    /// `properties` entry; the value is JSON if it parses, else a string (repeatable).
-    #[arg(long = "property", value_name = "KEY=VALUE")]
-    pub properties: Vec<KeyValue>,
-    /// `driver_info` entry (repeatable).
-    #[arg(long = "driver-info", value_name = "KEY=VALUE")]
-    pub driver_info: Vec<KeyValue>,
-    /// `instance_info` entry (repeatable).
-    #[arg(long = "instance-info", value_name = "KEY=VALUE")]
-    pub instance_info: Vec<KeyValue>,
+    /// `properties`, `driver_info` and `instance_info` entries.
+    #[command(flatten)]
+    pub fields: NodeFields,
 }
 
 /// `agent` options.
@@ -565,7 +569,7 @@ mod tests {
         );
         assert!(!args.shred_final_overwrite_with_zeros);
         for bad in ["x=1", "raid.x", "raid.x=-1", ".x=1", "raid.x=a"] {
-            assert!(bad.parse::<PriorityOverride>().is_err(), "{bad}");
+            assert!(PriorityOverride::parse(bad).is_err(), "{bad}");
         }
     }
 

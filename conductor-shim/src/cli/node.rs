@@ -9,7 +9,7 @@ use super::{Cli, CreateArgs, KeyValue, NodeCommand, SetArgs};
 use crate::clean::request::{self, NodeUpdate};
 use crate::inventory::Inventory;
 use crate::mask;
-use crate::model::{CachedSteps, CleanPhase, DeployPhase, JsonMap, NewNode, Node};
+use crate::model::{CachedSteps, CleanPhase, DeployPhase, DeployProgress, JsonMap, NewNode, Node};
 use crate::steps::step_id;
 use crate::store::{Store, StoreError};
 use crate::timefmt;
@@ -148,9 +148,9 @@ fn node_update(args: &SetArgs) -> Result<NodeUpdate> {
         .transpose()?;
     Ok(NodeUpdate {
         target_raid_config,
-        properties: to_map(&args.properties),
-        driver_info: to_map(&args.driver_info),
-        instance_info: to_map(&args.instance_info),
+        properties: to_map(&args.fields.properties),
+        driver_info: to_map(&args.fields.driver_info),
+        instance_info: to_map(&args.fields.instance_info),
     })
 }
 
@@ -166,9 +166,9 @@ fn new_node(args: &CreateArgs) -> NewNode {
         uuid: args.uuid,
         name: args.name.clone(),
         provision_state: args.state,
-        properties: to_map(&args.properties),
-        instance_info: to_map(&args.instance_info),
-        driver_info: to_map(&args.driver_info),
+        properties: to_map(&args.fields.properties),
+        instance_info: to_map(&args.fields.instance_info),
+        driver_info: to_map(&args.fields.driver_info),
         macs: args.macs.clone(),
     }
 }
@@ -203,32 +203,33 @@ fn steps_text(steps: Option<&CachedSteps>) -> String {
     }
 }
 
+/// The agent's progress of the running step as the progress display shows it, without the
+/// state and phase in front; `None` when there is nothing to show.
+fn progress_text(
+    n: &Node,
+    phase: progress::Phase,
+    progress: Option<&DeployProgress>,
+) -> Option<String> {
+    let snapshot = progress::Snapshot {
+        state: n.provision_state,
+        phase: Some(phase),
+        step: None,
+        progress: Some(progress?.clone()),
+    };
+    let text = progress::render(&snapshot);
+    text.split_once("  ").map(|(_, rest)| rest.to_string())
+}
+
 /// The deploy's lines of `node show`.
 fn deploy_lines(n: &Node, phase: DeployPhase) -> Vec<(String, String)> {
     let dii = &n.driver_internal_info;
     let mut lines = vec![("deploy phase".to_string(), phase.as_str().to_string())];
     if let Some(step) = &dii.deploy_step {
-        let position = match (dii.deploy_step_index, dii.deploy_steps.as_ref()) {
-            (Some(i), Some(steps)) => format!(" ({}/{})", i + 1, steps.len()),
-            _ => String::new(),
-        };
-        lines.push((
-            "deploy step".to_string(),
-            format!("{}.{}{position}", step.interface, step.step),
-        ));
+        let text = progress::step_text(step, dii.deploy_step_index, dii.deploy_steps.as_deref());
+        lines.push(("deploy step".to_string(), text));
     }
-    if let Some(progress) = &dii.deploy_progress {
-        let snapshot = progress::Snapshot {
-            state: n.provision_state,
-            phase: Some(phase.into()),
-            step: None,
-            progress: Some(progress.clone()),
-        };
-        let text = progress::render(&snapshot);
-        let text = text
-            .split_once("  ")
-            .map_or(text.as_str(), |(_, rest)| rest);
-        lines.push(("deploy progress".to_string(), text.to_string()));
+    if let Some(text) = progress_text(n, phase.into(), dii.deploy_progress.as_ref()) {
+        lines.push(("deploy progress".to_string(), text));
     }
     if let Some(result) = dii
         .deploy_result
@@ -252,14 +253,8 @@ fn clean_lines(n: &Node, phase: CleanPhase) -> Vec<(String, String)> {
     let dii = &n.driver_internal_info;
     let mut lines = vec![("clean phase".to_string(), phase.as_str().to_string())];
     if let Some(step) = &n.clean_step {
-        let position = match (dii.clean_step_index, dii.clean_steps.as_ref()) {
-            (Some(i), Some(steps)) => format!(" ({}/{})", i + 1, steps.len()),
-            _ => String::new(),
-        };
-        lines.push((
-            "clean step".to_string(),
-            format!("{}{position}", step_id(step)),
-        ));
+        let text = progress::step_text(step, dii.clean_step_index, dii.clean_steps.as_deref());
+        lines.push(("clean step".to_string(), text));
     }
     if let Some(steps) = &dii.clean_steps {
         let text = if steps.is_empty() {
@@ -283,17 +278,8 @@ fn clean_lines(n: &Node, phase: CleanPhase) -> Vec<(String, String)> {
             .join("\n");
         lines.push(("requested clean steps".to_string(), text));
     }
-    if let Some(progress) = &dii.clean_progress {
-        let snapshot = progress::Snapshot {
-            state: n.provision_state,
-            phase: Some(phase.into()),
-            step: None,
-            progress: Some(progress.clone()),
-        };
-        let text = progress::render(&snapshot);
-        if let Some((_, rest)) = text.split_once("  ") {
-            lines.push(("clean progress".to_string(), rest.to_string()));
-        }
+    if let Some(text) = progress_text(n, phase.into(), dii.clean_progress.as_ref()) {
+        lines.push(("clean progress".to_string(), text));
     }
     if let Some(restarts) = dii.clean_restarts {
         lines.push(("clean restarts".to_string(), restarts.to_string()));

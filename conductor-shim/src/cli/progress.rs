@@ -10,8 +10,9 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::model::{CleanPhase, DeployPhase, DeployProgress};
+use crate::model::{CleanPhase, DeployPhase, DeployProgress, Step};
 use crate::state::ProvisionState;
+use crate::steps::step_id;
 
 /// Width of the bar between the brackets.
 pub const BAR_WIDTH: usize = 24;
@@ -66,6 +67,14 @@ impl Snapshot {
     }
 }
 
+/// `interface.step`, with its place in the plan when known: `deploy.erase_devices (1/2)`.
+pub fn step_text(step: &Step, index: Option<usize>, steps: Option<&[Step]>) -> String {
+    match (index, steps) {
+        (Some(i), Some(steps)) => format!("{} ({}/{})", step_id(step), i + 1, steps.len()),
+        _ => step_id(step),
+    }
+}
+
 /// `1023 B`, `1.5 KiB`, `860.0 MiB`, `2.00 GiB`.
 pub fn format_bytes(n: u64) -> String {
     const UNITS: &[&str] = &["KiB", "MiB", "GiB", "TiB"];
@@ -110,6 +119,16 @@ pub fn bar(fraction: f64) -> String {
     format!("[{cells}]")
 }
 
+/// The bar, the percentage and `done / total` of `done` bytes out of `total` (above 0).
+fn measured(done: u64, total: u64) -> [String; 3] {
+    let fraction = done as f64 / total as f64;
+    [
+        bar(fraction),
+        format!("{:>3.0}%", (fraction * 100.0).clamp(0.0, 100.0)),
+        format!("{} / {}", format_bytes(done), format_bytes(total)),
+    ]
+}
+
 fn phase_text(s: &Snapshot) -> String {
     use CleanPhase as C;
     use DeployPhase as D;
@@ -136,16 +155,7 @@ fn phase_text(s: &Snapshot) -> String {
 fn clean_progress(p: &DeployProgress) -> Vec<String> {
     let mut parts = Vec::new();
     match (p.bytes_written, p.total_bytes.filter(|t| *t > 0)) {
-        (Some(written), Some(total)) => {
-            let fraction = written as f64 / total as f64;
-            parts.push(bar(fraction));
-            parts.push(format!("{:>3.0}%", (fraction * 100.0).clamp(0.0, 100.0)));
-            parts.push(format!(
-                "{} / {}",
-                format_bytes(written),
-                format_bytes(total)
-            ));
-        }
+        (Some(written), Some(total)) => parts.extend(measured(written, total)),
         (Some(written), None) => parts.push(format!("written {}", format_bytes(written))),
         _ => {}
     }
@@ -173,16 +183,7 @@ pub fn render(s: &Snapshot) -> String {
     let downloaded = p.bytes_downloaded.unwrap_or(written);
     let mut parts = Vec::new();
     match p.total_bytes.filter(|t| *t > 0) {
-        Some(total) => {
-            let fraction = downloaded as f64 / total as f64;
-            parts.push(bar(fraction));
-            parts.push(format!("{:>3.0}%", (fraction * 100.0).clamp(0.0, 100.0)));
-            parts.push(format!(
-                "{} / {}",
-                format_bytes(downloaded),
-                format_bytes(total)
-            ));
-        }
+        Some(total) => parts.extend(measured(downloaded, total)),
         None => parts.push(format!("{} downloaded", format_bytes(downloaded))),
     }
     parts.push(format!("written {}", format_bytes(written)));

@@ -30,8 +30,10 @@
 //!    `get_deploy_steps`) was restarted: the step is sent again (Ironic would go on to the
 //!    next step, assuming the step rebooted on purpose; `write_image` never does).
 //!
-//! Sending in-band steps, judging the agent's command list, refreshing the steps and
-//! `standby.power_off` are the step protocol shared with cleaning ([`crate::steps`]).
+//! Sending in-band steps, judging the agent's command list, refreshing the steps,
+//! `standby.power_off` and running the plan step by step on heartbeats are shared with
+//! cleaning ([`crate::steps`]); this module adds the conductor's own steps and the deploy's
+//! start, end and messages.
 //!
 //! Every transition is written to SQLite before the agent call that follows it, so a
 //! restarted shim resumes on the next heartbeat (`step_running`, `install_bootloader` and
@@ -51,10 +53,11 @@ use uuid::Uuid;
 use crate::agent_client::CommandStatus;
 use crate::agent_client::{AgentClient, AgentClientError, AgentClientOptions, CommandResult};
 use crate::model::Step;
-use crate::model::{CachedSteps, DeployPhase, DeployProgress, JsonMap, Node, Port, PowerState};
+use crate::model::{CachedSteps, DeployPhase, DeployProgress, Node, Port, PowerState};
 use crate::node_dict::AgentNodeDict;
 use crate::state::ProvisionState;
-use crate::steps::{self, AgentStepStatus, StepKind, Stop, agent_error, command_error_text};
+use crate::steps::runner::{self, Agent, Flow, Runner};
+use crate::steps::{self, StepKind, Stop, agent_error, command_error_text};
 use crate::store::SharedStore;
 
 /// Ironic's `[agent]command_wait_interval`: seconds between polls of a polled command.
@@ -116,14 +119,9 @@ fn command_unavailable(e: &AgentClientError) -> bool {
 
 /// An out-of-band step of the conductor, as Ironic lists it.
 fn oob_step(name: &str, priority: i64) -> Step {
-    let mut extra = JsonMap::new();
-    extra.insert("argsinfo".to_string(), Value::Null);
-    Step {
-        interface: "deploy".to_string(),
-        step: name.to_string(),
-        priority,
-        extra,
-    }
+    let mut step = Step::new("deploy", name, priority);
+    step.extra.insert("argsinfo".to_string(), Value::Null);
+    step
 }
 
 /// The deploy steps to run: the conductor's `write_image`, `prepare_instance_boot` and
@@ -158,13 +156,7 @@ fn step_name(step: &Step) -> String {
 
 /// Whether `node` has a deploy the heartbeat should advance.
 pub fn wants_heartbeat(node: &Node) -> bool {
-    matches!(
-        node.provision_state,
-        ProvisionState::DeployWait | ProvisionState::Deploying
-    ) && node
-        .driver_internal_info
-        .deploy_phase
-        .is_some_and(DeployPhase::in_progress)
+    runner::wants_heartbeat::<Deployer>(node)
 }
 
 /// `image.install_bootloader` params.
@@ -196,8 +188,7 @@ pub fn running_progress(commands: &[CommandResult]) -> Option<DeployProgress> {
 /// Drives deploys on heartbeats.
 #[derive(Debug, Clone)]
 pub struct Deployer {
-    store: SharedStore,
-    agent: AgentClientOptions,
+    run: Runner,
     options: DeployOptions,
 }
 
@@ -205,8 +196,7 @@ impl Deployer {
     /// A deployer working on `store`, reaching agents with `agent` options.
     pub fn new(store: SharedStore, agent: AgentClientOptions, options: DeployOptions) -> Deployer {
         Deployer {
-            store,
-            agent,
+            run: Runner { store, agent },
             options,
         }
     }
@@ -214,322 +204,14 @@ impl Deployer {
     /// Advances the deploy of `node` after an accepted heartbeat. The caller holds the
     /// node's lock.
     pub async fn on_heartbeat(&self, node: Node, ports: Vec<Port>) {
-        let uuid = node.uuid;
-        match self.advance(node, &ports).await {
-            Ok(()) => {}
-            Err(Stop::Busy(why)) => {
-                tracing::info!(node = %uuid, %why, "agent busy; the deploy continues on the next heartbeat");
-                if let Err(e) = self.back_to_wait(uuid).await {
-                    tracing::error!(node = %uuid, error = %e, "cannot record the busy agent");
-                }
-            }
-            Err(Stop::Conflict(why)) => {
-                tracing::warn!(node = %uuid, %why, "node changed during heartbeat processing; stopped");
-            }
-            Err(Stop::Failed(message)) => {
-                tracing::error!(node = %uuid, "deploy failed: {message}");
-                self.fail(uuid, message).await;
-            }
-            Err(Stop::Store(e)) => {
-                tracing::error!(node = %uuid, error = %e, "store failure during the deploy");
-                self.fail(uuid, format!("Internal error of the conductor shim: {e}"))
-                    .await;
-            }
-        }
-    }
-
-    async fn advance(&self, node: Node, ports: &[Port]) -> Result<(), Stop> {
-        use DeployPhase as P;
-        use ProvisionState as S;
-        let client = AgentClient::for_node(&node, &self.agent).map_err(agent_error(format!(
-            "Cannot reach the agent of node {}",
-            node.uuid
-        )))?;
-        match (node.provision_state, node.driver_internal_info.deploy_phase) {
-            (S::DeployWait, Some(P::Requested)) => self.start(node, ports, &client).await,
-            (S::DeployWait | S::Deploying, Some(P::AgentStep)) => {
-                self.check_agent_step(node, ports, &client).await
-            }
-            (
-                S::DeployWait | S::Deploying,
-                Some(P::StepRunning | P::InstallBootloader | P::PowerOff),
-            ) => {
-                let uuid = node.uuid;
-                self.update(uuid, |n| {
-                    if !wants_heartbeat(n) {
-                        return Err(Stop::Conflict("the deploy was reset".into()));
-                    }
-                    n.provision_state = S::Deploying;
-                    Ok(())
-                })
-                .await?;
-                self.continue_steps(uuid, ports, &client).await
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Phase `requested`: steps, the agent idle, the plan; then the first step.
-    async fn start(&self, node: Node, ports: &[Port], client: &AgentClient) -> Result<(), Stop> {
-        let uuid = node.uuid;
-        let mut node = node;
-        if node
-            .driver_internal_info
-            .agent_cached_deploy_steps
-            .is_none()
-        {
-            self.refresh_steps(&node, ports, client).await?;
-            node = self.load(uuid).await?;
-        }
-        let commands = client.commands().await.map_err(agent_error(format!(
-            "Failed to get the command status of the agent of node {uuid}"
-        )))?;
-        if let Some(last) = commands.last()
-            && last.command_status == CommandStatus::Running
-        {
-            return Err(Stop::Busy(format!(
-                "the agent is still running {}",
-                last.command_name
-            )));
-        }
-        // A request that cannot be sent fails now, before anything runs.
-        image_info::write_image_args(&node).map_err(|e| Stop::Failed(e.to_string()))?;
-        let steps = plan(node.driver_internal_info.agent_cached_deploy_steps.as_ref());
-        let names: Vec<String> = steps.iter().map(step_name).collect();
-        tracing::info!(node = %uuid, steps = ?names, "starting the deploy");
-        self.update(uuid, move |n| {
-            if n.provision_state != ProvisionState::DeployWait
-                || n.driver_internal_info.deploy_phase != Some(DeployPhase::Requested)
-            {
-                return Err(Stop::Conflict("the deploy request changed".into()));
-            }
-            let dii = &mut n.driver_internal_info;
-            dii.deploy_step = steps.first().cloned();
-            dii.deploy_steps = Some(steps);
-            dii.deploy_step_index = Some(0);
-            dii.deploy_phase = Some(DeployPhase::StepRunning);
-            n.provision_state = ProvisionState::Deploying;
-            // The agent heartbeats, so the machine is on.
-            n.power_state = Some(PowerState::On);
-            Ok(())
-        })
-        .await?;
-        self.continue_steps(uuid, ports, client).await
-    }
-
-    /// Runs steps from `deploy_step_index` until one waits for the agent or all are done.
-    async fn continue_steps(
-        &self,
-        uuid: Uuid,
-        ports: &[Port],
-        client: &AgentClient,
-    ) -> Result<(), Stop> {
-        loop {
-            let node = self.load(uuid).await?;
-            if node.provision_state != ProvisionState::Deploying {
-                return Err(Stop::Conflict(format!(
-                    "expected deploying, found {}",
-                    node.provision_state
-                )));
-            }
-            let dii = &node.driver_internal_info;
-            let index = dii.deploy_step_index.unwrap_or(0);
-            let Some(step) = dii
-                .deploy_steps
-                .as_ref()
-                .and_then(|steps| steps.get(index))
-                .cloned()
-            else {
-                return self.finish(uuid).await;
-            };
-            tracing::info!(node = %uuid, step = %step_name(&step), index, "deploy step");
-            if runs_on_agent(&step) {
-                return self.send_agent_step(node, &step, ports, client).await;
-            }
-            if step.step == PREPARE_INSTANCE_BOOT {
-                self.prepare_instance_boot(&node, client).await?;
-            } else {
-                self.tear_down_agent(&node, client).await?;
-            }
-            self.next_step(uuid, index).await?;
-        }
-    }
-
-    /// Moves to the step after `index` (phase `step_running`, node `deploying`).
-    async fn next_step(&self, uuid: Uuid, index: usize) -> Result<(), Stop> {
-        self.update(uuid, move |n| {
-            let dii = &mut n.driver_internal_info;
-            if dii.deploy_step_index != Some(index) {
-                return Err(Stop::Conflict("the deploy step index changed".into()));
-            }
-            dii.deploy_step_index = Some(index + 1);
-            dii.deploy_step = dii
-                .deploy_steps
-                .as_ref()
-                .and_then(|s| s.get(index + 1))
-                .cloned();
-            dii.deploy_phase = Some(DeployPhase::StepRunning);
-            dii.deploy_progress = None;
-            n.provision_state = ProvisionState::Deploying;
-            Ok(())
-        })
-        .await
-        .map(|_| ())
-    }
-
-    /// Sends `deploy.execute_deploy_step` for `step` and waits for the agent (phase
-    /// `agent_step`, node `wait call-back`).
-    async fn send_agent_step(
-        &self,
-        node: Node,
-        step: &Step,
-        ports: &[Port],
-        client: &AgentClient,
-    ) -> Result<(), Stop> {
-        let uuid = node.uuid;
-        let call = if step.interface == "deploy" && step.step == WRITE_IMAGE {
-            let args =
-                image_info::write_image_args(&node).map_err(|e| Stop::Failed(e.to_string()))?;
-            json!({"interface": "deploy", "step": WRITE_IMAGE, "args": args})
-        } else {
-            let mut call = serde_json::to_value(step).map_err(|e| {
-                Stop::Failed(format!(
-                    "Cannot encode deploy step {}: {e}",
-                    step_name(step)
-                ))
-            })?;
-            if let Some(map) = call.as_object_mut() {
-                map.entry("args").or_insert_with(|| json!({}));
-            }
-            call
-        };
-        let dict = AgentNodeDict::with_configdrive(&node);
-        let result = steps::send_step(client, StepKind::Deploy, call, dict, ports, &node)
-            .await
-            .map_err(agent_error(format!(
-                "Failed to start deploy step {} on the agent of node {uuid}",
-                step_name(step)
-            )))?;
-        if result.command_status == CommandStatus::Failed {
-            return Err(Stop::Failed(format!(
-                "Agent returned error for deploy step {} on node {uuid}: {}",
-                step_name(step),
-                command_error_text(result.command_error.as_ref())
-            )));
-        }
-        self.update(uuid, |n| {
-            n.driver_internal_info.deploy_phase = Some(DeployPhase::AgentStep);
-            n.driver_internal_info.deploy_progress = None;
-            n.provision_state = ProvisionState::DeployWait;
-            Ok(())
-        })
-        .await?;
-        Ok(())
-    }
-
-    /// Phase `agent_step`: looks at the agent's last command (§6 rules).
-    async fn check_agent_step(
-        &self,
-        node: Node,
-        ports: &[Port],
-        client: &AgentClient,
-    ) -> Result<(), Stop> {
-        let uuid = node.uuid;
-        let dii = &node.driver_internal_info;
-        let index = dii.deploy_step_index.unwrap_or(0);
-        let Some(step) = dii.deploy_step.clone() else {
-            return Err(Stop::Failed(format!(
-                "Node {uuid} waits for a deploy step but has no current deploy_step"
-            )));
-        };
-        let commands = client.commands().await.map_err(agent_error(format!(
-            "Failed to get the command status of the agent of node {uuid} while waiting for \
-             deploy step {}",
-            step_name(&step)
-        )))?;
-        match steps::judge(StepKind::Deploy, &commands, &step) {
-            AgentStepStatus::Restarted => {
-                tracing::warn!(node = %uuid, step = %step_name(&step),
-                    "the agent has no record of the deploy step (restarted?); sending it again");
-                self.rerun_step(uuid, ports, client).await
-            }
-            AgentStepStatus::Waiting(why) => {
-                tracing::info!(node = %uuid, step = %step_name(&step), %why, "waiting");
-                Ok(())
-            }
-            AgentStepStatus::Running(progress) => {
-                if let Some(progress) = progress {
-                    self.update(uuid, move |n| {
-                        if n.driver_internal_info.deploy_phase == Some(DeployPhase::AgentStep) {
-                            n.driver_internal_info.deploy_progress = Some(progress);
-                        }
-                        Ok(())
-                    })
-                    .await?;
-                }
-                Ok(())
-            }
-            AgentStepStatus::Succeeded(done) => {
-                tracing::info!(node = %uuid, step = %step_name(&step), "deploy step finished on the agent");
-                let is_write = step.interface == "deploy" && step.step == WRITE_IMAGE;
-                let deploy_result = done
-                    .command_result
-                    .as_ref()
-                    .and_then(|r| r.get(StepKind::Deploy.outcome_key()))
-                    .cloned();
-                self.update(uuid, move |n| {
-                    if is_write {
-                        n.driver_internal_info.deploy_result = deploy_result;
-                    }
-                    Ok(())
-                })
-                .await?;
-                self.next_step(uuid, index).await?;
-                self.continue_steps(uuid, ports, client).await
-            }
-            AgentStepStatus::Failed(error) => Err(Stop::Failed(format!(
-                "Agent returned error for deploy step {} on node {uuid}: {error}",
-                step_name(&step),
-            ))),
-            AgentStepStatus::VersionMismatch(error) => {
-                tracing::warn!(node = %uuid, %error,
-                    "hardware manager version mismatch; refreshing the steps and running the step again");
-                self.refresh_steps(&node, ports, client).await?;
-                self.rerun_step(uuid, ports, client).await
-            }
-            AgentStepStatus::Unknown => Err(Stop::Failed(format!(
-                "Agent returned an unknown status for deploy step {} on node {uuid}",
-                step_name(&step)
-            ))),
-        }
-    }
-
-    /// Sends the current step again.
-    async fn rerun_step(
-        &self,
-        uuid: Uuid,
-        ports: &[Port],
-        client: &AgentClient,
-    ) -> Result<(), Stop> {
-        self.update(uuid, |n| {
-            n.driver_internal_info.deploy_phase = Some(DeployPhase::StepRunning);
-            n.driver_internal_info.deploy_progress = None;
-            n.provision_state = ProvisionState::Deploying;
-            Ok(())
-        })
-        .await?;
-        self.continue_steps(uuid, ports, client).await
+        runner::on_heartbeat(self, node, ports).await;
     }
 
     /// `deploy.get_deploy_steps`, cached in `driver_internal_info`.
-    async fn refresh_steps(
-        &self,
-        node: &Node,
-        ports: &[Port],
-        client: &AgentClient,
-    ) -> Result<(), Stop> {
+    async fn refresh_steps(&self, node: &Node, agent: Agent<'_>) -> Result<(), Stop> {
         let uuid = node.uuid;
-        steps::refresh(&self.store, client, StepKind::Deploy, node, ports)
+        self.run
+            .refresh(StepKind::Deploy, node, agent)
             .await
             .map_err(|e| {
                 e.context(format_args!(
@@ -576,12 +258,12 @@ impl Deployer {
             uuids.root_uuid.clone(),
             uuids.efi_system_partition_uuid.clone(),
         );
-        self.update(uuid, move |n| {
-            n.driver_internal_info.root_uuid_or_disk_id = root;
-            n.driver_internal_info.efi_system_partition_uuid = efi;
-            Ok(())
-        })
-        .await?;
+        self.run
+            .set(uuid, move |n| {
+                n.driver_internal_info.root_uuid_or_disk_id = root;
+                n.driver_internal_info.efi_system_partition_uuid = efi;
+            })
+            .await?;
         let needed = if whole_disk {
             boot_mode == "uefi"
         } else {
@@ -601,11 +283,11 @@ impl Deployer {
             tracing::info!(node = %uuid, whole_disk, %boot_mode, "no bootloader installation needed");
             return Ok(());
         }
-        self.update(uuid, |n| {
-            n.driver_internal_info.deploy_phase = Some(DeployPhase::InstallBootloader);
-            Ok(())
-        })
-        .await?;
+        self.run
+            .set(uuid, |n| {
+                n.driver_internal_info.deploy_phase = Some(DeployPhase::InstallBootloader);
+            })
+            .await?;
         let mut params = InstallBootloaderParams {
             root_uuid: uuids.root_uuid,
             efi_system_part_uuid: uuids.efi_system_partition_uuid,
@@ -709,101 +391,157 @@ impl Deployer {
 
     /// `tear_down_agent`: `standby.power_off`.
     async fn tear_down_agent(&self, node: &Node, client: &AgentClient) -> Result<(), Stop> {
-        let uuid = node.uuid;
-        let resuming = node.driver_internal_info.deploy_phase == Some(DeployPhase::PowerOff);
-        if !(resuming && steps::power_off_sent(client, uuid).await?) {
-            self.update(uuid, |n| {
-                n.driver_internal_info.deploy_phase = Some(DeployPhase::PowerOff);
-                Ok(())
-            })
-            .await?;
-            steps::power_off(client, uuid).await?;
-        }
-        self.update(uuid, |n| {
-            n.power_state = Some(PowerState::Off);
-            Ok(())
-        })
-        .await?;
-        Ok(())
-    }
-
-    /// All steps done: `active`, token and URL wiped.
-    async fn finish(&self, uuid: Uuid) -> Result<(), Stop> {
-        self.update(uuid, |n| {
-            n.provision_state = ProvisionState::Active;
-            n.last_error = None;
-            let dii = &mut n.driver_internal_info;
-            dii.deploy_phase = Some(DeployPhase::Done);
-            dii.deploy_steps = None;
-            dii.deploy_step_index = None;
-            dii.deploy_step = None;
-            dii.deploy_progress = None;
-            dii.agent_cached_deploy_steps = None;
-            dii.agent_cached_deploy_steps_refreshed = None;
-            dii.wipe_token_and_url();
-            Ok(())
-        })
-        .await?;
-        tracing::info!(node = %uuid, "deploy finished; node is active");
-        Ok(())
+        runner::power_off_once(self, node, client, |_| {}, None).await?;
+        self.run
+            .set(node.uuid, |n| n.power_state = Some(PowerState::Off))
+            .await
     }
 
     /// Records a non-fatal problem.
     async fn warn(&self, uuid: Uuid, message: String) -> Result<(), Stop> {
         tracing::warn!(node = %uuid, "{message}");
-        self.update(uuid, move |n| {
-            n.driver_internal_info.deploy_warnings.push(message);
-            Ok(())
-        })
-        .await
-        .map(|_| ())
-    }
-
-    /// `deploying` ⇒ `wait call-back` (the phase stays): retried on the next heartbeat.
-    async fn back_to_wait(&self, uuid: Uuid) -> Result<(), Stop> {
-        self.update(uuid, |n| {
-            if n.provision_state == ProvisionState::Deploying {
-                n.provision_state = ProvisionState::DeployWait;
-            }
-            Ok(())
-        })
-        .await
-        .map(|_| ())
-    }
-
-    /// `deploy failed` with `message` as `last_error`.
-    async fn fail(&self, uuid: Uuid, message: String) {
-        let written = self
-            .update(uuid, move |n| {
-                if matches!(
-                    n.provision_state,
-                    ProvisionState::Deploying | ProvisionState::DeployWait
-                ) {
-                    n.provision_state = ProvisionState::DeployFailed;
-                }
-                n.last_error = Some(message);
-                let dii = &mut n.driver_internal_info;
-                dii.deploy_phase = Some(DeployPhase::Failed);
-                dii.deploy_step = None;
-                dii.deploy_progress = None;
-                Ok(())
+        self.run
+            .set(uuid, move |n| {
+                n.driver_internal_info.deploy_warnings.push(message)
             })
-            .await;
-        if let Err(e) = written {
-            tracing::error!(node = %uuid, error = %e, "cannot record the deploy failure");
+            .await
+    }
+}
+
+impl Flow for Deployer {
+    type Phase = DeployPhase;
+    const START_STATE: Option<ProvisionState> = Some(ProvisionState::DeployWait);
+
+    fn runner(&self) -> &Runner {
+        &self.run
+    }
+
+    /// Phase `requested`: steps, the agent idle, the plan; then the first step.
+    async fn start(&self, node: Node, agent: Agent<'_>) -> Result<(), Stop> {
+        let uuid = node.uuid;
+        let mut node = node;
+        if node
+            .driver_internal_info
+            .agent_cached_deploy_steps
+            .is_none()
+        {
+            self.refresh_steps(&node, agent).await?;
+            node = self.run.load(uuid).await?;
         }
+        let commands = agent.client.commands().await.map_err(agent_error(format!(
+            "Failed to get the command status of the agent of node {uuid}"
+        )))?;
+        if let Some(last) = commands.last()
+            && last.command_status == CommandStatus::Running
+        {
+            return Err(Stop::Busy(format!(
+                "the agent is still running {}",
+                last.command_name
+            )));
+        }
+        // A request that cannot be sent fails now, before anything runs.
+        image_info::write_image_args(&node).map_err(|e| Stop::Failed(e.to_string()))?;
+        let steps = plan(node.driver_internal_info.agent_cached_deploy_steps.as_ref());
+        let names: Vec<String> = steps.iter().map(step_name).collect();
+        tracing::info!(node = %uuid, steps = ?names, "starting the deploy");
+        // The agent heartbeats, so the machine is on.
+        let power_on = |n: &mut Node| n.power_state = Some(PowerState::On);
+        runner::start_plan(self, uuid, steps, power_on, agent).await
     }
 
-    async fn load(&self, uuid: Uuid) -> Result<Node, Stop> {
-        steps::load_node(&self.store, uuid).await
+    /// `prepare_instance_boot` and `tear_down_agent`; the other steps run on the agent.
+    async fn run_conductor_step(
+        &self,
+        node: &Node,
+        step: &Step,
+        client: &AgentClient,
+    ) -> Result<bool, Stop> {
+        if runs_on_agent(step) {
+            return Ok(false);
+        }
+        if step.step == PREPARE_INSTANCE_BOOT {
+            self.prepare_instance_boot(node, client).await?;
+        } else {
+            self.tear_down_agent(node, client).await?;
+        }
+        Ok(true)
     }
 
-    /// Changes the node in one transaction; `f` may refuse with a [`Stop`].
-    async fn update<F>(&self, uuid: Uuid, f: F) -> Result<Node, Stop>
-    where
-        F: FnOnce(&mut Node) -> Result<(), Stop> + Send + 'static,
-    {
-        steps::update_node(&self.store, uuid, f).await
+    /// `write_image` with the image's arguments, other steps with `args` (`{}` if none);
+    /// the node with its config drive.
+    fn agent_call(&self, node: &Node, step: &Step) -> Result<(Value, AgentNodeDict), Stop> {
+        let call = if step.interface == "deploy" && step.step == WRITE_IMAGE {
+            let args =
+                image_info::write_image_args(node).map_err(|e| Stop::Failed(e.to_string()))?;
+            json!({"interface": "deploy", "step": WRITE_IMAGE, "args": args})
+        } else {
+            let mut call = runner::encode_step(StepKind::Deploy, step)?;
+            if let Some(map) = call.as_object_mut() {
+                map.entry("args").or_insert_with(|| json!({}));
+            }
+            call
+        };
+        Ok((call, AgentNodeDict::with_configdrive(node)))
+    }
+
+    fn send_failed_context(uuid: Uuid, step: &Step) -> String {
+        format!(
+            "Failed to start deploy step {} on the agent of node {uuid}",
+            step_name(step)
+        )
+    }
+
+    fn step_failed_message(uuid: Uuid, step: &Step, error: &str) -> String {
+        format!(
+            "Agent returned error for deploy step {} on node {uuid}: {error}",
+            step_name(step)
+        )
+    }
+
+    fn unknown_status_message(uuid: Uuid, step: &Step) -> String {
+        format!(
+            "Agent returned an unknown status for deploy step {} on node {uuid}",
+            step_name(step)
+        )
+    }
+
+    /// `write_image` leaves its `deploy_result`.
+    async fn step_done(&self, uuid: Uuid, step: &Step, done: CommandResult) -> Result<(), Stop> {
+        let is_write = step.interface == "deploy" && step.step == WRITE_IMAGE;
+        let deploy_result = done
+            .command_result
+            .as_ref()
+            .and_then(|r| r.get(StepKind::Deploy.outcome_key()))
+            .cloned();
+        self.run
+            .set(uuid, move |n| {
+                if is_write {
+                    n.driver_internal_info.deploy_result = deploy_result;
+                }
+            })
+            .await
+    }
+
+    /// Fresh steps, then the step runs again.
+    async fn restart(&self, node: Node, agent: Agent<'_>, error: String) -> Result<(), Stop> {
+        tracing::warn!(node = %node.uuid, %error,
+            "hardware manager version mismatch; refreshing the steps and running the step again");
+        self.refresh_steps(&node, agent).await?;
+        runner::rerun_step(self, node.uuid, agent).await
+    }
+
+    /// All steps done: `active`, token and URL wiped.
+    async fn finish(&self, node: Node, _client: &AgentClient) -> Result<(), Stop> {
+        let uuid = node.uuid;
+        self.run
+            .set(uuid, |n| {
+                n.provision_state = ProvisionState::Active;
+                runner::set_done::<Deployer>(n);
+                n.driver_internal_info.wipe_token_and_url();
+            })
+            .await?;
+        tracing::info!(node = %uuid, "deploy finished; node is active");
+        Ok(())
     }
 }
 
@@ -812,29 +550,23 @@ impl Deployer {
 mod tests {
     use super::*;
 
-    fn step(interface: &str, name: &str, priority: i64) -> Step {
-        Step {
-            interface: interface.into(),
-            step: name.into(),
-            priority,
-            extra: JsonMap::new(),
-        }
-    }
-
     #[test]
     fn plan_orders_steps_by_priority() {
         let mut cached = CachedSteps::new();
         cached.insert(
             "deploy".into(),
             vec![
-                step("deploy", "write_image", 0),
-                step("deploy", "erase_devices_metadata", 0),
-                step("deploy", "write_image", 95),
-                step("deploy", "custom_early", 90),
-                step("deploy", "custom_late", 50),
+                Step::new("deploy", "write_image", 0),
+                Step::new("deploy", "erase_devices_metadata", 0),
+                Step::new("deploy", "write_image", 95),
+                Step::new("deploy", "custom_early", 90),
+                Step::new("deploy", "custom_late", 50),
             ],
         );
-        cached.insert("raid".into(), vec![step("raid", "apply_configuration", 0)]);
+        cached.insert(
+            "raid".into(),
+            vec![Step::new("raid", "apply_configuration", 0)],
+        );
         let names: Vec<String> = plan(Some(&cached)).iter().map(step_name).collect();
         assert_eq!(
             names,

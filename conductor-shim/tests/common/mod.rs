@@ -1,9 +1,11 @@
 //! Helpers shared by the integration tests: a shim on a loopback port with a temp database,
-//! an HTTP client, Ironic error-body parsing, and a fake agent (HTTP or HTTPS).
+//! heartbeats, an HTTP client, Ironic error-body parsing, a fake agent (HTTP or HTTPS) and
+//! its command results, and the shim's CLI as a child process.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::IntoResponse;
-use conductor_shim::agent_client::{TlsMinVersion, tls_config};
+use conductor_shim::agent_client::{AgentClientOptions, TlsMinVersion, tls_config};
 use conductor_shim::api::{self, AppState, ServerConfig};
 use conductor_shim::model::{NewNode, Node};
 use conductor_shim::state::ProvisionState;
@@ -108,6 +110,23 @@ impl Shim {
         format!("{}{path}", self.base)
     }
 
+    /// An agent's heartbeat for `node` (API 1.68, from `callback_url` with `token`); returns
+    /// the status.
+    pub async fn heartbeat(&self, node: &str, callback_url: &str, token: &str) -> u16 {
+        http()
+            .post(self.url(&format!("/v1/heartbeat/{node}")))
+            .header("X-OpenStack-Ironic-API-Version", "1.68")
+            .json(
+                &serde_json::json!({"callback_url": callback_url, "agent_token": token,
+                                      "agent_version": "13.0.0"}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// Looks up by MAC at API 1.62 and returns the config token.
     pub async fn lookup_token(&self, mac: &str) -> String {
         let resp = http()
@@ -120,6 +139,60 @@ impl Shim {
         let body: Value = resp.json().await.unwrap();
         body["config"]["agent_token"].as_str().unwrap().to_string()
     }
+}
+
+/// A shim without TLS that gives agents 5 s to answer.
+pub fn plain_config() -> ServerConfig {
+    ServerConfig {
+        require_tls: false,
+        agent: AgentClientOptions {
+            timeout: Duration::from_secs(5),
+            ..AgentClientOptions::default()
+        },
+        ..ServerConfig::default()
+    }
+}
+
+/// The keys of a JSON object, sorted.
+pub fn sorted_keys(object: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = object
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// The shim's binary.
+pub const BIN: &str = env!("CARGO_BIN_EXE_conductor-shim");
+
+/// `conductor-shim --db DB ARGS...` with its output piped (no environment database or log
+/// filter).
+pub fn cli(db: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("CONDUCTOR_SHIM_DB")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Waits (off the async runtime) for a CLI process started with [`cli`]: (success, stdout,
+/// stderr).
+pub async fn finished(child: Child) -> (bool, String, String) {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
 }
 
 /// A plain reqwest client (the TLS backend needs an explicit rustls config).
@@ -309,6 +382,68 @@ pub fn self_signed(
         .with_single_cert(vec![der], key_der)
         .unwrap();
     (pem, config)
+}
+
+/// A command result as the agent lists it, with a fresh id.
+pub fn command(name: &str, status: &str, error: Value, result: Value) -> Value {
+    serde_json::json!({
+        "id": uuid::Uuid::new_v4().to_string(),
+        "command_name": name,
+        "command_status": status,
+        "command_error": error,
+        "command_result": result,
+    })
+}
+
+/// An error answer of the agent's API.
+pub fn agent_fault(status: StatusCode, text: &str) -> (StatusCode, String) {
+    (
+        status,
+        serde_json::json!({"faultcode": "Client", "faultstring": text, "debuginfo": null})
+            .to_string(),
+    )
+}
+
+/// A command result of a scripted agent as the agent shows it: without the keys starting
+/// with `__` (the test's own notes on the command).
+pub fn shown(result: &Value) -> Value {
+    let mut shown = result.clone();
+    shown
+        .as_object_mut()
+        .unwrap()
+        .retain(|key, _| !key.starts_with("__"));
+    shown
+}
+
+/// A scripted agent's answer to `GET /v1/commands/` with these results.
+pub fn command_list(commands: &[Value]) -> (StatusCode, String) {
+    let shown: Vec<Value> = commands.iter().map(shown).collect();
+    (
+        StatusCode::OK,
+        serde_json::json!({"commands": shown}).to_string(),
+    )
+}
+
+/// A scripted agent takes a command: `result` joins its commands and is the answer.
+pub fn accept(commands: &mut Vec<Value>, result: Value) -> (StatusCode, String) {
+    let answer = shown(&result);
+    commands.push(result);
+    (StatusCode::OK, answer.to_string())
+}
+
+/// A scripted agent's answer to a command its script does not cover: `standby.power_off`
+/// is taken, anything else is unknown.
+pub fn other_command(commands: &mut Vec<Value>, name: &str) -> (StatusCode, String) {
+    match name {
+        "standby.power_off" => accept(
+            commands,
+            command("power_off", "RUNNING", Value::Null, Value::Null),
+        ),
+        other => agent_fault(
+            StatusCode::BAD_REQUEST,
+            &format!("Unknown command: {other}"),
+        ),
+    }
 }
 
 /// A command result JSON text.

@@ -2,12 +2,10 @@
 //! never reaches ours (ours carries the one JSON response): both streams are captured, and
 //! copied to our stderr, which the agent logs.
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use hardware_managers::process::{self, Capture, Captured, Keep, Limits, Lingering, RunError};
 
 /// Most output kept from each stream (its tail).
 const KEEP: usize = 16 << 10;
@@ -31,41 +29,29 @@ pub fn run(argv: &[String], timeout: Duration) -> Result<Ran, String> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| "empty command".to_string())?;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    let out = child.stdout.take().map(tail_reader);
-    let err = child.stderr.take().map(tail_reader);
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                kill_group(&mut child);
-                let stderr = finish(err);
-                return Err(format!(
-                    "{program} did not finish within {}s and was killed; stderr: {}",
-                    timeout.as_secs(),
-                    stderr.trim()
-                ));
-            }
-            Ok(None) => thread::sleep(Duration::from_millis(20)),
-            Err(e) => {
-                kill_group(&mut child);
-                return Err(format!("waiting for {program}: {e}"));
-            }
-        }
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    let limits = Limits::with_timeout(timeout).keeping(KEEP);
+    // Whatever it started and left holding the pipes goes with its group.
+    let capture = Capture {
+        stdout: Keep::Tail,
+        stderr: Keep::Tail,
+        lingering: Lingering::Kill,
     };
+    let finished = process::run_with(cmd, None, limits, capture).map_err(|e| match e {
+        RunError::Spawn(e) => format!("cannot run {program}: {e}"),
+        RunError::TimedOut { after, stderr } => format!(
+            "{program} did not finish within {}s and was killed; stderr: {}",
+            after.as_secs(),
+            text(&stderr).trim()
+        ),
+        RunError::Wait(e) => format!("waiting for {program}: {e}"),
+    })?;
     let ran = Ran {
-        success: status.success(),
-        status: status.to_string(),
-        stdout: finish(out),
-        stderr: finish(err),
+        success: finished.status.success(),
+        status: finished.status.to_string(),
+        stdout: text(&finished.stdout),
+        stderr: text(&finished.stderr),
     };
     for line in ran.stdout.lines().chain(ran.stderr.lines()) {
         eprintln!("firmware-manager: {program}: {line}");
@@ -73,42 +59,7 @@ pub fn run(argv: &[String], timeout: Duration) -> Result<Ran, String> {
     Ok(ran)
 }
 
-fn kill_group(child: &mut Child) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) only takes integers. The child leads its own process group
-        // (`process_group(0)`) and has not been reaped, so `-pid` still names that group.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Reads a pipe to its end on a thread, keeping its last [`KEEP`] bytes.
-fn tail_reader(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut kept = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            kept.extend_from_slice(&buf[..n]);
-            if kept.len() > 2 * KEEP {
-                kept.drain(..kept.len() - KEEP);
-            }
-        }
-        let start = kept.len().saturating_sub(KEEP);
-        let _ = tx.send(kept.split_off(start));
-    });
-    rx
-}
-
-/// The text a reader thread kept (waiting briefly: a grandchild may hold the pipe).
-fn finish(rx: Option<mpsc::Receiver<Vec<u8>>>) -> String {
-    rx.and_then(|rx| rx.recv_timeout(Duration::from_secs(2)).ok())
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+/// The kept bytes as (lossy) text.
+fn text(c: &Captured) -> String {
+    String::from_utf8_lossy(&c.bytes).into_owned()
 }

@@ -34,58 +34,56 @@ pub(crate) struct ArgDef {
     pub default: &'static str,
 }
 
+/// The arguments of a stress-ng step for stressor `$s` (`cpu`, `vm`), under IPA's
+/// `agent_burnin_<stressor>_<arg>` keys: the worker count `$s`, then `$extra`, then `timeout`
+/// (`$what` is what is stressed) and `outputfile`.
+macro_rules! stress_args {
+    ($s:literal, $workers:literal, $what:literal, [$($extra:expr),* $(,)?]) => {
+        &[
+            ArgDef {
+                arg: $s,
+                driver_info: concat!("agent_burnin_", $s, "_", $s),
+                description: concat!(
+                    "Number of stress-ng ", $workers, " workers (`stress-ng --", $s,
+                    " N`); 0 starts one per online CPU"
+                ),
+                default: "0",
+            },
+            $($extra,)*
+            ArgDef {
+                arg: "timeout",
+                driver_info: concat!("agent_burnin_", $s, "_timeout"),
+                description: concat!(
+                    "How long to stress ", $what, ", in seconds (or with an s/m/h/d suffix)"
+                ),
+                default: "86400",
+            },
+            ArgDef {
+                arg: "outputfile",
+                driver_info: concat!("agent_burnin_", $s, "_outputfile"),
+                description: "Also write stress-ng's log to this file in the ramdisk (`--log-file`)",
+                default: "none",
+            },
+        ]
+    };
+}
+
 /// `burnin_cpu`'s arguments.
-pub(crate) const CPU_ARGS: &[ArgDef] = &[
-    ArgDef {
-        arg: "cpu",
-        driver_info: "agent_burnin_cpu_cpu",
-        description: "Number of stress-ng CPU workers (`stress-ng --cpu N`); 0 starts one per \
-                      online CPU",
-        default: "0",
-    },
-    ArgDef {
-        arg: "timeout",
-        driver_info: "agent_burnin_cpu_timeout",
-        description: "How long to stress the CPUs, in seconds (or with an s/m/h/d suffix)",
-        default: "86400",
-    },
-    ArgDef {
-        arg: "outputfile",
-        driver_info: "agent_burnin_cpu_outputfile",
-        description: "Also write stress-ng's log to this file in the ramdisk (`--log-file`)",
-        default: "none",
-    },
-];
+pub(crate) const CPU_ARGS: &[ArgDef] = stress_args!("cpu", "CPU", "the CPUs", []);
 
 /// `burnin_memory`'s arguments.
-pub(crate) const VM_ARGS: &[ArgDef] = &[
-    ArgDef {
-        arg: "vm",
-        driver_info: "agent_burnin_vm_vm",
-        description: "Number of stress-ng vm workers (`stress-ng --vm N`); 0 starts one per \
-                      online CPU",
-        default: "0",
-    },
-    ArgDef {
+pub(crate) const VM_ARGS: &[ArgDef] = stress_args!(
+    "vm",
+    "vm",
+    "the memory",
+    [ArgDef {
         arg: "vm_bytes",
         driver_info: "agent_burnin_vm_vm-bytes",
         description: "Memory per vm worker (`--vm-bytes`): bytes with an optional b/k/m/g/t \
                       suffix, or a percentage of the available memory such as 98%",
         default: DEFAULT_VM_BYTES,
-    },
-    ArgDef {
-        arg: "timeout",
-        driver_info: "agent_burnin_vm_timeout",
-        description: "How long to stress the memory, in seconds (or with an s/m/h/d suffix)",
-        default: "86400",
-    },
-    ArgDef {
-        arg: "outputfile",
-        driver_info: "agent_burnin_vm_outputfile",
-        description: "Also write stress-ng's log to this file in the ramdisk (`--log-file`)",
-        default: "none",
-    },
-];
+    }]
+);
 
 /// `burnin_disk`'s arguments.
 pub(crate) const DISK_ARGS: &[ArgDef] = &[

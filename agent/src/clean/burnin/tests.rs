@@ -5,66 +5,26 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use hardware_managers::{
-    BlockDevice, Chain, HardwareError, HardwareManager, HardwareResult, Node, StepContext,
-    StepKind, SupportLevel,
-};
+use hardware_managers::{HardwareError, Node, StepContext, StepKind};
 use serde_json::{Map, Value, json};
 
 use super::disk::{self, DiskPlan, SmartPolling};
 use super::settings::{self, Stressor};
 use super::tool::{self, Toolbox};
 use super::{execute, steps};
-use crate::config::{Config, Flags, KernelParams};
+use crate::clean::testing;
 use crate::context::AgentContext;
-use crate::logbuf::LogBuffer;
-use crate::power::RecordingPower;
 use crate::testutil::LoopDevice;
 
-/// A manager that lists the given disks.
-struct Disks(Vec<BlockDevice>);
-
-impl HardwareManager for Disks {
-    fn class_name(&self) -> String {
-        "TestDisks".into()
-    }
-    fn evaluate_hardware_support(&self) -> SupportLevel {
-        SupportLevel::GENERIC
-    }
-    fn list_block_devices(&self, _: bool) -> HardwareResult<Vec<BlockDevice>> {
-        Ok(self.0.clone())
-    }
-}
-
-fn block_device(path: &Path) -> BlockDevice {
-    serde_json::from_value(json!({
-        "name": path.display().to_string(),
-        "size": 16 << 20,
-        "rotational": false,
-    }))
-    .unwrap()
-}
-
-/// An agent context whose only disks are `disks` and whose allow-list is `allow`.
+/// An agent context whose only disks are `disks` (of 16 MiB) and whose allow-list is `allow`.
 fn context(dir: &Path, allow: &[&Path], disks: &[&Path]) -> AgentContext {
-    let mut argv = vec!["ironic-agent".to_string()];
-    for a in allow {
-        argv.push("--allow-device".into());
-        argv.push(a.display().to_string());
-    }
-    let config = Config::from_parts(&Flags::parse_from(argv), KernelParams::parse("")).unwrap();
-    let manager = Disks(disks.iter().map(|d| block_device(d)).collect());
-    let chain = Chain::new(vec![Arc::new(manager) as Arc<dyn HardwareManager>]).unwrap();
-    AgentContext::new(
-        config,
-        chain,
-        Arc::new(RecordingPower::new(&dir.join("power"))),
-        LogBuffer::new(64),
-    )
+    let disks = disks
+        .iter()
+        .map(|d| testing::device(&d.display().to_string(), 16 << 20).unwrap())
+        .collect();
+    testing::agent(dir, allow, disks).unwrap()
 }
 
 fn step_context(driver_info: Value, properties: Value) -> StepContext {

@@ -1,21 +1,18 @@
 //! Finding and running the burn-in tools (stress-ng, fio, smartctl) with a hard deadline.
 //!
-//! Each run gets its own process group; when the deadline passes the whole group (the tool and
-//! every worker it forked) is killed with `SIGKILL`. Standard output is kept up to a bound,
-//! standard error as its last few KiB (stress-ng reports on stderr; the tail is what an error
-//! message needs).
+//! Each run goes through [`hardware_managers::process`]: it gets its own process group; when
+//! the deadline passes the whole group (the tool and every worker it forked) is killed with
+//! `SIGKILL`. Standard output is kept up to a bound, standard error as its last few KiB
+//! (stress-ng reports on stderr; the tail is what an error message needs).
 
-use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::{self, Read};
-use std::os::unix::process::CommandExt;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use hardware_managers::HardwareError;
+use hardware_managers::process::{self, Capture, Keep, Limits, Lingering};
 
 /// Directories searched after `$PATH` (a ramdisk's PATH may lack the sbin directories).
 const EXTRA_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
@@ -25,8 +22,6 @@ const STDOUT_KEEP: usize = 16 << 20;
 const STDERR_KEEP: usize = 64 << 10;
 /// How much of the stderr tail goes into an error message.
 pub(crate) const STDERR_IN_ERRORS: usize = 4096;
-/// How long to wait for the pipes once the process group is gone.
-const PIPE_GRACE: Duration = Duration::from_secs(2);
 
 /// An external program and the (Debian/Ubuntu) package that provides it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,142 +138,43 @@ pub(crate) fn run(
     cwd: Option<&Path>,
     deadline: Duration,
 ) -> Result<Output, RunError> {
-    let shown = program.display().to_string();
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    cmd.args(args).env("LC_ALL", "C");
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
-        program: shown.clone(),
-        source,
-    })?;
-    let stdout = child.stdout.take().map(|p| keep_head(p, STDOUT_KEEP));
-    let stderr = child.stderr.take().map(|p| keep_tail(p, STDERR_KEEP));
-
-    let status = match wait_until(&mut child, started + deadline) {
-        Ok(Some(status)) => status,
-        Ok(None) => {
-            kill_group(&mut child);
-            let stderr = collect(stderr).unwrap_or_default();
-            return Err(RunError::TimedOut {
-                after: deadline,
-                stderr: tail_text(&stderr, STDERR_IN_ERRORS),
-            });
-        }
-        Err(source) => {
-            kill_group(&mut child);
-            return Err(RunError::Wait {
-                program: shown,
-                source,
-            });
-        }
+    let limits = Limits {
+        timeout: deadline,
+        max_stdout: STDOUT_KEEP,
+        max_stderr: STDERR_KEEP,
     };
     // Workers the tool left behind would hold the pipes open: they go with the group.
-    let stdout_bytes = collect(stdout);
-    let stderr_bytes = collect(stderr);
-    if stdout_bytes.is_none() || stderr_bytes.is_none() {
-        kill_group(&mut child);
-    }
+    let capture = Capture {
+        stderr: Keep::Tail,
+        lingering: Lingering::Kill,
+        ..Capture::default()
+    };
+    let started = Instant::now();
+    let finished = process::run_with(cmd, None, limits, capture).map_err(|e| match e {
+        process::RunError::Spawn(source) => RunError::Spawn {
+            program: program.display().to_string(),
+            source,
+        },
+        process::RunError::TimedOut { after, stderr } => RunError::TimedOut {
+            after,
+            stderr: tail_text(&stderr.bytes, STDERR_IN_ERRORS),
+        },
+        process::RunError::Wait(source) => RunError::Wait {
+            program: program.display().to_string(),
+            source,
+        },
+    })?;
     Ok(Output {
-        status,
-        stdout: stdout_bytes.unwrap_or_default(),
-        stderr: String::from_utf8_lossy(&stderr_bytes.unwrap_or_default()).into_owned(),
+        status: finished.status,
+        stdout: finished.stdout.bytes,
+        stderr: String::from_utf8_lossy(&finished.stderr.bytes).into_owned(),
         elapsed: started.elapsed(),
     })
-}
-
-/// Polls `child` until it exits (`Some`) or `deadline` passes (`None`).
-fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
-    let mut pause = Duration::from_millis(5);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(250));
-    }
-}
-
-/// Kills the child's process group, then reaps the child.
-fn kill_group(child: &mut Child) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours. The child was
-        // spawned with `process_group(0)`, so `-pid` is the group it leads; the child is not
-        // reaped yet (or was only just reaped by try_wait), so the id cannot have been reused.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Reads `pipe` to its end on a thread, keeping its first `max` bytes.
-fn keep_head(mut pipe: impl Read + Send + 'static, max: usize) -> Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut kept = Vec::new();
-        let mut buf = [0u8; 8192];
-        loop {
-            match pipe.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let room = max.saturating_sub(kept.len());
-                    kept.extend_from_slice(&buf[..n.min(room)]);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        let _ = tx.send(kept);
-    });
-    rx
-}
-
-/// Reads `pipe` to its end on a thread, keeping its last `max` bytes.
-fn keep_tail(mut pipe: impl Read + Send + 'static, max: usize) -> Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut kept: VecDeque<u8> = VecDeque::new();
-        let mut buf = [0u8; 8192];
-        loop {
-            match pipe.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    kept.extend(&buf[..n]);
-                    let excess = kept.len().saturating_sub(max);
-                    kept.drain(..excess);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        let _ = tx.send(kept.into());
-    });
-    rx
-}
-
-/// A drain thread's bytes, waiting at most [`PIPE_GRACE`]; `None` if the pipe is still open.
-fn collect(rx: Option<Receiver<Vec<u8>>>) -> Option<Vec<u8>> {
-    match rx {
-        None => Some(Vec::new()),
-        Some(rx) => match rx.recv_timeout(PIPE_GRACE) {
-            Ok(bytes) => Some(bytes),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Some(Vec::new()),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-        },
-    }
 }
 
 /// The last `max` bytes of `bytes` as trimmed text (cut on a character boundary, marked).

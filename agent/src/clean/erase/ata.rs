@@ -338,17 +338,23 @@ mod tests {
         assert_eq!(erase(&t, DEV, &timing()), Ok(None));
     }
 
-    #[test]
-    fn supported_not_enabled_sets_a_password_then_erases() {
-        let t = FakeTools::new()
+    /// Tools without smartctl for a drive whose `hdparm -I` security sections are `before`,
+    /// then `after` (repeated), and on which setting the password and erasing succeed.
+    fn set_pass_and_erase(before: &str, after: &str) -> FakeTools {
+        FakeTools::new()
             .without(&["smartctl"])
-            .ok("hdparm -I /dev/sda", &hdparm(SUPPORTED_NOT_ENABLED))
-            .ok("hdparm -I /dev/sda", &hdparm(SUPPORTED_NOT_ENABLED))
+            .ok("hdparm -I /dev/sda", &hdparm(before))
+            .ok("hdparm -I /dev/sda", &hdparm(after))
             .ok(
                 "hdparm --user-master u --security-set-pass NULL /dev/sda",
                 "",
             )
-            .ok("hdparm --user-master u --security-erase NULL /dev/sda", "");
+            .ok("hdparm --user-master u --security-erase NULL /dev/sda", "")
+    }
+
+    #[test]
+    fn supported_not_enabled_sets_a_password_then_erases() {
+        let t = set_pass_and_erase(SUPPORTED_NOT_ENABLED, SUPPORTED_NOT_ENABLED);
         assert_eq!(erase(&t, DEV, &timing()), Ok(Some(AtaMethod::Normal)));
         assert_eq!(
             t.calls(),
@@ -485,15 +491,7 @@ mod tests {
 
     #[test]
     fn still_enabled_after_erase_is_an_error() {
-        let t = FakeTools::new()
-            .without(&["smartctl"])
-            .ok("hdparm -I /dev/sda", &hdparm(SUPPORTED_NOT_ENABLED))
-            .ok("hdparm -I /dev/sda", &hdparm(ENABLED_AFTER_SET_PASS))
-            .ok(
-                "hdparm --user-master u --security-set-pass NULL /dev/sda",
-                "",
-            )
-            .ok("hdparm --user-master u --security-erase NULL /dev/sda", "");
+        let t = set_pass_and_erase(SUPPORTED_NOT_ENABLED, ENABLED_AFTER_SET_PASS);
         let e = erase(&t, DEV, &timing());
         assert!(
             e.as_ref().is_err_and(|e| e.contains("still enabled")),

@@ -1,8 +1,6 @@
 //! The erase steps end to end on loop devices over files in temp dirs, with canned tool
 //! answers where the hardware (NVMe, ATA) cannot be had.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,9 +9,9 @@ use serde_json::{Value, json};
 use super::tools::fake::FakeTools;
 use super::tools::{ToolOutput, Tools};
 use super::*;
+use crate::disk::probe;
 use crate::disk::table::{self, PartitionKind, PartitionSpec, TableKind};
-use crate::disk::{blockdev, probe};
-use crate::testutil::LoopDevice;
+use crate::testutil::{self, LoopDevice, md_superblock, run_tool, wipefs_list};
 
 const MIB: u64 = 1 << 20;
 
@@ -40,38 +38,48 @@ fn no_tools() -> FakeTools {
     FakeTools::new().without(&["hdparm", "smartctl", "nvme"])
 }
 
-/// A loop device over a file holding a byte pattern.
-fn patterned(dir: &Path, name: &str, size: u64) -> anyhow::Result<(LoopDevice, Vec<u8>)> {
-    let file = dir.join(name);
-    let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8 | 0x80).collect();
-    std::fs::write(&file, &data)?;
-    Ok((LoopDevice::attach(&file)?, data))
+/// A loop disk over a file holding a byte pattern, in a temp dir of its own.
+struct Patterned {
+    /// The loop device (detached before the dir is removed).
+    lo: LoopDevice,
+    /// Its path, as the inventory names it.
+    name: String,
+    /// What the file held at first.
+    data: Vec<u8>,
+    dir: tempfile::TempDir,
 }
 
-/// Runs `tool args… target`, failing the test on a non-zero exit.
-fn run_tool(tool: &str, args: &[&str], target: &Path) -> anyhow::Result<()> {
-    let out = Command::new(tool).args(args).arg(target).output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{tool} {args:?} {}: {}",
-        target.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
+impl Patterned {
+    /// A disk of `size` bytes.
+    fn new(size: u64) -> anyhow::Result<Patterned> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("disk.img");
+        let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8 | 0x80).collect();
+        std::fs::write(&file, &data)?;
+        let lo = LoopDevice::attach(&file)?;
+        let name = lo.path.display().to_string();
+        Ok(Patterned {
+            lo,
+            name,
+            data,
+            dir,
+        })
+    }
 
-/// `wipefs --no-act` of `path`: the signatures it would erase (empty when clean).
-fn wipefs_list(path: &Path) -> anyhow::Result<String> {
-    let out = Command::new("wipefs")
-        .args(["--no-act", "--noheadings"])
-        .arg(path)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "wipefs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    /// The disk as the inventory lists it.
+    fn listed(&self) -> anyhow::Result<BlockDevice> {
+        device(&self.name, self.data.len() as u64)
+    }
+
+    /// What the file holds now.
+    fn contents(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(std::fs::read(&self.lo.file)?)
+    }
+
+    /// Whether every byte of it is zero now.
+    fn zeroed(&self) -> anyhow::Result<bool> {
+        Ok(self.contents()?.iter().all(|b| *b == 0))
+    }
 }
 
 fn read_all(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -84,17 +92,10 @@ struct RoLoop {
 }
 
 impl RoLoop {
-    fn attach(file: &Path) -> anyhow::Result<RoLoop> {
-        let out = Command::new("losetup")
-            .args(["-r", "--find", "--show"])
-            .arg(file)
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    /// Attaches `file` read-only, with further `losetup` options (an offset and size limit).
+    fn attach(file: &Path, options: &[&str]) -> anyhow::Result<RoLoop> {
+        let args = [&["-r", "--find", "--show"], options].concat();
+        let dev = run_tool("losetup", &args, file)?.trim().to_string();
         anyhow::ensure!(dev.starts_with("/dev/loop"), "losetup said {dev}");
         Ok(RoLoop {
             path: PathBuf::from(dev),
@@ -108,50 +109,23 @@ impl Drop for RoLoop {
     }
 }
 
-fn spec(size_mib: u64, kind: PartitionKind) -> PartitionSpec {
-    PartitionSpec {
-        size_mib,
-        kind,
-        name: String::new(),
-        bootable: false,
-    }
-}
-
-/// Writes an md 1.0 superblock at the end of `[start, start + size)` of `dev`.
-fn md_member(dev: &Path, start: u64, size: u64) -> anyhow::Result<()> {
-    let at = start + ((((size >> 9) - 16) & !7) << 9);
-    let mut sb = vec![0u8; 512];
-    sb[0..4].copy_from_slice(&0xa92b_4efcu32.to_le_bytes());
-    sb[4..8].copy_from_slice(&1u32.to_le_bytes());
-    sb[16..32].copy_from_slice(&[0x42; 16]);
-    sb[144..152].copy_from_slice(&((at - start) >> 9).to_le_bytes());
-    File::options()
-        .write(true)
-        .open(dev)?
-        .write_all_at(&sb, at)?;
-    blockdev::flush(dev)?;
-    Ok(())
-}
-
 /// `wipefs --no-act` of bytes `[start, start + size)` of `file`, through a read-only loop
 /// device with that offset (an independent view of an old partition's region).
 fn wipefs_region(file: &Path, start: u64, size: u64) -> anyhow::Result<String> {
-    let out = Command::new("losetup")
-        .args(["-r", "--find", "--show", "-o"])
-        .arg(start.to_string())
-        .arg("--sizelimit")
-        .arg(size.to_string())
-        .arg(file)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lo = RoLoop {
-        path: PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
-    };
+    let (start, size) = (start.to_string(), size.to_string());
+    let lo = RoLoop::attach(file, &["-o", &start, "--sizelimit", &size])?;
     wipefs_list(&lo.path)
+}
+
+/// [`wipefs_region`] of each of `parts` in `file`: "" for a partition left clean.
+fn partition_signatures(
+    file: &Path,
+    parts: &[table::PartitionEntry],
+) -> anyhow::Result<Vec<String>> {
+    parts
+        .iter()
+        .map(|p| wipefs_region(file, p.start, p.size))
+        .collect()
 }
 
 #[test]
@@ -209,33 +183,28 @@ fn skip_list_removes_disks_and_their_partitions() -> anyhow::Result<()> {
 
 #[test]
 fn erase_devices_overwrites_and_zeroes() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (lo, _) = patterned(dir.path(), "a.img", 8 * MIB)?;
+    let d = Patterned::new(8 * MIB)?;
     let tools = no_tools();
-    let e = eraser(EraseSettings::default(), &tools, &[&lo.path]);
-    let name = lo.path.display().to_string();
-    let out = e.erase_devices(&[device(&name, 8 * MIB)?, device("/dev/sdz", 8 * MIB)?])?;
+    let e = eraser(EraseSettings::default(), &tools, &[&d.lo.path]);
+    let out = e.erase_devices(&[d.listed()?, device("/dev/sdz", 8 * MIB)?])?;
     // Every listed disk is in the result (IPA's shape), the refused one untouched.
-    assert_eq!(out, json!({name.clone(): null, "/dev/sdz": null}));
-    assert!(read_all(&lo.file)?.iter().all(|b| *b == 0), "not zeroed");
-    assert_eq!(tools.calls(), ["hdparm -I ".to_string() + &name]);
+    assert_eq!(out, json!({d.name.clone(): null, "/dev/sdz": null}));
+    assert!(d.zeroed()?, "not zeroed");
+    assert_eq!(tools.calls(), ["hdparm -I ".to_string() + &d.name]);
     Ok(())
 }
 
 #[test]
 fn erase_devices_without_zeroize_leaves_random_data() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (lo, before) = patterned(dir.path(), "a.img", 6 * MIB)?;
+    let d = Patterned::new(6 * MIB)?;
     let tools = no_tools();
     let s = settings(
         json!({"agent_erase_devices_zeroize": false, "agent_enable_ata_secure_erase": false}),
     )?;
-    let e = eraser(s, &tools, &[&lo.path]);
-    let name = lo.path.display().to_string();
-    e.erase_devices(&[device(&name, 6 * MIB)?])?;
-    let after = read_all(&lo.file)?;
+    eraser(s, &tools, &[&d.lo.path]).erase_devices(&[d.listed()?])?;
+    let after = d.contents()?;
     assert!(!after.iter().all(|b| *b == 0), "zeroed without zeroize");
-    assert_ne!(after, before);
+    assert_ne!(after, d.data);
     assert!(
         tools.calls().is_empty(),
         "ATA secure erase disabled: {:?}",
@@ -245,7 +214,7 @@ fn erase_devices_without_zeroize_leaves_random_data() -> anyhow::Result<()> {
     let s = settings(
         json!({"agent_erase_devices_zeroize": false, "agent_erase_devices_iterations": 0}),
     )?;
-    let err = eraser(s, &tools, &[&lo.path]).erase_devices(&[device(&name, 6 * MIB)?]);
+    let err = eraser(s, &tools, &[&d.lo.path]).erase_devices(&[d.listed()?]);
     let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(msg.contains("device is unsupported"), "{msg}");
     Ok(())
@@ -253,27 +222,23 @@ fn erase_devices_without_zeroize_leaves_random_data() -> anyhow::Result<()> {
 
 #[test]
 fn secure_erase_failures_are_aggregated_or_fall_back() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (a, _) = patterned(dir.path(), "a.img", 4 * MIB)?;
-    let (b, b_before) = patterned(dir.path(), "b.img", 4 * MIB)?;
-    let (an, bn) = (a.path.display().to_string(), b.path.display().to_string());
+    let (a, b) = (Patterned::new(4 * MIB)?, Patterned::new(4 * MIB)?);
+    let (an, bn) = (&a.name, &b.name);
     let frozen = "/dev/x:\nSecurity: \n\t\tsupported\n\tnot\tenabled\n\tnot\tlocked\n\t\tfrozen\n";
     let tools = FakeTools::new()
         .without(&["smartctl"])
         .ok(&format!("hdparm -I {an}"), frozen)
         .ok(&format!("hdparm -I {bn}"), frozen);
     let s = settings(json!({"disk_erasure_concurrency": 2}))?;
-    let e = eraser(s, &tools, &[&a.path, &b.path]);
-    let err = e
-        .erase_devices(&[device(&an, 4 * MIB)?, device(&bn, 4 * MIB)?])
-        .err();
+    let e = eraser(s, &tools, &[&a.lo.path, &b.lo.path]);
+    let err = e.erase_devices(&[a.listed()?, b.listed()?]).err();
     assert_eq!(
         err.as_ref().map(HardwareError::ipa_type),
         Some("BlockDeviceEraseError")
     );
     let msg = err.map(|e| e.to_string()).unwrap_or_default();
     assert!(msg.starts_with("Failed to erase the device(s): "), "{msg}");
-    for dev in [&an, &bn] {
+    for dev in [an, bn] {
         assert!(
             msg.contains(&format!("\"{dev}\": secure erase failed")),
             "{msg}"
@@ -284,17 +249,16 @@ fn secure_erase_failures_are_aggregated_or_fall_back() -> anyhow::Result<()> {
         "{msg}"
     );
     assert_eq!(
-        read_all(&b.file)?,
-        b_before,
+        b.contents()?,
+        b.data,
         "nothing written without the fallback"
     );
 
     // With the fallback allowed, both are overwritten.
     let s = settings(json!({"agent_continue_if_ata_erase_failed": true}))?;
-    let e = eraser(s, &tools, &[&a.path, &b.path]);
-    e.erase_devices(&[device(&an, 4 * MIB)?, device(&bn, 4 * MIB)?])?;
-    assert!(read_all(&a.file)?.iter().all(|x| *x == 0));
-    assert!(read_all(&b.file)?.iter().all(|x| *x == 0));
+    let e = eraser(s, &tools, &[&a.lo.path, &b.lo.path]);
+    e.erase_devices(&[a.listed()?, b.listed()?])?;
+    assert!(a.zeroed()? && b.zeroed()?);
     Ok(())
 }
 
@@ -337,7 +301,7 @@ fn read_only_disks_are_skipped_or_refused() -> anyhow::Result<()> {
     let file = dir.path().join("ro.img");
     let data: Vec<u8> = (0..4 * MIB).map(|i| (i % 7) as u8 + 1).collect();
     std::fs::write(&file, &data)?;
-    let ro = RoLoop::attach(&file)?;
+    let ro = RoLoop::attach(&file, &[])?;
     let name = ro.path.display().to_string();
     let tools = no_tools();
     let disks = [device(&name, 4 * MIB)?];
@@ -367,20 +331,16 @@ fn read_only_disks_are_skipped_or_refused() -> anyhow::Result<()> {
 
 /// A GPT loop disk with ext4, vfat and swap partitions, listed with its partitions.
 fn busy_disk(dir: &Path) -> anyhow::Result<(LoopDevice, table::PartitionTable, Vec<BlockDevice>)> {
-    let lo = LoopDevice::create(&dir.join("disk.img"), 64 * MIB)?;
-    let t = table::write_table(
-        &lo.path,
+    let (lo, t) = testutil::busy_disk(
+        &dir.join("disk.img"),
+        64 * MIB,
         TableKind::Gpt,
         &[
-            spec(16, PartitionKind::Linux),
-            spec(34, PartitionKind::Esp),
-            spec(8, PartitionKind::Swap),
+            (16, PartitionKind::Linux),
+            (34, PartitionKind::Esp),
+            (8, PartitionKind::Swap),
         ],
     )?;
-    lo.rescan()?;
-    run_tool("mkfs.ext4", &["-q", "-F", "-L", "root"], &lo.partition(1))?;
-    run_tool("mkfs.vfat", &["-F", "32", "-n", "ESP"], &lo.partition(2))?;
-    run_tool("mkswap", &["-L", "swap1"], &lo.partition(3))?;
     let mut listed = vec![device(&lo.path.display().to_string(), 64 * MIB)?];
     for p in &t.partitions {
         listed.push(device(
@@ -395,28 +355,15 @@ fn busy_disk(dir: &Path) -> anyhow::Result<(LoopDevice, table::PartitionTable, V
 fn metadata_erase_wipes_the_disk_and_every_partition() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (lo, t, listed) = busy_disk(dir.path())?;
-    for p in &t.partitions {
-        assert_ne!(
-            wipefs_region(&lo.file, p.start, p.size)?,
-            "",
-            "p{} before",
-            p.number
-        );
-    }
+    let before = partition_signatures(&lo.file, &t.partitions)?;
+    assert!(before.iter().all(|s| !s.is_empty()), "{before:?}");
     let tools = no_tools();
     // Only the disk is allowed: its partitions are wiped through it.
     let e = eraser(EraseSettings::default(), &tools, &[&lo.path]);
     assert_eq!(e.erase_devices_metadata(&listed)?, Value::Null);
     assert_eq!(wipefs_list(&lo.path)?, "");
     assert_eq!(table::read_table(&lo.path)?, None);
-    for p in &t.partitions {
-        assert_eq!(
-            wipefs_region(&lo.file, p.start, p.size)?,
-            "",
-            "p{} after",
-            p.number
-        );
-    }
+    assert_eq!(partition_signatures(&lo.file, &t.partitions)?, ["", "", ""]);
     Ok(())
 }
 
@@ -427,7 +374,7 @@ fn metadata_erase_keeps_raid_members_and_wipes_other_partitions() -> anyhow::Res
     // Partition 3 becomes a RAID member: the disk is skipped, partitions 1 and 2 are wiped on
     // their own (IPA's per-device view), partition 3 is kept.
     let p3 = t.get(3).cloned().ok_or_else(|| anyhow::anyhow!("p3"))?;
-    md_member(&lo.path, p3.start, p3.size)?;
+    md_superblock(&lo.path, p3.start, p3.size)?;
     let parts: Vec<PathBuf> = (1..=3).map(|n| lo.partition(n)).collect();
     let allow: Vec<&Path> = std::iter::once(lo.path.as_path())
         .chain(parts.iter().map(PathBuf::as_path))
@@ -445,14 +392,10 @@ fn metadata_erase_keeps_raid_members_and_wipes_other_partitions() -> anyhow::Res
     assert_eq!(names, [p2.as_str(), p1.as_str()]);
 
     e.erase_devices_metadata(&listed)?;
-    for p in &t.partitions[..2] {
-        assert_eq!(
-            wipefs_region(&lo.file, p.start, p.size)?,
-            "",
-            "p{}",
-            p.number
-        );
-    }
+    assert_eq!(
+        partition_signatures(&lo.file, &t.partitions[..2])?,
+        ["", ""]
+    );
     let kept = probe::probe_all_range(&lo.path, p3.start, p3.size)?;
     assert!(
         kept.iter().any(|p| p.fstype == "linux_raid_member"),
@@ -475,7 +418,13 @@ fn metadata_erase_keeps_raid_members_and_wipes_other_partitions() -> anyhow::Res
 fn special_filesystems_are_protected() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let lo = LoopDevice::create(&dir.path().join("vmfs.img"), 32 * MIB)?;
-    table::write_table(&lo.path, TableKind::Gpt, &[spec(8, PartitionKind::Linux)])?;
+    let linux = PartitionSpec {
+        size_mib: 8,
+        kind: PartitionKind::Linux,
+        name: String::new(),
+        bootable: false,
+    };
+    table::write_table(&lo.path, TableKind::Gpt, &[linux])?;
     let out = Command::new("sfdisk")
         .arg("--part-type")
         .arg(&lo.path)
@@ -527,21 +476,17 @@ fn express_formats_nvme_and_wipes_the_rest() -> anyhow::Result<()> {
         tools.calls()
     );
     assert_eq!(wipefs_list(&lo.path)?, "");
-    for p in &t.partitions {
-        assert_eq!(wipefs_region(&lo.file, p.start, p.size)?, "");
-    }
+    assert_eq!(partition_signatures(&lo.file, &t.partitions)?, ["", "", ""]);
     Ok(())
 }
 
 #[test]
 fn execute_runs_the_steps_through_the_agent() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (lo, _) = patterned(dir.path(), "disk.img", 4 * MIB)?;
-    let name = lo.path.display().to_string();
+    let d = Patterned::new(4 * MIB)?;
     let ctx = crate::clean::testing::agent(
-        dir.path(),
-        &lo.path,
-        vec![device(&name, 4 * MIB)?, device("/dev/sdy", 1 << 30)?],
+        d.dir.path(),
+        &[&d.lo.path],
+        vec![d.listed()?, device("/dev/sdy", 1 << 30)?],
     )?;
     let node = |dii: Value| -> anyhow::Result<StepContext> {
         Ok(StepContext {
@@ -568,15 +513,15 @@ fn execute_runs_the_steps_through_the_agent() -> anyhow::Result<()> {
         &node(json!({"agent_enable_ata_secure_erase": false}))?,
         &args,
     )?;
-    assert_eq!(out, json!({name.clone(): null, "/dev/sdy": null}));
-    assert!(read_all(&lo.file)?.iter().all(|b| *b == 0));
+    assert_eq!(out, json!({d.name.clone(): null, "/dev/sdy": null}));
+    assert!(d.zeroed()?);
 
-    run_tool("mkswap", &[], &lo.path)?;
-    assert_ne!(wipefs_list(&lo.path)?, "");
+    run_tool("mkswap", &[], &d.lo.path)?;
+    assert_ne!(wipefs_list(&d.lo.path)?, "");
     assert_eq!(
         execute(&ctx, ERASE_DEVICES_METADATA, &node(json!({}))?, &args)?,
         Value::Null
     );
-    assert_eq!(wipefs_list(&lo.path)?, "");
+    assert_eq!(wipefs_list(&d.lo.path)?, "");
     Ok(())
 }

@@ -1,16 +1,16 @@
 //! The external tools the erase steps run (`nvme`, `hdparm`, `smartctl`), behind one trait so
 //! the tests can answer with canned outputs.
 //!
-//! [`SystemTools`] runs the real programs with `LC_ALL=C`, in their own process group, with a
-//! deadline: a tool still running when its timeout expires is killed together with anything it
-//! started, and the step reports the timeout instead of hanging.
+//! [`SystemTools`] runs the real programs with `LC_ALL=C` through [`hardware_managers::process`]:
+//! in their own process group, with a deadline. A tool still running when its timeout expires
+//! is killed together with anything it started, and the step reports the timeout instead of
+//! hanging.
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use hardware_managers::process::{self, Capture, Limits, Lingering, RunError};
 
 /// Directories searched after `$PATH` (a ramdisk's PATH may lack the sbin directories).
 const EXTRA_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
@@ -154,44 +154,6 @@ fn find_tool(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Reads `pipe` to its end on a thread, keeping at most [`MAX_OUTPUT`] bytes.
-fn drain(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut kept = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let mut buf = [0u8; 8192];
-            loop {
-                match pipe.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        let room = MAX_OUTPUT.saturating_sub(kept.len());
-                        kept.extend_from_slice(&buf[..n.min(room)]);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-        }
-        let _ = tx.send(kept);
-    });
-    rx
-}
-
-/// Kills the process group led by `child` and reaps it.
-fn kill_group(child: &mut std::process::Child) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours. The child leads
-        // its own process group (`process_group(0)`) and is not reaped yet, so `-pid` cannot
-        // name another group.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 impl Tools for SystemTools {
     fn run(
         &self,
@@ -202,60 +164,35 @@ impl Tools for SystemTools {
         let exe = find_tool(program).ok_or_else(|| ToolError::NotFound(program.to_string()))?;
         let shown = command_line(program, args);
         tracing::debug!(command = %shown, timeout_s = timeout.as_secs(), "running");
-        let mut child = Command::new(exe)
-            .args(args)
-            .env("LC_ALL", "C")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| ToolError::Spawn {
+        let mut cmd = Command::new(exe);
+        cmd.args(args).env("LC_ALL", "C");
+        let limits = Limits::with_timeout(timeout).keeping(MAX_OUTPUT);
+        // Something the tool started may still hold the pipes: do not wait for it forever.
+        let capture = Capture {
+            lingering: Lingering::Kill,
+            ..Capture::default()
+        };
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        match process::run_with(cmd, None, limits, capture) {
+            Ok(f) => Ok(ToolOutput {
+                code: f.status.code(),
+                stdout: text(&f.stdout.bytes),
+                stderr: text(&f.stderr.bytes),
+            }),
+            Err(RunError::TimedOut { after, stderr }) => Err(ToolError::TimedOut {
+                command: shown,
+                after,
+                stderr: text(&stderr.bytes),
+            }),
+            Err(RunError::Spawn(e)) => Err(ToolError::Spawn {
                 program: program.to_string(),
                 message: e.to_string(),
-            })?;
-        let stdout = drain(child.stdout.take());
-        let stderr = drain(child.stderr.take());
-        let deadline = Instant::now() + timeout;
-        let mut pause = Duration::from_millis(5);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() >= deadline => {
-                    kill_group(&mut child);
-                    let stderr = stderr
-                        .recv_timeout(Duration::from_secs(2))
-                        .unwrap_or_default();
-                    return Err(ToolError::TimedOut {
-                        command: shown,
-                        after: timeout,
-                        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-                    });
-                }
-                Ok(None) => {
-                    std::thread::sleep(
-                        pause.min(deadline.saturating_duration_since(Instant::now())),
-                    );
-                    pause = (pause * 2).min(Duration::from_millis(200));
-                }
-                Err(e) => {
-                    kill_group(&mut child);
-                    return Err(ToolError::Spawn {
-                        program: program.to_string(),
-                        message: format!("waiting for it failed: {e}"),
-                    });
-                }
-            }
-        };
-        // Something the tool started may still hold the pipes: do not wait for it forever.
-        let grace = Duration::from_secs(5);
-        let stdout = stdout.recv_timeout(grace).unwrap_or_default();
-        let stderr = stderr.recv_timeout(grace).unwrap_or_default();
-        Ok(ToolOutput {
-            code: status.code(),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        })
+            }),
+            Err(RunError::Wait(e)) => Err(ToolError::Spawn {
+                program: program.to_string(),
+                message: format!("waiting for it failed: {e}"),
+            }),
+        }
     }
 
     fn installed(&self, program: &str) -> bool {
@@ -349,6 +286,8 @@ pub(crate) mod fake {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     #[test]

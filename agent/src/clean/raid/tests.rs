@@ -54,7 +54,7 @@ fn bad_configurations_are_refused_before_any_write() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let lo = LoopDevice::create(&dir.path().join("d.img"), 64 * MIB)?;
     let name = lo.path.display().to_string();
-    let ctx = agent(dir.path(), &lo.path, vec![device(&name, 64 * MIB)?])?;
+    let ctx = agent(dir.path(), &[&lo.path], vec![device(&name, 64 * MIB)?])?;
     let before = file_bytes(&lo.file)?;
     let cases = [
         (
@@ -123,7 +123,7 @@ fn bad_configurations_are_refused_before_any_write() -> anyhow::Result<()> {
 fn nothing_to_do_without_software_raid() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let lo = LoopDevice::create(&dir.path().join("d.img"), 16 * MIB)?;
-    let ctx = agent(dir.path(), &lo.path, vec![])?;
+    let ctx = agent(dir.path(), &[&lo.path], vec![])?;
     for node in [
         json!({}),
         json!({"target_raid_config": {}}),
@@ -164,7 +164,7 @@ fn disks_with_partitions_or_too_small_are_refused_untouched() -> anyhow::Result<
     // Only `a` is allowed: `b` is neither chosen by default nor writable.
     let ctx = agent(
         dir.path(),
-        &a.path,
+        &[&a.path],
         vec![device(&an, 64 * MIB)?, device(&bn, 64 * MIB)?],
     )?;
     let (a0, b0) = (file_bytes(&a.file)?, file_bytes(&b.file)?);
