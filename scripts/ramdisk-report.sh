@@ -51,7 +51,7 @@ done
 
 echo
 echo "QEMU (TCG) timings, seconds from QEMU start:"
-printf '  %-16s %14s %16s %10s\n' test inspection first-heartbeat deploy
+printf '  %-24s %10s %16s %10s\n' test inspection first-heartbeat deploy
 shopt -s nullglob
 found=0
 for f in target/vm-report/*.json; do
@@ -59,8 +59,14 @@ for f in target/vm-report/*.json; do
     python3 - "$f" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-deploy = "-" if r.get("deploy_s") is None else "%.1f" % r["deploy_s"]
-print("  %-16s %14.1f %16.1f %10s" % (r["test"], r["inspection_s"], r["first_heartbeat_s"], deploy))
+def secs(key):
+    return "-" if r.get(key) is None else "%.1f" % r[key]
+main = ("inspection_s", "first_heartbeat_s", "deploy_s")
+print("  %-24s %10s %16s %10s" % (r.get("test", "?"), secs(main[0]), secs(main[1]), secs(main[2])))
+# Per-step timings of tests that report more (cleaning, RAID).
+extra = [k for k in r if k.endswith("_s") and k not in main]
+if extra:
+    print("    " + ", ".join("%s %s" % (k[:-2], secs(k)) for k in extra))
 PY
 done
 [ $found = 1 ] || echo "  (no VM test has run: scripts/ramdisk-report.sh --run)"
