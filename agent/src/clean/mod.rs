@@ -1,10 +1,13 @@
 //! Cleaning and servicing steps the agent implements for the generic manager: disk erasure
-//! (`erase`), burn-in (`burnin`) and software RAID (`raid`). Each module lists its own steps
+//! (`erase`), burn-in (`burnin`), software RAID (`raid`), the kernel pstore (`pstore`) and
+//! UEFI boot entries (`nvram`). Each module lists its own steps
 //! with [`Step`] metadata and runs them; `deploy::steps` offers them under the
 //! `GenericHardwareManager` name.
 
 pub mod burnin;
 pub mod erase;
+pub mod nvram;
+pub mod pstore;
 pub mod raid;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -68,6 +68,8 @@ impl StepBackend for AgentSteps {
             .into_iter()
             .chain(clean::burnin::steps(kind))
             .chain(clean::raid::steps(kind))
+            .chain(clean::pstore::steps(kind))
+            .chain(clean::nvram::steps(kind))
         {
             match own.iter_mut().find(|o| o.step == s.step) {
                 Some(o) => *o = s,
@@ -93,6 +95,8 @@ impl StepBackend for AgentSteps {
                     clean::erase::execute,
                     clean::burnin::execute,
                     clean::raid::execute,
+                    clean::pstore::execute,
+                    clean::nvram::execute,
                 ] {
                     match run(ctx, other, step_ctx, args) {
                         Err(e) if e.is_incompatible() => continue,
