@@ -589,14 +589,19 @@ done >"$STAGE/$GCONV/gconv-modules"
 resolve_libs
 
 # --- the agent --------------------------------------------------------------------------------
+# check_static WHAT FILE HINT: FILE, if an ELF binary, must be a static one for ARCH.
+check_static() {
+    readelf -h "$2" | grep -q "Machine:.*$ELF_MACHINE" ||
+        die "$1 $2 is not an $ARCH binary ($(readelf -h "$2" | sed -n 's/ *Machine: *//p'))"
+    if readelf -lW "$2" | grep -q 'Requesting program interpreter' ||
+        readelf -dW "$2" 2>/dev/null | grep -q '(NEEDED)'; then
+        die "$1 $2 is dynamically linked; $3"
+    fi
+}
+
 install -m 0755 "$AGENT" "$STAGE/usr/bin/ironic-agent"
 if is_elf "$AGENT"; then
-    readelf -h "$AGENT" | grep -q "Machine:.*$ELF_MACHINE" ||
-        die "$AGENT is not an $ARCH binary ($(readelf -h "$AGENT" | sed -n 's/ *Machine: *//p'))"
-    if readelf -lW "$AGENT" | grep -q 'Requesting program interpreter' ||
-        readelf -dW "$AGENT" 2>/dev/null | grep -q '(NEEDED)'; then
-        die "$AGENT is dynamically linked; the ramdisk expects the static (musl) agent build"
-    fi
+    check_static agent "$AGENT" "the ramdisk expects the static (musl) agent build"
 else
     warn "$AGENT is not an ELF binary (a placeholder script?); installed as is"
 fi
@@ -608,12 +613,7 @@ PLUGIN_DIR=$STAGE/etc/ironic-agent/hardware-managers.d
 mkdir -p "$PLUGIN_DIR"
 for p in "${PLUGINS[@]}"; do
     if is_elf "$p"; then
-        readelf -h "$p" | grep -q "Machine:.*$ELF_MACHINE" ||
-            die "plug-in $p is not an $ARCH binary ($(readelf -h "$p" | sed -n 's/ *Machine: *//p'))"
-        if readelf -lW "$p" | grep -q 'Requesting program interpreter' ||
-            readelf -dW "$p" 2>/dev/null | grep -q '(NEEDED)'; then
-            die "plug-in $p is dynamically linked; build it statically (scripts/build-static.sh builds the example)"
-        fi
+        check_static plug-in "$p" "build it statically (scripts/build-static.sh builds the example)"
     fi
     install -m 0755 "$p" "$PLUGIN_DIR/$(basename "$p")"
     log "plug-in: /etc/ironic-agent/hardware-managers.d/$(basename "$p")"

@@ -433,3 +433,23 @@ pub fn vm_shim(dir: &Path, images: &Path, extra: &[&str]) -> anyhow::Result<(cra
     let port = shim.url.rsplit(':').next().unwrap_or_default().to_string();
     Ok((shim, port))
 }
+
+/// `conductor-shim deploy NODE` of `url` (sha256 `sha`), waiting up to 600 s; a failure carries
+/// the VM's serial console.
+pub fn deploy(shim: &crate::Shim, vm: &Vm, node: &str, url: &str, sha: &str) -> anyhow::Result<()> {
+    let checksum = format!("sha256:{sha}");
+    let args = [
+        "deploy",
+        node,
+        "--image",
+        url,
+        "--checksum",
+        &checksum,
+        "--timeout",
+        "600",
+    ];
+    if let Err(e) = shim.cli(&args, false) {
+        bail!("deploy failed: {e:#}\nserial console:\n{}", vm.console());
+    }
+    Ok(())
+}

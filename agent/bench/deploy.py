@@ -15,38 +15,12 @@ Usage: agent/bench/deploy.py [--size-mib 2048] [--workdir /var/tmp/ia-bench]
 """
 import argparse
 import hashlib
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOKEN = "bench-token-0123456789abcdef0123456789abcdef"
-
-
-def sh(cmd, **kw):
-    return subprocess.run(cmd, shell=True, check=True, **kw)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url, timeout=20):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except Exception:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer")
+from benchlib import ROOT, agent_command, free_port, sh, timed, wait_http
 
 
 def make_image(path, size_mib):
@@ -71,43 +45,12 @@ def make_image(path, size_mib):
             written += len(block)
 
 
-def timed(cmd):
-    t0 = time.perf_counter()
-    sh(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
-
-
 def agent_deploy(agent_bin, loop, url, image_info_extra, workdir):
-    port = free_port()
-    cmdline = os.path.join(workdir, "cmdline")
-    with open(cmdline, "w") as f:
-        f.write(f"ipa-agent-token={TOKEN}\n")
-    plugins = os.path.join(workdir, "plugins")
-    os.makedirs(plugins, exist_ok=True)
-    log = open(os.path.join(workdir, "agent.log"), "w")
-    proc = subprocess.Popen([agent_bin, "--cmdline", cmdline, "--listen", f"127.0.0.1:{port}",
-                             "--allow-device", loop, "--hardware-managers-dir", plugins,
-                             "--power", f"record:{workdir}/power"], stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(base + "/v1/status")
-        info = {"id": os.path.basename(url), "urls": [url], "stream_raw_images": True}
-        info.update(image_info_extra)
-        body = json.dumps({"name": "standby.prepare_image",
-                           "params": {"image_info": info, "configdrive": None}}).encode()
-        t0 = time.perf_counter()
-        req = urllib.request.Request(f"{base}/v1/commands/?agent_token={TOKEN}&wait=true", data=body,
-                                     headers={"Content-Type": "application/json"})
-        res = json.load(urllib.request.urlopen(req, timeout=3600))
-        elapsed = time.perf_counter() - t0
-        if res["command_status"] != "SUCCEEDED":
-            raise RuntimeError(f"deploy failed: {res['command_error']}")
-        with open(f"/proc/{proc.pid}/status") as f:
-            hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
-        return elapsed, hwm
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    info = {"id": os.path.basename(url), "urls": [url], "stream_raw_images": True}
+    info.update(image_info_extra)
+    elapsed, _, hwm = agent_command(agent_bin, loop, workdir, "standby.prepare_image",
+                                    {"image_info": info, "configdrive": None})
+    return elapsed, hwm
 
 
 def main():

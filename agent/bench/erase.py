@@ -16,80 +16,29 @@ Usage: agent/bench/erase.py [--size-mib 1024] [--workdir /var/tmp/ia-bench-erase
 (build first: cargo build --release -p ironic-agent)
 """
 import argparse
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOKEN = "bench-token-0123456789abcdef0123456789abcdef"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url, timeout=20):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except Exception:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer")
-
-
-def timed(cmd):
-    t0 = time.perf_counter()
-    subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+from benchlib import ROOT, agent_command, timed
 
 
 def agent_erase(agent_bin, loop, iterations, workdir):
     """erase_devices through the agent's API; returns the seconds the command took."""
-    port = free_port()
-    cmdline = os.path.join(workdir, "cmdline")
-    with open(cmdline, "w") as f:
-        f.write(f"ipa-agent-token={TOKEN}\n")
-    plugins = os.path.join(workdir, "plugins")
-    os.makedirs(plugins, exist_ok=True)
-    log = open(os.path.join(workdir, "agent.log"), "a")
-    proc = subprocess.Popen([agent_bin, "--cmdline", cmdline, "--listen", f"127.0.0.1:{port}",
-                             "--allow-device", loop, "--hardware-managers-dir", plugins,
-                             "--power", f"record:{workdir}/power"], stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(base + "/v1/status")
-        node = {"uuid": "bench", "driver_internal_info": {
-            "agent_erase_devices_iterations": iterations,
-            "agent_erase_devices_zeroize": True,
-            "agent_enable_ata_secure_erase": False,
-            "agent_enable_nvme_secure_erase": False}}
-        step = {"step": "erase_devices", "interface": "deploy", "priority": 10,
-                "reboot_requested": False, "abortable": True}
-        body = json.dumps({"name": "clean.execute_clean_step",
-                           "params": {"step": step, "node": node, "ports": []}}).encode()
-        t0 = time.perf_counter()
-        req = urllib.request.Request(f"{base}/v1/commands/?agent_token={TOKEN}&wait=true", data=body,
-                                     headers={"Content-Type": "application/json"})
-        res = json.load(urllib.request.urlopen(req, timeout=3600))
-        elapsed = time.perf_counter() - t0
-        if res["command_status"] != "SUCCEEDED":
-            raise RuntimeError(f"erase failed: {res['command_error']}")
-        erased = res["command_result"]["clean_result"]
-        if loop not in erased:
-            raise RuntimeError(f"{loop} was not erased: {erased}")
-        return elapsed
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    node = {"uuid": "bench", "driver_internal_info": {
+        "agent_erase_devices_iterations": iterations,
+        "agent_erase_devices_zeroize": True,
+        "agent_enable_ata_secure_erase": False,
+        "agent_enable_nvme_secure_erase": False}}
+    step = {"step": "erase_devices", "interface": "deploy", "priority": 10,
+            "reboot_requested": False, "abortable": True}
+    elapsed, result, _ = agent_command(agent_bin, loop, workdir, "clean.execute_clean_step",
+                                       {"step": step, "node": node, "ports": []})
+    erased = result["clean_result"]
+    if loop not in erased:
+        raise RuntimeError(f"{loop} was not erased: {erased}")
+    return elapsed
 
 
 def main():

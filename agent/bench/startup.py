@@ -17,11 +17,7 @@ import sys
 import tempfile
 import time
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from benchlib import free_port
 
 
 def first_answer(cmd, port, path, timeout=10.0):

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use e2e_tests::qemu::{
-    Arch, Firmware, Nic, Vm, VmSpec, guest_mac, report, sha256_hex, sparse_disk, vm_shim, wait_vm,
-    whole_disk_image,
+    Arch, Firmware, Nic, Vm, VmSpec, deploy, guest_mac, report, sha256_hex, sparse_disk, vm_shim,
+    wait_vm, whole_disk_image,
 };
 use e2e_tests::{Shim, free_port, wait_for};
 use serde_json::{Value, json};
@@ -174,22 +174,7 @@ fn boot_inspect_deploy(
     // Deploy through the shim (blocks until active or deploy failed).
     let t_deploy = Instant::now();
     let url = format!("{conductor}/images/disk.raw");
-    let deployed = shim.cli(
-        &[
-            "deploy",
-            name,
-            "--image",
-            &url,
-            "--checksum",
-            &format!("sha256:{sha}"),
-            "--timeout",
-            "600",
-        ],
-        false,
-    );
-    if let Err(err) = deployed {
-        bail!("deploy failed: {err:#}\nserial console:\n{}", vm.console());
-    }
+    deploy(&shim, &vm, name, &url, &sha)?;
     let deploy_time = t_deploy.elapsed();
     let n = shim.node(name)?;
     assert_eq!(n["provision_state"], "active", "{n}");

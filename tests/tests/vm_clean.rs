@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use e2e_tests::qemu::{
-    Arch, Firmware, Nic, Vm, VmSpec, guest_mac, report, sha256_hex, sparse_disk, vm_shim, wait_vm,
-    whole_disk_image,
+    Arch, Firmware, Nic, Vm, VmSpec, deploy, guest_mac, report, sha256_hex, sparse_disk, vm_shim,
+    wait_vm, whole_disk_image,
 };
 use e2e_tests::{Shim, wait_for};
 use serde_json::{Value, json};
@@ -502,21 +502,7 @@ fn x86_64_uefi_cleaning_and_software_raid() -> anyhow::Result<()> {
     clean(&shim, &vm, "create_configuration")?;
     let t_deploy = Instant::now();
     let url = format!("{conductor}/images/disk.raw");
-    if let Err(e) = shim.cli(
-        &[
-            "deploy",
-            NAME,
-            "--image",
-            &url,
-            "--checksum",
-            &format!("sha256:{sha}"),
-            "--timeout",
-            "600",
-        ],
-        false,
-    ) {
-        bail!("deploy failed: {e:#}\nserial console:\n{}", vm.console());
-    }
+    deploy(&shim, &vm, NAME, &url, &sha)?;
     let deploy_time = t_deploy.elapsed();
     assert_eq!(shim.node(NAME)?["provision_state"], "active");
     let console = vm.console();

@@ -21,6 +21,8 @@
 //! [`ata`], [`overwrite`], `select`, `protect`, `devices` (the `erase_devices` flow), `metadata`
 //! (the metadata and express flows), `report` (errors).
 
+pub use super::without_skipped;
+
 pub mod ata;
 mod devices;
 mod metadata;
@@ -35,10 +37,7 @@ pub mod tools;
 use std::path::{Path, PathBuf};
 
 use hardware_managers::guard::DiskGuard;
-use hardware_managers::hints::{HintTarget, SkipList};
-use hardware_managers::{
-    BlockDevice, HardwareError, HardwareResult, Node, Step, StepContext, StepKind,
-};
+use hardware_managers::{HardwareError, HardwareResult, Step, StepContext, StepKind};
 use serde_json::{Map, Value};
 use tracing::info;
 
@@ -46,7 +45,6 @@ pub use settings::EraseSettings;
 
 use crate::clean::deploy_step;
 use crate::context::AgentContext;
-use crate::disk::blockdev;
 
 /// `erase_devices`.
 pub const ERASE_DEVICES: &str = "erase_devices";
@@ -107,40 +105,6 @@ pub fn execute(
         ERASE_DEVICES_METADATA => eraser.erase_devices_metadata(&list(true)?),
         _ => eraser.erase_devices_express(&list(true)?),
     }
-}
-
-/// `devices` minus those `properties.skip_block_devices` names (with the partitions of a
-/// named disk, and software RAID volumes named by `volume_name`).
-///
-/// # Errors
-/// `InvalidArgs` for a malformed skip list.
-pub fn without_skipped(node: &Node, devices: Vec<BlockDevice>) -> HardwareResult<Vec<BlockDevice>> {
-    let skip = SkipList::from_node(node)?;
-    let mut skipped: Vec<String> = devices
-        .iter()
-        .filter(|d| skip.matching_entry(&HintTarget::from(*d)).is_some())
-        .map(|d| d.name.clone())
-        .collect();
-    // RAID volumes to keep: /dev/md/<volume_name> names the array.
-    for volume in skip.raid_volume_names() {
-        if let Ok(md) = std::fs::canonicalize(Path::new("/dev/md").join(volume)) {
-            skipped.push(md.display().to_string());
-        }
-    }
-    Ok(devices
-        .into_iter()
-        .filter(|d| {
-            let hit = skipped.iter().find(|s| {
-                **s == d.name
-                    || blockdev::partition_number(Path::new(s.as_str()), Path::new(&d.name))
-                        .is_some()
-            });
-            if let Some(s) = hit {
-                info!(device = %d.name, skip_entry = %s, "skipped: listed in properties.skip_block_devices");
-            }
-            hit.is_none()
-        })
-        .collect())
 }
 
 /// Everything an erase step needs: the node's settings, the tools, where to read the system

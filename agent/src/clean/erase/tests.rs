@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use hardware_managers::{BlockDevice, Node};
 use serde_json::{Value, json};
 
 use super::tools::fake::FakeTools;

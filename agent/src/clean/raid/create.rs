@@ -29,14 +29,12 @@ fn candidate_disks(
     allowed_only: bool,
 ) -> HardwareResult<Vec<BlockDevice>> {
     let guard = guard(ctx);
-    let skip = SkipList::from_node(node)?;
     let disks = ctx
         .chain
         .dispatch("list_block_devices", |m| m.list_block_devices(false))?;
-    Ok(disks
+    Ok(crate::clean::without_skipped(node, disks)?
         .into_iter()
         .filter(|d| !is_array_name(&d.name))
-        .filter(|d| skip.matching_entry(&HintTarget::from(d)).is_none())
         .filter(|d| !allowed_only || guard.is_allowed(Path::new(&d.name)))
         .collect())
 }
