@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod bootloader;
 pub mod clean;
 pub mod commands;
 pub mod conductor;
@@ -18,6 +19,7 @@ pub mod image;
 pub mod logbuf;
 pub mod power;
 pub mod tls;
+pub mod tools;
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod testutil;

@@ -559,6 +559,39 @@ async fn partition_image_with_configdrive_installs_the_bootloader() {
 }
 
 #[tokio::test]
+async fn software_raid_bios_whole_disk_installs_the_bootloader_with_the_images_rootfs_uuid() {
+    let s = Setup::new(Script::default(), whole_disk(BootMode::Bios)).await;
+    let uuid = s.shim.store.run(|st| st.get_node("n1")).await.unwrap().uuid;
+    s.shim
+        .store
+        .run(move |st| {
+            st.update_node(uuid, |n| {
+                n.target_raid_config = json!({"logical_disks": [
+                    {"size_gb": "MAX", "raid_level": "1", "controller": "software"}]})
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+                n.instance_info.insert(
+                    "image_rootfs_uuid".into(),
+                    json!("3e8c41b8-0a5a-4bb3-9d62-4c7d1f0c2a11"),
+                );
+                Ok::<_, conductor_shim::store::StoreError>(())
+            })
+        })
+        .await
+        .unwrap();
+    let node = s.run_to_end().await;
+    assert_eq!(node.provision_state, ProvisionState::Active);
+    let bootloader = &s.agent.posts("image.install_bootloader")[0];
+    assert_eq!(
+        bootloader.body.as_ref().unwrap()["params"],
+        json!({"root_uuid": "3e8c41b8-0a5a-4bb3-9d62-4c7d1f0c2a11",
+               "efi_system_part_uuid": null,
+               "prep_boot_part_uuid": null, "target_boot_mode": "bios"})
+    );
+}
+
+#[tokio::test]
 async fn partition_image_without_root_uuid_skips_the_bootloader() {
     let script = Script {
         partition_uuids: json!({}),

@@ -19,8 +19,8 @@ use serde_json::{Map, Value};
 use tracing::{debug, info};
 
 use crate::clean::deploy_step;
-use crate::clean::erase::tools::{self, Tools};
 use crate::context::AgentContext;
+use crate::tools::{self, Tools};
 
 /// `clean_uefi_nvram`.
 pub const CLEAN_UEFI_NVRAM: &str = "clean_uefi_nvram";
@@ -283,7 +283,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::clean::erase::tools::fake::FakeTools;
+    use crate::tools::fake::FakeTools;
 
     /// efibootmgr 17: tab between label and path, `File(...)` nodes.
     const V17: &str = "BootCurrent: 0001\n\

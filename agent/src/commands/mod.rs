@@ -20,5 +20,6 @@ pub fn registry() -> Registry {
     standby::register_image_commands(&mut r);
     log::register(&mut r);
     steps::register(&mut r);
+    crate::bootloader::register(&mut r);
     r
 }

@@ -75,6 +75,14 @@ pub struct Flags {
     /// Debug logging (kernel: ipa-debug).
     #[arg(long)]
     pub debug: bool,
+    /// Let `install_bootloader` run the image's GRUB in a chroot (partition images); the
+    /// conductor can also turn it on at lookup (kernel: ipa-enable-bios-bootloader-install).
+    #[arg(long)]
+    pub enable_bios_bootloader_install: bool,
+    /// Bootloader failures do not fail `install_bootloader` unless the conductor asks
+    /// otherwise (kernel: ipa-ignore-bootloader-failure).
+    #[arg(long)]
+    pub ignore_bootloader_failure: bool,
 }
 
 fn parse_power_mode(s: &str) -> Result<PowerMode, String> {
@@ -144,6 +152,11 @@ pub struct Config {
     pub power: PowerMode,
     /// Debug logging.
     pub debug: bool,
+    /// `enable_bios_bootloader_install` (default off: GRUB from the image runs as root in the
+    /// ramdisk; CVE-2026-43003).
+    pub enable_bios_bootloader_install: bool,
+    /// `ignore_bootloader_failure`: `None` when not configured.
+    pub ignore_bootloader_failure: Option<bool>,
     /// Kernel parameters, for anything read directly.
     pub kernel: KernelParams,
 }
@@ -264,6 +277,14 @@ impl Config {
             hardware_managers_dir: flags.hardware_managers_dir.clone(),
             power: flags.power.clone(),
             debug: flags.debug || k.get_bool("ipa-debug").unwrap_or(false),
+            enable_bios_bootloader_install: flags.enable_bios_bootloader_install
+                || k.get_bool("ipa-enable-bios-bootloader-install")
+                    .unwrap_or(false),
+            ignore_bootloader_failure: if flags.ignore_bootloader_failure {
+                Some(true)
+            } else {
+                k.get_bool("ipa-ignore-bootloader-failure")
+            },
             kernel,
         })
     }

@@ -108,7 +108,7 @@ pub struct LookupConfig {
     pub permitted_image_formats: Vec<String>,
     /// false.
     pub agent_skip_bmc_detect: bool,
-    /// false.
+    /// `[agent]enable_bios_bootloader_install` (false by default).
     pub enable_bios_bootloader_install: bool,
     /// `1.3`.
     pub tls_min_version: String,
@@ -149,7 +149,7 @@ impl LookupConfig {
                 .map(str::to_string)
                 .collect(),
             agent_skip_bmc_detect: false,
-            enable_bios_bootloader_install: false,
+            enable_bios_bootloader_install: config.enable_bios_bootloader_install,
             tls_min_version: "1.3".to_string(),
             tls_cipher_suites: None,
         }

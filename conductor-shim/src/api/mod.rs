@@ -70,6 +70,9 @@ pub struct ServerConfig {
     /// A directory whose files are served at `GET /images/<name>` (Ironic's conductor image
     /// cache), with `Range` support.
     pub images_dir: Option<PathBuf>,
+    /// `[agent]enable_bios_bootloader_install`, handed to agents at lookup: lets them run the
+    /// image's GRUB for partition images.
+    pub enable_bios_bootloader_install: bool,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +87,7 @@ impl Default for ServerConfig {
             deploy: DeployOptions::default(),
             clean: CleanOptions::default(),
             images_dir: None,
+            enable_bios_bootloader_install: false,
         }
     }
 }

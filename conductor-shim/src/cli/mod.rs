@@ -138,6 +138,10 @@ pub struct ServeArgs {
     /// Whether `erase_devices` writes zeros after shredding.
     #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "true|false")]
     pub shred_final_overwrite_with_zeros: bool,
+    /// Let agents install GRUB from partition images (Ironic's
+    /// `[agent]enable_bios_bootloader_install`, sent at lookup; off by default).
+    #[arg(long)]
+    pub enable_bios_bootloader_install: bool,
     /// How to reach agents.
     #[command(flatten)]
     pub agent: AgentConnArgs,

@@ -41,6 +41,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         },
         clean: clean_options(args),
         images_dir: args.images.clone(),
+        enable_bios_bootloader_install: args.enable_bios_bootloader_install,
     };
     tracing::info!(?config, db = %cli.db.display(), "starting");
     let state = AppState::new(SharedStore::new(store), config);

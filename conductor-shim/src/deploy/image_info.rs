@@ -112,6 +112,19 @@ pub fn is_partition_image(node: &Node) -> bool {
         .is_some_and(|t| t == "partition")
 }
 
+/// Whether `target_raid_config` holds a logical disk with `controller: software` (Ironic
+/// then installs the bootloader on every deploy).
+pub fn software_raid(node: &Node) -> bool {
+    node.target_raid_config
+        .get("logical_disks")
+        .and_then(Value::as_array)
+        .is_some_and(|disks| {
+            disks
+                .iter()
+                .any(|d| d.get("controller").and_then(Value::as_str) == Some("software"))
+        })
+}
+
 /// The boot mode: `instance_info.deploy_boot_mode`, the `boot_mode` capability of
 /// `instance_info` then `properties`, `driver_internal_info.deploy_boot_mode`, else UEFI.
 /// A `secure_boot` capability forces UEFI.

@@ -254,6 +254,7 @@ impl Deployer {
             .unwrap_or_default();
         let whole_disk = !image_info::is_partition_image(node);
         let boot_mode = image_info::boot_mode(node);
+        let software_raid = image_info::software_raid(node);
         let (root, efi) = (
             uuids.root_uuid.clone(),
             uuids.efi_system_partition_uuid.clone(),
@@ -264,11 +265,23 @@ impl Deployer {
                 n.driver_internal_info.efi_system_partition_uuid = efi;
             })
             .await?;
-        let needed = if whole_disk {
-            boot_mode == "uefi"
+        // Software RAID: the root filesystem's UUID comes from the image's metadata
+        // (`instance_info.image_rootfs_uuid`), else from the agent, as with Ironic.
+        let root_uuid = if software_raid {
+            node.instance_info
+                .get("image_rootfs_uuid")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or(uuids.root_uuid.clone())
         } else {
-            uuids.root_uuid.is_some()
+            uuids.root_uuid.clone()
         };
+        let needed = software_raid
+            || if whole_disk {
+                boot_mode == "uefi"
+            } else {
+                uuids.root_uuid.is_some()
+            };
         if !needed {
             if !whole_disk {
                 self.warn(
@@ -289,7 +302,7 @@ impl Deployer {
             })
             .await?;
         let mut params = InstallBootloaderParams {
-            root_uuid: uuids.root_uuid,
+            root_uuid,
             efi_system_part_uuid: uuids.efi_system_partition_uuid,
             prep_boot_part_uuid: uuids.prep_boot_partition_uuid,
             target_boot_mode: Some(boot_mode),
@@ -303,8 +316,11 @@ impl Deployer {
             Err(e) if command_unavailable(&e) => {
                 return self.bootloader_unavailable(uuid, &e).await;
             }
-            Err(e @ AgentClientError::AgentApi { .. }) => {
-                // Ironic retries without target_boot_mode, for agents predating it.
+            Err(e @ AgentClientError::AgentApi { .. })
+                if !(software_raid && params.target_boot_mode.as_deref() == Some("uefi")) =>
+            {
+                // Ironic retries without target_boot_mode, for agents predating it (not for
+                // UEFI on software RAID, which needs the mode).
                 tracing::warn!(node = %uuid, error = %e, "install_bootloader refused; retrying without target_boot_mode");
                 params.target_boot_mode = None;
                 match client
@@ -347,6 +363,20 @@ impl Deployer {
         match done.command_status {
             CommandStatus::Succeeded => {
                 tracing::info!(node = %uuid, "bootloader installed");
+                // Failures the agent ignored (ignore_bootloader_failure) are kept as warnings.
+                let ignored: Vec<String> = done
+                    .command_result
+                    .as_ref()
+                    .and_then(|r| r.get("warnings"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(|w| format!("install_bootloader on node {uuid}: {w}"))
+                    .collect();
+                for w in ignored {
+                    self.warn(uuid, w).await?;
+                }
                 Ok(())
             }
             _ => Err(Stop::Failed(format!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::tools::{ToolError, Tools, run_ok};
+use crate::tools::{ToolError, Tools, run_ok};
 
 /// The unlock passwords tried on a locked drive: hdparm < 9.51 sent `NULL` literally.
 const UNLOCK_PASSWORDS: [&str; 2] = ["NULL", ""];
@@ -251,8 +251,8 @@ pub fn erase(tools: &dyn Tools, dev: &str, t: &AtaTiming) -> Result<Option<AtaMe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clean::erase::tools::ToolOutput;
-    use crate::clean::erase::tools::fake::FakeTools;
+    use crate::tools::ToolOutput;
+    use crate::tools::fake::FakeTools;
 
     const DEV: &str = "/dev/sda";
 

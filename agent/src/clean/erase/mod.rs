@@ -32,7 +32,6 @@ mod protect;
 mod report;
 mod select;
 pub mod settings;
-pub mod tools;
 
 use std::path::{Path, PathBuf};
 
@@ -86,7 +85,7 @@ pub fn execute(
     }
     let node = &step_ctx.node;
     let settings = EraseSettings::from_node(node)?;
-    let tools = tools::SystemTools;
+    let tools = crate::tools::SystemTools;
     let eraser = Eraser::new(
         settings,
         &tools,
@@ -113,7 +112,7 @@ pub(crate) struct Eraser<'a> {
     /// The node's erase settings.
     pub settings: EraseSettings,
     /// nvme, hdparm, smartctl.
-    pub tools: &'a dyn tools::Tools,
+    pub tools: &'a dyn crate::tools::Tools,
     /// Admission checks.
     pub selector: select::Selector,
     /// NVMe time limits.
@@ -126,7 +125,7 @@ impl<'a> Eraser<'a> {
     /// An eraser with the default time limits.
     pub fn new(
         settings: EraseSettings,
-        tools: &'a dyn tools::Tools,
+        tools: &'a dyn crate::tools::Tools,
         guard: DiskGuard,
         root: PathBuf,
     ) -> Self {

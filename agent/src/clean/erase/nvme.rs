@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tracing::{info, warn};
 
-use super::tools::{Tools, run_ok};
+use crate::tools::{Tools, run_ok};
 
 /// `oacs` bit: the controller supports the Format NVM command.
 const OACS_FORMAT: u64 = 0x2;
@@ -381,8 +381,8 @@ fn wait_for_sanitize(tools: &dyn Tools, dev: &str, timing: &NvmeTiming) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clean::erase::tools::ToolOutput;
-    use crate::clean::erase::tools::fake::FakeTools;
+    use crate::tools::ToolOutput;
+    use crate::tools::fake::FakeTools;
 
     const DEV: &str = "/dev/nvme0n1";
 

@@ -7,12 +7,12 @@ use std::process::Command;
 use hardware_managers::{BlockDevice, Node};
 use serde_json::{Value, json};
 
-use super::tools::fake::FakeTools;
-use super::tools::{ToolOutput, Tools};
 use super::*;
 use crate::disk::probe;
 use crate::disk::table::{self, PartitionKind, PartitionSpec, TableKind};
 use crate::testutil::{self, LoopDevice, md_superblock, run_tool, wipefs_list};
+use crate::tools::fake::FakeTools;
+use crate::tools::{ToolOutput, Tools};
 
 const MIB: u64 = 1 << 20;
 

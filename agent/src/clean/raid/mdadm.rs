@@ -96,7 +96,7 @@ pub fn detail_members(device: &Path) -> Result<Vec<PathBuf>, DiskError> {
 }
 
 /// `MD_DEVICE_<x>_DEV=/dev/…` values of `mdadm --detail --export` output.
-fn parse_export_members(out: &str) -> Vec<PathBuf> {
+pub(crate) fn parse_export_members(out: &str) -> Vec<PathBuf> {
     out.lines()
         .filter_map(|l| l.split_once('='))
         .filter(|(k, _)| k.starts_with("MD_DEVICE_") && k.ends_with("_DEV"))
@@ -114,7 +114,7 @@ pub fn name(device: &Path) -> Option<String> {
     parse_export_name(&out)
 }
 
-fn parse_export_name(out: &str) -> Option<String> {
+pub(crate) fn parse_export_name(out: &str) -> Option<String> {
     out.lines()
         .find_map(|l| l.strip_prefix("MD_NAME="))
         .map(|v| v.rsplit(':').next().unwrap_or(v).trim().to_string())

@@ -1,5 +1,5 @@
-//! The external tools the erase steps run (`nvme`, `hdparm`, `smartctl`), behind one trait so
-//! the tests can answer with canned outputs.
+//! The external tools the agent runs (`nvme`, `hdparm`, `efibootmgr`, `grub-install`, `mount`…),
+//! behind one trait so the tests can answer with canned outputs.
 //!
 //! [`SystemTools`] runs the real programs with `LC_ALL=C` through [`hardware_managers::process`]:
 //! in their own process group, with a deadline. A tool still running when its timeout expires
@@ -217,6 +217,8 @@ pub(crate) mod fake {
         answers: Mutex<HashMap<String, VecDeque<Result<ToolOutput, ToolError>>>>,
         calls: Mutex<Vec<String>>,
         missing: Vec<String>,
+        /// `(substring, answer)`: for command lines without an exact answer.
+        patterns: Vec<(String, ToolOutput)>,
     }
 
     impl FakeTools {
@@ -242,6 +244,13 @@ pub(crate) mod fake {
         /// Queues a successful run of `cmd` printing `stdout`.
         pub fn ok(self, cmd: &str, stdout: &str) -> Self {
             self.on(cmd, Ok(ToolOutput::ok(stdout)))
+        }
+
+        /// Answers every command line containing `part` that has no exact answer (the first
+        /// matching pattern wins; an empty `part` matches everything).
+        pub fn on_contains(mut self, part: &str, answer: ToolOutput) -> Self {
+            self.patterns.push((part.to_string(), answer));
+            self
         }
 
         /// Every command line run so far, in order.
@@ -271,10 +280,14 @@ pub(crate) mod fake {
             match answers.get_mut(&line) {
                 Some(q) if q.len() > 1 => q.pop_front().unwrap_or(Ok(ToolOutput::default())),
                 Some(q) => q.front().cloned().unwrap_or(Ok(ToolOutput::default())),
-                None => Ok(ToolOutput::failed(
-                    127,
-                    &format!("no canned answer for `{line}`"),
-                )),
+                None => Ok(self
+                    .patterns
+                    .iter()
+                    .find(|(part, _)| line.contains(part.as_str()))
+                    .map(|(_, answer)| answer.clone())
+                    .unwrap_or_else(|| {
+                        ToolOutput::failed(127, &format!("no canned answer for `{line}`"))
+                    })),
             }
         }
 

@@ -1,0 +1,412 @@
+//! GRUB from the deployed image, run in a chroot (spec §17 step 4).
+//!
+//! The root partition (found by `root_uuid`) is mounted on a fresh directory; `/dev`,
+//! `/proc` and `/run` are bound into it and sysfs mounted on its `/sys` (plus efivarfs when
+//! the ramdisk has it, so the image's `grub-install` can write its boot entry). Then, inside
+//! `chroot`:
+//!
+//! * `mount -a -t vfat` (partitions the image's fstab wants, such as a separate grubenv);
+//! * UEFI (an ESP given): the ESP mounted at `/boot/efi`. If the image carries its own
+//!   `/boot/efi/EFI` tree it is copied onto the ESP and, when that holds a loader, only boot
+//!   entries are made (IPA's asset preservation). Otherwise `grub-install` and
+//!   `grub-install --removable` (the fallback path `\EFI\BOOT\BOOT*.EFI`); one of them must
+//!   succeed;
+//! * BIOS: `grub-install DISK` on the disk, or on every member disk of a RAID (the PReP
+//!   partition on ppc64);
+//! * `grub-mkconfig -o /boot/grub/grub.cfg` (`grub2` names when the image has
+//!   `grub2-install`) with `GRUB_DISABLE_OS_PROBER=true` and `GRUB_SAVEDEFAULT=true`;
+//! * under UEFI, an fstab line mounting the ESP at `/boot/efi`, and boot entries for the
+//!   loaders now on the ESP.
+//!
+//! Everything is unmounted (newest first, three attempts each) on every path; a failure
+//! returns the command and its stderr.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::mount::{MountKind, MountStack};
+use super::{BootloaderError, Host, InstallBootloaderParams, TargetMode, esp, is_md, nvram, raid};
+use crate::disk::{blockdev, table};
+use crate::tools::{self, command_line};
+
+/// How long one grub tool may run.
+const GRUB_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Directories bound into the chroot (sysfs is mounted fresh).
+const BIND_MOUNTS: &[&str] = &["/dev", "/proc", "/run"];
+
+/// `PATH` inside the chroot: the ramdisk's, plus the usual system directories.
+fn chroot_path() -> String {
+    let base = std::env::var("PATH").unwrap_or_default();
+    format!("{base}:/bin:/usr/sbin:/sbin")
+}
+
+/// Runs `args` inside the chroot at `root` with `env` set, through `env … chroot ROOT …`
+/// (no shell: nothing is interpreted).
+fn in_chroot(
+    host: &Host<'_>,
+    root: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Result<String, String> {
+    let path = format!("PATH={}", chroot_path());
+    let pairs: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let root_s = root.to_string_lossy();
+    let mut argv: Vec<&str> = vec![&path];
+    argv.extend(pairs.iter().map(String::as_str));
+    argv.push("chroot");
+    argv.push(&root_s);
+    argv.extend_from_slice(args);
+    tools::run_ok(host.tools, "env", &argv, GRUB_TIMEOUT).map_err(|e| {
+        // Show the command as run inside the chroot, not the env/chroot plumbing.
+        match e.split_once("` failed") {
+            Some((_, rest)) => format!(
+                "`{}` (in chroot {root_s}) failed{rest}",
+                command_line(args[0], &args[1..])
+            ),
+            None => e,
+        }
+    })
+}
+
+fn exec_error(device: &Path, e: impl std::fmt::Display) -> BootloaderError {
+    BootloaderError::Execution(format!(
+        "Installing GRUB2 boot loader to device {} failed with {e}",
+        device.display()
+    ))
+}
+
+/// The partition of `device` holding the filesystem (or PARTUUID, or label) `id`; the device
+/// itself when its own filesystem has that UUID.
+fn find_root(device: &Path, id: &str) -> Result<PathBuf, BootloaderError> {
+    let table = table::read_table(device).map_err(|e| exec_error(device, e))?;
+    if let Some(t) = &table
+        && let Some(p) = esp::find_partition(device, t, id).map_err(|e| exec_error(device, e))?
+    {
+        return Ok(p.path);
+    }
+    if let Ok(Some(fs)) = crate::disk::probe::probe(device)
+        && fs
+            .uuid
+            .as_deref()
+            .is_some_and(|u| u.eq_ignore_ascii_case(id))
+    {
+        return Ok(device.to_path_buf());
+    }
+    Err(BootloaderError::DeviceNotFound(format!(
+        "No partition with UUID {id} found on device {}",
+        device.display()
+    )))
+}
+
+/// Whether `device` already boots through a BIOS boot loader: a partition marked bootable
+/// and boot code in the MBR (what IPA's `file -s` check amounts to).
+fn bootloader_present(device: &Path) -> bool {
+    let bootable = table::read_table(device).ok().flatten().is_some_and(|t| {
+        t.kind == table::TableKind::Msdos && t.partitions.iter().any(|p| p.bootable)
+    });
+    bootable && mbr_has_code(device)
+}
+
+/// Whether the first 218 bytes of `device` (the MBR's boot code) are not all zero.
+fn mbr_has_code(device: &Path) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 218];
+    std::fs::File::open(device)
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .is_ok_and(|()| buf.iter().any(|&b| b != 0))
+}
+
+/// Installs GRUB from the image on `device`.
+///
+/// # Errors
+/// Missing partitions, or the failing tool with its stderr.
+pub fn install(
+    host: &Host<'_>,
+    device: &Path,
+    params: &InstallBootloaderParams,
+    mode: TargetMode,
+) -> Result<(), BootloaderError> {
+    let root_uuid = params.root_uuid.as_deref().unwrap_or_default();
+    let root_part = find_root(device, root_uuid)?;
+    let md = is_md(device);
+    if !md
+        && mode == TargetMode::Bios
+        && params.efi_system_part_uuid.is_none()
+        && params.prep_boot_part_uuid.is_none()
+        && bootloader_present(device)
+    {
+        info!(device = %device.display(), "a BIOS boot loader is already installed: skipping");
+        return Ok(());
+    }
+    let mut efi_part = match params.efi_system_part_uuid.as_deref() {
+        Some(u) => Some(
+            esp::find_esp(device, Some(u))
+                .map_err(|e| exec_error(device, e))?
+                .map(|e| e.path)
+                .ok_or_else(|| {
+                    BootloaderError::DeviceNotFound(format!(
+                        "No EFI system partition with UUID {u} on device {}",
+                        device.display()
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    let mut esp_locations = None;
+    if md && mode == TargetMode::Uefi {
+        // The ESP mirror (the image's ESP, if any, copied into it).
+        let image_esp = match &efi_part {
+            Some(p) => Some(p.clone()),
+            None => esp::find_esp(device, None)
+                .map_err(|e| exec_error(device, e))?
+                .map(|e| e.path),
+        };
+        let mirror = raid::relocate_esp(host, device, image_esp.as_deref())?;
+        efi_part = Some(mirror.device.clone());
+        esp_locations = Some(mirror.locations);
+    }
+    let grub_disks: Vec<PathBuf> = match params.prep_boot_part_uuid.as_deref() {
+        Some(u) => vec![find_root(device, u)?],
+        None if md => raid::holder_disks(host, device)?,
+        None => vec![device.to_path_buf()],
+    };
+
+    let mut mounts = host.mounts();
+    let result = run_in_root(
+        host,
+        &mut mounts,
+        device,
+        &root_part,
+        efi_part.as_deref(),
+        esp_locations,
+        params.efi_system_part_uuid.as_deref(),
+        &grub_disks,
+    );
+    let released = mounts.release();
+    match (result, released) {
+        (Err(e), Err(u)) => {
+            warn!(error = %u, "mounts left behind after the failure");
+            Err(e)
+        }
+        (Err(e), Ok(())) => Err(e),
+        (Ok(()), Err(u)) => Err(exec_error(device, format!("unmounting failed: {u}"))),
+        (Ok(()), Ok(())) => {
+            info!(device = %device.display(), "GRUB2 successfully installed");
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_in_root(
+    host: &Host<'_>,
+    mounts: &mut MountStack<'_>,
+    device: &Path,
+    root_part: &Path,
+    efi_part: Option<&Path>,
+    esp_locations: Option<Vec<nvram::EspLocation>>,
+    efi_uuid: Option<&str>,
+    grub_disks: &[PathBuf],
+) -> Result<(), BootloaderError> {
+    let fail = |e: String| exec_error(device, e);
+    let root = mounts.dir(&host.scratch, "root").map_err(fail)?;
+    mounts
+        .mount(root_part, &root, MountKind::Device(None))
+        .map_err(fail)?;
+    for fs in BIND_MOUNTS {
+        mounts
+            .mount(
+                Path::new(fs),
+                &root.join(fs.trim_start_matches('/')),
+                MountKind::Bind,
+            )
+            .map_err(fail)?;
+    }
+    mounts
+        .mount(
+            Path::new("sysfs"),
+            &root.join("sys"),
+            MountKind::Pseudo("sysfs"),
+        )
+        .map_err(fail)?;
+    if let Some(efivars) = &host.efivars {
+        let inside = root.join("sys/firmware/efi/efivars");
+        if inside.is_dir() {
+            mounts
+                .mount(efivars, &inside, MountKind::Pseudo("efivarfs"))
+                .map_err(fail)?;
+        }
+    }
+    let bin = if root.join("usr/sbin/grub2-install").exists() {
+        "grub2"
+    } else {
+        "grub"
+    };
+    let install = format!("{bin}-install");
+    let mkconfig = format!("{bin}-mkconfig");
+
+    // Partitions of the image's fstab such as a separate /boot/efi holding grubenv.
+    in_chroot(host, &root, &[], &["mount", "-a", "-t", "vfat"]).map_err(fail)?;
+    let result = (|| -> Result<(), BootloaderError> {
+        if let Some(esp_dev) = efi_part {
+            let esp_mnt = root.join("boot/efi");
+            let assets = stash_efi_assets(host, &esp_mnt).map_err(fail)?;
+            mounts
+                .mount(esp_dev, &esp_mnt, MountKind::Device(Some("vfat")))
+                .map_err(fail)?;
+            let preserved = match &assets {
+                Some(stash) => {
+                    copy_tree(stash, &esp_mnt.join("EFI")).map_err(|e| fail(e.to_string()))?;
+                    !esp::find_loaders(&esp_mnt).is_empty()
+                }
+                None => false,
+            };
+            if let Some(stash) = assets {
+                let _ = std::fs::remove_dir_all(stash);
+            }
+            if preserved {
+                info!("the image's EFI assets were copied to the ESP; GRUB is not reinstalled");
+            } else {
+                let first = in_chroot(host, &root, &[], &[&install]);
+                if let Err(e) = &first {
+                    warn!(error = %e, "grub-install for UEFI failed; trying --removable");
+                }
+                let removable = in_chroot(host, &root, &[], &[&install, "--removable"]);
+                match (&first, &removable) {
+                    (Err(a), Err(b)) => return Err(fail(format!("{a}; {b}"))),
+                    (Ok(_), Err(e)) => warn!(error = %e, "grub-install --removable failed"),
+                    _ => {}
+                }
+                configure(host, &root, &mkconfig).map_err(fail)?;
+            }
+            if let Some(id) = efi_uuid {
+                append_esp_to_fstab(&root, device, id);
+            }
+            if host.efi_booted && host.tools.installed("efibootmgr") {
+                let locations = match &esp_locations {
+                    Some(l) => l.clone(),
+                    None => vec![esp_location(device, esp_dev)],
+                };
+                let loaders = esp::find_loaders(&esp_mnt);
+                let targets = esp::boot_targets(&esp_mnt, &loaders, None).map_err(fail)?;
+                nvram::add_entries(host.tools, &locations, &targets).map_err(fail)?;
+            }
+        } else {
+            info!(disks = ?grub_disks, "installing GRUB2 for BIOS");
+            for disk in grub_disks {
+                in_chroot(host, &root, &[], &[&install, &disk.to_string_lossy()]).map_err(fail)?;
+            }
+            configure(host, &root, &mkconfig).map_err(fail)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = in_chroot(host, &root, &[], &["umount", "-a", "-t", "vfat"]) {
+        warn!(error = %e, "unmounting the image's vfat partitions failed");
+    }
+    nvram::sync(host.tools);
+    result
+}
+
+/// `grub-mkconfig -o /boot/<grub|grub2>/grub.cfg`.
+fn configure(host: &Host<'_>, root: &Path, mkconfig: &str) -> Result<(), String> {
+    let dir = if mkconfig.starts_with("grub2") {
+        "grub2"
+    } else {
+        "grub"
+    };
+    let out = format!("/boot/{dir}/grub.cfg");
+    std::fs::create_dir_all(root.join("boot").join(dir))
+        .map_err(|e| format!("cannot create /boot/{dir} in the image: {e}"))?;
+    in_chroot(
+        host,
+        root,
+        &[
+            ("GRUB_DISABLE_OS_PROBER", "true"),
+            ("GRUB_SAVEDEFAULT", "true"),
+            ("LC_ALL", "C"),
+        ],
+        &[mkconfig, "-o", &out],
+    )
+    .map(drop)
+}
+
+/// The image's own `/boot/efi/EFI` tree, copied aside before the ESP is mounted over it.
+fn stash_efi_assets(host: &Host<'_>, esp_mnt: &Path) -> Result<Option<PathBuf>, String> {
+    let efi = esp_mnt.join("EFI");
+    if !efi.is_dir() || esp::find_loaders(esp_mnt).is_empty() {
+        return Ok(None);
+    }
+    let stash = super::mount::fresh_dir(&host.scratch, "efi-assets")?;
+    copy_tree(&efi, &stash).map_err(|e| format!("copying {}: {e}", efi.display()))?;
+    Ok(Some(stash))
+}
+
+/// Copies the regular files and directories of `from` into `to` (links are skipped: vfat
+/// has none).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let t = e.file_type()?;
+        let dst = to.join(e.file_name());
+        if t.is_dir() {
+            copy_tree(&e.path(), &dst)?;
+        } else if t.is_file() {
+            std::fs::copy(e.path(), &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where `esp_dev` (a partition of `device`) is, for efibootmgr.
+fn esp_location(device: &Path, esp_dev: &Path) -> nvram::EspLocation {
+    let number = blockdev::partition_number(device, esp_dev).unwrap_or(1);
+    let partuuid = table::read_table(device)
+        .ok()
+        .flatten()
+        .and_then(|t| t.get(number).map(|p| p.partuuid.clone()));
+    nvram::EspLocation {
+        disk: device.to_path_buf(),
+        number,
+        partuuid,
+        label_suffix: None,
+    }
+}
+
+/// Adds `UUID=<id>` (or `PARTUUID=`) `/boot/efi vfat umask=0077 0 1` to the image's fstab
+/// unless it is there. Failures are only logged, as with IPA.
+fn append_esp_to_fstab(root: &Path, device: &Path, id: &str) {
+    let fstab = root.join("etc/fstab");
+    if !fstab.is_file() {
+        return;
+    }
+    let is_partuuid = table::read_table(device).ok().flatten().is_some_and(|t| {
+        t.partitions
+            .iter()
+            .any(|p| p.partuuid.eq_ignore_ascii_case(id))
+    });
+    let key = if is_partuuid { "PARTUUID" } else { "UUID" };
+    let entry = format!("{key}={id}");
+    let current = std::fs::read_to_string(&fstab).unwrap_or_default();
+    if current.contains(&entry) {
+        return;
+    }
+    let line = format!("{entry}\t/boot/efi\tvfat\tumask=0077\t0\t1\n");
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&fstab)
+        .and_then(|mut f| {
+            if !current.is_empty() && !current.ends_with('\n') {
+                f.write_all(b"\n")?;
+            }
+            f.write_all(line.as_bytes())
+        });
+    match written {
+        Ok(()) => info!(%entry, "added the ESP to the image's /etc/fstab"),
+        Err(e) => warn!(error = %e, "could not add the ESP to the image's /etc/fstab"),
+    }
+}

@@ -1,0 +1,205 @@
+//! `image.install_bootloader` through the real shim and agent on this machine: a partition
+//! image whose own `grub-install` fails is deployed onto a loop device (legacy BIOS, GRUB
+//! enabled by the shim at lookup). The agent mounts the image's root, binds /dev, /proc and
+//! /run, mounts sysfs and runs the image's `grub-install` in a chroot for real.
+//!
+//! * Without `ignore_bootloader_failure` the deploy fails and `last_error` carries the tool's
+//!   stderr.
+//! * With it (the agent's `ipa-ignore-bootloader-failure`) the deploy succeeds and the
+//!   failure is kept as a deploy warning.
+//!
+//! Either way nothing stays mounted.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use e2e_tests::{Shim, free_port, loopback_agent_flags, start_agent, wait_for};
+use ironic_agent::testutil::LoopDevice;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const MIB: u64 = 1 << 20;
+const T: Duration = Duration::from_secs(120);
+const BROKEN: &str = "grub-install: error: the test image's GRUB is broken on purpose.";
+
+/// An ext4 image of a tiny root: static busybox (for `sh`, `mount`, `umount`) and a
+/// `grub-install` that prints [`BROKEN`] and fails.
+fn broken_grub_image(dir: &Path) -> anyhow::Result<PathBuf> {
+    let tree = dir.join("tree");
+    for d in [
+        "bin",
+        "usr/sbin",
+        "etc",
+        "dev",
+        "proc",
+        "run",
+        "sys",
+        "boot/grub",
+    ] {
+        std::fs::create_dir_all(tree.join(d))?;
+    }
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.is_file() {
+        bail!("/bin/busybox is missing: install busybox-static (scripts/install-ramdisk-deps.sh)");
+    }
+    std::fs::copy(busybox, tree.join("bin/busybox"))?;
+    for applet in ["sh", "mount", "umount", "cat"] {
+        std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet))?;
+    }
+    let script = format!("#!/bin/sh\necho \"{BROKEN}\" >&2\nexit 1\n");
+    let gi = tree.join("usr/sbin/grub-install");
+    std::fs::write(&gi, script)?;
+    std::fs::set_permissions(&gi, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    std::fs::write(tree.join("etc/fstab"), "")?;
+    let img = dir.join("images").join("root.img");
+    std::fs::create_dir_all(img.parent().context("no parent")?)?;
+    let out = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-L", "broken-root", "-d"])
+        .arg(&tree)
+        .arg(&img)
+        .arg("16M")
+        .output()?;
+    if !out.status.success() {
+        bail!("mke2fs failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(img)
+}
+
+fn sha256_file(p: &Path) -> anyhow::Result<String> {
+    Ok(Sha256::digest(std::fs::read(p)?)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Our mounts still present (the agent names its mount points `ironic-agent-<purpose>-…`).
+fn leftover_mounts() -> Vec<String> {
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("ironic-agent-root") || l.contains("ironic-agent-esp"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Deploys the broken image with or without the agent ignoring bootloader failures; returns
+/// the node and the agent's log.
+fn deploy_broken(ignore: bool) -> anyhow::Result<(Value, String, PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let img = broken_grub_image(dir.path())?;
+    let lo = LoopDevice::create(&dir.path().join("target.img"), 4096 * MIB + 64 * MIB)?;
+    let images = dir.path().join("images").display().to_string();
+    let shim = Shim::start(
+        dir.path(),
+        &[
+            "--heartbeat-timeout",
+            "4",
+            "--images",
+            &images,
+            "--command-wait-interval",
+            "1",
+            "--enable-bios-bootloader-install",
+        ],
+    )?;
+    shim.create_host_node("b1", "manageable")?;
+    let port = free_port();
+    let lo_path = lo.path.display().to_string();
+    let flags = loopback_agent_flags(port, &lo.path);
+    let cmdline = format!(
+        "ipa-api-url={} ipa-lookup-timeout=30{}",
+        shim.url,
+        if ignore {
+            " ipa-ignore-bootloader-failure=true"
+        } else {
+            ""
+        }
+    );
+    let agent = start_agent(
+        dir.path(),
+        "bootagent",
+        &cmdline,
+        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
+    wait_for(T, "the agent's first heartbeat", || {
+        shim.cli_json(&["node", "show", "b1"])
+            .ok()
+            .filter(|n| n["driver_internal_info"]["agent_url"].is_string())
+    })?;
+    let url = format!("{}/images/root.img", shim.url);
+    let checksum = format!("sha256:{}", sha256_file(&img)?);
+    let hint = format!("name={lo_path}");
+    let out = Command::new(e2e_tests::bin("conductor-shim"))
+        .arg("--db")
+        .arg(&shim.db)
+        .args([
+            "deploy",
+            "b1",
+            "--image",
+            &url,
+            "--checksum",
+            &checksum,
+            "--image-type",
+            "partition",
+            "--root-mb",
+            "32",
+            "--boot-mode",
+            "bios",
+            "--disk-label",
+            "msdos",
+            "--root-hint",
+            &hint,
+            "--timeout",
+            "300",
+        ])
+        .output()?;
+    let node = shim.cli_json(&["node", "show", "b1"])?;
+    if out.status.success() == (node["provision_state"] != "active") {
+        bail!(
+            "the CLI's exit status does not match the node's state {}: {}",
+            node["provision_state"],
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok((node, agent.output(), lo.path.clone()))
+}
+
+#[test]
+fn a_failing_grub_install_fails_the_deploy_with_its_stderr() -> anyhow::Result<()> {
+    let (node, log, disk) = deploy_broken(false)?;
+    assert_eq!(node["provision_state"], "deploy failed", "{node}");
+    let error = node["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(BROKEN)
+            && error.contains(&format!("`grub-install {}`", disk.display()))
+            && error.contains("Failed to install a bootloader"),
+        "last_error: {error}"
+    );
+    // The chroot ran for real: the agent mounted the image and bound the system directories.
+    assert!(log.contains("mounting"), "agent log:\n{log}");
+    assert!(leftover_mounts().is_empty(), "{:?}", leftover_mounts());
+    Ok(())
+}
+
+#[test]
+fn ignore_bootloader_failure_turns_it_into_a_warning() -> anyhow::Result<()> {
+    let (node, log, _) = deploy_broken(true)?;
+    assert_eq!(node["provision_state"], "active", "{node}");
+    let warnings: Vec<&str> = node["driver_internal_info"]["deploy_warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        warnings.iter().any(|w| w.contains(BROKEN)),
+        "deploy warnings: {warnings:?}"
+    );
+    assert!(
+        log.contains("ignoring the bootloader failure"),
+        "agent log:\n{log}"
+    );
+    assert!(leftover_mounts().is_empty(), "{:?}", leftover_mounts());
+    Ok(())
+}
