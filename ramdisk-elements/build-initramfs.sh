@@ -4,8 +4,10 @@
 # short list of kernel modules), for QEMU tests and for small, fast-booting real deployments.
 #
 #   build-initramfs.sh --arch x86_64|aarch64 --agent PATH --out DIR [options]
+#   build-initramfs.sh --arch x86_64|aarch64 --agent PATH --rootfs-out DIR [options]
 #
-# Outputs DIR/vmlinuz, DIR/initramfs.img and DIR/initramfs.manifest (what went in). Debian
+# Outputs DIR/vmlinuz, DIR/initramfs.img and DIR/initramfs.manifest (what went in); with
+# --rootfs-out, the staging tree itself as a directory instead (for tests/images). Debian
 # packages come from the target architecture's archive through a private apt state (the host's
 # apt and dpkg state are not touched) and are cached in
 # ${IRONIC_AGENT_RAMDISK_CACHE:-~/.cache/ironic-agent-ramdisk}/<arch>: a second run downloads
@@ -26,10 +28,16 @@ warn() { echo "$PROG: WARNING: $*" >&2; }
 usage() {
     cat <<EOF
 usage: $PROG --arch x86_64|aarch64 --agent PATH --out DIR [options]
+       $PROG --arch x86_64|aarch64 --agent PATH --rootfs-out DIR [options]
 
   --arch ARCH          target architecture: x86_64 (amd64) or aarch64 (arm64)
   --agent PATH         the static ironic-agent binary for ARCH (installed as /usr/bin/ironic-agent)
   --out DIR            output directory: vmlinuz, initramfs.img, initramfs.manifest
+  --rootfs-out DIR     instead of the archives, write the complete staging tree (tools,
+                       libraries, modules, /init, /etc) to DIR as a directory (DIR is
+                       replaced), with the kernel at DIR/boot/vmlinuz-KVER and KVER in
+                       DIR/boot/kernel-version; no cpio is built, --out is optional, and
+                       --grub auto means yes (no size goal). Used by tests/images/build-test-os.sh
   --compress zstd|xz   initramfs compression (default: zstd, which decompresses much faster;
                        xz is about 10% smaller)
   --grub auto|yes|no   grub-install and the GRUB modules: auto (default) includes them unless
@@ -66,6 +74,7 @@ EOF
 ARCH=
 AGENT=
 OUT=
+ROOTFS_OUT=
 COMPRESS=zstd
 GRUB=auto
 MAX_MB=30
@@ -82,6 +91,7 @@ while [ $# -gt 0 ]; do
         --arch) ARCH=${2:?--arch needs a value}; shift 2 ;;
         --agent) AGENT=${2:?--agent needs a value}; shift 2 ;;
         --out) OUT=${2:?--out needs a value}; shift 2 ;;
+        --rootfs-out) ROOTFS_OUT=${2:?--rootfs-out needs a value}; shift 2 ;;
         --compress) COMPRESS=${2:?--compress needs a value}; shift 2 ;;
         --grub) GRUB=${2:?--grub needs a value}; shift 2 ;;
         --max-size) MAX_MB=${2:?--max-size needs a value}; shift 2 ;;
@@ -111,7 +121,17 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$ARCH" ] || { usage >&2; die "--arch is required"; }
 [ -n "$AGENT" ] || { usage >&2; die "--agent is required"; }
-[ -n "$OUT" ] || { usage >&2; die "--out is required"; }
+[ -n "$OUT" ] || [ -n "$ROOTFS_OUT" ] || { usage >&2; die "--out (or --rootfs-out) is required"; }
+if [ -n "$ROOTFS_OUT" ]; then
+    ROOTFS_OUT=$(realpath -m "$ROOTFS_OUT")
+    case $ROOTFS_OUT in / | /usr | /etc | /boot | "$HOME") die "--rootfs-out $ROOTFS_OUT: refusing to replace that" ;; esac
+    # DIR is replaced: only when it is empty or an earlier --rootfs-out tree (a safety net
+    # against a mistyped path).
+    if [ -e "$ROOTFS_OUT" ] && [ -n "$(ls -A "$ROOTFS_OUT" 2>/dev/null)" ] &&
+        [ ! -e "$ROOTFS_OUT/boot/kernel-version" ]; then
+        die "--rootfs-out $ROOTFS_OUT exists and is not an earlier --rootfs-out tree; remove it first"
+    fi
+fi
 
 case $ARCH in
     x86_64 | amd64)
@@ -137,9 +157,12 @@ done
 
 # --- host tools -------------------------------------------------------------------------------
 missing=()
-for t in apt-get apt-cache dpkg-deb readelf depmod cpio find sort awk sed "$COMPRESS"; do
+for t in apt-get apt-cache dpkg-deb readelf depmod cpio find sort awk sed; do
     command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
+if [ -z "$ROOTFS_OUT" ]; then
+    command -v "$COMPRESS" >/dev/null 2>&1 || missing+=("$COMPRESS")
+fi
 [ ${#missing[@]} -eq 0 ] ||
     die "missing host tools: ${missing[*]} (Debian: run scripts/install-ramdisk-deps.sh, or apt-get install apt dpkg binutils kmod cpio zstd xz-utils)"
 KEYRING=${IRONIC_AGENT_DEBIAN_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
@@ -152,8 +175,11 @@ APTDIR=$CACHE/apt
 DEBS=$CACHE/debs
 XDIR=$CACHE/extracted
 mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial" "$APTDIR/state" \
-    "$APTDIR/empty" "$DEBS" "$XDIR" "$OUT"
-OUT=$(cd "$OUT" && pwd)
+    "$APTDIR/empty" "$DEBS" "$XDIR"
+if [ -n "$OUT" ]; then
+    mkdir -p "$OUT"
+    OUT=$(cd "$OUT" && pwd)
+fi
 
 # One build per cache at a time.
 if command -v flock >/dev/null; then
@@ -755,6 +781,23 @@ CAX=$(extracted ca-certificates)
 mkdir -p "$STAGE/etc/ssl/certs"
 find "$CAX/usr/share/ca-certificates" -name '*.crt' | LC_ALL=C sort | xargs cat >"$STAGE/etc/ssl/certs/ca-certificates.crt"
 [ -s "$STAGE/etc/ssl/certs/ca-certificates.crt" ] || die "no CA certificates in ca-certificates"
+
+# --- --rootfs-out: the staging tree as a directory --------------------------------------------
+# For tests/images/build-test-os.sh: the same userspace as the ramdisk, as a root tree with the
+# kernel in /boot. Copied next to DIR first, then swapped in, so that a failed copy leaves no
+# half tree at DIR.
+if [ -n "$ROOTFS_OUT" ]; then
+    mkdir -p "$(dirname "$ROOTFS_OUT")"
+    rm -rf "$ROOTFS_OUT.tmp"
+    cp -a "$STAGE" "$ROOTFS_OUT.tmp" || die "cannot copy the staging tree to $ROOTFS_OUT.tmp"
+    mkdir -p "$ROOTFS_OUT.tmp/boot"
+    cp -p "$KX/boot/vmlinuz-$KVER" "$ROOTFS_OUT.tmp/boot/vmlinuz-$KVER"
+    echo "$KVER" >"$ROOTFS_OUT.tmp/boot/kernel-version"
+    rm -rf "$ROOTFS_OUT"
+    mv "$ROOTFS_OUT.tmp" "$ROOTFS_OUT"
+    echo "$PROG: $ARCH root tree written in $(($(date +%s) - START_TIME)) s to $ROOTFS_OUT (kernel $KVER, GRUB $([ $WITH_GRUB = 1 ] && echo included || echo left out), $(du -sm "$ROOTFS_OUT" | cut -f1) MB)"
+    exit 0
+fi
 
 # --- archive ----------------------------------------------------------------------------------
 # newc_dev NAME MODE MAJOR MINOR: one newc cpio entry for a device node, so that /dev/console

@@ -59,6 +59,13 @@ for arch in x86_64 aarch64; do
         --agent "target/static/$arch/ironic-agent" --out "target/ramdisk/$arch" \
         --plugin "target/static/$arch/firmware-manager"
 done
+
+log "test OS images (x86_64, aarch64) for the bootloader VM tests"
+bash tests/images/build-test-os.sh --arch x86_64 \
+    --agent target/static/x86_64/ironic-agent --out target/test-os/x86_64
+bash tests/images/build-test-os.sh --arch aarch64 \
+    --agent target/static/aarch64/ironic-agent --out target/test-os/aarch64 \
+    --host-rootfs target/test-os/x86_64/rootfs
 rm -rf target/vm-report
 
 log "cargo test"

@@ -130,6 +130,11 @@ pub struct VmSpec {
     pub netns: Option<String>,
     /// Hard limit on the VM's life (QEMU runs under `timeout`).
     pub lifetime: Duration,
+    /// Boot from the disks alone (firmware boot order, no `-kernel`): the deployed OS.
+    pub boot_from_disk: bool,
+    /// The UEFI variable store to use and keep (made from the firmware's template when
+    /// missing); `None`: a fresh copy that is thrown away.
+    pub vars: Option<PathBuf>,
 }
 
 impl VmSpec {
@@ -146,6 +151,8 @@ impl VmSpec {
             append: String::new(),
             netns: None,
             lifetime: Duration::from_secs(900),
+            boot_from_disk: false,
+            vars: None,
         }
     }
 }
@@ -178,7 +185,6 @@ fn firmware_files(arch: Arch) -> (&'static str, &'static str) {
 impl Vm {
     /// Boots `spec`; the serial console goes to `log`.
     pub fn start(spec: &VmSpec, log: &Path) -> anyhow::Result<Vm> {
-        let (kernel, initrd) = ramdisk(spec.arch)?;
         let scratch = tempfile::tempdir()?;
         let qemu = spec.arch.qemu();
         if which(qemu).is_none() {
@@ -202,15 +208,18 @@ impl Vm {
         cmd.args(["-accel", "tcg", "-smp", "1"])
             .args(["-m", &spec.memory_mib.to_string()])
             .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
-            .args(["-no-reboot", "-no-user-config", "-nodefaults"])
-            .arg("-kernel")
-            .arg(&kernel)
-            .arg("-initrd")
-            .arg(&initrd)
-            .args([
-                "-append",
-                &format!("console={} {}", spec.arch.console(), spec.append),
-            ]);
+            .args(["-no-reboot", "-no-user-config", "-nodefaults"]);
+        if !spec.boot_from_disk {
+            let (kernel, initrd) = ramdisk(spec.arch)?;
+            cmd.arg("-kernel")
+                .arg(&kernel)
+                .arg("-initrd")
+                .arg(&initrd)
+                .args([
+                    "-append",
+                    &format!("console={} {}", spec.arch.console(), spec.append),
+                ]);
+        }
         if spec.firmware == Firmware::Uefi {
             let (code, vars) = firmware_files(spec.arch);
             for f in [code, vars] {
@@ -218,8 +227,13 @@ impl Vm {
                     bail!("UEFI firmware {f} is missing: run scripts/install-ramdisk-deps.sh");
                 }
             }
-            let vars_copy = scratch.path().join("vars.fd");
-            std::fs::copy(vars, &vars_copy).context("copying the UEFI variable store")?;
+            let vars_copy = match &spec.vars {
+                Some(kept) => kept.clone(),
+                None => scratch.path().join("vars.fd"),
+            };
+            if !vars_copy.is_file() {
+                std::fs::copy(vars, &vars_copy).context("copying the UEFI variable store")?;
+            }
             cmd.arg("-drive")
                 .arg(format!(
                     "if=pflash,format=raw,unit=0,readonly=on,file={code}"
@@ -437,8 +451,20 @@ pub fn vm_shim(dir: &Path, images: &Path, extra: &[&str]) -> anyhow::Result<(cra
 /// `conductor-shim deploy NODE` of `url` (sha256 `sha`), waiting up to 600 s; a failure carries
 /// the VM's serial console.
 pub fn deploy(shim: &crate::Shim, vm: &Vm, node: &str, url: &str, sha: &str) -> anyhow::Result<()> {
+    deploy_with(shim, vm, node, url, sha, &[])
+}
+
+/// [`deploy`] with more `conductor-shim deploy` flags (`--image-type partition`, ...).
+pub fn deploy_with(
+    shim: &crate::Shim,
+    vm: &Vm,
+    node: &str,
+    url: &str,
+    sha: &str,
+    extra: &[&str],
+) -> anyhow::Result<()> {
     let checksum = format!("sha256:{sha}");
-    let args = [
+    let mut args = vec![
         "deploy",
         node,
         "--image",
@@ -448,8 +474,116 @@ pub fn deploy(shim: &crate::Shim, vm: &Vm, node: &str, url: &str, sha: &str) -> 
         "--timeout",
         "600",
     ];
+    args.extend_from_slice(extra);
     if let Err(e) = shim.cli(&args, false) {
         bail!("deploy failed: {e:#}\nserial console:\n{}", vm.console());
     }
     Ok(())
+}
+
+/// The EFI system partition of a GPT disk (or image) file, from `sfdisk --json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EspOnDisk {
+    /// Its PARTUUID, lower-case.
+    pub partuuid: String,
+    /// `[start, end)` in bytes.
+    pub range: (u64, u64),
+}
+
+/// The first ESP-typed partition of the GPT disk file `disk`.
+pub fn esp_on_disk(disk: &Path) -> anyhow::Result<EspOnDisk> {
+    let out = Command::new("sfdisk").arg("--json").arg(disk).output()?;
+    let t: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("sfdisk --json {}", disk.display()))?;
+    let p = t["partitiontable"]["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| {
+            p["type"]
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case("C12A7328-F81F-11D2-BA4B-00A0C93EC93B"))
+        })
+        .with_context(|| format!("no ESP on {}: {t}", disk.display()))?;
+    let start = p["start"].as_u64().context("no start")? * 512;
+    Ok(EspOnDisk {
+        partuuid: p["uuid"]
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .context("no uuid")?,
+        range: (start, start + p["size"].as_u64().context("no size")? * 512),
+    })
+}
+
+/// The line the test OS's init prints once the deployed disk booted it.
+pub const TEST_OS_MARKER: &str = "IRONIC-AGENT-TEST-OS: booted cmdline=";
+
+/// The test OS images of `arch` (built by `tests/images/build-test-os.sh`): its directory,
+/// holding `whole-disk-uefi.img` and (x86_64) `partition.img`.
+pub fn test_os_dir(arch: Arch) -> anyhow::Result<PathBuf> {
+    let dir = std::env::var_os("IRONIC_AGENT_TEST_OS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target").join("test-os"))
+        .join(arch.name());
+    if !dir.join("whole-disk-uefi.img").is_file() {
+        bail!(
+            "no test OS images in {}: build them with `tests/images/build-test-os.sh --arch {a} \
+             --agent target/static/{a}/ironic-agent --out {}` (scripts/test.sh does this)",
+            dir.display(),
+            dir.display(),
+            a = arch.name()
+        );
+    }
+    Ok(dir)
+}
+
+/// Lower-case hex SHA-256 of the file at `path`, streamed.
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Boots `disks` alone (no `-kernel`, firmware boot order; `vars` is the UEFI variable store
+/// the deploy left) and waits until the test OS prints its marker and powers off. Returns the
+/// marker line and the time it took.
+pub fn boot_deployed_disk(
+    arch: Arch,
+    firmware: Firmware,
+    disks: &[PathBuf],
+    vars: Option<&Path>,
+    log: &Path,
+) -> anyhow::Result<(String, Duration)> {
+    let mut spec = VmSpec::new(arch, firmware);
+    spec.boot_from_disk = true;
+    spec.memory_mib = 512;
+    spec.virtio_disks = disks.to_vec();
+    spec.vars = vars.map(Path::to_path_buf);
+    spec.lifetime = Duration::from_secs(420);
+    let mut vm = Vm::start(&spec, log)?;
+    // The test OS prints its marker and powers off at once.
+    vm.wait_poweroff(Duration::from_secs(400))
+        .context("booting the deployed disk")?;
+    let took = vm.started.elapsed();
+    let console = vm.console();
+    let line = vm_console_line(&console, TEST_OS_MARKER).with_context(|| {
+        format!("the deployed disk did not boot the test OS; serial console:\n{console}")
+    })?;
+    Ok((line, took))
+}
+
+/// The first console line containing `marker` (from the marker on).
+fn vm_console_line(console: &str, marker: &str) -> Option<String> {
+    console
+        .lines()
+        .find_map(|l| l.find(marker).map(|at| l[at..].trim_end().to_string()))
 }

@@ -1,12 +1,17 @@
 //! Whole-system tests in QEMU (TCG): the real minimal ramdisk boots, the agent in it is
 //! inspected by the conductor shim on the host, looks up, heartbeats, and the shim deploys a
-//! generated whole-disk image onto the VM's virtio disk and powers the node off; the host then
-//! compares the disk file with the image byte for byte.
+//! test OS (`tests/images/build-test-os.sh`: the same Debian kernel and a busybox init that
+//! prints a marker line) onto the VM's virtio disk: the whole-disk UEFI image under OVMF and
+//! AAVMF, the partition image under SeaBIOS. The agent installs the bootloader (UEFI boot
+//! entry from the ESP's CSV; GRUB from the image in a chroot) and powers off. The test then
+//! checks the boot entry in the saved UEFI variable store and boots the disk alone (no
+//! `-kernel`, same variable store) until the test OS prints its marker.
 //!
-//! Needs the ramdisks of `target/ramdisk/<arch>` (scripts/test.sh builds them) and QEMU with
-//! OVMF/AAVMF (scripts/install-ramdisk-deps.sh). A missing piece fails the test; nothing skips.
-//! The VMs run one at a time (2 cores, TCG). Each test writes its timings to
-//! `target/vm-report/<test>.json` for `scripts/ramdisk-report.sh`.
+//! Needs the ramdisks of `target/ramdisk/<arch>`, the test OS of `target/test-os/<arch>`
+//! (scripts/test.sh builds both) and QEMU with OVMF/AAVMF (scripts/install-ramdisk-deps.sh).
+//! A missing piece fails the test; nothing skips. The VMs run one at a time (2 cores, TCG).
+//! Each test writes its timings to `target/vm-report/<test>.json` for
+//! `scripts/ramdisk-report.sh`.
 
 use std::path::Path;
 use std::process::Command;
@@ -15,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use e2e_tests::qemu::{
-    Arch, Firmware, Nic, Vm, VmSpec, deploy, guest_mac, report, sha256_hex, sparse_disk, vm_shim,
-    wait_vm, whole_disk_image,
+    Arch, Firmware, Nic, Vm, VmSpec, boot_deployed_disk, deploy_with, esp_on_disk, guest_mac,
+    report, sha256_file, sparse_disk, test_os_dir, vm_shim, wait_vm,
 };
-use e2e_tests::{Shim, free_port, wait_for};
+use e2e_tests::{Shim, efivars, free_port, wait_for};
 use serde_json::{Value, json};
 
 const MIB: u64 = 1 << 20;
@@ -26,7 +31,6 @@ const MIB: u64 = 1 << 20;
 const ROOT_DISK: u64 = 4096 * MIB + 512 * MIB;
 /// A second, smaller disk on NVMe: listed in the inventory, never picked as root device.
 const NVME_DISK: u64 = 1024 * MIB;
-const IMAGE: u64 = 48 * MIB;
 /// Boot + inspection budget under TCG.
 const BOOT: Duration = Duration::from_secs(300);
 
@@ -91,21 +95,80 @@ fn check_inventory(inv: &Value, mac: &str, nvme_serial: &str, e: &Expect) -> any
     Ok(())
 }
 
-/// Boot, inspect, look up, heartbeat, deploy, power off, compare.
+/// What the shim deploys, and how the deployed disk must boot afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Payload {
+    /// The test OS's whole-disk UEFI image: its loader is reachable only through the boot
+    /// entry the agent creates from the ESP's `BOOT*.CSV` ("Marker OS").
+    WholeDiskUefi,
+    /// The test OS's partition image (legacy BIOS, msdos): the agent runs the image's
+    /// `grub-install` and `grub-mkconfig` in a chroot.
+    PartitionBios,
+    /// The same partition image under UEFI (GPT, the agent's empty ESP): `grub-install` and
+    /// `grub-install --removable` onto the ESP in the chroot, then a boot entry for the
+    /// fallback loader GRUB put there ("ironic1").
+    PartitionUefi,
+}
+
+impl Payload {
+    fn partition(self) -> bool {
+        matches!(self, Payload::PartitionBios | Payload::PartitionUefi)
+    }
+}
+
+/// The boot entry the agent made: labelled `label`, on the disk's ESP, loading `loader`, and
+/// first in `BootOrder`.
+fn check_nvram(vars: &Path, disk: &Path, label: &str, loader: &str) -> anyhow::Result<String> {
+    let (entries, order) = efivars::read_boot_entries(vars)?;
+    let shown: Vec<String> = entries.iter().map(ToString::to_string).collect();
+    let marker: Vec<&efivars::BootEntry> =
+        entries.iter().filter(|e| e.description == label).collect();
+    if marker.len() != 1 {
+        bail!("expected exactly one {label:?} boot entry, got: {shown:#?}");
+    }
+    let e = marker[0];
+    if !e.file().is_some_and(|f| f.eq_ignore_ascii_case(loader)) {
+        bail!("the boot entry does not load {loader}: {e}");
+    }
+    let esp = esp_on_disk(disk)?.partuuid;
+    if e.partition_guid().as_deref() != Some(esp.as_str()) {
+        bail!("the boot entry is not on the deployed ESP {esp}: {e}");
+    }
+    if order.first() != Some(&e.number) {
+        bail!("the boot entry is not first in BootOrder {order:04X?}: {shown:#?}");
+    }
+    Ok(e.to_string())
+}
+
+/// Boot, inspect, look up, heartbeat, deploy `payload` (the agent installs the bootloader and
+/// powers off), check the UEFI boot entry in the saved variable store, then boot the disk
+/// alone and wait for the test OS.
 fn boot_inspect_deploy(
     name: &str,
     arch: Arch,
     firmware: Firmware,
+    payload: Payload,
     e: Expect,
 ) -> anyhow::Result<()> {
     let _one_at_a_time = VM_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir()?;
-    let images = dir.path().join("images");
-    std::fs::create_dir_all(&images)?;
-    let image = whole_disk_image(&images.join("disk.raw"), IMAGE)?;
-    let sha = sha256_hex(&image);
+    let images = test_os_dir(arch)?;
+    let image_name = match payload {
+        Payload::WholeDiskUefi => "whole-disk-uefi.img",
+        Payload::PartitionBios | Payload::PartitionUefi => "partition.img",
+    };
+    let image = images.join(image_name);
+    let image_size = std::fs::metadata(&image)
+        .with_context(|| format!("{} is missing", image.display()))?
+        .len();
+    let sha = sha256_file(&image)?;
 
-    let (shim, shim_port) = vm_shim(dir.path(), &images, &[])?;
+    let shim_flags: &[&str] = if payload.partition() {
+        &["--enable-bios-bootloader-install"]
+    } else {
+        &[]
+    };
+    let (shim, shim_port) = vm_shim(dir.path(), &images, shim_flags)?;
     let mac = guest_mac(1);
     shim.cli(
         &[
@@ -123,10 +186,12 @@ fn boot_inspect_deploy(
 
     let root = sparse_disk(&dir.path().join("root.raw"), ROOT_DISK)?;
     let nvme = sparse_disk(&dir.path().join("nvme.raw"), NVME_DISK)?;
+    let vars = dir.path().join("vars.fd");
     let nvme_serial = "NVME-BENCH-7";
     let agent_port = free_port();
     let conductor = format!("http://10.0.2.2:{shim_port}");
     let mut spec = VmSpec::new(arch, firmware);
+    spec.vars = Some(vars.clone());
     spec.virtio_disks.push(root.clone());
     spec.nvme_disks.push((nvme, nvme_serial.into()));
     spec.smbios.push(format!(
@@ -171,15 +236,46 @@ fn boot_inspect_deploy(
         .to_string();
     assert_eq!(agent_url, format!("https://127.0.0.1:{agent_port}"));
 
-    // Deploy through the shim (blocks until active or deploy failed).
+    // Deploy through the shim (blocks until active or deploy failed); the shim calls
+    // get_partition_uuids and install_bootloader, then powers the node off.
     let t_deploy = Instant::now();
-    let url = format!("{conductor}/images/disk.raw");
-    deploy(&shim, &vm, name, &url, &sha)?;
+    let url = format!("{conductor}/images/{image_name}");
+    let root_mb = (image_size.div_ceil(MIB) + 16).to_string();
+    let extra: Vec<&str> = match payload {
+        Payload::WholeDiskUefi => vec![],
+        Payload::PartitionBios => vec![
+            "--image-type",
+            "partition",
+            "--root-mb",
+            &root_mb,
+            "--boot-mode",
+            "bios",
+            "--disk-label",
+            "msdos",
+        ],
+        Payload::PartitionUefi => vec![
+            "--image-type",
+            "partition",
+            "--root-mb",
+            &root_mb,
+            "--boot-mode",
+            "uefi",
+        ],
+    };
+    deploy_with(&shim, &vm, name, &url, &sha, &extra)?;
     let deploy_time = t_deploy.elapsed();
     let n = shim.node(name)?;
     assert_eq!(n["provision_state"], "active", "{n}");
+    if let Some(w) = n["driver_internal_info"]["deploy_warnings"].as_array()
+        && !w.is_empty()
+    {
+        bail!("the deploy left warnings: {w:?}");
+    }
+    let root_uuid = n["driver_internal_info"]["root_uuid_or_disk_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
 
-    // The shim powers the node off through the agent; QEMU exits when the guest does.
     let poweroff = vm.wait_poweroff(Duration::from_secs(120))?;
     let n = wait_for(Duration::from_secs(30), "power state off", || {
         shim.node(name)
@@ -187,30 +283,78 @@ fn boot_inspect_deploy(
             .filter(|n| n["power_state"] == "power off")
     })?;
     assert_eq!(n["power_state"], "power off");
+    let console = vm.console();
+    drop(vm);
 
-    // Byte for byte on the host.
-    let out = Command::new("cmp")
-        .arg("-n")
-        .arg(IMAGE.to_string())
-        .arg(images.join("disk.raw"))
-        .arg(&root)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "the VM disk differs from the image: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+    let entry = match payload {
+        Payload::WholeDiskUefi => {
+            // The image landed: everything between the primary GPT header and the backup GPT
+            // (the agent moves the backup GPT to the end of the larger disk, which also
+            // rewrites the primary header).
+            let out = Command::new("cmp")
+                .args(["-i", "1024", "-n"])
+                .arg((image_size - 1024 - 33 * 512).to_string())
+                .arg(&image)
+                .arg(&root)
+                .output()?;
+            if !out.status.success() {
+                bail!(
+                    "the VM disk differs from the image: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
+            let loader = match arch {
+                Arch::X86_64 => "\\EFI\\marker\\grubx64.efi",
+                Arch::Aarch64 => "\\EFI\\marker\\grubaa64.efi",
+            };
+            Some(
+                check_nvram(&vars, &root, "Marker OS", loader)
+                    .with_context(|| format!("deploy console:\n{console}"))?,
+            )
+        }
+        Payload::PartitionUefi => Some(
+            check_nvram(&vars, &root, "ironic1", "\\EFI\\BOOT\\BOOTX64.EFI")
+                .with_context(|| format!("deploy console:\n{console}"))?,
+        ),
+        Payload::PartitionBios => None,
+    };
+
+    // The disk alone boots the test OS: no -kernel, the same variable store.
+    let (marker, second_boot) = boot_deployed_disk(
+        arch,
+        firmware,
+        std::slice::from_ref(&root),
+        (firmware == Firmware::Uefi).then_some(vars.as_path()),
+        &dir.path().join("disk-boot.log"),
+    )
+    .with_context(|| format!("deploy console:\n{console}"))?;
+    match payload {
+        Payload::WholeDiskUefi => {
+            assert!(marker.contains("marker.case=whole-disk-uefi"), "{marker}")
+        }
+        Payload::PartitionBios | Payload::PartitionUefi => {
+            assert!(marker.contains("marker.case=partition"), "{marker}");
+            // grub-mkconfig ran in the image for this root filesystem.
+            assert!(
+                !root_uuid.is_empty() && marker.contains(&format!("root=UUID={root_uuid}")),
+                "root UUID {root_uuid} not on the kernel command line: {marker}"
+            );
+        }
     }
 
     let timings = json!({
         "test": name,
         "arch": arch.name(),
         "firmware": format!("{firmware:?}").to_lowercase(),
+        "payload": format!("{payload:?}"),
         "inspection_s": inspected.as_secs_f64(),
         "first_heartbeat_s": first_heartbeat.as_secs_f64(),
         "deploy_s": deploy_time.as_secs_f64(),
         "poweroff_wait_s": poweroff.as_secs_f64(),
-        "image_mib": IMAGE / MIB,
+        "disk_boot_s": second_boot.as_secs_f64(),
+        "image_mib": image_size / MIB,
+        "boot_entry": entry,
+        "marker": marker,
     });
     eprintln!("VM timings: {timings}");
     report(name, &timings)
@@ -222,6 +366,7 @@ fn x86_64_bios_boot_inspect_deploy() -> anyhow::Result<()> {
         "x86_64-bios",
         Arch::X86_64,
         Firmware::Bios,
+        Payload::PartitionBios,
         Expect {
             boot_mode: "bios",
             vendor: "AcmeBios",
@@ -235,9 +380,24 @@ fn x86_64_uefi_boot_inspect_deploy() -> anyhow::Result<()> {
         "x86_64-uefi",
         Arch::X86_64,
         Firmware::Uefi,
+        Payload::WholeDiskUefi,
         Expect {
             boot_mode: "uefi",
             vendor: "AcmeUefi",
+        },
+    )
+}
+
+#[test]
+fn x86_64_uefi_partition_image_grub_boots() -> anyhow::Result<()> {
+    boot_inspect_deploy(
+        "x86_64-uefi-partition",
+        Arch::X86_64,
+        Firmware::Uefi,
+        Payload::PartitionUefi,
+        Expect {
+            boot_mode: "uefi",
+            vendor: "AcmeGrub",
         },
     )
 }
@@ -248,6 +408,7 @@ fn aarch64_uefi_boot_inspect_deploy() -> anyhow::Result<()> {
         "aarch64-uefi",
         Arch::Aarch64,
         Firmware::Uefi,
+        Payload::WholeDiskUefi,
         Expect {
             boot_mode: "uefi",
             vendor: "AcmeArm",

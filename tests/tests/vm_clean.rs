@@ -11,8 +11,11 @@
 //!    agent's log says so; the disk file reads back as zeros);
 //! 4. a clean step sent with another hardware-manager version gets `CLEAN_VERSION_MISMATCH`;
 //! 5. `delete_configuration` leaves both disks without table, signature or md superblock;
-//! 6. `create_configuration` again, then a deploy lands on the RAID-1 array (`/dev/md0`): the
-//!    image is on both mirror halves, byte for byte.
+//! 6. `create_configuration` again, then a deploy of the test OS's whole-disk UEFI image lands
+//!    on the RAID-1 array (`/dev/md0`): the image is on both mirror halves, byte for byte,
+//!    except its ESP, whose files `install_bootloader` moved into the ESP mirror; the saved
+//!    UEFI variable store holds one boot entry per ESP half (`Marker OS (RAID, part<k>)`);
+//!    and the two disks alone boot the test OS.
 
 use std::io::Read;
 use std::path::Path;
@@ -21,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use e2e_tests::qemu::{
-    Arch, Firmware, Nic, Vm, VmSpec, deploy, guest_mac, report, sha256_hex, sparse_disk, vm_shim,
-    wait_vm, whole_disk_image,
+    Arch, Firmware, Nic, Vm, VmSpec, boot_deployed_disk, deploy, esp_on_disk, guest_mac, report,
+    sha256_hex, sparse_disk, test_os_dir, vm_shim, wait_vm,
 };
-use e2e_tests::{Shim, wait_for};
+use e2e_tests::{Shim, efivars, wait_for};
 use serde_json::{Value, json};
 
 const MIB: u64 = 1 << 20;
@@ -32,9 +35,18 @@ const MIB: u64 = 1 << 20;
 /// the rest (small, because `erase_devices` overwrites the arrays' contents, as IPA does).
 const VIRTIO_DISK: u64 = 1700 * MIB;
 const NVME_DISK: u64 = 256 * MIB;
-const IMAGE: u64 = 24 * MIB;
 const BOOT: Duration = Duration::from_secs(300);
 const NAME: &str = "clean-uefi";
+
+/// The PARTUUID of partition `n` of the GPT disk file `disk`, lower-case.
+fn partuuid(disk: &Path, n: usize) -> anyhow::Result<String> {
+    let t: Value = serde_json::from_str(&run("sfdisk", &["--json", &disk.to_string_lossy()])?)?;
+    t["partitiontable"]["partitions"]
+        .get(n - 1)
+        .and_then(|p| p["uuid"].as_str())
+        .map(str::to_ascii_lowercase)
+        .with_context(|| format!("no partition {n} on {}", disk.display()))
+}
 
 /// Runs a host command, returning stdout; fails with stderr on a non-zero exit.
 fn run(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
@@ -273,8 +285,14 @@ fn x86_64_uefi_cleaning_and_software_raid() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let images = dir.path().join("images");
     std::fs::create_dir_all(&images)?;
-    let image = whole_disk_image(&images.join("disk.raw"), IMAGE)?;
+    let os_image = images.join("raid.img");
+    std::fs::copy(
+        test_os_dir(Arch::X86_64)?.join("whole-disk-uefi.img"),
+        &os_image,
+    )?;
+    let image = std::fs::read(&os_image)?;
     let sha = sha256_hex(&image);
+    let vars = dir.path().join("vars.fd");
     let vda = sparse_disk(&dir.path().join("vda.raw"), VIRTIO_DISK)?;
     let vdb = sparse_disk(&dir.path().join("vdb.raw"), VIRTIO_DISK)?;
     let nvme = sparse_disk(&dir.path().join("nvme.raw"), NVME_DISK)?;
@@ -320,6 +338,7 @@ fn x86_64_uefi_cleaning_and_software_raid() -> anyhow::Result<()> {
     let agent_port = e2e_tests::free_port();
     let conductor = format!("http://10.0.2.2:{shim_port}");
     let mut spec = VmSpec::new(Arch::X86_64, Firmware::Uefi);
+    spec.vars = Some(vars.clone());
     spec.virtio_disks.push(vda.clone());
     spec.virtio_disks.push(vdb.clone());
     spec.nvme_disks.push((nvme.clone(), "NVME-CLEAN-1".into()));
@@ -501,7 +520,7 @@ fn x86_64_uefi_cleaning_and_software_raid() -> anyhow::Result<()> {
     // 6. Again, then deploy onto the RAID-1 array.
     clean(&shim, &vm, "create_configuration")?;
     let t_deploy = Instant::now();
-    let url = format!("{conductor}/images/disk.raw");
+    let url = format!("{conductor}/images/raid.img");
     deploy(&shim, &vm, NAME, &url, &sha)?;
     let deploy_time = t_deploy.elapsed();
     assert_eq!(shim.node(NAME)?["provision_state"], "active");
@@ -516,22 +535,67 @@ fn x86_64_uefi_cleaning_and_software_raid() -> anyhow::Result<()> {
             .ok()
             .filter(|n| n["power_state"] == "power off")
     })?;
+    let console = vm.console();
+    drop(vm);
+    // The image is on both md0 halves, except inside its ESP, which wipefs cleared after the
+    // files were copied into the ESP mirror, and the GPT headers and protective MBR, which
+    // change when the backup GPT moves to the end of md0.
+    let (esp_start, esp_end) = esp_on_disk(&os_image)?.range;
+    let backup_gpt = image.len() as u64 - 33 * 512;
     for disk in [&vda, &vdb] {
         let out = Command::new("cmp")
+            .arg("-l")
             .arg("-n")
-            .arg(IMAGE.to_string())
+            .arg(image.len().to_string())
             .arg("-i")
             .arg(format!("0:{}", 551 * MIB + data_offset))
-            .arg(images.join("disk.raw"))
+            .arg(&os_image)
             .arg(disk)
             .output()?;
+        let differing: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|at| at - 1)
+            .collect();
+        let outside: Vec<&u64> = differing
+            .iter()
+            .filter(|&&at| at >= 1024 && at < backup_gpt && (at < esp_start || at >= esp_end))
+            .collect();
         assert!(
-            out.status.success(),
-            "the image is not on the md0 half of {}: {}",
+            outside.is_empty() && differing.iter().any(|&at| at >= esp_start && at < esp_end),
+            "{}: the md0 half differs from the image outside its ESP at {outside:?} (or the \
+             image's ESP was not wiped: {} differing bytes)",
             disk.display(),
-            String::from_utf8_lossy(&out.stdout)
+            differing.len()
         );
     }
+    // One boot entry per ESP half, on that half's partition.
+    let (entries, order) = efivars::read_boot_entries(&vars)?;
+    let shown: Vec<String> = entries.iter().map(ToString::to_string).collect();
+    for (k, disk) in [&vda, &vdb].into_iter().enumerate() {
+        let half = partuuid(disk, 3)?;
+        let label = format!("Marker OS (RAID, part{k})");
+        let e = entries
+            .iter()
+            .find(|e| e.description == label)
+            .with_context(|| format!("no boot entry {label:?}: {shown:#?}\n{console}"))?;
+        assert_eq!(e.partition_guid().as_deref(), Some(half.as_str()), "{e}");
+        assert_eq!(
+            e.file().as_deref(),
+            Some("\\EFI\\marker\\grubx64.efi"),
+            "{e}"
+        );
+        assert!(order.contains(&e.number), "{e} not in BootOrder {order:?}");
+    }
+    // The two disks alone boot the test OS from an ESP half.
+    let (marker, disk_boot) = boot_deployed_disk(
+        Arch::X86_64,
+        Firmware::Uefi,
+        &[vda.clone(), vdb.clone()],
+        Some(&vars),
+        &dir.path().join("disk-boot.log"),
+    )?;
+    assert!(marker.contains("marker.case=whole-disk-uefi"), "{marker}");
 
     let timings = json!({
         "test": "x86_64-uefi-clean-raid",
@@ -541,6 +605,7 @@ fn x86_64_uefi_cleaning_and_software_raid() -> anyhow::Result<()> {
         "erase_devices_s": t_erase.as_secs_f64(),
         "delete_configuration_s": t_delete.as_secs_f64(),
         "deploy_on_md0_s": deploy_time.as_secs_f64(),
+        "raid_disk_boot_s": disk_boot.as_secs_f64(),
     });
     eprintln!("VM timings: {timings}");
     report("x86_64-uefi-clean-raid", &timings)?;

@@ -377,7 +377,12 @@ mod tests {
             assert!(read_csv(&p).is_err(), "{bad:?} accepted");
         }
         std::fs::write(&p, vec![b'a'; (MAX_CSV + 1) as usize])?;
-        assert!(read_csv(&p).err().unwrap_or_default().contains("not a boot CSV"));
+        assert!(
+            read_csv(&p)
+                .err()
+                .unwrap_or_default()
+                .contains("not a boot CSV")
+        );
         Ok(())
     }
 

@@ -175,6 +175,13 @@ pub fn install(
         None => vec![device.to_path_buf()],
     };
 
+    // Debian's grub-mkconfig writes `root=UUID=` only when /dev/disk/by-uuid has the link,
+    // which udev makes; a ramdisk without udev gets it here, for the time of the run.
+    let mut links = DevLinks::new(&host.dev_dir);
+    links.add(root_uuid, &root_part);
+    if let (Some(u), Some(p)) = (params.efi_system_part_uuid.as_deref(), efi_part.as_deref()) {
+        links.add(u, p);
+    }
     let mut mounts = host.mounts();
     let result = run_in_root(
         host,
@@ -304,11 +311,63 @@ fn run_in_root(
         }
         Ok(())
     })();
+    // Our ESP mount first (the chroot's `umount -a -t vfat` would take it along), then what
+    // the image's fstab mounted.
+    let esp_mnt = root.join("boot/efi");
+    if mounts.is_mounted(&esp_mnt)
+        && let Err(e) = mounts.unmount(&esp_mnt)
+    {
+        warn!(error = %e, "unmounting the ESP failed");
+    }
     if let Err(e) = in_chroot(host, &root, &[], &["umount", "-a", "-t", "vfat"]) {
         warn!(error = %e, "unmounting the image's vfat partitions failed");
     }
     nvram::sync(host.tools);
     result
+}
+
+/// `/dev/disk/by-uuid/<uuid>` links this run added (removed again on drop).
+struct DevLinks {
+    dir: PathBuf,
+    made: Vec<PathBuf>,
+}
+
+impl DevLinks {
+    fn new(dev: &Path) -> Self {
+        DevLinks {
+            dir: dev.join("disk/by-uuid"),
+            made: Vec::new(),
+        }
+    }
+
+    /// Links `uuid` to `node` unless a link of that name exists. Failures are logged: the
+    /// configuration then names the device instead of the UUID.
+    fn add(&mut self, uuid: &str, node: &Path) {
+        if uuid.is_empty() || uuid.contains(['/', '\0']) || uuid.starts_with('.') {
+            return;
+        }
+        let link = self.dir.join(uuid);
+        if link.symlink_metadata().is_ok() {
+            return;
+        }
+        match std::fs::create_dir_all(&self.dir)
+            .and_then(|()| std::os::unix::fs::symlink(node, &link))
+        {
+            Ok(()) => {
+                tracing::debug!(link = %link.display(), target = %node.display(), "added a by-uuid link");
+                self.made.push(link);
+            }
+            Err(e) => warn!(link = %link.display(), error = %e, "cannot add a by-uuid link"),
+        }
+    }
+}
+
+impl Drop for DevLinks {
+    fn drop(&mut self) {
+        for link in self.made.drain(..) {
+            let _ = std::fs::remove_file(link);
+        }
+    }
 }
 
 /// `grub-mkconfig -o /boot/<grub|grub2>/grub.cfg`.

@@ -158,6 +158,8 @@ pub struct Host<'a> {
     pub scratch: PathBuf,
     /// `/sys/block`, for md arrays.
     pub sys_block: PathBuf,
+    /// `/dev`, where `disk/by-uuid` links are added for the chroot when no udev made them.
+    pub dev_dir: PathBuf,
     /// Wait between unmount attempts.
     pub retry_delay: Duration,
 }
@@ -373,6 +375,7 @@ fn run(ctx: &AgentContext, p: &Params) -> Result<CommandOutput, CommandError> {
         efivars: efivars_mounted(efivars).then(|| efivars.to_path_buf()),
         scratch: std::env::temp_dir(),
         sys_block: PathBuf::from("/sys/block"),
+        dev_dir: PathBuf::from("/dev"),
         retry_delay: Duration::from_secs(1),
     };
     let policy = Policy {

@@ -64,6 +64,10 @@ impl Mounter for SystemMounter<'_> {
     }
 
     fn umount(&self, target: &Path) -> Result<(), String> {
+        if !is_mount_point(target) {
+            debug!(target = %target.display(), "already unmounted");
+            return Ok(());
+        }
         tools::run_ok(
             self.tools,
             "umount",
@@ -72,6 +76,40 @@ impl Mounter for SystemMounter<'_> {
         )
         .map(|_| ())
     }
+}
+
+/// Whether `target` is a mount point in `/proc/self/mountinfo` (true when that cannot be
+/// read, so that the unmount is tried).
+fn is_mount_point(target: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return true;
+    };
+    let want = target.to_string_lossy();
+    info.lines().any(|l| {
+        l.split(' ')
+            .nth(4)
+            .is_some_and(|m| unescape_mount_path(m) == want)
+    })
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape_mount_path(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A fresh, empty directory under `scratch` named after `purpose`.
@@ -443,6 +481,14 @@ mod tests {
             "a busy mount's files are never deleted"
         );
         Ok(())
+    }
+
+    #[test]
+    fn mountinfo_paths_are_unescaped_and_found() {
+        assert_eq!(unescape_mount_path("/tmp/a\\040b"), "/tmp/a b");
+        assert_eq!(unescape_mount_path("/x\\"), "/x\\");
+        assert!(is_mount_point(Path::new("/proc")));
+        assert!(!is_mount_point(Path::new("/proc/self")));
     }
 
     #[test]

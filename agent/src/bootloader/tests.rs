@@ -78,6 +78,7 @@ impl Bench {
             efivars: None,
             scratch: self.scratch.clone(),
             sys_block: self.scratch.join("no-sys-block"),
+            dev_dir: self.fixtures.join("dev"),
             retry_delay: Duration::ZERO,
         }
     }
