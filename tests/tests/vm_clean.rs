@@ -11,6 +11,7 @@
 //!    agent's log says so; the disk file reads back as zeros);
 //! 4. a clean step sent with another hardware-manager version gets `CLEAN_VERSION_MISMATCH`;
 //! 5. `delete_configuration` leaves both disks without table, signature or md superblock;
+//!    then `clean_uefi_nvram` with `match_patterns` deletes the firmware's own boot entries;
 //! 6. `create_configuration` again, then a deploy of the test OS's whole-disk UEFI image lands
 //!    on the RAID-1 array (`/dev/md0`): the image is on both mirror halves, byte for byte,
 //!    except its ESP, whose files `install_bootloader` moved into the ESP mirror; the saved
@@ -517,6 +518,19 @@ fn x86_64_uefi_cleaning_and_software_raid() -> anyhow::Result<()> {
         "raid_config not cleared: {n}"
     );
 
+    // 5b. clean_uefi_nvram with match_patterns: the firmware's own entries (UEFI shell, setup
+    // menu: FvFile device paths) are deleted in the guest's NVRAM; checked in the saved
+    // variable store after the deploy below (no reboot in between).
+    let nvram_step = json!({"interface": "deploy", "step": "clean_uefi_nvram",
+                            "args": {"match_patterns": ["FvFile\\("]}})
+    .to_string();
+    clean(&shim, &vm, &nvram_step)?;
+    assert!(
+        vm.console().contains("deleting UEFI boot entry"),
+        "clean_uefi_nvram deleted nothing:\n{}",
+        vm.console()
+    );
+
     // 6. Again, then deploy onto the RAID-1 array.
     clean(&shim, &vm, "create_configuration")?;
     let t_deploy = Instant::now();
@@ -569,9 +583,14 @@ fn x86_64_uefi_cleaning_and_software_raid() -> anyhow::Result<()> {
             differing.len()
         );
     }
-    // One boot entry per ESP half, on that half's partition.
+    // One boot entry per ESP half, on that half's partition; the firmware entries
+    // clean_uefi_nvram deleted are gone.
     let (entries, order) = efivars::read_boot_entries(&vars)?;
     let shown: Vec<String> = entries.iter().map(ToString::to_string).collect();
+    assert!(
+        !entries.iter().any(|e| e.device_path.contains("FvFile(")),
+        "clean_uefi_nvram left FvFile entries: {shown:#?}"
+    );
     for (k, disk) in [&vda, &vdb].into_iter().enumerate() {
         let half = partuuid(disk, 3)?;
         let label = format!("Marker OS (RAID, part{k})");

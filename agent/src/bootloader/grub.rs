@@ -288,7 +288,7 @@ fn run_in_root(
                     (Ok(_), Err(e)) => warn!(error = %e, "grub-install --removable failed"),
                     _ => {}
                 }
-                configure(host, &root, &mkconfig).map_err(fail)?;
+                configure(host, &root, &mkconfig, is_md(device)).map_err(fail)?;
             }
             if let Some(id) = efi_uuid {
                 append_esp_to_fstab(&root, device, id);
@@ -307,7 +307,7 @@ fn run_in_root(
             for disk in grub_disks {
                 in_chroot(host, &root, &[], &[&install, &disk.to_string_lossy()]).map_err(fail)?;
             }
-            configure(host, &root, &mkconfig).map_err(fail)?;
+            configure(host, &root, &mkconfig, is_md(device)).map_err(fail)?;
         }
         Ok(())
     })();
@@ -370,8 +370,23 @@ impl Drop for DevLinks {
     }
 }
 
-/// `grub-mkconfig -o /boot/<grub|grub2>/grub.cfg`.
-fn configure(host: &Host<'_>, root: &Path, mkconfig: &str) -> Result<(), String> {
+/// `grub-mkconfig -o /boot/<grub|grub2>/grub.cfg`; on software RAID with dracut in the
+/// image, `rd.md.uuid=` of every array is added to `GRUB_CMDLINE_LINUX` first (so the
+/// initramfs assembles them), as IPA does.
+fn configure(host: &Host<'_>, root: &Path, mkconfig: &str, md: bool) -> Result<(), String> {
+    if md
+        && [
+            "usr/bin/dracut",
+            "usr/sbin/dracut",
+            "bin/dracut",
+            "sbin/dracut",
+        ]
+        .iter()
+        .any(|p| root.join(p).exists())
+    {
+        let uuids = md_uuids(host);
+        add_rd_md_uuids(&root.join("etc/default/grub"), &uuids)?;
+    }
     let dir = if mkconfig.starts_with("grub2") {
         "grub2"
     } else {
@@ -391,6 +406,58 @@ fn configure(host: &Host<'_>, root: &Path, mkconfig: &str) -> Result<(), String>
         &[mkconfig, "-o", &out],
     )
     .map(drop)
+}
+
+/// `MD_UUID` of every md array of the machine.
+fn md_uuids(host: &Host<'_>) -> Vec<String> {
+    crate::clean::raid::mdadm::arrays(&host.sys_block)
+        .iter()
+        .filter_map(|a| {
+            let out = tools::run_ok(
+                host.tools,
+                "mdadm",
+                &["--detail", "--export", &a.device.to_string_lossy()],
+                GRUB_TIMEOUT,
+            )
+            .ok()?;
+            out.lines()
+                .find_map(|l| l.strip_prefix("MD_UUID="))
+                .map(|u| u.trim().to_string())
+        })
+        .collect()
+}
+
+/// Appends `rd.md.uuid=<u>` for each of `uuids` inside `GRUB_CMDLINE_LINUX="…"` of the
+/// image's `/etc/default/grub` (left alone when it has no such line).
+fn add_rd_md_uuids(default_grub: &Path, uuids: &[String]) -> Result<(), String> {
+    if uuids.is_empty() {
+        return Ok(());
+    }
+    let Ok(text) = std::fs::read_to_string(default_grub) else {
+        return Ok(());
+    };
+    let extra: Vec<String> = uuids.iter().map(|u| format!("rd.md.uuid={u}")).collect();
+    let mut changed = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| match l.strip_prefix("GRUB_CMDLINE_LINUX=\"") {
+            Some(rest) if rest.ends_with('"') && !changed => {
+                changed = true;
+                let current = &rest[..rest.len() - 1];
+                let sep = if current.is_empty() { "" } else { " " };
+                format!("GRUB_CMDLINE_LINUX=\"{current}{sep}{}\"", extra.join(" "))
+            }
+            _ => l.to_string(),
+        })
+        .collect();
+    if changed {
+        let mut out = lines.join("\n");
+        out.push('\n');
+        std::fs::write(default_grub, out)
+            .map_err(|e| format!("cannot update {}: {e}", default_grub.display()))?;
+        info!(uuids = ?uuids, "added rd.md.uuid to GRUB_CMDLINE_LINUX");
+    }
+    Ok(())
 }
 
 /// The image's own `/boot/efi/EFI` tree, copied aside before the ESP is mounted over it.
@@ -443,6 +510,14 @@ fn append_esp_to_fstab(root: &Path, device: &Path, id: &str) {
     if !fstab.is_file() {
         return;
     }
+    // A UUID, PARTUUID or FAT volume id; anything else would not be an fstab source.
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        warn!(
+            id,
+            "not adding the ESP to the image's /etc/fstab: not a UUID"
+        );
+        return;
+    }
     let is_partuuid = table::read_table(device).ok().flatten().is_some_and(|t| {
         t.partitions
             .iter()
@@ -467,5 +542,38 @@ fn append_esp_to_fstab(root: &Path, device: &Path, id: &str) {
     match written {
         Ok(()) => info!(%entry, "added the ESP to the image's /etc/fstab"),
         Err(e) => warn!(error = %e, "could not add the ESP to the image's /etc/fstab"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rd_md_uuids_go_into_grub_cmdline_linux() -> anyhow::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let f = tmp.path().join("grub");
+        std::fs::write(
+            &f,
+            "GRUB_TIMEOUT=0\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\nGRUB_CMDLINE_LINUX=\"console=ttyS0\"\n",
+        )?;
+        add_rd_md_uuids(&f, &["a:b:c:d".into(), "e:f:0:1".into()]).map_err(anyhow::Error::msg)?;
+        assert_eq!(
+            std::fs::read_to_string(&f)?,
+            "GRUB_TIMEOUT=0\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n\
+             GRUB_CMDLINE_LINUX=\"console=ttyS0 rd.md.uuid=a:b:c:d rd.md.uuid=e:f:0:1\"\n"
+        );
+        std::fs::write(&f, "GRUB_CMDLINE_LINUX=\"\"\n")?;
+        add_rd_md_uuids(&f, &["x".into()]).map_err(anyhow::Error::msg)?;
+        assert_eq!(
+            std::fs::read_to_string(&f)?,
+            "GRUB_CMDLINE_LINUX=\"rd.md.uuid=x\"\n"
+        );
+        // No line, no file: nothing to do.
+        std::fs::write(&f, "GRUB_TIMEOUT=0\n")?;
+        add_rd_md_uuids(&f, &["x".into()]).map_err(anyhow::Error::msg)?;
+        assert_eq!(std::fs::read_to_string(&f)?, "GRUB_TIMEOUT=0\n");
+        add_rd_md_uuids(&tmp.path().join("missing"), &["x".into()]).map_err(anyhow::Error::msg)?;
+        Ok(())
     }
 }
