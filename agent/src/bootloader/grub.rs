@@ -96,6 +96,14 @@ fn find_root(device: &Path, id: &str) -> Result<PathBuf, BootloaderError> {
     {
         return Ok(device.to_path_buf());
     }
+    // IPA's last resort on software RAID: the array's first partition.
+    if is_md(device) {
+        let p1 = blockdev::partition_path(device, 1);
+        if blockdev::is_block_device(&p1) {
+            warn!(root = %p1.display(), uuid = id, "root UUID not found on the array; using its first partition");
+            return Ok(p1);
+        }
+    }
     Err(BootloaderError::DeviceNotFound(format!(
         "No partition with UUID {id} found on device {}",
         device.display()
@@ -103,11 +111,13 @@ fn find_root(device: &Path, id: &str) -> Result<PathBuf, BootloaderError> {
 }
 
 /// Whether `device` already boots through a BIOS boot loader: a partition marked bootable
-/// and boot code in the MBR (what IPA's `file -s` check amounts to).
+/// (MBR active flag, GPT legacy-BIOS-bootable attribute) and boot code in the MBR (what
+/// IPA's `file -s` check amounts to).
 fn bootloader_present(device: &Path) -> bool {
-    let bootable = table::read_table(device).ok().flatten().is_some_and(|t| {
-        t.kind == table::TableKind::Msdos && t.partitions.iter().any(|p| p.bootable)
-    });
+    let bootable = table::read_table(device)
+        .ok()
+        .flatten()
+        .is_some_and(|t| t.partitions.iter().any(|p| p.bootable));
     bootable && mbr_has_code(device)
 }
 
@@ -133,8 +143,9 @@ pub fn install(
     let root_uuid = params.root_uuid.as_deref().unwrap_or_default();
     let root_part = find_root(device, root_uuid)?;
     let md = is_md(device);
+    // IPA checks this only when the ramdisk itself runs in BIOS mode.
     if !md
-        && mode == TargetMode::Bios
+        && !host.efi_booted
         && params.efi_system_part_uuid.is_none()
         && params.prep_boot_part_uuid.is_none()
         && bootloader_present(device)
@@ -256,51 +267,57 @@ fn run_in_root(
     let install = format!("{bin}-install");
     let mkconfig = format!("{bin}-mkconfig");
 
-    // Partitions of the image's fstab such as a separate /boot/efi holding grubenv.
-    in_chroot(host, &root, &[], &["mount", "-a", "-t", "vfat"]).map_err(fail)?;
+    let esp_mnt = root.join("boot/efi");
     let result = (|| -> Result<(), BootloaderError> {
+        // IPA's asset preservation, before anything of the image's fstab is mounted: an image
+        // shipping its own `/boot/efi/EFI` tree gets it copied onto the ESP.
+        if let Some(esp_dev) = efi_part
+            && !is_md(device)
+            && preserve_efi_assets(host, mounts, &root, &mkconfig, esp_dev)?
+        {
+            let entries = esp_entries(host, device, esp_dev, &esp_mnt, esp_locations.as_deref());
+            match entries {
+                Ok(()) => {
+                    if let Some(id) = efi_uuid {
+                        append_esp_to_fstab(&root, device, id);
+                    }
+                    info!("the image's EFI assets were copied to the ESP; GRUB is not reinstalled");
+                    return Ok(());
+                }
+                Err(e) => {
+                    warn!(error = %e, "no boot entry for the preserved EFI assets; installing GRUB");
+                    mounts.unmount(&esp_mnt).map_err(fail)?;
+                }
+            }
+        }
+        // Partitions of the image's fstab such as a separate /boot/efi holding grubenv.
+        in_chroot(host, &root, &[], &["mount", "-a", "-t", "vfat"]).map_err(fail)?;
         if let Some(esp_dev) = efi_part {
-            let esp_mnt = root.join("boot/efi");
-            let assets = stash_efi_assets(host, &esp_mnt).map_err(fail)?;
-            mounts
-                .mount(esp_dev, &esp_mnt, MountKind::Device(Some("vfat")))
-                .map_err(fail)?;
-            let preserved = match &assets {
-                Some(stash) => {
-                    copy_tree(stash, &esp_mnt.join("EFI")).map_err(|e| fail(e.to_string()))?;
-                    !esp::find_loaders(&esp_mnt).is_empty()
-                }
-                None => false,
-            };
-            if let Some(stash) = assets {
-                let _ = std::fs::remove_dir_all(stash);
+            if !mounts.is_mounted(&esp_mnt) {
+                mounts
+                    .mount(esp_dev, &esp_mnt, MountKind::Device(Some("vfat")))
+                    .map_err(fail)?;
             }
-            if preserved {
-                info!("the image's EFI assets were copied to the ESP; GRUB is not reinstalled");
-            } else {
-                let first = in_chroot(host, &root, &[], &[&install]);
-                if let Err(e) = &first {
-                    warn!(error = %e, "grub-install for UEFI failed; trying --removable");
-                }
-                let removable = in_chroot(host, &root, &[], &[&install, "--removable"]);
-                match (&first, &removable) {
-                    (Err(a), Err(b)) => return Err(fail(format!("{a}; {b}"))),
-                    (Ok(_), Err(e)) => warn!(error = %e, "grub-install --removable failed"),
-                    _ => {}
-                }
-                configure(host, &root, &mkconfig, is_md(device)).map_err(fail)?;
+            let first = in_chroot(host, &root, &[], &[&install]);
+            if let Err(e) = &first {
+                warn!(error = %e, "grub-install for UEFI failed; trying --removable");
             }
+            let removable = in_chroot(host, &root, &[], &[&install, "--removable"]);
+            match (&first, &removable) {
+                // Unlike IPA (which ignores both), an ESP left without GRUB is an error.
+                (Err(a), Err(b)) => return Err(fail(format!("{a}; {b}"))),
+                (Ok(_), Err(e)) => warn!(error = %e, "grub-install --removable failed"),
+                _ => {}
+            }
+            configure(host, &root, &mkconfig, is_md(device)).map_err(fail)?;
             if let Some(id) = efi_uuid {
                 append_esp_to_fstab(&root, device, id);
             }
-            if host.efi_booted && host.tools.installed("efibootmgr") {
-                let locations = match &esp_locations {
-                    Some(l) => l.clone(),
-                    None => vec![esp_location(device, esp_dev)],
-                };
-                let loaders = esp::find_loaders(&esp_mnt);
-                let targets = esp::boot_targets(&esp_mnt, &loaders, None).map_err(fail)?;
-                nvram::add_entries(host.tools, &locations, &targets).map_err(fail)?;
+            // grub-install made its own entry when it could; ours points at what is on the
+            // ESP now (the fallback loader at least). A failure here is not fatal: the
+            // firmware still finds \EFI\BOOT\BOOT*.EFI.
+            if let Err(e) = esp_entries(host, device, esp_dev, &esp_mnt, esp_locations.as_deref()) {
+                warn!(error = %e, "could not add a UEFI boot entry for the installed GRUB");
             }
         } else {
             info!(disks = ?grub_disks, "installing GRUB2 for BIOS");
@@ -312,8 +329,7 @@ fn run_in_root(
         Ok(())
     })();
     // Our ESP mount first (the chroot's `umount -a -t vfat` would take it along), then what
-    // the image's fstab mounted.
-    let esp_mnt = root.join("boot/efi");
+    // the image's fstab mounted: on every path, as IPA's `finally`.
     if mounts.is_mounted(&esp_mnt)
         && let Err(e) = mounts.unmount(&esp_mnt)
     {
@@ -324,6 +340,95 @@ fn run_in_root(
     }
     nvram::sync(host.tools);
     result
+}
+
+/// Boot entries for the loaders on the ESP mounted at `esp_mnt` (only when the ramdisk runs
+/// under UEFI with efibootmgr).
+fn esp_entries(
+    host: &Host<'_>,
+    device: &Path,
+    esp_dev: &Path,
+    esp_mnt: &Path,
+    locations: Option<&[nvram::EspLocation]>,
+) -> Result<(), String> {
+    if !(host.efi_booted && host.tools.installed("efibootmgr")) {
+        return Err("the ramdisk was not booted in UEFI mode or has no efibootmgr".into());
+    }
+    let locations = match locations {
+        Some(l) => l.to_vec(),
+        None => vec![esp_location(device, esp_dev)],
+    };
+    let loaders = esp::find_loaders(esp_mnt);
+    if loaders.is_empty() {
+        return Err(format!("no loader on the ESP {}", esp_dev.display()));
+    }
+    let targets = esp::boot_targets(esp_mnt, &loaders, None)?;
+    nvram::add_entries(host.tools, &locations, &targets).map(drop)
+}
+
+/// IPA's `_try_preserve_efi_assets`: when the image's root holds `/boot/efi/EFI` with a
+/// loader, the GRUB configuration is generated (when the image has GRUB), `grub.cfg` and
+/// `grubenv` are copied into each vendor directory lacking them, and the tree is copied onto
+/// the ESP, which stays mounted at `/boot/efi`. `Ok(false)`: nothing to preserve (the ESP
+/// is not mounted).
+fn preserve_efi_assets(
+    host: &Host<'_>,
+    mounts: &mut MountStack<'_>,
+    root: &Path,
+    mkconfig: &str,
+    esp_dev: &Path,
+) -> Result<bool, BootloaderError> {
+    let fail = |e: String| BootloaderError::Execution(e);
+    let esp_mnt = root.join("boot/efi");
+    let efi = esp_mnt.join("EFI");
+    if !efi.is_dir() || esp::find_loaders(&esp_mnt).is_empty() {
+        return Ok(false);
+    }
+    let grub_dir = if mkconfig.starts_with("grub2") {
+        "boot/grub2"
+    } else {
+        "boot/grub"
+    };
+    if root
+        .join("usr/sbin")
+        .join(mkconfig.replace("mkconfig", "install"))
+        .exists()
+    {
+        // A failure here leaves the image's own configuration in place, as with IPA.
+        if let Err(e) = configure(host, root, mkconfig, false) {
+            warn!(error = %e, "grub-mkconfig failed before preserving the EFI assets");
+        }
+    }
+    let stash = super::mount::fresh_dir(&host.scratch, "efi-assets").map_err(fail)?;
+    let copied = (|| -> std::io::Result<()> {
+        copy_tree(&efi, &stash)?;
+        for vendor in std::fs::read_dir(&stash)?.flatten() {
+            if !vendor.file_type()?.is_dir() {
+                continue;
+            }
+            for name in ["grub.cfg", "grubenv"] {
+                let src = root.join(grub_dir).join(name);
+                let dst = vendor.path().join(name);
+                if src.is_file() && !dst.exists() {
+                    std::fs::copy(&src, &dst)?;
+                }
+            }
+        }
+        Ok(())
+    })();
+    let result = copied
+        .map_err(|e| fail(format!("copying the image's EFI assets: {e}")))
+        .and_then(|()| {
+            mounts
+                .mount(esp_dev, &esp_mnt, MountKind::Device(Some("vfat")))
+                .map_err(fail)?;
+            copy_tree(&stash, &esp_mnt.join("EFI"))
+                .map_err(|e| fail(format!("copying the EFI assets onto the ESP: {e}")))
+        });
+    // The stash is a fresh directory of ours (nothing is mounted in it).
+    let _ = std::fs::remove_dir_all(&stash);
+    result?;
+    Ok(!esp::find_loaders(&esp_mnt).is_empty())
 }
 
 /// `/dev/disk/by-uuid/<uuid>` links this run added (removed again on drop).
@@ -458,17 +563,6 @@ fn add_rd_md_uuids(default_grub: &Path, uuids: &[String]) -> Result<(), String> 
         info!(uuids = ?uuids, "added rd.md.uuid to GRUB_CMDLINE_LINUX");
     }
     Ok(())
-}
-
-/// The image's own `/boot/efi/EFI` tree, copied aside before the ESP is mounted over it.
-fn stash_efi_assets(host: &Host<'_>, esp_mnt: &Path) -> Result<Option<PathBuf>, String> {
-    let efi = esp_mnt.join("EFI");
-    if !efi.is_dir() || esp::find_loaders(esp_mnt).is_empty() {
-        return Ok(None);
-    }
-    let stash = super::mount::fresh_dir(&host.scratch, "efi-assets")?;
-    copy_tree(&efi, &stash).map_err(|e| format!("copying {}: {e}", efi.display()))?;
-    Ok(Some(stash))
 }
 
 /// Copies the regular files and directories of `from` into `to` (links are skipped: vfat

@@ -64,52 +64,21 @@ impl Mounter for SystemMounter<'_> {
     }
 
     fn umount(&self, target: &Path) -> Result<(), String> {
-        if !is_mount_point(target) {
-            debug!(target = %target.display(), "already unmounted");
-            return Ok(());
-        }
-        tools::run_ok(
+        match tools::run_ok(
             self.tools,
             "umount",
             &[&target.to_string_lossy()],
             MOUNT_TIMEOUT,
-        )
-        .map(|_| ())
-    }
-}
-
-/// Whether `target` is a mount point in `/proc/self/mountinfo` (true when that cannot be
-/// read, so that the unmount is tried).
-fn is_mount_point(target: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return true;
-    };
-    let want = target.to_string_lossy();
-    info.lines().any(|l| {
-        l.split(' ')
-            .nth(4)
-            .is_some_and(|m| unescape_mount_path(m) == want)
-    })
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape_mount_path(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
-        {
-            out.push(v);
-            i += 4;
-            continue;
+        ) {
+            Ok(_) => Ok(()),
+            // Already gone (e.g. taken along by a `umount -a` inside the chroot).
+            Err(e) if e.contains("not mounted") => {
+                debug!(target = %target.display(), "already unmounted");
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
-        out.push(b[i]);
-        i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A fresh, empty directory under `scratch` named after `purpose`.
@@ -282,11 +251,20 @@ impl Drop for MountStack<'_> {
 }
 
 /// Removes `dir` and the empty directories below it (mount points made inside it); stops at
-/// anything that is not an empty directory.
+/// anything that is not an empty directory, and never descends into another filesystem (a
+/// mount that is somehow still there keeps all its directories).
 fn remove_empty_tree(dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
+            let same_fs = e
+                .path()
+                .symlink_metadata()
+                .is_ok_and(|m| m.is_dir() && m.dev() == top.dev());
+            if same_fs {
                 remove_empty_tree(&e.path());
             }
         }
@@ -481,14 +459,6 @@ mod tests {
             "a busy mount's files are never deleted"
         );
         Ok(())
-    }
-
-    #[test]
-    fn mountinfo_paths_are_unescaped_and_found() {
-        assert_eq!(unescape_mount_path("/tmp/a\\040b"), "/tmp/a b");
-        assert_eq!(unescape_mount_path("/x\\"), "/x\\");
-        assert!(is_mount_point(Path::new("/proc")));
-        assert!(!is_mount_point(Path::new("/proc/self")));
     }
 
     #[test]

@@ -29,24 +29,38 @@ pub struct Mirror {
     pub locations: Vec<EspLocation>,
 }
 
-/// The md array named `esp` and its members.
-fn find_mirror(host: &Host<'_>) -> Result<Option<(PathBuf, Vec<PathBuf>)>, BootloaderError> {
+/// The md array named `esp` whose members all sit on `holders` (the disks of the install
+/// device), and its members. Arrays mdadm cannot describe are skipped.
+fn find_mirror(host: &Host<'_>, holders: &[PathBuf]) -> Option<(PathBuf, Vec<PathBuf>)> {
     for array in mdadm::arrays(&host.sys_block) {
         let dev = array.device.to_string_lossy().into_owned();
-        let out = tools::run_ok(
+        let out = match tools::run_ok(
             host.tools,
             "mdadm",
             &["--detail", "--export", &dev],
             TOOL_TIMEOUT,
-        )
-        .map_err(BootloaderError::Execution)?;
-        if mdadm::parse_export_name(&out).as_deref() == Some("esp") {
-            let mut members = mdadm::parse_export_members(&out);
-            members.sort();
-            return Ok(Some((array.device, members)));
+        ) {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::warn!(array = %dev, error = %e, "skipping an md array mdadm cannot describe");
+                continue;
+            }
+        };
+        if mdadm::parse_export_name(&out).as_deref() != Some("esp") {
+            continue;
         }
+        let mut members = mdadm::parse_export_members(&out);
+        members.sort();
+        if !members.is_empty()
+            && members
+                .iter()
+                .all(|m| holders.contains(&mdadm::holder_disk(m)))
+        {
+            return Some((array.device, members));
+        }
+        tracing::warn!(array = %dev, ?members, "an md array named esp outside the install device's disks: not used");
     }
-    Ok(None)
+    None
 }
 
 /// Sum of the file sizes under `dir`.
@@ -74,7 +88,8 @@ pub fn relocate_esp(
     image_esp: Option<&Path>,
 ) -> Result<Mirror, BootloaderError> {
     let exec = BootloaderError::Execution;
-    let Some((mirror, members)) = find_mirror(host)? else {
+    let holders = holder_disks(host, device)?;
+    let Some((mirror, members)) = find_mirror(host, &holders) else {
         return Err(BootloaderError::DeviceNotFound(format!(
             "{} is a software RAID device but no mirrored EFI system partition (an md array \
              named \"esp\") exists; create the RAID with create_configuration in UEFI mode",

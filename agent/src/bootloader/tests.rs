@@ -522,3 +522,64 @@ fn params_are_validated() {
     );
     let _ = Path::new("");
 }
+
+#[test]
+fn an_images_own_efi_assets_are_preserved_instead_of_reinstalling_grub() -> anyhow::Result<()> {
+    let b = bench(
+        TableKind::Gpt,
+        &[spec(16, PartitionKind::Esp), spec(16, PartitionKind::Linux)],
+    )?;
+    let root = b.fs(
+        2,
+        &[
+            ("etc/fstab", b""),
+            ("usr/sbin/grub-install", b""),
+            ("boot/grub/grub.cfg", b"menuentry x {}"),
+            (
+                "boot/efi/EFI/debian/BOOTX64.CSV",
+                &utf16("shimx64.efi,debian,,This is the boot entry for debian\n"),
+            ),
+            ("boot/efi/EFI/debian/shimx64.efi", b"MZ"),
+        ],
+    )?;
+    let esp = b.fs(1, &[])?;
+    let esp_fixture = esp.1.clone();
+    let root_fixture = root.1.clone();
+    let tools = FakeTools::new()
+        .ok("efibootmgr -v", CSV_LISTING)
+        .on_contains("", ToolOutput::ok(""));
+    let mounter = FakeMounter {
+        filesystems: HashMap::from([root, esp]),
+        ..Default::default()
+    };
+    let p = params(
+        json!({"root_uuid": b.partuuids[1], "efi_system_part_uuid": b.partuuids[0],
+                          "target_boot_mode": "uefi"}),
+    );
+    install(&b.host(&tools, &mounter, true), &b.disk, &p, grub_enabled())?;
+    let calls = tools.calls();
+    assert!(
+        !calls.iter().any(|c| c.contains("grub-install")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.iter().any(|c| c.contains("grub-mkconfig")),
+        "{calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.contains("-L debian -l \\EFI\\debian\\shimx64.efi")),
+        "{calls:?}"
+    );
+    // The ESP got the tree, with grub.cfg in the vendor directory.
+    assert!(esp_fixture.join("EFI/debian/shimx64.efi").is_file());
+    assert_eq!(
+        std::fs::read_to_string(esp_fixture.join("EFI/debian/grub.cfg"))?,
+        "menuentry x {}"
+    );
+    assert!(std::fs::read_to_string(root_fixture.join("etc/fstab"))?.contains("/boot/efi\tvfat"));
+    assert!(mounter.still_mounted().is_empty(), "{:?}", mounter.calls());
+    assert!(b.scratch_is_empty(), "the stash is removed");
+    Ok(())
+}
