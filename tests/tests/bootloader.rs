@@ -74,6 +74,15 @@ fn sha256_file(p: &Path) -> anyhow::Result<String> {
         .collect())
 }
 
+/// The strings of a JSON array (none for anything else).
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 /// Our mounts still present (the agent names its mount points `ironic-agent-<purpose>-…`).
 fn leftover_mounts() -> Vec<String> {
     std::fs::read_to_string("/proc/mounts")
@@ -86,7 +95,7 @@ fn leftover_mounts() -> Vec<String> {
 
 /// Deploys the broken image with or without the agent ignoring bootloader failures; returns
 /// the node and the agent's log.
-fn deploy_broken(ignore: bool) -> anyhow::Result<(Value, String, PathBuf)> {
+fn deploy_broken(ignore: bool) -> anyhow::Result<(Value, String, PathBuf, Value)> {
     let dir = tempfile::tempdir()?;
     let img = broken_grub_image(dir.path())?;
     let lo = LoopDevice::create(&dir.path().join("target.img"), 4096 * MIB + 64 * MIB)?;
@@ -162,12 +171,23 @@ fn deploy_broken(ignore: bool) -> anyhow::Result<(Value, String, PathBuf)> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok((node, agent.output(), lo.path.clone()))
+    // The field view of a failed deploy (the agent still runs; after a successful one the
+    // shim forgets the agent, as Ironic): `conductor-shim logs` shows the last error and
+    // fetches the bundle.
+    let mut logs = Value::Null;
+    if node["provision_state"] == "deploy failed" {
+        let bundle = dir.path().join("b1-logs.tar.gz");
+        logs = shim.cli_json(&["logs", "b1", "--out", &bundle.display().to_string()])?;
+        if !bundle.is_file() {
+            bail!("conductor-shim logs wrote no bundle: {logs}");
+        }
+    }
+    Ok((node, agent.output(), lo.path.clone(), logs))
 }
 
 #[test]
 fn a_failing_grub_install_fails_the_deploy_with_its_stderr() -> anyhow::Result<()> {
-    let (node, log, disk) = deploy_broken(false)?;
+    let (node, log, disk, logs) = deploy_broken(false)?;
     assert_eq!(node["provision_state"], "deploy failed", "{node}");
     let error = node["last_error"].as_str().unwrap_or_default();
     assert!(
@@ -175,6 +195,18 @@ fn a_failing_grub_install_fails_the_deploy_with_its_stderr() -> anyhow::Result<(
             && error.contains(&format!("`grub-install {}`", disk.display()))
             && error.contains("Failed to install a bootloader"),
         "last_error: {error}"
+    );
+    assert_eq!(logs["provision_state"], "deploy failed", "{logs}");
+    assert!(
+        logs["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(BROKEN)),
+        "{logs}"
+    );
+    let files = strings(&logs["files"]);
+    assert!(
+        files.contains(&"ironic-agent.log") && files.contains(&"inventory.json"),
+        "bundle files: {files:?}"
     );
     // The chroot ran for real: the agent mounted the image and bound the system directories.
     assert!(log.contains("mounting"), "agent log:\n{log}");
@@ -184,14 +216,9 @@ fn a_failing_grub_install_fails_the_deploy_with_its_stderr() -> anyhow::Result<(
 
 #[test]
 fn ignore_bootloader_failure_turns_it_into_a_warning() -> anyhow::Result<()> {
-    let (node, log, _) = deploy_broken(true)?;
+    let (node, log, _, _) = deploy_broken(true)?;
     assert_eq!(node["provision_state"], "active", "{node}");
-    let warnings: Vec<&str> = node["driver_internal_info"]["deploy_warnings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let warnings = strings(&node["driver_internal_info"]["deploy_warnings"]);
     assert!(
         warnings.iter().any(|w| w.contains(BROKEN)),
         "deploy warnings: {warnings:?}"

@@ -3,6 +3,7 @@
 //! The API only turns requests into executor calls (firecracker's API → action split); it never
 //! touches the machine itself.
 
+pub mod debug;
 pub mod docs;
 pub mod error;
 pub mod server;
@@ -52,6 +53,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/commands/", get(list_commands).post(run_command))
         .route("/v1/commands/{id}", get(get_command))
         .route("/commands/{id}", get(get_command))
+        .route("/v1/debug", get(debug::index))
+        .route("/v1/debug/", get(debug::index))
+        .route("/v1/debug/logs", get(debug::logs))
+        .route("/v1/debug/progress", get(debug::progress))
+        .route("/v1/debug/install-device", get(debug::install_device))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_request))

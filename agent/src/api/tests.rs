@@ -73,6 +73,11 @@ fn add_test_commands(r: &mut Registry) {
         std::thread::sleep(Duration::from_millis(400));
         Ok(CommandOutput::Json(json!({"done": true})))
     });
+    r.register("test", "log", Mode::Sync, None, |ctx, p| {
+        let line = p.get("line").and_then(Value::as_str).unwrap_or_default();
+        ctx.logs.push(format!("{line}\n").as_bytes());
+        Ok(CommandOutput::Json(Value::Null))
+    });
     r.register("test", "fail", Mode::Async, None, |_, _| {
         Err(CommandError::execution("async plain fail"))
     });
@@ -322,5 +327,93 @@ async fn running_commands_show_progress() -> anyhow::Result<()> {
         json!({"done": true}),
         "the final result replaces the progress"
     );
+    Ok(())
+}
+
+async fn get_text(app: &axum::Router, uri: &str) -> anyhow::Result<(StatusCode, String)> {
+    let req = Request::builder().uri(uri).body(Body::empty())?;
+    let resp = app.clone().oneshot(req).await?;
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await?;
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+#[tokio::test]
+async fn debug_routes_need_the_token() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = app(dir.path())?;
+    for route in [
+        "/v1/debug",
+        "/v1/debug/logs",
+        "/v1/debug/progress",
+        "/v1/debug/install-device",
+    ] {
+        let (s, _) = call(&app, "GET", route, "").await?;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{route}");
+        let (s, _) = call(&app, "GET", &format!("{route}?agent_token=wrong"), "").await?;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{route}");
+        let (s, _) = call(&app, "POST", &format!("{route}?agent_token={TOKEN}"), "{}").await?;
+        assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{route} is read-only");
+    }
+    let (s, v) = call(&app, "GET", &format!("/v1/debug?agent_token={TOKEN}"), "").await?;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["routes"].as_array().map(Vec::len), Some(3));
+    Ok(())
+}
+
+#[tokio::test]
+async fn debug_logs_tail_the_agents_log() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = app(dir.path())?;
+    for i in 0..5 {
+        let body = format!(r#"{{"name":"test.log","params":{{"line":"line {i}"}}}}"#);
+        call(&app, "POST", &post_uri(""), &body).await?;
+    }
+    let (s, text) = get_text(&app, &format!("/v1/debug/logs?agent_token={TOKEN}&lines=2")).await?;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(text, "line 3\nline 4\n");
+    let (s, v) = call(
+        &app,
+        "GET",
+        &format!("/v1/debug/logs?agent_token={TOKEN}&lines=zero"),
+        "",
+    )
+    .await?;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["faultcode"], "Client");
+    Ok(())
+}
+
+#[tokio::test]
+async fn debug_progress_and_install_device() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = app(dir.path())?;
+    let uri = format!("/v1/debug/progress?agent_token={TOKEN}");
+    let (_, idle) = call(&app, "GET", &uri, "").await?;
+    assert_eq!(idle, json!({"command": null, "progress": null}));
+    call(
+        &app,
+        "POST",
+        &post_uri(""),
+        r#"{"name":"test.progress","params":{}}"#,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (_, busy) = call(&app, "GET", &uri, "").await?;
+    assert_eq!(busy["command"]["command_name"], "progress");
+    assert_eq!(busy["command"]["command_status"], "RUNNING");
+    assert_eq!(busy["progress"]["total_bytes"], 1000);
+    // No manager here can pick a device: the answer says so instead of failing.
+    let (s, v) = call(
+        &app,
+        "GET",
+        &format!("/v1/debug/install-device?agent_token={TOKEN}"),
+        "",
+    )
+    .await?;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["device"], Value::Null);
+    assert!(v["error"]["type"].is_string(), "{v}");
+    assert_eq!(v["why"]["node_known"], false);
     Ok(())
 }

@@ -79,6 +79,9 @@ pub enum Command {
     Agent(AgentArgs),
     /// List the commands a node's agent has run (GET /v1/commands/).
     Commands(CommandsArgs),
+    /// Show a node's last error and fetch its agent's log bundle
+    /// (`log.collect_system_logs`) into a .tar.gz file.
+    Logs(LogsArgs),
     /// Deploy an image on a node through its agent (needs `serve` running for the agent's
     /// heartbeats) and follow the deploy with a progress bar.
     Deploy(Box<DeployArgs>),
@@ -399,6 +402,19 @@ pub struct AgentArgs {
     pub agent: AgentConnArgs,
 }
 
+/// `logs` options.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// UUID or name.
+    pub node: String,
+    /// Where to write the bundle (default: `<node>-logs.tar.gz` in the current directory).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// How to reach the agent.
+    #[command(flatten)]
+    pub agent: AgentConnArgs,
+}
+
 /// `commands` options.
 #[derive(Debug, Args)]
 pub struct CommandsArgs {
@@ -457,6 +473,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(cmd) => node::run(&cli, cmd),
         Command::Agent(args) => agent::run_command(&cli, args),
         Command::Commands(args) => agent::list_commands(&cli, args),
+        Command::Logs(args) => agent::fetch_logs(&cli, args),
         Command::Deploy(args) => deploy::run(&cli, args),
         Command::Clean(args) => clean::run_clean(&cli, args),
     }
