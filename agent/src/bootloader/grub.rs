@@ -356,14 +356,12 @@ fn esp_entries(
     }
     let locations = match locations {
         Some(l) => l.to_vec(),
-        None => vec![esp_location(device, esp_dev)],
+        None => {
+            let number = blockdev::partition_number(device, esp_dev).unwrap_or(1);
+            vec![nvram::EspLocation::new(device, number, None)]
+        }
     };
-    let loaders = esp::find_loaders(esp_mnt);
-    if loaders.is_empty() {
-        return Err(format!("no loader on the ESP {}", esp_dev.display()));
-    }
-    let targets = esp::boot_targets(esp_mnt, &loaders, None)?;
-    nvram::add_entries(host.tools, &locations, &targets).map(drop)
+    nvram::entries_for_esp(host.tools, esp_mnt, &locations).map(drop)
 }
 
 /// IPA's `_try_preserve_efi_assets`: when the image's root holds `/boot/efi/EFI` with a
@@ -580,21 +578,6 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Where `esp_dev` (a partition of `device`) is, for efibootmgr.
-fn esp_location(device: &Path, esp_dev: &Path) -> nvram::EspLocation {
-    let number = blockdev::partition_number(device, esp_dev).unwrap_or(1);
-    let partuuid = table::read_table(device)
-        .ok()
-        .flatten()
-        .and_then(|t| t.get(number).map(|p| p.partuuid.clone()));
-    nvram::EspLocation {
-        disk: device.to_path_buf(),
-        number,
-        partuuid,
-        label_suffix: None,
-    }
 }
 
 /// Adds `UUID=<id>` (or `PARTUUID=`) `/boot/efi vfat umask=0077 0 1` to the image's fstab

@@ -304,31 +304,17 @@ pub fn uefi_setup(
             warn!(esp = %found.path.display(), "empty EFI partition: no loader to add");
             return Ok(false);
         }
-        let (locations, root) = if is_md(device) {
+        let locations = if is_md(device) {
             mounts.unmount(&mnt).map_err(exec)?;
             let mirror = raid::relocate_esp(host, device, Some(&found.path))?;
             mounts
                 .mount(&mirror.device, &mnt, MountKind::Device(Some("vfat")))
                 .map_err(exec)?;
-            (mirror.locations, mnt)
+            mirror.locations
         } else {
-            let partuuid = crate::disk::table::read_table(device)
-                .ok()
-                .flatten()
-                .and_then(|t| t.get(found.number).map(|p| p.partuuid.clone()));
-            (
-                vec![nvram::EspLocation {
-                    disk: device.to_path_buf(),
-                    number: found.number,
-                    partuuid,
-                    label_suffix: None,
-                }],
-                mnt,
-            )
+            vec![nvram::EspLocation::new(device, found.number, None)]
         };
-        let loaders = esp::find_loaders(&root);
-        let targets = esp::boot_targets(&root, &loaders, None).map_err(exec)?;
-        nvram::add_entries(host.tools, &locations, &targets).map_err(|e| {
+        nvram::entries_for_esp(host.tools, &mnt, &locations).map_err(|e| {
             exec(format!(
                 "Could not configure UEFI boot on device {}: {e}",
                 device.display()

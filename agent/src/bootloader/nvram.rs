@@ -30,6 +30,22 @@ pub struct EspLocation {
     pub label_suffix: Option<String>,
 }
 
+impl EspLocation {
+    /// Partition `number` of `disk`, its PARTUUID read from the disk's table.
+    pub fn new(disk: &Path, number: u32, label_suffix: Option<String>) -> Self {
+        let partuuid = crate::disk::table::read_table(disk)
+            .ok()
+            .flatten()
+            .and_then(|t| t.get(number).map(|p| p.partuuid.clone()));
+        EspLocation {
+            disk: disk.to_path_buf(),
+            number,
+            partuuid,
+            label_suffix,
+        }
+    }
+}
+
 /// Whether `entry` already boots `loader` from the partition `partuuid`.
 fn same_loader(entry: &BootEntry, loader: &str, partuuid: Option<&str>) -> bool {
     let path = entry.path.to_ascii_lowercase();
@@ -89,16 +105,31 @@ pub fn add_entries(
     Ok(created)
 }
 
+/// Boot entries on `locations` for the loaders of the ESP mounted at `mnt`.
+///
+/// # Errors
+/// No loader on the ESP, an unreadable CSV, or the failing efibootmgr command.
+pub fn entries_for_esp(
+    tools: &dyn Tools,
+    mnt: &Path,
+    locations: &[EspLocation],
+) -> Result<Vec<String>, String> {
+    let loaders = super::esp::find_loaders(mnt);
+    if loaders.is_empty() {
+        return Err(format!(
+            "no boot loader on the ESP mounted at {}",
+            mnt.display()
+        ));
+    }
+    let targets = super::esp::boot_targets(mnt, &loaders, None)?;
+    add_entries(tools, locations, &targets)
+}
+
 /// Writes everything to disk (`sync`); a failure is only logged.
 pub fn sync(tools: &dyn Tools) {
     if let Err(e) = tools::run_ok(tools, "sync", &[], EFIBOOTMGR_TIMEOUT) {
         tracing::warn!(error = %e, "sync failed");
     }
-}
-
-/// The partition number of `part` on `disk`, for messages and efibootmgr.
-pub fn number_on(disk: &Path, part: &Path) -> Option<u32> {
-    crate::disk::blockdev::partition_number(disk, part)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::mount::MountKind;
 use super::nvram::EspLocation;
 use super::{BootloaderError, Host};
 use crate::clean::raid::mdadm;
-use crate::disk::{blockdev, probe, table};
+use crate::disk::{blockdev, probe};
 use crate::tools;
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -155,16 +155,11 @@ pub fn relocate_esp(
                 member.display()
             ))
         })?;
-        let partuuid = table::read_table(&disk)
-            .ok()
-            .flatten()
-            .and_then(|t| t.get(number).map(|p| p.partuuid.clone()));
-        locations.push(EspLocation {
-            disk,
+        locations.push(EspLocation::new(
+            &disk,
             number,
-            partuuid,
-            label_suffix: Some(format!("(RAID, part{k})")),
-        });
+            Some(format!("(RAID, part{k})")),
+        ));
     }
     Ok(Mirror {
         device: mirror,

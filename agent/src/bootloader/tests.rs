@@ -349,38 +349,70 @@ fn a_failing_grub_install_reports_its_stderr_and_unmounts() -> anyhow::Result<()
     Ok(())
 }
 
-#[test]
-fn uefi_partition_image_gets_grub_an_fstab_line_and_an_entry() -> anyhow::Result<()> {
+/// The disk of a UEFI partition image: GPT with the ESP (1) and the root (2), their
+/// filesystems standing in as fixture directories.
+struct UefiPartition {
+    b: Bench,
+    mounter: FakeMounter,
+    root: PathBuf,
+    esp: PathBuf,
+}
+
+fn uefi_partition(root: &[(&str, &[u8])], esp: &[(&str, &[u8])]) -> anyhow::Result<UefiPartition> {
     let b = bench(
         TableKind::Gpt,
         &[spec(16, PartitionKind::Esp), spec(16, PartitionKind::Linux)],
     )?;
-    let root = b.fs(2, &[("etc/fstab", b"# static\n"), ("boot/efi/.keep", b"")])?;
-    // As grub-install --removable leaves it.
-    let esp = b.fs(
-        1,
+    let root = b.fs(2, root)?;
+    let esp = b.fs(1, esp)?;
+    let (root_dir, esp_dir) = (root.1.clone(), esp.1.clone());
+    Ok(UefiPartition {
+        mounter: FakeMounter {
+            filesystems: HashMap::from([root, esp]),
+            ..Default::default()
+        },
+        b,
+        root: root_dir,
+        esp: esp_dir,
+    })
+}
+
+impl UefiPartition {
+    /// `install_bootloader` as Ironic sends it for this image, with GRUB enabled.
+    fn install(&self, tools: &FakeTools, uefi_booted: bool) -> Result<Outcome, BootloaderError> {
+        let p = params(json!({"root_uuid": self.b.partuuids[1],
+                              "efi_system_part_uuid": self.b.partuuids[0],
+                              "target_boot_mode": "uefi"}));
+        install(
+            &self.b.host(tools, &self.mounter, uefi_booted),
+            &self.b.disk,
+            &p,
+            grub_enabled(),
+        )
+    }
+}
+
+/// Tools listing no disk entries in efibootmgr and succeeding at everything else.
+fn obliging_tools() -> FakeTools {
+    FakeTools::new()
+        .ok("efibootmgr -v", CSV_LISTING)
+        .on_contains("", ToolOutput::ok(""))
+}
+
+#[test]
+fn uefi_partition_image_with_loaders_on_its_esp_gets_entries_only() -> anyhow::Result<()> {
+    // As grub-install --removable leaves an ESP.
+    let u = uefi_partition(
+        &[("etc/fstab", b"# static\n"), ("boot/efi/.keep", b"")],
         &[
             ("EFI/BOOT/BOOTX64.EFI", b"MZ"),
             ("EFI/TestOS/grubx64.efi", b"MZ"),
         ],
     )?;
-    let root_fixture = root.1.clone();
-    let tools = FakeTools::new()
-        .ok("efibootmgr -v", CSV_LISTING)
-        .on_contains("", ToolOutput::ok(""));
-    let mounter = FakeMounter {
-        filesystems: HashMap::from([root, esp]),
-        ..Default::default()
-    };
-    let esp_id = b.partuuids[0].clone();
-    let p = params(
-        json!({"root_uuid": b.partuuids[1], "efi_system_part_uuid": esp_id,
-                          "target_boot_mode": "uefi"}),
-    );
-    install(&b.host(&tools, &mounter, true), &b.disk, &p, grub_enabled())?;
+    let tools = obliging_tools();
+    u.install(&tools, true)?;
     let calls = tools.calls();
-    // The ESP has loaders, so the NVRAM path alone would do; but the partition image's ESP was
-    // found first by type: entries made, GRUB not run.
+    // The ESP has loaders, so the NVRAM path alone does: entries made, GRUB not run.
     assert!(
         calls
             .iter()
@@ -391,34 +423,19 @@ fn uefi_partition_image_gets_grub_an_fstab_line_and_an_entry() -> anyhow::Result
         !calls.iter().any(|c| c.contains("grub-install")),
         "{calls:?}"
     );
-    assert!(mounter.still_mounted().is_empty());
+    assert!(u.mounter.still_mounted().is_empty());
+    Ok(())
+}
 
+#[test]
+fn uefi_partition_image_gets_grub_an_fstab_line_and_an_entry() -> anyhow::Result<()> {
     // An empty ESP: GRUB installs onto it (both ways), configures, adds the fstab line.
-    let b2 = bench(
-        TableKind::Gpt,
-        &[spec(16, PartitionKind::Esp), spec(16, PartitionKind::Linux)],
+    let u = uefi_partition(
+        &[("etc/fstab", b"# static\n"), ("boot/efi/.keep", b"")],
+        &[],
     )?;
-    let root = b2.fs(2, &[("etc/fstab", b"# static\n"), ("boot/efi/.keep", b"")])?;
-    let esp = b2.fs(1, &[])?;
-    let root_fixture2 = root.1.clone();
-    let tools = FakeTools::new()
-        .ok("efibootmgr -v", CSV_LISTING)
-        .on_contains("", ToolOutput::ok(""));
-    let mounter = FakeMounter {
-        filesystems: HashMap::from([root, esp]),
-        ..Default::default()
-    };
-    let esp_id = b2.partuuids[0].clone();
-    let p = params(
-        json!({"root_uuid": b2.partuuids[1], "efi_system_part_uuid": esp_id,
-                          "target_boot_mode": "uefi"}),
-    );
-    install(
-        &b2.host(&tools, &mounter, true),
-        &b2.disk,
-        &p,
-        grub_enabled(),
-    )?;
+    let tools = obliging_tools();
+    u.install(&tools, true)?;
     let calls = tools.calls();
     let installs: Vec<&String> = calls
         .iter()
@@ -433,51 +450,37 @@ fn uefi_partition_image_gets_grub_an_fstab_line_and_an_entry() -> anyhow::Result
             .iter()
             .any(|c| c.contains("grub-mkconfig -o /boot/grub/grub.cfg"))
     );
-    let fstab = std::fs::read_to_string(root_fixture2.join("etc/fstab"))?;
+    let fstab = std::fs::read_to_string(u.root.join("etc/fstab"))?;
     assert_eq!(
         fstab,
         format!(
             "# static\nPARTUUID={}\t/boot/efi\tvfat\tumask=0077\t0\t1\n",
-            b2.partuuids[0]
+            u.b.partuuids[0]
         )
     );
-    assert!(mounter.still_mounted().is_empty(), "{:?}", mounter.calls());
-    drop(root_fixture);
+    assert!(
+        u.mounter.still_mounted().is_empty(),
+        "{:?}",
+        u.mounter.calls()
+    );
     Ok(())
 }
 
 #[test]
 fn both_uefi_grub_installs_failing_is_an_error() -> anyhow::Result<()> {
-    let b = bench(
-        TableKind::Gpt,
-        &[spec(16, PartitionKind::Esp), spec(16, PartitionKind::Linux)],
-    )?;
-    let root = b.fs(2, &[("etc/fstab", b"")])?;
-    let esp = b.fs(1, &[])?;
+    let u = uefi_partition(&[("etc/fstab", b"")], &[])?;
     let tools = FakeTools::new()
         .on_contains(
             "grub-install",
             ToolOutput::failed(1, "grub-install: error: efibootmgr failed"),
         )
         .on_contains("", ToolOutput::ok(""));
-    let mounter = FakeMounter {
-        filesystems: HashMap::from([root, esp]),
-        ..Default::default()
-    };
-    let p = params(
-        json!({"root_uuid": b.partuuids[1], "efi_system_part_uuid": b.partuuids[0],
-                          "target_boot_mode": "uefi"}),
-    );
-    let err = install(
-        &b.host(&tools, &mounter, false),
-        &b.disk,
-        &p,
-        grub_enabled(),
-    )
-    .err()
-    .ok_or_else(|| anyhow::anyhow!("no error"))?;
+    let err = u
+        .install(&tools, false)
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("no error"))?;
     assert!(err.to_string().contains("efibootmgr failed"), "{err}");
-    assert!(mounter.still_mounted().is_empty());
+    assert!(u.mounter.still_mounted().is_empty());
     Ok(())
 }
 
@@ -525,12 +528,7 @@ fn params_are_validated() {
 
 #[test]
 fn an_images_own_efi_assets_are_preserved_instead_of_reinstalling_grub() -> anyhow::Result<()> {
-    let b = bench(
-        TableKind::Gpt,
-        &[spec(16, PartitionKind::Esp), spec(16, PartitionKind::Linux)],
-    )?;
-    let root = b.fs(
-        2,
+    let u = uefi_partition(
         &[
             ("etc/fstab", b""),
             ("usr/sbin/grub-install", b""),
@@ -541,22 +539,10 @@ fn an_images_own_efi_assets_are_preserved_instead_of_reinstalling_grub() -> anyh
             ),
             ("boot/efi/EFI/debian/shimx64.efi", b"MZ"),
         ],
+        &[],
     )?;
-    let esp = b.fs(1, &[])?;
-    let esp_fixture = esp.1.clone();
-    let root_fixture = root.1.clone();
-    let tools = FakeTools::new()
-        .ok("efibootmgr -v", CSV_LISTING)
-        .on_contains("", ToolOutput::ok(""));
-    let mounter = FakeMounter {
-        filesystems: HashMap::from([root, esp]),
-        ..Default::default()
-    };
-    let p = params(
-        json!({"root_uuid": b.partuuids[1], "efi_system_part_uuid": b.partuuids[0],
-                          "target_boot_mode": "uefi"}),
-    );
-    install(&b.host(&tools, &mounter, true), &b.disk, &p, grub_enabled())?;
+    let tools = obliging_tools();
+    u.install(&tools, true)?;
     let calls = tools.calls();
     assert!(
         !calls.iter().any(|c| c.contains("grub-install")),
@@ -573,13 +559,17 @@ fn an_images_own_efi_assets_are_preserved_instead_of_reinstalling_grub() -> anyh
         "{calls:?}"
     );
     // The ESP got the tree, with grub.cfg in the vendor directory.
-    assert!(esp_fixture.join("EFI/debian/shimx64.efi").is_file());
+    assert!(u.esp.join("EFI/debian/shimx64.efi").is_file());
     assert_eq!(
-        std::fs::read_to_string(esp_fixture.join("EFI/debian/grub.cfg"))?,
+        std::fs::read_to_string(u.esp.join("EFI/debian/grub.cfg"))?,
         "menuentry x {}"
     );
-    assert!(std::fs::read_to_string(root_fixture.join("etc/fstab"))?.contains("/boot/efi\tvfat"));
-    assert!(mounter.still_mounted().is_empty(), "{:?}", mounter.calls());
-    assert!(b.scratch_is_empty(), "the stash is removed");
+    assert!(std::fs::read_to_string(u.root.join("etc/fstab"))?.contains("/boot/efi\tvfat"));
+    assert!(
+        u.mounter.still_mounted().is_empty(),
+        "{:?}",
+        u.mounter.calls()
+    );
+    assert!(u.b.scratch_is_empty(), "the stash is removed");
     Ok(())
 }
