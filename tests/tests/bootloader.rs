@@ -83,19 +83,26 @@ fn strings(v: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// Our mounts still present (the agent names its mount points `ironic-agent-<purpose>-…`).
-fn leftover_mounts() -> Vec<String> {
+/// Mounts the agent with process id `pid` left behind (it names its mount points
+/// `ironic-agent-<purpose>-<pid>-<n>`; the other test's agent may be mounting at the same
+/// time, so only this agent's count).
+fn leftover_mounts(pid: u32) -> Vec<String> {
+    let ours = [
+        format!("ironic-agent-root-{pid}-"),
+        format!("ironic-agent-esp-{pid}-"),
+    ];
     std::fs::read_to_string("/proc/mounts")
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.contains("ironic-agent-root") || l.contains("ironic-agent-esp"))
+        .filter(|l| ours.iter().any(|o| l.contains(o.as_str())))
         .map(str::to_string)
         .collect()
 }
 
 /// Deploys the broken image with or without the agent ignoring bootloader failures; returns
-/// the node and the agent's log.
-fn deploy_broken(ignore: bool) -> anyhow::Result<(Value, String, PathBuf, Value)> {
+/// the node, the agent's log, the target disk, the `conductor-shim logs` answer (failed
+/// deploys) and the agent's process id.
+fn deploy_broken(ignore: bool) -> anyhow::Result<(Value, String, PathBuf, Value, u32)> {
     let dir = tempfile::tempdir()?;
     let img = broken_grub_image(dir.path())?;
     let lo = LoopDevice::create(&dir.path().join("target.img"), 4096 * MIB + 64 * MIB)?;
@@ -182,12 +189,18 @@ fn deploy_broken(ignore: bool) -> anyhow::Result<(Value, String, PathBuf, Value)
             bail!("conductor-shim logs wrote no bundle: {logs}");
         }
     }
-    Ok((node, agent.output(), lo.path.clone(), logs))
+    Ok((
+        node,
+        agent.output(),
+        lo.path.clone(),
+        logs,
+        agent.child.id(),
+    ))
 }
 
 #[test]
 fn a_failing_grub_install_fails_the_deploy_with_its_stderr() -> anyhow::Result<()> {
-    let (node, log, disk, logs) = deploy_broken(false)?;
+    let (node, log, disk, logs, pid) = deploy_broken(false)?;
     assert_eq!(node["provision_state"], "deploy failed", "{node}");
     let error = node["last_error"].as_str().unwrap_or_default();
     assert!(
@@ -210,13 +223,17 @@ fn a_failing_grub_install_fails_the_deploy_with_its_stderr() -> anyhow::Result<(
     );
     // The chroot ran for real: the agent mounted the image and bound the system directories.
     assert!(log.contains("mounting"), "agent log:\n{log}");
-    assert!(leftover_mounts().is_empty(), "{:?}", leftover_mounts());
+    assert!(
+        leftover_mounts(pid).is_empty(),
+        "{:?}",
+        leftover_mounts(pid)
+    );
     Ok(())
 }
 
 #[test]
 fn ignore_bootloader_failure_turns_it_into_a_warning() -> anyhow::Result<()> {
-    let (node, log, _, _) = deploy_broken(true)?;
+    let (node, log, _, _, pid) = deploy_broken(true)?;
     assert_eq!(node["provision_state"], "active", "{node}");
     let warnings = strings(&node["driver_internal_info"]["deploy_warnings"]);
     assert!(
@@ -227,6 +244,10 @@ fn ignore_bootloader_failure_turns_it_into_a_warning() -> anyhow::Result<()> {
         log.contains("ignoring the bootloader failure"),
         "agent log:\n{log}"
     );
-    assert!(leftover_mounts().is_empty(), "{:?}", leftover_mounts());
+    assert!(
+        leftover_mounts(pid).is_empty(),
+        "{:?}",
+        leftover_mounts(pid)
+    );
     Ok(())
 }
