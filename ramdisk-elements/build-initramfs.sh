@@ -734,6 +734,7 @@ for p in poweroff reboot halt; do
     rm -f "$STAGE/usr/sbin/$p"
     install -m 0755 "$INITRAMFS_SRC/power" "$STAGE/usr/sbin/$p"
 done
+install -m 0755 "$INITRAMFS_SRC/rescue-user" "$STAGE/usr/sbin/ironic-agent-rescue-user"
 
 echo ironic-agent >"$STAGE/etc/hostname"
 cat >"$STAGE/etc/hosts" <<'EOF'

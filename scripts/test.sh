@@ -71,6 +71,11 @@ rm -rf target/vm-report
 log "cargo test"
 cargo test --workspace --locked -- --test-threads=4 2>&1 | tee target/test-output.txt
 
+log "fuzz smoke (fuzz/smoke.sh: libFuzzer targets built on stable, corpora replayed, 20 s each)"
+# libfuzzer-sys compiles libFuzzer itself: it needs a C++ compiler.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt_install g++; fi
+bash fuzz/smoke.sh
+
 log "sizes and VM timings"
 bash scripts/ramdisk-report.sh
 # Summary line for CI readers.

@@ -16,6 +16,15 @@ pub enum Fault {
     DropOnceAfter(u64),
     /// Announce the full length but close after this many bytes, every time.
     AlwaysTruncateAt(u64),
+    /// Send the body at about this many bytes per second (so that a test can act while the
+    /// client is still writing the image).
+    Throttle {
+        /// Body bytes sent per second.
+        bytes_per_sec: u64,
+    },
+    /// Answer `200` with `Transfer-Encoding: chunked` and no `Content-Length` (the size is
+    /// unknown until the end), ignoring `Range`.
+    Chunked,
 }
 
 struct Shared {
@@ -45,20 +54,14 @@ impl ImageServer {
             faults: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
         });
-        let s = shared.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                if let Ok(c) = conn {
-                    let s = s.clone();
-                    std::thread::spawn(move || {
-                        let _ = handle(&s, c);
-                    });
-                }
-            }
-        });
+        crate::spawn_accept_loop(
+            listener,
+            shared.clone(),
+            |s| &s.stop,
+            |s, c| {
+                let _ = handle(s, c);
+            },
+        );
         Ok(ImageServer { url, shared })
     }
 
@@ -136,8 +139,16 @@ fn handle(s: &Shared, stream: TcpStream) -> std::io::Result<()> {
             out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found")?;
             continue;
         }
+        let fault = s.faults.lock().ok().and_then(|f| f.get(&name).copied());
         let mut f = std::fs::File::open(&file)?;
         let len = f.metadata()?.len();
+        if fault == Some(Fault::Chunked) {
+            out.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+            if method != "HEAD" {
+                send_chunked(s, &mut f, &mut out)?;
+            }
+            continue;
+        }
         let (start, end) = match range {
             Some((a, b)) if a < len => (a, b.map_or(len - 1, |b| b.min(len - 1))),
             Some(_) => {
@@ -164,21 +175,31 @@ fn handle(s: &Shared, stream: TcpStream) -> std::io::Result<()> {
         if method == "HEAD" {
             continue;
         }
-        let fault = s.faults.lock().ok().and_then(|f| f.get(&name).copied());
-        let limit = match fault {
+        let (limit, rate) = match fault {
             Some(Fault::DropOnceAfter(n)) => {
                 if let Ok(mut f) = s.faults.lock() {
                     f.remove(&name);
                 }
-                Some(n)
+                (Some(n), None)
             }
-            Some(Fault::AlwaysTruncateAt(n)) => Some(n.saturating_sub(start)),
-            None => None,
+            Some(Fault::AlwaysTruncateAt(n)) => (Some(n.saturating_sub(start)), None),
+            Some(Fault::Throttle { bytes_per_sec }) => (None, Some(bytes_per_sec.max(1))),
+            Some(Fault::Chunked) | None => (None, None),
         };
         f.seek(SeekFrom::Start(start))?;
         let mut remaining = limit.map_or(body_len, |l| l.min(body_len));
-        let mut buf = vec![0u8; 256 * 1024];
+        // Throttled: a tenth of the rate every 100 ms.
+        let piece = rate.map_or(256 * 1024, |r| (r / 10).clamp(512, 256 * 1024));
+        let mut buf = vec![0u8; usize::try_from(piece).unwrap_or(256 * 1024)];
+        // Bounded by the file length; a stopped server ends throttled bodies early.
         while remaining > 0 {
+            if rate.is_some() {
+                if s.stop.load(Ordering::Relaxed) {
+                    let _ = out.shutdown(std::net::Shutdown::Both);
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
             let want = usize::try_from(remaining.min(buf.len() as u64)).unwrap_or(buf.len());
             let n = f.read(&mut buf[..want])?;
             if n == 0 {
@@ -194,4 +215,21 @@ fn handle(s: &Shared, stream: TcpStream) -> std::io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// Sends the rest of `f` as a chunked body, ending with the zero-length chunk.
+fn send_chunked(s: &Shared, f: &mut std::fs::File, out: &mut TcpStream) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    // Bounded by the file length.
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        write!(out, "{n:x}\r\n")?;
+        out.write_all(&buf[..n])?;
+        out.write_all(b"\r\n")?;
+        s.served.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    out.write_all(b"0\r\n\r\n")
 }

@@ -1,10 +1,11 @@
 //! Helpers for the end-to-end tests: build and start the real `conductor-shim` and
 //! `ironic-agent` binaries as processes on 127.0.0.1, and wait for things to happen.
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -12,6 +13,8 @@ use serde_json::Value;
 
 pub mod efivars;
 pub mod image_server;
+pub mod images;
+pub mod loadgen;
 pub mod qemu;
 
 /// The workspace root.
@@ -74,6 +77,39 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(0)
+}
+
+/// Accepts connections on `listener` on a background thread, each handled by `handle` on a
+/// thread of its own, until `stop(&shared)` holds at the next accept (wake the loop with a
+/// connection of its own after setting it).
+pub fn spawn_accept_loop<S: Send + Sync + 'static>(
+    listener: TcpListener,
+    shared: Arc<S>,
+    stop: fn(&S) -> &AtomicBool,
+    handle: fn(&Arc<S>, TcpStream),
+) {
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if stop(&shared).load(Ordering::Relaxed) {
+                break;
+            }
+            if let Ok(c) = conn {
+                let s = shared.clone();
+                std::thread::spawn(move || handle(&s, c));
+            }
+        }
+    });
+}
+
+/// Waits up to `timeout` until the agent at `base` (`http://HOST:PORT`) answers
+/// `GET /v1/status` with 200.
+pub fn wait_agent_api(base: &str, timeout: Duration) -> anyhow::Result<()> {
+    wait_for(timeout, "the agent API", || {
+        http_get(&format!("{base}/v1/status"))
+            .ok()
+            .filter(|(s, _)| *s == 200)
+    })
+    .map(drop)
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or fails after `timeout` with `what`.
@@ -141,6 +177,16 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Kills the process with SIGKILL (no clean-up of its own runs) and reaps it.
+    pub fn sigkill(&mut self) -> anyhow::Result<()> {
+        // `Child::kill` sends SIGKILL on Unix; an already exited process is fine.
+        let _ = self.child.kill();
+        self.child
+            .wait()
+            .with_context(|| format!("reaping {}", self.name))?;
+        Ok(())
+    }
+
     /// Waits up to `timeout` for the process to exit; returns its exit code.
     pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
         let child = &mut self.child;
@@ -180,16 +226,31 @@ pub struct Shim {
 impl Shim {
     /// Starts `conductor-shim serve` on a free port with `extra` flags, waiting until it answers.
     pub fn start(dir: &Path, extra: &[&str]) -> anyhow::Result<Shim> {
-        let port = free_port();
-        let db = dir.join("shim.sqlite");
+        Shim::start_at(dir, free_port(), &dir.join("shim.sqlite"), "shim", extra)
+    }
+
+    /// Starts `conductor-shim serve` on `127.0.0.1:port` with database `db` and `extra` flags,
+    /// logging to `dir/<name>.log`, waiting until it answers: a second conductor sharing a
+    /// database, or a killed one started again on the same port and database.
+    pub fn start_at(
+        dir: &Path,
+        port: u16,
+        db: &Path,
+        name: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Shim> {
         let mut cmd = Command::new(bin("conductor-shim"));
         cmd.arg("--db")
-            .arg(&db)
+            .arg(db)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(extra);
-        let proc = Proc::spawn("conductor-shim", cmd, &dir.join("shim.log"))?;
+        let proc = Proc::spawn(name, cmd, &dir.join(format!("{name}.log")))?;
         let url = format!("http://127.0.0.1:{port}");
-        let shim = Shim { proc, url, db };
+        let shim = Shim {
+            proc,
+            url,
+            db: db.to_path_buf(),
+        };
         wait_for(Duration::from_secs(20), "the shim to answer", || {
             http_get(&format!("{}/", shim.url)).ok()
         })?;
@@ -232,6 +293,63 @@ impl Shim {
 }
 
 impl Shim {
+    /// [`Shim::start`] serving the files of `images` under `/images/` (`--images`), with a
+    /// heartbeat timeout of 4 s, a command poll every second and `extra` flags.
+    pub fn start_with_images(dir: &Path, images: &Path, extra: &[&str]) -> anyhow::Result<Shim> {
+        let images = images.display().to_string();
+        let mut flags = vec![
+            "--heartbeat-timeout",
+            "4",
+            "--images",
+            &images,
+            "--command-wait-interval",
+            "1",
+        ];
+        flags.extend_from_slice(extra);
+        Shim::start(dir, &flags)
+    }
+
+    /// The kernel command line of an agent that looks its node up through this shim.
+    pub fn lookup_cmdline(&self) -> String {
+        format!("ipa-api-url={} ipa-lookup-timeout=30", self.url)
+    }
+
+    /// Waits up to `timeout` for the first heartbeat of `node`'s agent (its `agent_url` is
+    /// stored); returns the node.
+    pub fn wait_first_heartbeat(&self, node: &str, timeout: Duration) -> anyhow::Result<Value> {
+        wait_for(timeout, "the agent's first heartbeat", || {
+            self.node(node)
+                .ok()
+                .filter(|n| dii(n, "agent_url").is_some())
+        })
+    }
+
+    /// `conductor-shim deploy NODE` of the raw image at `url` with SHA-256 `sha256` onto
+    /// `device` (named in a root device hint), against this shim's database; the caller adds
+    /// flags and runs it.
+    pub fn deploy_command(&self, node: &str, url: &str, sha256: &str, device: &Path) -> Command {
+        let mut cmd = Command::new(bin("conductor-shim"));
+        cmd.arg("--db")
+            .arg(&self.db)
+            .args(deploy_args(node, url, sha256, device));
+        cmd
+    }
+
+    /// [`Shim::deploy_command`] with `--no-wait`: requests the deploy, failing if the shim
+    /// refuses it.
+    pub fn request_deploy(
+        &self,
+        node: &str,
+        url: &str,
+        sha256: &str,
+        device: &Path,
+    ) -> anyhow::Result<()> {
+        let mut args = deploy_args(node, url, sha256, device);
+        args.push("--no-wait".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cli(&args, false).map(drop)
+    }
+
     /// `node create --name NAME --state STATE` with a port for each of this machine's NICs,
     /// so that an agent started here finds the node at lookup.
     pub fn create_host_node(&self, name: &str, state: &str) -> anyhow::Result<()> {
@@ -243,6 +361,20 @@ impl Shim {
         }
         self.cli(&create, true).map(drop)
     }
+}
+
+/// The arguments of [`Shim::deploy_command`].
+fn deploy_args(node: &str, url: &str, sha256: &str, device: &Path) -> Vec<String> {
+    vec![
+        "deploy".into(),
+        node.into(),
+        "--image".into(),
+        url.into(),
+        "--checksum".into(),
+        format!("sha256:{sha256}"),
+        "--root-hint".into(),
+        format!("name={}", device.display()),
+    ]
 }
 
 /// Flags for an agent listening on `127.0.0.1:port`, advertising 127.0.0.1 and allowed to
@@ -365,6 +497,16 @@ pub fn dii<'a>(node: &'a Value, key: &str) -> Option<&'a Value> {
     node.get("driver_internal_info")
         .and_then(|d| d.get(key))
         .filter(|v| !v.is_null())
+}
+
+/// Asserts that the process whose output is `out` exited with 0, showing its output if not.
+pub fn assert_success(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs `sh -c CMD`, failing with its stderr.

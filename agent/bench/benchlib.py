@@ -38,10 +38,12 @@ def timed(cmd):
     return time.perf_counter() - t0
 
 
-def agent_command(agent_bin, loop, workdir, name, params):
+def agent_command(agent_bin, loop, workdir, name, params, during=None):
     """Starts the agent (standalone, token from its command line, --allow-device LOOP), runs
     command NAME with PARAMS (wait=true) and stops it. Returns (seconds, result, peak RSS KiB);
-    raises unless the command SUCCEEDED."""
+    raises unless the command SUCCEEDED. DURING, if given, is called with the agent's
+    "127.0.0.1:PORT" right before the command is sent and returns a callable that is called
+    (to stop it) right after the command finished."""
     port = free_port()
     cmdline = os.path.join(workdir, "cmdline")
     with open(cmdline, "w") as f:
@@ -56,11 +58,14 @@ def agent_command(agent_bin, loop, workdir, name, params):
     try:
         wait_http(base + "/v1/status")
         body = json.dumps({"name": name, "params": params}).encode()
+        stop = during(f"127.0.0.1:{port}") if during else None
         t0 = time.perf_counter()
         req = urllib.request.Request(f"{base}/v1/commands/?agent_token={TOKEN}&wait=true", data=body,
                                      headers={"Content-Type": "application/json"})
         res = json.load(urllib.request.urlopen(req, timeout=3600))
         elapsed = time.perf_counter() - t0
+        if stop:
+            stop()
         if res["command_status"] != "SUCCEEDED":
             raise RuntimeError(f"{name} failed: {res['command_error']}")
         with open(f"/proc/{proc.pid}/status") as f:

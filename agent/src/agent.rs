@@ -1,4 +1,5 @@
-//! The agent's life cycle: managers → inspection → lookup → API + heartbeats.
+//! The agent's life cycle: managers → inspection → lookup → API + heartbeats, until a rescue
+//! or a lockdown stops them (or a signal ends the process).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::context::AgentContext;
 use crate::deploy::steps::AgentSteps;
 use crate::logbuf::LogBuffer;
 use crate::power::{Power, RecordingPower, SystemPower};
+use crate::stop::StopReason;
 use crate::tls;
 
 /// How long to wait for a NIC with a MAC before inspecting/looking up anyway.
@@ -128,6 +130,17 @@ pub async fn run(config: Config, logs: LogBuffer) -> anyhow::Result<()> {
     steps.bind(&ctx);
     let cfg = &ctx.config;
 
+    if crate::commands::rescue::is_rescued(&cfg.rescue_root) {
+        // As IPA: a rescued node's agent never serves again (a restart must not reopen the API
+        // to the tenant's network), and it does not heartbeat.
+        info!(
+            marker = %crate::commands::rescue::marker_path(&cfg.rescue_root).display(),
+            "rescue marker found: this node is rescued; not serving the API"
+        );
+        wait_for_shutdown().await;
+        return Ok(());
+    }
+
     let mut node_uuid = cfg.node_uuid.clone();
     let needs_network = !cfg.api_urls.is_empty() || !cfg.inspection_urls().is_empty();
     let macs = if needs_network {
@@ -198,12 +211,9 @@ pub async fn run(config: Config, logs: LogBuffer) -> anyhow::Result<()> {
                 .dispatch("get_hostname", |m| m.get_hostname())
                 .unwrap_or_default();
             let generated = tls::generate_cert(ip, &hostname)?;
-            let min = response
-                .config
-                .tls_min_version
-                .clone()
-                .unwrap_or_else(|| "1.2".into());
-            let server = tls::server_config(&generated, &min)?;
+            // TLS 1.3 only, unless the conductor asks for 1.2 (spec §8).
+            let min = tls::server_min_version(response.config.tls_min_version.as_deref());
+            let server = tls::server_config(&generated, min)?;
             info!(%ip, tls_min = %min, "auto-TLS certificate generated");
             cert = Some((generated, server));
         }
@@ -224,6 +234,7 @@ pub async fn run(config: Config, logs: LogBuffer) -> anyhow::Result<()> {
         listener,
         app,
         cert.as_ref().map(|(_, s)| s.clone()),
+        ctx.stop.subscribe(),
     ));
 
     let heartbeats = match (client, advertise_host) {
@@ -245,13 +256,56 @@ pub async fn run(config: Config, logs: LogBuffer) -> anyhow::Result<()> {
         _ => None,
     };
 
+    tokio::select! {
+        _ = wait_for_shutdown() => {
+            info!("shutting down");
+            server.abort();
+            if let Some(h) = heartbeats {
+                h.abort();
+            }
+            return Ok(());
+        }
+        reason = ctx.stop.wait() => {
+            // The server returns once the command that stopped it delivered its response.
+            if let Err(e) = server.await {
+                warn!(error = %e, "API server task ended abnormally");
+            }
+            if let Some(h) = heartbeats {
+                h.abort();
+            }
+            after_stop(&ctx, reason).await;
+        }
+    }
+    // As IPA: the process stays (a restarted agent could never get its token back).
     wait_for_shutdown().await;
     info!("shutting down");
-    server.abort();
-    if let Some(h) = heartbeats {
-        h.abort();
-    }
     Ok(())
+}
+
+/// How long the NICs stay up after the API closed, for the last response to leave the machine.
+const LOCKDOWN_SETTLE: Duration = Duration::from_secs(1);
+
+/// What follows the API's stop: nothing more for a rescue (the network stays for the rescue
+/// user); for a lockdown every network interface but loopback goes down. Never powers off.
+async fn after_stop(ctx: &Arc<AgentContext>, reason: StopReason) {
+    match reason {
+        StopReason::Rescue => info!(
+            "rescue finalized: API and heartbeats stopped; the rescue user takes over \
+             (the process stays alive, serving nothing)"
+        ),
+        StopReason::Lockdown => {
+            tokio::time::sleep(LOCKDOWN_SETTLE).await;
+            let c = ctx.clone();
+            match tokio::task::spawn_blocking(move || c.network.lockdown()).await {
+                Ok(Ok(nics)) => info!(
+                    interfaces = ?nics,
+                    "system locked down: API closed, heartbeats stopped, network interfaces down"
+                ),
+                Ok(Err(e)) => error!(error = %e, "lockdown: the network interfaces stay up"),
+                Err(e) => error!(error = %e, "lockdown task failed"),
+            }
+        }
+    }
 }
 
 async fn nic_ipv4(ctx: &Arc<AgentContext>, ifname: &str) -> Option<IpAddr> {

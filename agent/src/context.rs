@@ -20,6 +20,10 @@ pub struct AgentContext {
     pub chain: Chain,
     /// How power actions are carried out.
     pub power: Arc<dyn Power>,
+    /// How `system.lockdown` takes the network interfaces down (from `config.network`).
+    pub network: Arc<dyn crate::network::Network>,
+    /// Set by `rescue.finalize_rescue` / `system.lockdown`: the API and heartbeats stop.
+    pub stop: crate::stop::StopSignal,
     /// In-memory copy of the agent's own log.
     pub logs: LogBuffer,
     /// Process start, seconds since the epoch (`/v1/status.started_at`).
@@ -34,6 +38,8 @@ pub struct AgentContext {
     pub deploy: crate::deploy::DeployState,
     /// The software RAID this agent created (its root volume).
     pub raid: crate::clean::raid::RaidState,
+    /// Recent commands, for the log bundle.
+    pub history: crate::commands::history::CommandHistory,
 }
 
 impl std::fmt::Debug for AgentContext {
@@ -53,10 +59,13 @@ impl AgentContext {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         let token = config.agent_token.clone();
+        let network = crate::network::for_mode(&config.network);
         AgentContext {
             config,
             chain,
             power,
+            network,
+            stop: crate::stop::StopSignal::default(),
             logs,
             started_at,
             heartbeat_now: Notify::new(),
@@ -66,6 +75,7 @@ impl AgentContext {
             progress: RwLock::new(None),
             deploy: crate::deploy::DeployState::default(),
             raid: crate::clean::raid::RaidState::default(),
+            history: Default::default(),
         }
     }
 

@@ -16,8 +16,11 @@ pub mod deploy;
 pub mod disk;
 pub mod guard;
 pub mod image;
+pub mod limits;
 pub mod logbuf;
+pub mod network;
 pub mod power;
+pub mod stop;
 pub mod tls;
 pub mod tools;
 

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         .with_writer(TeeWriter::new(logs.clone()))
         .with_ansi(false)
         .init();
+    ironic_agent::limits::raise_open_files();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -56,7 +56,8 @@ pub trait Power: Send + Sync {
 pub struct SystemPower;
 
 impl SystemPower {
-    fn root_is_ramdisk(mounts: &str) -> bool {
+    /// Whether `/` is a ramdisk according to `mounts` (the text of `/proc/mounts`).
+    pub(crate) fn root_is_ramdisk(mounts: &str) -> bool {
         mounts
             .lines()
             .rev()

@@ -1,6 +1,7 @@
 //! What the conductor does after an accepted heartbeat: a node with a deploy requested by
 //! `conductor-shim deploy` is handed to [`crate::deploy`], one with cleaning requested by
-//! `conductor-shim node provide` / `clean` to [`crate::clean`]; otherwise, in
+//! `conductor-shim node provide` / `clean` to [`crate::clean`], one in `rescue wait` (from
+//! `conductor-shim rescue`) to [`crate::rescue`]; otherwise, in
 //! `wait call-back`, `clean wait` and `service wait` it asks the agent for its steps
 //! (`deploy.get_deploy_steps`, ...) once and caches them in `driver_internal_info`, as
 //! Ironic's `agent_base` does.
@@ -22,6 +23,7 @@ use crate::clean::{self, CleanOptions, Cleaner};
 use crate::deploy::{self, DeployOptions, Deployer};
 use crate::model::{CachedSteps, JsonMap, Node, Port, Step};
 use crate::node_dict::StepsParams;
+use crate::rescue::{self, Rescuer};
 use crate::store::{SharedStore, StoreError};
 
 pub use crate::steps::StepKind;
@@ -73,6 +75,7 @@ pub struct Conductor {
     locks: NodeLocks,
     deployer: Deployer,
     cleaner: Cleaner,
+    rescuer: Rescuer,
 }
 
 impl Conductor {
@@ -101,13 +104,23 @@ impl Conductor {
     ) -> Conductor {
         let deployer = Deployer::new(store.clone(), agent.clone(), deploy);
         let cleaner = Cleaner::new(store.clone(), agent.clone(), clean, fast_track);
+        let rescuer = Rescuer::new(store.clone(), agent.clone());
         Conductor {
             store,
             agent,
             locks: NodeLocks::default(),
             deployer,
             cleaner,
+            rescuer,
         }
+    }
+
+    /// Collects ramdisk logs of deploys and cleanings as `logs` says (Ironic's
+    /// `[agent]deploy_logs_*`).
+    pub fn with_ramdisk_logs(mut self, logs: crate::ramdisk_logs::RamdiskLogs) -> Conductor {
+        self.deployer.set_ramdisk_logs(logs.clone());
+        self.cleaner.set_ramdisk_logs(logs);
+        self
     }
 
     /// The per-node locks.
@@ -146,6 +159,10 @@ impl Conductor {
         };
         if deploy::wants_heartbeat(&node) {
             self.deployer.on_heartbeat(node, ports).await;
+            return;
+        }
+        if rescue::wants_heartbeat(&node) {
+            self.rescuer.on_heartbeat(node).await;
             return;
         }
         if clean::wants_heartbeat(&node) {

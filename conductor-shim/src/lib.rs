@@ -17,7 +17,10 @@
 //!   deploys and cleaning.
 //! - [`deploy`]: deploying an image through the agent, driven by heartbeats.
 //! - [`clean`]: automated and manual cleaning through the agent, driven by heartbeats.
+//! - [`timeouts`]: the deploy callback timeout (Ironic's `deploy_callback_timeout`).
+//! - [`rescue`]: rescue (`finalize_rescue` on the heartbeat in `rescue wait`).
 //! - [`agent_client`]: the HTTP client for the agent's `/v1/commands/` API.
+//! - [`lockdown`]: `system.lockdown` for nodes that must not be powered off.
 //! - [`inventory`]: a typed summary of the inspection inventory for display.
 //! - [`cli`]: the command-line interface.
 
@@ -28,13 +31,17 @@ pub mod cli;
 pub mod conductor;
 pub mod deploy;
 pub mod inventory;
+pub mod lockdown;
 pub mod mac;
 pub mod mask;
 pub mod model;
 pub mod node_dict;
 pub mod pyjson;
+pub mod ramdisk_logs;
+pub mod rescue;
 pub mod state;
 pub mod steps;
 pub mod store;
 pub mod timefmt;
+pub mod timeouts;
 pub mod token;

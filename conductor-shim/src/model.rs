@@ -70,6 +70,10 @@ pub struct Node {
     /// `node.raid_config`, with `last_updated`).
     #[serde(default)]
     pub raid_config: JsonMap,
+    /// The node must never be powered off (Ironic's `node.disable_power_off`): a deploy ends
+    /// with `system.lockdown` instead of `standby.power_off`.
+    #[serde(default)]
+    pub disable_power_off: bool,
 }
 
 /// A port (a NIC) of a node, identified by its MAC address.
@@ -223,6 +227,13 @@ pub struct DriverInternalInfo {
     /// How often cleaning restarted after a hardware-manager version mismatch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clean_restarts: Option<u32>,
+    /// How many commands the agent listed when the conductor last looked, before it sent the
+    /// current deploy or clean step: if the agent received that step, its
+    /// `execute_*_step` comes after them. A shim restarted between sending the step and
+    /// recording the answer (phase `step_running`) finds it there and does not send it
+    /// again. Cleared when a plan starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_commands_seen: Option<usize>,
     /// Every other key.
     #[serde(flatten)]
     pub extra: JsonMap,
@@ -361,6 +372,7 @@ impl DriverInternalInfo {
         self.agent_last_heartbeat = None;
         self.agent_verify_ca = None;
         self.agent_heartbeat_count = None;
+        self.agent_commands_seen = None;
         self.clear_cached_steps();
     }
 
@@ -385,6 +397,7 @@ impl DriverInternalInfo {
         self.root_uuid_or_disk_id = None;
         self.efi_system_partition_uuid = None;
         self.is_whole_disk_image = None;
+        self.agent_commands_seen = None;
         self.agent_cached_deploy_steps = None;
         self.agent_cached_deploy_steps_refreshed = None;
     }
@@ -398,6 +411,7 @@ impl DriverInternalInfo {
         self.clean_step_index = None;
         self.clean_progress = None;
         self.clean_restarts = None;
+        self.agent_commands_seen = None;
         self.agent_cached_clean_steps = None;
         self.agent_cached_clean_steps_refreshed = None;
     }
@@ -431,6 +445,8 @@ pub struct NewNode {
     pub driver_info: JsonMap,
     /// MAC addresses to create ports for.
     pub macs: Vec<String>,
+    /// Ironic's `disable_power_off`.
+    pub disable_power_off: bool,
 }
 
 impl Default for NewNode {
@@ -443,6 +459,7 @@ impl Default for NewNode {
             instance_info: JsonMap::new(),
             driver_info: JsonMap::new(),
             macs: Vec::new(),
+            disable_power_off: false,
         }
     }
 }

@@ -567,6 +567,49 @@ mod tests {
     }
 
     #[test]
+    fn a_sent_step_is_found_after_the_commands_seen_before_it() {
+        use CommandStatus as C;
+        use runner::{received_step, sent_step_bound};
+        let kind = StepKind::Deploy;
+        let steps = command("get_deploy_steps", C::Succeeded, json!({}));
+        let done = command(
+            "execute_deploy_step",
+            C::Succeeded,
+            json!({"deploy_step": {"interface": "deploy", "step": "write_image"}}),
+        );
+        let uuids = command("get_partition_uuids", C::Succeeded, json!({}));
+        let running = command("execute_deploy_step", C::Running, json!({}));
+
+        // Counted before sending: only what comes after counts, whatever its status.
+        let before = [steps.clone(), done.clone(), uuids.clone()];
+        assert_eq!(sent_step_bound(kind, &before, Some(3), 2), Some(3));
+        assert!(
+            !received_step(kind, &before, 3),
+            "an earlier step is not this one"
+        );
+        let after = [steps.clone(), done.clone(), uuids, running.clone()];
+        assert!(received_step(kind, &after, 3));
+        // A restarted agent lists fewer commands than counted: not received.
+        assert!(!received_step(kind, std::slice::from_ref(&steps), 3));
+        // A clean step is no deploy step.
+        let clean = command("execute_clean_step", C::Running, json!({}));
+        assert!(!received_step(kind, &[steps.clone(), clean], 1));
+
+        // No count (a clean plan's first step): after the get_*_steps the plan came from.
+        let old = [done.clone(), steps.clone()];
+        assert_eq!(sent_step_bound(kind, &old, None, 0), Some(2));
+        assert!(
+            !received_step(kind, &old, 2),
+            "the old deploy's step is not this one"
+        );
+        let sent = [done, steps.clone(), running];
+        assert!(received_step(kind, &sent, 2));
+        // Later steps without a count, or no get_*_steps at all: unknown.
+        assert_eq!(sent_step_bound(kind, &sent, None, 1), None);
+        assert_eq!(sent_step_bound(StepKind::Clean, &sent, None, 0), None);
+    }
+
+    #[test]
     fn steps_compare_by_interface_and_name() {
         let s = step("deploy", "write_image");
         assert!(same_step(

@@ -1,14 +1,14 @@
 //! The node store: one SQLite file (WAL mode, busy timeout) shared by `serve` and the CLI.
 //!
-//! Schema version 2 (`PRAGMA user_version`):
+//! Schema version 3 (`PRAGMA user_version`):
 //! - `nodes(uuid PK, name UNIQUE NULL, provision_state, power_state, properties,
 //!   instance_info, driver_info, driver_internal_info, inventory NULL, inspection_data NULL,
 //!   last_error NULL, created_at, updated_at, target_provision_state NULL, clean_step NULL,
-//!   target_raid_config, raid_config)`; JSON columns hold text.
+//!   target_raid_config, raid_config, disable_power_off)`; JSON columns hold text.
 //! - `ports(uuid PK, node_uuid FK → nodes ON DELETE CASCADE, address UNIQUE, created_at)`.
 //!
-//! Version 1 lacked the last four node columns; opening such a file adds them (`ALTER
-//! TABLE`), keeping every node.
+//! Version 1 lacked the four node columns after `updated_at`, version 2 `disable_power_off`;
+//! opening such a file adds them (`ALTER TABLE`), keeping every node.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,7 +26,7 @@ use crate::state::ProvisionState;
 use crate::timefmt;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a statement waits for another process holding the database lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,9 +64,14 @@ ALTER TABLE nodes ADD COLUMN target_raid_config TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE nodes ADD COLUMN raid_config TEXT NOT NULL DEFAULT '{}';
 ";
 
+/// Version 2 → 3: Ironic's `disable_power_off`.
+const MIGRATE_V3: &str = "
+ALTER TABLE nodes ADD COLUMN disable_power_off INTEGER NOT NULL DEFAULT 0;
+";
+
 const NODE_COLUMNS: &str = "uuid, name, provision_state, power_state, properties, instance_info, \
      driver_info, driver_internal_info, inventory, inspection_data, last_error, created_at, updated_at, \
-     target_provision_state, clean_step, target_raid_config, raid_config";
+     target_provision_state, clean_step, target_raid_config, raid_config, disable_power_off";
 
 /// Errors of the node store.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +186,9 @@ impl Store {
         if version < 2 {
             tx.execute_batch(MIGRATE_V2)?;
         }
+        if version < 3 {
+            tx.execute_batch(MIGRATE_V3)?;
+        }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         Ok(Store { conn })
@@ -222,6 +230,7 @@ impl Store {
             clean_step: None,
             target_raid_config: JsonMap::new(),
             raid_config: JsonMap::new(),
+            disable_power_off: new.disable_power_off,
         };
         let tx = self
             .conn
@@ -492,7 +501,8 @@ fn write_node(conn: &Connection, node: &Node) -> Result<(), StoreError> {
         "UPDATE nodes SET name = ?2, provision_state = ?3, power_state = ?4, properties = ?5, \
          instance_info = ?6, driver_info = ?7, driver_internal_info = ?8, inventory = ?9, \
          inspection_data = ?10, last_error = ?11, updated_at = ?12, target_provision_state = ?13, \
-         clean_step = ?14, target_raid_config = ?15, raid_config = ?16 WHERE uuid = ?1",
+         clean_step = ?14, target_raid_config = ?15, raid_config = ?16, disable_power_off = ?17 \
+         WHERE uuid = ?1",
         params![
             node.uuid.to_string(),
             node.name,
@@ -510,6 +520,7 @@ fn write_node(conn: &Connection, node: &Node) -> Result<(), StoreError> {
             encode_opt(&node.clean_step, "clean_step")?,
             encode(&node.target_raid_config, "target_raid_config")?,
             encode(&node.raid_config, "raid_config")?,
+            node.disable_power_off,
         ],
     )?;
     Ok(())
@@ -553,6 +564,7 @@ struct RawNode {
     clean_step: Option<String>,
     target_raid_config: String,
     raid_config: String,
+    disable_power_off: bool,
 }
 
 impl RawNode {
@@ -575,6 +587,7 @@ impl RawNode {
             clean_step: r.get(14)?,
             target_raid_config: r.get(15)?,
             raid_config: r.get(16)?,
+            disable_power_off: r.get(17)?,
         })
     }
 
@@ -634,6 +647,7 @@ impl RawNode {
                 .transpose()?,
             target_raid_config: decode(id, "target_raid_config", &self.target_raid_config)?,
             raid_config: decode(id, "raid_config", &self.raid_config)?,
+            disable_power_off: self.disable_power_off,
             name: self.name,
             last_error: self.last_error,
         })
@@ -844,7 +858,8 @@ mod tests {
             .unwrap();
         }
         let mut store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert!(!store.get_node("old").unwrap().disable_power_off);
         let node = store.get_node("old").unwrap();
         assert_eq!(node.provision_state, ProvisionState::Manageable);
         assert_eq!(
@@ -868,6 +883,25 @@ mod tests {
             node.target_raid_config["logical_disks"][0]["raid_level"],
             "1"
         );
+    }
+
+    #[test]
+    fn disable_power_off_round_trips() {
+        let mut store = Store::open_in_memory().unwrap();
+        let node = store
+            .create_node(NewNode {
+                disable_power_off: true,
+                ..new_node("keep-on", &[])
+            })
+            .unwrap();
+        assert!(store.get_node("keep-on").unwrap().disable_power_off);
+        store
+            .update_node(node.uuid, |n| {
+                n.disable_power_off = false;
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        assert!(!store.get_node("keep-on").unwrap().disable_power_off);
     }
 
     #[test]

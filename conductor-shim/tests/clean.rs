@@ -241,6 +241,22 @@ impl Setup {
         Setup { shim, agent, token }
     }
 
+    /// A new shim process on the same database takes over from this one, which is returned
+    /// (still running until dropped).
+    async fn with_restarted_shim(self) -> (Setup, Shim) {
+        let Setup {
+            shim: old,
+            agent,
+            token,
+        } = self;
+        let s = Setup {
+            shim: old.restarted(plain_config()).await,
+            agent,
+            token,
+        };
+        (s, old)
+    }
+
     async fn heartbeat(&self) -> u16 {
         let url = &self.agent.fake.url;
         self.shim.heartbeat("n1", url, &self.token).await
@@ -792,16 +808,7 @@ async fn a_busy_agent_is_retried_and_a_restarted_shim_resumes() {
         .await;
     assert_eq!(node.clean_step.unwrap().step, "erase_devices_metadata");
     // A new shim process on the same database takes over.
-    let Setup {
-        shim: old,
-        agent,
-        token,
-    } = s;
-    let s = Setup {
-        shim: old.restarted(plain_config()).await,
-        agent,
-        token,
-    };
+    let (s, old) = s.with_restarted_shim().await;
     let node = s.run_to_end().await;
     assert_eq!(node.provision_state, ProvisionState::Available, "{node:#?}");
     assert_eq!(
@@ -812,6 +819,34 @@ async fn a_busy_agent_is_retried_and_a_restarted_shim_resumes() {
             "deploy.erase_devices"
         ],
         "the step refused with 409 is sent again"
+    );
+    drop(old);
+}
+
+#[tokio::test]
+async fn a_shim_stopped_after_the_agent_accepted_a_step_does_not_send_it_again() {
+    let s = Setup::new(plain_config(), Script::default()).await;
+    s.provide().await;
+    assert_eq!(s.heartbeat().await, 202);
+    s.wait("the first step on the agent", |n| {
+        n.provision_state == ProvisionState::CleanWait
+            && n.driver_internal_info.clean_phase == Some(CleanPhase::AgentStep)
+    })
+    .await;
+    // As if the shim died after the agent accepted the step, before the answer was recorded.
+    s.shim
+        .update("n1", |n| {
+            n.provision_state = ProvisionState::Cleaning;
+            n.driver_internal_info.clean_phase = Some(CleanPhase::StepRunning);
+        })
+        .await;
+    let (s, old) = s.with_restarted_shim().await;
+    let node = s.run_to_end().await;
+    assert_eq!(node.provision_state, ProvisionState::Available, "{node:#?}");
+    assert_eq!(
+        s.agent.executed_steps(),
+        ["deploy.erase_devices_metadata", "deploy.erase_devices"],
+        "a step the agent had was sent again"
     );
     drop(old);
 }

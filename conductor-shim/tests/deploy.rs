@@ -260,6 +260,7 @@ fn config() -> ServerConfig {
         deploy: DeployOptions {
             command_wait_interval: Duration::from_millis(50),
             command_wait_attempts: 20,
+            ..DeployOptions::default()
         },
         ..plain_config()
     }
@@ -811,6 +812,42 @@ async fn a_deploy_interrupted_while_deploying_resumes_from_its_step() {
             "GET",
             "standby.power_off"
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_shim_stopped_after_the_agent_accepted_write_image_does_not_send_it_again() {
+    // As if the shim died after the agent accepted write_image, before the answer was
+    // recorded: the node is still `deploying` in `step_running`.
+    let s = Setup::new(Script::default(), whole_disk(BootMode::Bios)).await;
+    s.heartbeat().await;
+    s.wait_agent_step().await;
+    s.shim
+        .update("n1", |n| {
+            n.provision_state = ProvisionState::Deploying;
+            n.driver_internal_info.deploy_phase = Some(DeployPhase::StepRunning);
+        })
+        .await;
+    let restarted = s.shim.restarted(config()).await;
+    assert_eq!(s.heartbeat_to(&restarted).await, 202);
+    let node = s.wait_agent_step().await;
+    assert_eq!(
+        node.driver_internal_info
+            .deploy_progress
+            .unwrap()
+            .stage
+            .as_deref(),
+        Some("writing"),
+        "the running step is followed as if its answer had arrived"
+    );
+    s.agent.finish_step();
+    assert_eq!(s.heartbeat_to(&restarted).await, 202);
+    let node = s.wait_end().await;
+    assert_eq!(node.provision_state, ProvisionState::Active, "{node:#?}");
+    assert_eq!(
+        s.agent.posts("deploy.execute_deploy_step").len(),
+        1,
+        "write_image was sent twice"
     );
 }
 

@@ -244,11 +244,7 @@ fn api_contract_without_conductor() -> anyhow::Result<()> {
         &["--listen", &format!("127.0.0.1:{port}")],
     )?;
     let base = format!("http://127.0.0.1:{port}");
-    wait_for(T, "the agent API", || {
-        http_get(&format!("{base}/v1/status"))
-            .ok()
-            .filter(|(s, _)| *s == 200)
-    })?;
+    e2e_tests::wait_agent_api(&base, T)?;
 
     let (s, status) = http_get(&format!("{base}/v1/status"))?;
     assert_eq!(s, 200);

@@ -106,18 +106,10 @@ fn deploy_broken(ignore: bool) -> anyhow::Result<(Value, String, PathBuf, Value,
     let dir = tempfile::tempdir()?;
     let img = broken_grub_image(dir.path())?;
     let lo = LoopDevice::create(&dir.path().join("target.img"), 4096 * MIB + 64 * MIB)?;
-    let images = dir.path().join("images").display().to_string();
-    let shim = Shim::start(
+    let shim = Shim::start_with_images(
         dir.path(),
-        &[
-            "--heartbeat-timeout",
-            "4",
-            "--images",
-            &images,
-            "--command-wait-interval",
-            "1",
-            "--enable-bios-bootloader-install",
-        ],
+        &dir.path().join("images"),
+        &["--enable-bios-bootloader-install"],
     )?;
     shim.create_host_node("b1", "manageable")?;
     let port = free_port();
@@ -188,6 +180,17 @@ fn deploy_broken(ignore: bool) -> anyhow::Result<(Value, String, PathBuf, Value,
         if !bundle.is_file() {
             bail!("conductor-shim logs wrote no bundle: {logs}");
         }
+        // The bundle the shim stored when the step failed (it lives in `dir`, gone on return):
+        // its commands.json.
+        if let Some(stored) = logs["stored"].get(0).and_then(Value::as_str) {
+            let out = Command::new("tar")
+                .args(["-xzOf", stored, "commands.json"])
+                .output()?;
+            if !out.status.success() {
+                bail!("{stored}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            logs["stored_commands"] = serde_json::from_slice(&out.stdout)?;
+        }
     }
     Ok((
         node,
@@ -218,8 +221,55 @@ fn a_failing_grub_install_fails_the_deploy_with_its_stderr() -> anyhow::Result<(
     );
     let files = strings(&logs["files"]);
     assert!(
-        files.contains(&"ironic-agent.log") && files.contains(&"inventory.json"),
+        [
+            "ironic-agent.log",
+            "inventory.json",
+            "commands.json",
+            "dmesg",
+            "lsblk",
+            "ip_addr",
+            "mount"
+        ]
+        .iter()
+        .all(|f| files.contains(f)),
         "bundle files: {files:?}"
+    );
+    // The shim collected the ramdisk's logs when the step failed (Ironic's
+    // deploy_logs_collect=on_failure), named as Ironic names them.
+    let stored = strings(&logs["stored"]);
+    assert_eq!(stored.len(), 1, "stored bundles: {logs}");
+    let name = Path::new(stored[0])
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        name.contains("_b1_") && name.ends_with(".tar.gz"),
+        "bundle name {name}"
+    );
+    let commands = &logs["stored_commands"];
+    let bootloader = commands
+        .as_array()
+        .and_then(|c| {
+            c.iter()
+                .rev()
+                .find(|c| c["command_name"] == "image.install_bootloader")
+        })
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(bootloader["command_status"], "FAILED", "{commands}");
+    assert!(
+        bootloader["command_error"]["details"]
+            .as_str()
+            .is_some_and(|d| d.contains(BROKEN)),
+        "{bootloader}"
+    );
+    let started = bootloader["started_at"].as_f64().unwrap_or(f64::MAX);
+    assert!(
+        bootloader["finished_at"]
+            .as_f64()
+            .is_some_and(|f| f >= started),
+        "{bootloader}"
     );
     // The chroot ran for real: the agent mounted the image and bound the system directories.
     assert!(log.contains("mounting"), "agent log:\n{log}");

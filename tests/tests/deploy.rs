@@ -7,54 +7,18 @@ use std::time::Duration;
 
 use anyhow::bail;
 use e2e_tests::image_server::{Fault, ImageServer};
+use e2e_tests::images::{MIB, images_dir, sha256_file, whole_disk_image, zero};
 use e2e_tests::{
-    Proc, Shim, free_port, http_get, http_post, loopback_agent_flags, read_range, sh, start_agent,
-    wait_for,
+    Proc, Shim, assert_success, free_port, http_post, loopback_agent_flags, read_range, sh,
+    start_agent, wait_agent_api, wait_for,
 };
 use ironic_agent::testutil::LoopDevice;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-const MIB: u64 = 1 << 20;
 /// IPA picks the smallest disk of at least 4 GiB: test disks are sparse files just above that.
 const DISK: u64 = 4096 * MIB;
 const TOKEN: &str = "deploy-token-0123456789abcdefghijklmnopqrs";
 const T: Duration = Duration::from_secs(120);
-
-fn sha256_file(p: &Path) -> anyhow::Result<String> {
-    Ok(hex(&Sha256::digest(std::fs::read(p)?)))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Deterministic, mildly compressible content.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    let mut block = Sha256::digest(seed.to_le_bytes()).to_vec();
-    while out.len() < len {
-        block = Sha256::digest(&block).to_vec();
-        out.extend_from_slice(hex(&block).as_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// A whole-disk raw image with an msdos table (one Linux partition) and data in it.
-fn whole_disk_image(path: &Path, size: u64) -> anyhow::Result<()> {
-    std::fs::File::create(path)?.set_len(size)?;
-    sh(&format!(
-        "printf 'label: dos\\n,,L\\n' | sfdisk -q {}",
-        path.display()
-    ))?;
-    let data = pattern(usize::try_from(size - 2 * MIB)?, size);
-    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-    use std::io::{Seek, SeekFrom, Write};
-    f.seek(SeekFrom::Start(MIB))?;
-    f.write_all(&data)?;
-    Ok(())
-}
 
 struct Agent {
     _proc: Proc,
@@ -77,11 +41,7 @@ impl Agent {
             &flags,
         )?;
         let base = format!("http://127.0.0.1:{port}");
-        wait_for(T, "the agent API", || {
-            http_get(&format!("{base}/v1/status"))
-                .ok()
-                .filter(|(s, _)| *s == 200)
-        })?;
+        wait_agent_api(&base, T)?;
         Ok(Agent { _proc: proc, base })
     }
 
@@ -110,18 +70,13 @@ fn image_info(url: &str, sha: &str, extra: Value) -> Value {
     info
 }
 
-fn zero(b: &[u8]) -> bool {
-    b.iter().all(|x| *x == 0)
-}
-
 #[test]
 fn every_format_lands_byte_identical() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let images = dir.path().join("images");
-    std::fs::create_dir(&images)?;
+    let images = images_dir(dir.path())?;
     let raw = images.join("disk.raw");
     let size = 40 * MIB;
-    whole_disk_image(&raw, size)?;
+    whole_disk_image(&raw, size, size)?;
     let r = raw.display();
     sh(&format!(
         "gzip -k -1 {r} && zstd -q -k {r} && xz -k -0 -T1 {r}"
@@ -199,11 +154,10 @@ fn every_format_lands_byte_identical() -> anyhow::Result<()> {
 #[test]
 fn bad_images_fail_and_leave_no_bootable_disk() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let images = dir.path().join("images");
-    std::fs::create_dir(&images)?;
+    let images = images_dir(dir.path())?;
     let raw = images.join("disk.raw");
     let size = 24 * MIB;
-    whole_disk_image(&raw, size)?;
+    whole_disk_image(&raw, size, size)?;
     sh(&format!(
         "cd {} && qemu-img create -q -f qcow2 base.qcow2 16M && qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 overlay.qcow2",
         images.display()
@@ -287,11 +241,10 @@ fn bad_images_fail_and_leave_no_bootable_disk() -> anyhow::Result<()> {
 #[test]
 fn downloads_fail_over_and_resume() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let images = dir.path().join("images");
-    std::fs::create_dir(&images)?;
+    let images = images_dir(dir.path())?;
     let raw = images.join("disk.raw");
     let size = 48 * MIB;
-    whole_disk_image(&raw, size)?;
+    whole_disk_image(&raw, size, size)?;
     let server = ImageServer::start(&images)?;
     let lo = LoopDevice::create(&dir.path().join("target.img"), DISK + 64 * MIB)?;
     let agent = Agent::start(dir.path(), "resume", &[&lo.path])?;
@@ -339,10 +292,9 @@ fn downloads_fail_over_and_resume() -> anyhow::Result<()> {
 #[test]
 fn devices_outside_the_allow_list_are_never_written() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let images = dir.path().join("images");
-    std::fs::create_dir(&images)?;
+    let images = images_dir(dir.path())?;
     let raw = images.join("disk.raw");
-    whole_disk_image(&raw, 8 * MIB)?;
+    whole_disk_image(&raw, 8 * MIB, 8 * MIB)?;
     let server = ImageServer::start(&images)?;
     let allowed = LoopDevice::create(&dir.path().join("allowed.img"), DISK + 32 * MIB)?;
     let other = LoopDevice::create(&dir.path().join("other.img"), 32 * MIB)?;
@@ -371,8 +323,7 @@ fn devices_outside_the_allow_list_are_never_written() -> anyhow::Result<()> {
 #[test]
 fn partition_image_with_layout_and_uuids() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let images = dir.path().join("images");
-    std::fs::create_dir(&images)?;
+    let images = images_dir(dir.path())?;
     let fs = images.join("root.img");
     std::fs::File::create(&fs)?.set_len(24 * MIB)?;
     let uuid = "3f1c9a52-6d1e-4b7a-9c0e-1b2c3d4e5f60";
@@ -429,62 +380,28 @@ fn partition_image_with_layout_and_uuids() -> anyhow::Result<()> {
 #[test]
 fn shim_deploys_onto_a_loop_device() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let images = dir.path().join("images");
-    std::fs::create_dir(&images)?;
+    let images = images_dir(dir.path())?;
     let raw = images.join("disk.raw");
     let size = 32 * MIB;
-    whole_disk_image(&raw, size)?;
+    whole_disk_image(&raw, size, size)?;
     let lo = LoopDevice::create(&dir.path().join("target.img"), DISK + 64 * MIB)?;
-    let images_arg = images.display().to_string();
-    let shim = Shim::start(
-        dir.path(),
-        &[
-            "--heartbeat-timeout",
-            "4",
-            "--images",
-            &images_arg,
-            "--command-wait-interval",
-            "1",
-        ],
-    )?;
+    let shim = Shim::start_with_images(dir.path(), &images, &[])?;
     shim.create_host_node("d1", "manageable")?;
     let port = free_port();
-    let lo_path = lo.path.display().to_string();
     let flags = loopback_agent_flags(port, &lo.path);
     let _agent = start_agent(
         dir.path(),
         "shimagent",
-        &format!("ipa-api-url={} ipa-lookup-timeout=30", shim.url),
+        &shim.lookup_cmdline(),
         &flags.iter().map(String::as_str).collect::<Vec<_>>(),
     )?;
-    wait_for(T, "the agent's first heartbeat", || {
-        shim.cli_json(&["node", "show", "d1"])
-            .ok()
-            .filter(|n| n["driver_internal_info"]["agent_url"].is_string())
-    })?;
+    shim.wait_first_heartbeat("d1", T)?;
     let url = format!("{}/images/disk.raw", shim.url);
-    let out = Command::new(e2e_tests::bin("conductor-shim"))
-        .arg("--db")
-        .arg(&shim.db)
-        .args([
-            "deploy",
-            "d1",
-            "--image",
-            &url,
-            "--checksum",
-            &format!("sha256:{}", sha256_file(&raw)?),
-            "--root-hint",
-            &format!("name={lo_path}"),
-            "--timeout",
-            "300",
-        ])
+    let out = shim
+        .deploy_command("d1", &url, &sha256_file(&raw)?, &lo.path)
+        .args(["--timeout", "300"])
         .output()?;
-    assert!(
-        out.status.success(),
-        "deploy failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "deploy");
     let n = shim.cli_json(&["node", "show", "d1"])?;
     assert_eq!(n["provision_state"], "active", "{n}");
     assert_eq!(read_range(&lo.path, 0, size)?, std::fs::read(&raw)?);
@@ -504,10 +421,9 @@ fn whole_disk_image_with_config_drive() -> anyhow::Result<()> {
     use base64::Engine;
     use std::io::Write;
     let dir = tempfile::tempdir()?;
-    let images = dir.path().join("images");
-    std::fs::create_dir(&images)?;
+    let images = images_dir(dir.path())?;
     let raw = images.join("disk.raw");
-    whole_disk_image(&raw, 16 * MIB)?;
+    whole_disk_image(&raw, 16 * MIB, 16 * MIB)?;
     let content = dir.path().join("cd/openstack/latest");
     std::fs::create_dir_all(&content)?;
     std::fs::write(content.join("meta_data.json"), br#"{"uuid": "n3"}"#)?;
@@ -577,8 +493,7 @@ fn whole_disk_image_with_config_drive() -> anyhow::Result<()> {
 #[test]
 fn gpt_ext4_image_raw_and_qcow2() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let images = dir.path().join("images");
-    std::fs::create_dir(&images)?;
+    let images = images_dir(dir.path())?;
     let raw = images.join("gpt.raw");
     let size = 48 * MIB;
     std::fs::File::create(&raw)?.set_len(size)?;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use e2e_tests::{
-    Shim, dii, free_port, host_macs, loopback_agent_flags, read_range, sh, start_agent_with,
-    wait_for,
+    Shim, assert_success, dii, free_port, host_macs, loopback_agent_flags, read_range, sh,
+    start_agent_with, wait_for,
 };
 use ironic_agent::testutil::LoopDevice;
 use serde_json::Value;
@@ -170,8 +170,7 @@ fn loongarch64_agent_under_qemu_user_inspects_heartbeats_and_deploys() -> anyhow
     );
 
     let dir = tempfile::tempdir()?;
-    let images = dir.path().join("images");
-    std::fs::create_dir(&images)?;
+    let images = e2e_tests::images::images_dir(dir.path())?;
     let raw = images.join("disk.raw");
     whole_disk_image(&raw, IMAGE)?;
     let reference = std::fs::read(&raw)?;
@@ -185,18 +184,7 @@ fn loongarch64_agent_under_qemu_user_inspects_heartbeats_and_deploys() -> anyhow
 
     let phase = |what: &str| eprintln!("[{:5.1} s] {what}", started.elapsed().as_secs_f64());
     phase("image and loop device ready");
-    let images_arg = images.display().to_string();
-    let shim = Shim::start(
-        dir.path(),
-        &[
-            "--heartbeat-timeout",
-            "4",
-            "--images",
-            &images_arg,
-            "--command-wait-interval",
-            "1",
-        ],
-    )?;
+    let shim = Shim::start_with_images(dir.path(), &images, &[])?;
     shim.create_host_node("la1", "inspect wait")?;
     phase("shim up, node enrolled");
 
@@ -307,28 +295,16 @@ fn loongarch64_agent_under_qemu_user_inspects_heartbeats_and_deploys() -> anyhow
     // The whole deploy, as Ironic drives it: get_deploy_steps, write_image (raw, streamed),
     // get_partition_uuids, power off.
     let deploy_started = Instant::now();
-    let out = Command::new(e2e_tests::bin("conductor-shim"))
-        .arg("--db")
-        .arg(&shim.db)
-        .args([
-            "deploy",
+    let out = shim
+        .deploy_command(
             "la1",
-            "--image",
             &format!("{}/images/disk.raw", shim.url),
-            "--checksum",
-            &format!("sha256:{sha}"),
-            "--root-hint",
-            &format!("name={lo_path}"),
-            "--timeout",
-            "150",
-        ])
+            &sha,
+            &lo.path,
+        )
+        .args(["--timeout", "150"])
         .output()?;
-    assert!(
-        out.status.success(),
-        "deploy failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "deploy");
     phase(&format!(
         "deployed {} MiB in {:.1} s",
         IMAGE / MIB,

@@ -17,7 +17,8 @@ use crate::context::AgentContext;
 use crate::logbuf::LogBuffer;
 use crate::power::RecordingPower;
 
-const TOKEN: &str = "test-token-0123456789abcdef0123456789";
+/// The token the test agent holds.
+pub(super) const TOKEN: &str = "test-token-0123456789abcdef0123456789";
 
 struct Minimal;
 
@@ -30,27 +31,46 @@ impl HardwareManager for Minimal {
     }
 }
 
-fn app(dir: &std::path::Path) -> anyhow::Result<axum::Router> {
-    let flags = Flags::parse_from(["ironic-agent"]);
-    let config = Config::from_parts(
-        &flags,
-        KernelParams::parse(&format!("ipa-agent-token={TOKEN}")),
-    )?;
+/// The real router over a real executor with the test commands; the agent holds [`TOKEN`].
+pub(super) fn app(dir: &std::path::Path) -> anyhow::Result<axum::Router> {
+    app_with_cmdline(dir, &format!("ipa-agent-token={TOKEN}"))
+}
+
+fn app_with_cmdline(dir: &std::path::Path, cmdline: &str) -> anyhow::Result<axum::Router> {
+    let ctx = context(dir, &[], cmdline, 1024)?;
+    let mut registry = crate::commands::registry();
+    add_test_commands(&mut registry);
+    Ok(router_over(registry, ctx))
+}
+
+/// A context for in-process tests: the agent's `flags` (after the program name) and kernel
+/// command line `cmdline`, the [`Minimal`] hardware manager, power actions recorded into
+/// `dir/power`, and a log buffer of `log_bytes`.
+pub(super) fn context(
+    dir: &std::path::Path,
+    flags: &[&str],
+    cmdline: &str,
+    log_bytes: usize,
+) -> anyhow::Result<Arc<AgentContext>> {
+    let flags = Flags::parse_from(std::iter::once("ironic-agent").chain(flags.iter().copied()));
+    let config = Config::from_parts(&flags, KernelParams::parse(cmdline))?;
     let chain = Chain::new(vec![Arc::new(Minimal) as Arc<dyn HardwareManager>])?;
     let power = Arc::new(RecordingPower::new(&dir.join("power")));
-    let ctx = Arc::new(AgentContext::new(
+    Ok(Arc::new(AgentContext::new(
         config,
         chain,
         power,
-        LogBuffer::new(1024),
-    ));
-    let mut registry = crate::commands::registry();
-    add_test_commands(&mut registry);
+        LogBuffer::new(log_bytes),
+    )))
+}
+
+/// The real router (plain HTTP) over a real executor with `registry` and `ctx`.
+pub(super) fn router_over(registry: Registry, ctx: Arc<AgentContext>) -> axum::Router {
     let executor = Arc::new(Executor::new(registry, ctx));
-    Ok(router(ApiState {
+    router(ApiState {
         executor,
         scheme: "http",
-    }))
+    })
 }
 
 fn add_test_commands(r: &mut Registry) {
@@ -90,7 +110,8 @@ fn add_test_commands(r: &mut Registry) {
     );
 }
 
-async fn call(
+/// `METHOD uri` with `body` through `app`; the status and the JSON answer (`null` if none).
+pub(super) async fn call(
     app: &axum::Router,
     method: &str,
     uri: &str,
@@ -416,4 +437,399 @@ async fn debug_progress_and_install_device() -> anyhow::Result<()> {
     assert!(v["error"]["type"].is_string(), "{v}");
     assert_eq!(v["why"]["node_known"], false);
     Ok(())
+}
+
+// ---- security: the token, malformed input ---------------------------------------------------
+
+const UNAUTHORIZED: &str =
+    r#"{"faultcode":"Client","faultstring":"401 Unauthorized: Token invalid."}"#;
+
+/// A request with raw `body` bytes and extra `headers`; the status and the raw answer.
+async fn raw(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> anyhow::Result<(StatusCode, String)> {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app.clone().oneshot(req.body(Body::from(body))?).await?;
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await?;
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// Every route behind the token: (method, path without query).
+const PROTECTED: &[(&str, &str)] = &[
+    ("GET", "/v1/commands"),
+    ("GET", "/v1/commands/"),
+    ("GET", "/commands"),
+    ("GET", "/commands/"),
+    ("GET", "/v1/commands/some-id"),
+    ("GET", "/commands/some-id"),
+    ("POST", "/v1/commands"),
+    ("POST", "/v1/commands/"),
+    ("POST", "/commands"),
+    ("POST", "/commands/"),
+    ("GET", "/v1/debug"),
+    ("GET", "/v1/debug/"),
+    ("GET", "/v1/debug/logs"),
+    ("GET", "/v1/debug/progress"),
+    ("GET", "/v1/debug/install-device"),
+];
+
+/// The token with its last character changed (same length).
+fn same_length_wrong() -> String {
+    let mut t = TOKEN.to_string();
+    let last = t.pop().map_or('x', |c| if c == 'x' { 'y' } else { 'x' });
+    t.push(last);
+    t
+}
+
+#[tokio::test]
+async fn every_protected_route_needs_the_exact_token() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = app(dir.path())?;
+    let wrong = same_length_wrong();
+    let shorter = &TOKEN[..TOKEN.len() - 1];
+    let longer = format!("{TOKEN}x");
+    let upper = TOKEN.to_ascii_uppercase();
+    let nul = format!("{TOKEN}%00");
+    // (query, extra headers): none of these is the token as IPA takes it.
+    let refused: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (String::new(), vec![]),
+        ("?agent_token=".into(), vec![]),
+        ("?agent_token".into(), vec![]),
+        (format!("?agent_token={wrong}"), vec![]),
+        (format!("?agent_token={shorter}"), vec![]),
+        (format!("?agent_token={longer}"), vec![]),
+        (format!("?agent_token={upper}"), vec![]),
+        (format!("?agent_token={nul}"), vec![]),
+        ("?agent_token=test".into(), vec![]),
+        (format!("?token={TOKEN}"), vec![]),
+        (format!("?Agent_Token={TOKEN}"), vec![]),
+        // Only the query parameter counts, never a header.
+        (
+            String::new(),
+            vec![("x-agent-token", TOKEN), ("authorization", TOKEN)],
+        ),
+    ];
+    let body = br#"{"name":"test.echo","params":{}}"#;
+    for (method, path) in PROTECTED {
+        for (query, headers) in &refused {
+            let (s, text) = raw(
+                &app,
+                method,
+                &format!("{path}{query}"),
+                headers,
+                body.to_vec(),
+            )
+            .await?;
+            assert_eq!(
+                (s, text.as_str()),
+                (StatusCode::UNAUTHORIZED, UNAUTHORIZED),
+                "{method} {path}{query} {headers:?}"
+            );
+        }
+        let (s, text) = raw(
+            &app,
+            method,
+            &format!("{path}?agent_token={TOKEN}&wait=true"),
+            &[],
+            body.to_vec(),
+        )
+        .await?;
+        assert_ne!(s, StatusCode::UNAUTHORIZED, "{method} {path}: {text}");
+        assert!(
+            s.is_success() || s == StatusCode::NOT_FOUND,
+            "{method} {path}: {s} {text}"
+        );
+    }
+    // Only the four accepted POSTs ran; every refused one changed nothing.
+    let (_, list) = call(&app, "GET", &post_uri(""), "").await?;
+    assert_eq!(list["commands"].as_array().map(Vec::len), Some(4), "{list}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_agent_without_a_token_refuses_everything() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // An empty pre-generated token is no token.
+    let app = app_with_cmdline(dir.path(), "ipa-agent-token=")?;
+    for (method, path) in PROTECTED {
+        for query in [
+            "",
+            "?agent_token=",
+            "?agent_token=anything-at-all-0123456789abcdef",
+        ] {
+            let (s, text) =
+                raw(&app, method, &format!("{path}{query}"), &[], b"{}".to_vec()).await?;
+            assert_eq!(
+                (s, text.as_str()),
+                (StatusCode::UNAUTHORIZED, UNAUTHORIZED),
+                "{method} {path}{query}"
+            );
+        }
+    }
+    // The open routes stay open.
+    for path in ["/", "/v1", "/v1/", "/v1/status", "/status"] {
+        let (s, _) = raw(&app, "GET", path, &[], Vec::new()).await?;
+        assert_eq!(s, StatusCode::OK, "{path}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_token_is_checked_before_the_body_is_read() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = app(dir.path())?;
+    // A body over the limit is never buffered without the token: 401, not 413.
+    let (s, _) = raw(
+        &app,
+        "POST",
+        "/v1/commands/",
+        &[("content-length", &(super::MAX_BODY_BYTES + 1).to_string())],
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, text) = raw(
+        &app,
+        "POST",
+        &post_uri(""),
+        &[("content-length", &(super::MAX_BODY_BYTES + 1).to_string())],
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = serde_json::from_str(&text)?;
+    assert_too_large_fault(&v);
+    Ok(())
+}
+
+/// Asserts that `v` is the client fault of a body over the size limit (413).
+pub(super) fn assert_too_large_fault(v: &Value) {
+    assert_eq!(v["faultcode"], "Client");
+    assert!(
+        v["faultstring"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("413 Request Entity Too Large")),
+        "{v}"
+    );
+}
+
+/// An IPA fault: exactly `faultcode` and `faultstring`; returns the faultstring.
+fn fault(status: StatusCode, text: &str, want: StatusCode) -> anyhow::Result<String> {
+    anyhow::ensure!(status == want, "{status} (want {want}): {text}");
+    let v: Value = serde_json::from_str(text)?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| anyhow::anyhow!("not an object: {text}"))?;
+    anyhow::ensure!(obj.len() == 2, "{text}");
+    anyhow::ensure!(v["faultcode"] == "Client", "{text}");
+    v["faultstring"]
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| anyhow::anyhow!("no faultstring: {text}"))
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_ipa_errors_and_change_nothing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = app(dir.path())?;
+    let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let decode = "400 Bad Request: Failed to decode JSON object";
+    let shape = "400 Bad Request: Missing or invalid name or params";
+    let cases: Vec<(Vec<u8>, StatusCode, &str)> = vec![
+        // Not JSON, not UTF-8, not complete.
+        (Vec::new(), StatusCode::BAD_REQUEST, decode),
+        (b"not json".to_vec(), StatusCode::BAD_REQUEST, decode),
+        (b"\xff\xfe{}".to_vec(), StatusCode::BAD_REQUEST, decode),
+        (
+            b"{\"name\":\"test.echo\",\"params\":{\"x\":\"\xff\"}}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            decode,
+        ),
+        (
+            br#"{"name":"test.echo","params":{"x":"\ud800"}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            decode,
+        ),
+        (
+            br#"{"name":"test.echo","params":{}} trailing"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            decode,
+        ),
+        (
+            br#"{"name":"test.echo","params":{"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            decode,
+        ),
+        // Numbers beyond f64.
+        (
+            br#"{"name":"test.echo","params":{"x":1e999}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            decode,
+        ),
+        (
+            br#"{"name":"test.echo","params":{"x":-1e999}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            decode,
+        ),
+        // Nesting past serde_json's recursion limit (128), at the top and inside params.
+        (
+            deep(100_000).into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "recursion limit exceeded",
+        ),
+        (
+            format!(
+                r#"{{"name":"test.echo","params":{{"x":{}}}}}"#,
+                deep(100_000)
+            )
+            .into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "recursion limit exceeded",
+        ),
+        // JSON, but not {"name": str, "params": object}.
+        (b"[]".to_vec(), StatusCode::BAD_REQUEST, shape),
+        (b"42".to_vec(), StatusCode::BAD_REQUEST, shape),
+        (b"\"test.echo\"".to_vec(), StatusCode::BAD_REQUEST, shape),
+        (b"null".to_vec(), StatusCode::BAD_REQUEST, shape),
+        (
+            br#"{"name":"test.echo"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            shape,
+        ),
+        (br#"{"params":{}}"#.to_vec(), StatusCode::BAD_REQUEST, shape),
+        (
+            br#"{"name":"test.echo","params":[]}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            shape,
+        ),
+        (
+            br#"{"name":"test.echo","params":"x=1"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            shape,
+        ),
+        (
+            br#"{"name":"test.echo","params":null}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            shape,
+        ),
+        (
+            br#"{"name":42,"params":{}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            shape,
+        ),
+        (
+            br#"{"name":null,"params":{}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            shape,
+        ),
+        // Names that resolve to nothing.
+        (
+            br#"{"name":"nodot","params":{}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "Invalid command: Command name must be of the form <extension>.<name>",
+        ),
+        (
+            br#"{"name":"","params":{}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "Invalid command: Command name must be of the form <extension>.<name>",
+        ),
+        (
+            br#"{"name":"nope.x","params":{}}"#.to_vec(),
+            StatusCode::NOT_FOUND,
+            "Not found: Extension with id nope not found.",
+        ),
+        (
+            br#"{"name":"test.nope","params":{}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "Invalid command: Unknown command: nope",
+        ),
+    ];
+    for (body, want, needle) in cases {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+        let (s, text) = raw(&app, "POST", &post_uri("&wait=true"), &[], body).await?;
+        let f = fault(s, &text, want).map_err(|e| e.context(shown.clone()))?;
+        assert!(f.contains(needle), "{shown}: {f}");
+    }
+    // Odd names: an IPA error, never a panic or a success.
+    let long = "x".repeat(100_000);
+    for name in [
+        ".",
+        "..",
+        "test.",
+        ".echo",
+        "a.b.c",
+        "test.echo\u{0}",
+        "tést.échø",
+        long.as_str(),
+    ] {
+        let body = json!({"name": name, "params": {}}).to_string();
+        let (s, text) = raw(
+            &app,
+            "POST",
+            &post_uri("&wait=true"),
+            &[],
+            body.into_bytes(),
+        )
+        .await?;
+        assert!(
+            s == StatusCode::BAD_REQUEST || s == StatusCode::NOT_FOUND,
+            "{name:.20}: {s} {text:.200}"
+        );
+        fault(s, &text, s)?;
+    }
+    // Command ids that are not ids.
+    for id in ["%FF", "..%2F..%2Fetc", &"9".repeat(10_000)] {
+        let (s, text) = raw(
+            &app,
+            "GET",
+            &format!("/v1/commands/{id}?agent_token={TOKEN}"),
+            &[],
+            Vec::new(),
+        )
+        .await?;
+        assert!(
+            s == StatusCode::BAD_REQUEST || s == StatusCode::NOT_FOUND,
+            "{id:.20}: {s} {text:.200}"
+        );
+        fault(s, &text, s)?;
+    }
+    // Nothing was stored, and the agent still works.
+    let (_, list) = call(&app, "GET", &post_uri(""), "").await?;
+    assert_eq!(list["commands"], json!([]));
+    // Large but representable numbers are fine.
+    let (s, v) = call(
+        &app,
+        "POST",
+        &post_uri("&wait=true"),
+        r#"{"name":"test.echo","params":{"x":123456789012345678901234567890}}"#,
+    )
+    .await?;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["command_result"]["echoed"], json!(1.2345678901234568e29));
+    Ok(())
+}
+
+#[test]
+fn the_request_log_never_shows_the_token() {
+    assert_eq!(
+        super::redact_query(&format!("agent_token={TOKEN}&wait=true")),
+        "agent_token=***&wait=true"
+    );
+    // However the name is spelt on the wire, the value the token check would read is hidden.
+    for q in [
+        format!("wait=true&agent%5Ftoken={TOKEN}"),
+        format!("agent_token={TOKEN}&agent_token={TOKEN}"),
+        format!("agent_token={}", TOKEN.replace('-', "%2D")),
+    ] {
+        let shown = super::redact_query(&q);
+        assert!(!shown.contains("0123456789abcdef"), "{q} -> {shown}");
+    }
 }

@@ -149,7 +149,9 @@ impl Executor {
             entry
         };
         let is_async = spec.mode == Mode::Async;
-        info!(command = name, id = %entry.snapshot().id, asynchronous = is_async, "executing command");
+        let id = entry.snapshot().id;
+        info!(command = name, %id, asynchronous = is_async, "executing command");
+        self.context.history.started(&id, name);
 
         let context = self.context.clone();
         let task_entry = entry.clone();
@@ -163,6 +165,7 @@ impl Executor {
             }
             if let Ok(mut r) = task_entry.result.lock() {
                 r.finish(outcome, is_async);
+                context.history.finished(&r);
             }
             task_entry.done.send_replace(true);
             if is_async {
@@ -170,6 +173,7 @@ impl Executor {
             }
         });
         let watcher_entry = entry.clone();
+        let watcher_context = self.context.clone();
         tokio::spawn(async move {
             // A panicking handler must still leave a finished result behind.
             if let Err(e) = task.await {
@@ -180,6 +184,7 @@ impl Executor {
                         Err(CommandError::execution(format!("command crashed: {e}"))),
                         true,
                     );
+                    watcher_context.history.finished(&r);
                 }
                 watcher_entry.done.send_replace(true);
             }

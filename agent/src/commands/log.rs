@@ -29,9 +29,73 @@ pub fn bundle_base64(ctx: &AgentContext) -> std::io::Result<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(build_bundle(ctx)?))
 }
 
-/// The files of the bundle: the agent's own log, the journal when there is one, the inventory,
-/// and whatever each hardware manager contributes (dmesg, ip, lsblk, mdstat, ...).
+/// The files of the bundle, with secrets redacted (see [`redact`]): the agent's own log, the journal when there is one, the recent
+/// commands (`commands.json`: names, times, statuses, errors; never parameters), the inventory,
+/// and whatever each hardware manager contributes (dmesg, ip, lsblk, mdstat, efibootmgr, ...).
 pub fn bundle_files(ctx: &AgentContext) -> Vec<(String, Vec<u8>)> {
+    let secrets: Vec<String> = [ctx.token(), ctx.config.agent_token.clone()]
+        .into_iter()
+        .flatten()
+        .filter(|t| !t.is_empty())
+        .collect();
+    collect_files(ctx)
+        .into_iter()
+        .map(|(name, data)| (name, redact(data, &secrets)))
+        .collect()
+}
+
+/// Kernel command-line parameters whose values never leave the machine in a bundle (the
+/// kernel prints its command line into dmesg and the journal).
+const SECRET_PARAMS: &[&[u8]] = &[b"ipa-agent-token="];
+
+/// Replaces every occurrence of the `secrets` and the value of each [`SECRET_PARAMS`] entry
+/// (up to the next whitespace or quote) with `***`.
+pub fn redact(mut data: Vec<u8>, secrets: &[String]) -> Vec<u8> {
+    for secret in secrets {
+        data = replace_all(&data, secret.as_bytes(), b"***");
+    }
+    for param in SECRET_PARAMS {
+        let mut out = Vec::with_capacity(data.len());
+        let mut rest = data.as_slice();
+        while let Some(at) = find(rest, param) {
+            let value_start = at + param.len();
+            out.extend_from_slice(&rest[..value_start]);
+            let value_len = rest[value_start..]
+                .iter()
+                .position(|b| b.is_ascii_whitespace() || *b == b'"' || *b == b'\'')
+                .unwrap_or(rest.len() - value_start);
+            if value_len > 0 {
+                out.extend_from_slice(b"***");
+            }
+            rest = &rest[value_start + value_len..];
+        }
+        out.extend_from_slice(rest);
+        data = out;
+    }
+    data
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || needle.len() > haystack.len() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn replace_all(data: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut rest = data;
+    while let Some(at) = find(rest, needle) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(with);
+        rest = &rest[at + needle.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// Everything collected, before redaction.
+fn collect_files(ctx: &AgentContext) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = vec![("ironic-agent.log".into(), ctx.logs.contents())];
     if let Ok(out) = Command::new("journalctl")
         .args(["--full", "--no-pager", "-b", "-n", "10000"])
@@ -40,6 +104,10 @@ pub fn bundle_files(ctx: &AgentContext) -> Vec<(String, Vec<u8>)> {
     {
         files.push(("journal".into(), out.stdout));
     }
+    files.push((
+        "commands.json".into(),
+        serde_json::to_vec_pretty(&ctx.history.entries()).unwrap_or_default(),
+    ));
     match ctx.chain.inventory(ctx.skip_bmc_detect()) {
         Ok(inv) => files.push((
             "inventory.json".into(),
@@ -108,7 +176,20 @@ fn build_bundle(ctx: &AgentContext) -> std::io::Result<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::sanitize;
+    use super::{redact, sanitize};
+
+    #[test]
+    fn secrets_never_leave_in_a_bundle() {
+        let dmesg = b"[0.0] Kernel command line: console=ttyS0 ipa-agent-token=kernel-tok ipa-api-url=http://x\n\
+            agent said lookup-tok twice: lookup-tok\nipa-agent-token=\n"
+            .to_vec();
+        let out = String::from_utf8(redact(dmesg, &["lookup-tok".into()])).expect("utf-8");
+        assert_eq!(
+            out,
+            "[0.0] Kernel command line: console=ttyS0 ipa-agent-token=*** ipa-api-url=http://x\n\
+             agent said *** twice: ***\nipa-agent-token=\n"
+        );
+    }
 
     #[test]
     fn names_cannot_escape_the_archive() {

@@ -1,12 +1,15 @@
 //! Commands: the registry of extensions, the executor and the five-key result model.
 
 pub mod executor;
+pub mod history;
 pub mod log;
 pub mod poll;
 pub mod registry;
+pub mod rescue;
 pub mod result;
 pub mod standby;
 pub mod steps;
+pub mod system;
 
 pub use executor::{DispatchError, Executor};
 pub use registry::{Mode, Params, Registry};
@@ -21,5 +24,7 @@ pub fn registry() -> Registry {
     log::register(&mut r);
     steps::register(&mut r);
     crate::bootloader::register(&mut r);
+    rescue::register(&mut r);
+    system::register(&mut r);
     r
 }

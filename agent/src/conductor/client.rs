@@ -170,8 +170,11 @@ impl IronicClient {
                     }
                 }
                 Err(e) => {
-                    warn!(url = %base, error = %e, "Ironic API unreachable, trying the next URL");
-                    last_error = format!("{base}: {e}");
+                    // The whole cause chain: "error sending request" alone hides a refused
+                    // certificate or a refused connection.
+                    let why = crate::tls::describe_error(&e.without_url());
+                    warn!(url = %base, error = %why, "Ironic API unreachable, trying the next URL");
+                    last_error = format!("{base}: {why}");
                 }
             }
         }

@@ -14,8 +14,8 @@ use super::client::{
 };
 use crate::context::AgentContext;
 
-/// The heartbeat body (`POST /v1/heartbeat/<uuid>`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The heartbeat body (`POST /v1/heartbeat/<uuid>`). `Debug` never shows the agent token.
+#[derive(Clone, PartialEq, Serialize)]
 pub struct HeartbeatBody {
     /// Stable callback URL.
     pub callback_url: String,
@@ -28,6 +28,26 @@ pub struct HeartbeatBody {
     /// Auto-TLS certificate PEM (API ≥ 1.68 and a certificate exists).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_verify_ca: Option<String>,
+}
+
+impl std::fmt::Debug for HeartbeatBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let HeartbeatBody {
+            callback_url,
+            agent_token,
+            agent_version,
+            agent_verify_ca,
+        } = self;
+        f.debug_struct("HeartbeatBody")
+            .field("callback_url", callback_url)
+            .field(
+                "agent_token",
+                &agent_token.as_ref().map(|t| t.as_ref().map(|_| "***")),
+            )
+            .field("agent_version", agent_version)
+            .field("agent_verify_ca", agent_verify_ca)
+            .finish()
+    }
 }
 
 /// Why a heartbeat failed.
@@ -100,8 +120,9 @@ pub fn interval_after_error() -> Duration {
 /// Minimum spacing of a forced heartbeat after the previous one.
 pub const FORCE_MIN_SPACING: Duration = Duration::from_secs(5);
 
-/// Runs forever: the first heartbeat at once, then on IPA's schedule; an early one (no sooner
-/// than 5 s after the last) whenever an async command finishes.
+/// Runs until the agent stops serving (`ctx.stop`): the first heartbeat at once, then on IPA's
+/// schedule; an early one (no sooner than 5 s after the last) whenever an async command
+/// finishes.
 pub async fn run(
     ctx: Arc<AgentContext>,
     client: Arc<IronicClient>,
@@ -112,6 +133,10 @@ pub async fn run(
 ) {
     let mut count: u64 = 0;
     loop {
+        if let Some(reason) = ctx.stop.requested() {
+            info!(?reason, heartbeats = count, "heartbeats stopped");
+            return;
+        }
         let version = client.version_capped(AGENT_VERIFY_CA_VERSION).await;
         let body = body_for(version, &callback_url, ctx.token(), cert_pem.as_deref());
         let outcome = send(&client, &node_uuid, &body).await;
@@ -134,6 +159,10 @@ pub async fn run(
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => break,
+                reason = ctx.stop.wait() => {
+                    info!(?reason, heartbeats = count, "heartbeats stopped");
+                    return;
+                }
                 _ = ctx.heartbeat_now.notified() => {
                     let earliest = last + FORCE_MIN_SPACING;
                     if earliest < next {
@@ -167,6 +196,22 @@ mod tests {
         let b = body_for((1, 68), "http://h:9999", Some("t".into()), None);
         assert!(serde_json::to_value(&b)?.get("agent_verify_ca").is_none());
         Ok(())
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let b = body_for(
+            (1, 68),
+            "http://h:9999",
+            Some("tok-0123456789abcdef0123456789abcdef".into()),
+            None,
+        );
+        let shown = format!("{b:?}");
+        assert!(!shown.contains("tok-0123"), "{shown}");
+        assert!(
+            shown.contains(r#"agent_token: Some(Some("***"))"#),
+            "{shown}"
+        );
     }
 
     #[test]

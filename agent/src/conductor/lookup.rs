@@ -11,8 +11,9 @@ use tracing::{info, warn};
 
 use super::client::{AGENT_TOKEN_VERSION, IronicClient};
 
-/// The `config` part of the lookup response, with the keys the agent acts on.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The `config` part of the lookup response, with the keys the agent acts on. `Debug` never
+/// shows the agent token.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LookupConfig {
     /// Ironic's heartbeat timeout in seconds; drives the heartbeat interval.
     pub heartbeat_timeout: f64,
@@ -43,6 +44,46 @@ pub struct LookupConfig {
     /// Every other key.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl std::fmt::Debug for LookupConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field is named so that a new one cannot be printed by accident.
+        let LookupConfig {
+            heartbeat_timeout,
+            agent_token,
+            agent_skip_bmc_detect,
+            enable_bios_bootloader_install,
+            tls_min_version,
+            tls_cipher_suites,
+            permitted_image_formats,
+            agent_md5_checksum_enable,
+            disable_deep_image_inspection,
+            extra,
+        } = self;
+        // Ironic's "already handed out" marker is no secret; anything else is.
+        let token = agent_token
+            .as_deref()
+            .map(|t| if t == "******" { t } else { "***" });
+        f.debug_struct("LookupConfig")
+            .field("heartbeat_timeout", heartbeat_timeout)
+            .field("agent_token", &token)
+            .field("agent_skip_bmc_detect", agent_skip_bmc_detect)
+            .field(
+                "enable_bios_bootloader_install",
+                enable_bios_bootloader_install,
+            )
+            .field("tls_min_version", tls_min_version)
+            .field("tls_cipher_suites", tls_cipher_suites)
+            .field("permitted_image_formats", permitted_image_formats)
+            .field("agent_md5_checksum_enable", agent_md5_checksum_enable)
+            .field(
+                "disable_deep_image_inspection",
+                disable_deep_image_inspection,
+            )
+            .field("extra", extra)
+            .finish()
+    }
 }
 
 /// A successful lookup.
@@ -177,6 +218,21 @@ pub async fn lookup(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_the_token() -> anyhow::Result<()> {
+        let token = "tok-0123456789abcdef0123456789abcdef-x";
+        let body = format!(
+            r#"{{"node": {{"uuid": "u"}}, "config": {{"heartbeat_timeout": 300, "agent_token": "{token}"}}}}"#
+        );
+        let r = parse_response(body.as_bytes()).map_err(anyhow::Error::msg)?;
+        assert_eq!(r.config.agent_token.as_deref(), Some(token));
+        for shown in [format!("{r:?}"), format!("{:#?}", r.config)] {
+            assert!(!shown.contains("tok-0123"), "{shown}");
+        }
+        assert!(format!("{r:?}").contains(r#"agent_token: Some("***")"#));
+        Ok(())
+    }
 
     #[test]
     fn parses_trace_response() -> anyhow::Result<()> {

@@ -3,9 +3,33 @@
 use std::collections::BTreeMap;
 
 /// Parsed `key=value` kernel parameters. Tokens without `=` are ignored; a later duplicate wins.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `Debug` shows the values of secret parameters (see [`is_secret`]) as `***`.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct KernelParams {
     params: BTreeMap<String, String>,
+}
+
+/// Whether the value of parameter `key` is a secret that must never be printed or logged:
+/// `ipa-agent-token`, and anything named like a token, password or secret.
+pub fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["token", "password", "passwd", "secret"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+impl std::fmt::Debug for KernelParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut map = f.debug_map();
+        for (k, v) in &self.params {
+            if is_secret(k) {
+                map.entry(k, &"***");
+            } else {
+                map.entry(k, v);
+            }
+        }
+        map.finish()
+    }
 }
 
 impl KernelParams {
@@ -34,7 +58,7 @@ impl KernelParams {
         self.get(key).map(parse_bool)
     }
 
-    /// Every parameter (for diagnostics).
+    /// Every parameter, secrets included (see [`is_secret`] before printing any).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
@@ -91,6 +115,22 @@ mod tests {
         assert_eq!(p.get_bool("ipa-insecure"), Some(false));
         assert_eq!(p.get("quiet"), None);
         assert_eq!(p.get("x"), Some("a b"));
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let p = KernelParams::parse(
+            "ipa-agent-token=tok-0123456789abcdef0123456789abcdef ipa-debug=1 \
+             ipmi_password=pw IPA-Agent-Token=upper",
+        );
+        let shown = format!("{p:?}");
+        assert!(!shown.contains("tok-0123") && !shown.contains("pw\"") && !shown.contains("upper"));
+        assert!(shown.contains(r#""ipa-agent-token": "***""#), "{shown}");
+        assert!(shown.contains(r#""ipa-debug": "1""#), "{shown}");
+        assert_eq!(
+            p.get("ipa-agent-token"),
+            Some("tok-0123456789abcdef0123456789abcdef")
+        );
     }
 
     #[test]

@@ -72,6 +72,14 @@ pub struct Flags {
     /// Power actions: `system` (poweroff/reboot, ramdisk only) or `record:PATH`.
     #[arg(long, default_value = "system", value_parser = parse_power_mode)]
     pub power: PowerMode,
+    /// How `system.lockdown` takes the NICs down: `system` (`ip link set NIC down`, ramdisk
+    /// only) or `record:PATH` (tests, dry runs).
+    #[arg(long, default_value = "system", value_parser = parse_network_mode)]
+    pub network: NetworkMode,
+    /// Root directory under which `rescue.finalize_rescue` writes
+    /// `etc/ipa-rescue-config/ipa-rescue-password` and `etc/.rescued` (tests).
+    #[arg(long, default_value = "/", hide = true, value_name = "DIR")]
+    pub rescue_root: PathBuf,
     /// Debug logging (kernel: ipa-debug).
     #[arg(long)]
     pub debug: bool,
@@ -95,8 +103,24 @@ fn parse_power_mode(s: &str) -> Result<PowerMode, String> {
     }
 }
 
-/// The agent's effective configuration.
-#[derive(Debug, Clone)]
+/// How the agent takes its network interfaces down (`system.lockdown`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Really run `ip link set NIC down` (only inside a ramdisk; see `network`).
+    System,
+    /// Append what would be done to a file and touch no interface (tests, dry runs).
+    Record(PathBuf),
+}
+
+fn parse_network_mode(s: &str) -> Result<NetworkMode, String> {
+    match parse_power_mode(s)? {
+        PowerMode::System => Ok(NetworkMode::System),
+        PowerMode::Record(p) => Ok(NetworkMode::Record(p)),
+    }
+}
+
+/// The agent's effective configuration. `Debug` never shows the agent token.
+#[derive(Clone)]
 pub struct Config {
     /// Ironic API URLs (trailing `/` removed), in preference order.
     pub api_urls: Vec<String>,
@@ -150,6 +174,10 @@ pub struct Config {
     pub hardware_managers_dir: PathBuf,
     /// Power action mode.
     pub power: PowerMode,
+    /// How `system.lockdown` takes the NICs down.
+    pub network: NetworkMode,
+    /// Root of the files `rescue.finalize_rescue` writes (`/` in a ramdisk).
+    pub rescue_root: PathBuf,
     /// Debug logging.
     pub debug: bool,
     /// `enable_bios_bootloader_install` (default off: GRUB from the image runs as root in the
@@ -159,6 +187,90 @@ pub struct Config {
     pub ignore_bootloader_failure: Option<bool>,
     /// Kernel parameters, for anything read directly.
     pub kernel: KernelParams,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field is named so that a new one cannot be printed by accident: list it here,
+        // redacted if it is a secret.
+        let Config {
+            api_urls,
+            inspection_callback_urls,
+            inspection_collectors,
+            inspection_collectors_explicit,
+            inspection_dhcp_wait_timeout,
+            listen,
+            listen_explicit,
+            advertise_host,
+            advertise_port,
+            advertise_protocol,
+            node_uuid,
+            agent_token,
+            global_request_id,
+            bootif,
+            allow_devices,
+            auto_tls,
+            insecure,
+            cafile,
+            ironic_api_version,
+            lookup_timeout,
+            lookup_interval,
+            http_request_timeout,
+            hardware_initialization_delay,
+            network_interface,
+            hardware_managers_dir,
+            power,
+            network,
+            rescue_root,
+            debug,
+            enable_bios_bootloader_install,
+            ignore_bootloader_failure,
+            kernel,
+        } = self;
+        f.debug_struct("Config")
+            .field("api_urls", api_urls)
+            .field("inspection_callback_urls", inspection_callback_urls)
+            .field("inspection_collectors", inspection_collectors)
+            .field(
+                "inspection_collectors_explicit",
+                inspection_collectors_explicit,
+            )
+            .field("inspection_dhcp_wait_timeout", inspection_dhcp_wait_timeout)
+            .field("listen", listen)
+            .field("listen_explicit", listen_explicit)
+            .field("advertise_host", advertise_host)
+            .field("advertise_port", advertise_port)
+            .field("advertise_protocol", advertise_protocol)
+            .field("node_uuid", node_uuid)
+            .field("agent_token", &agent_token.as_ref().map(|_| "***"))
+            .field("global_request_id", global_request_id)
+            .field("bootif", bootif)
+            .field("allow_devices", allow_devices)
+            .field("auto_tls", auto_tls)
+            .field("insecure", insecure)
+            .field("cafile", cafile)
+            .field("ironic_api_version", ironic_api_version)
+            .field("lookup_timeout", lookup_timeout)
+            .field("lookup_interval", lookup_interval)
+            .field("http_request_timeout", http_request_timeout)
+            .field(
+                "hardware_initialization_delay",
+                hardware_initialization_delay,
+            )
+            .field("network_interface", network_interface)
+            .field("hardware_managers_dir", hardware_managers_dir)
+            .field("power", power)
+            .field("network", network)
+            .field("rescue_root", rescue_root)
+            .field("debug", debug)
+            .field(
+                "enable_bios_bootloader_install",
+                enable_bios_bootloader_install,
+            )
+            .field("ignore_bootloader_failure", ignore_bootloader_failure)
+            .field("kernel", kernel)
+            .finish()
+    }
 }
 
 impl Config {
@@ -234,12 +346,14 @@ impl Config {
         };
         let secs = |key: &str, default: u64| -> anyhow::Result<Duration> {
             match k.get(key) {
-                Some(v) => Ok(Duration::from_secs_f64(
-                    v.parse::<f64>()
-                        .ok()
-                        .filter(|f| f.is_finite() && *f >= 0.0)
-                        .with_context(|| format!("{key}={v} is not a number of seconds"))?,
-                )),
+                // `try_from`: a value past Duration's range (`1e300`) is an error, not a panic
+                // (found by fuzz/kernel_cmdline). `abs` maps -0.0 to 0.
+                Some(v) => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| *f >= 0.0)
+                    .and_then(|f| Duration::try_from_secs_f64(f.abs()).ok())
+                    .with_context(|| format!("{key}={v} is not a number of seconds")),
                 None => Ok(Duration::from_secs(default)),
             }
         };
@@ -276,6 +390,8 @@ impl Config {
             network_interface: k.get("ipa-network-interface").map(String::from),
             hardware_managers_dir: flags.hardware_managers_dir.clone(),
             power: flags.power.clone(),
+            network: flags.network.clone(),
+            rescue_root: flags.rescue_root.clone(),
             debug: flags.debug || k.get_bool("ipa-debug").unwrap_or(false),
             enable_bios_bootloader_install: flags.enable_bios_bootloader_install
                 || k.get_bool("ipa-enable-bios-bootloader-install")
@@ -372,6 +488,25 @@ mod tests {
     }
 
     #[test]
+    fn debug_never_shows_the_token() -> anyhow::Result<()> {
+        let token = "tok-0123456789abcdef0123456789abcdef-x";
+        let c = Config::from_parts(
+            &flags(&[]),
+            KernelParams::parse(&format!("ipa-agent-token={token} ipa-debug=1")),
+        )?;
+        assert_eq!(c.agent_token.as_deref(), Some(token));
+        for shown in [format!("{c:?}"), format!("{c:#?}")] {
+            assert!(!shown.contains("tok-0123"), "{shown}");
+            assert!(shown.contains("ipa-debug"), "{shown}");
+        }
+        assert!(
+            format!("{c:?}").contains(r#"agent_token: Some("***")"#),
+            "{c:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn flags_override_kernel() -> anyhow::Result<()> {
         let k = KernelParams::parse("ipa-api-url=http://a:1 ipa-advertise-host=1.1.1.1");
         let c = Config::from_parts(
@@ -409,6 +544,12 @@ mod tests {
         );
         assert!(bad("ipa-listen-port=99999").is_some());
         assert!(bad("ipa-lookup-timeout=soon").is_some());
+        // Past Duration's range, infinite or NaN: errors, never a panic (fuzz/kernel_cmdline).
+        for v in ["1.611e300", "1e20", "inf", "NaN", "-1"] {
+            assert!(bad(&format!("ipa-lookup-interval={v}")).is_some(), "{v}");
+        }
+        let c = Config::from_parts(&flags(&[]), KernelParams::parse("ipa-lookup-interval=-0"));
+        assert_eq!(c.ok().map(|c| c.lookup_interval), Some(Duration::ZERO));
         assert!(bad("ipa-ironic-api-version=abc").is_some());
         assert!(Flags::try_parse_from(["a", "--power", "record:"]).is_err());
     }
@@ -427,6 +568,22 @@ mod tests {
             KernelParams::parse("ipa-advertise-port=443"),
         )?;
         assert_eq!(c.advertise_port, Some(8443));
+        Ok(())
+    }
+
+    #[test]
+    fn network_and_rescue_root_flags() -> anyhow::Result<()> {
+        let c = Config::from_parts(&flags(&[]), KernelParams::parse(""))?;
+        assert_eq!(c.network, NetworkMode::System);
+        assert_eq!(c.rescue_root, PathBuf::from("/"));
+        let c = Config::from_parts(
+            &flags(&["--network", "record:/tmp/n", "--rescue-root", "/tmp/r"]),
+            KernelParams::parse(""),
+        )?;
+        assert_eq!(c.network, NetworkMode::Record(PathBuf::from("/tmp/n")));
+        assert_eq!(c.rescue_root, PathBuf::from("/tmp/r"));
+        assert!(Flags::try_parse_from(["a", "--network", "record:"]).is_err());
+        assert!(Flags::try_parse_from(["a", "--network", "off"]).is_err());
         Ok(())
     }
 

@@ -841,12 +841,17 @@ fn download(
     let resp = loop {
         match client.get(url).send() {
             Ok(r) => break r,
-            Err(e) if e.is_connect() && attempt < s.retries => {
+            // A refused certificate will not verify on a retry.
+            Err(e)
+                if e.is_connect()
+                    && attempt < s.retries
+                    && !crate::tls::is_certificate_error(&e) =>
+            {
                 attempt += 1;
                 warn!(error = %e, attempt, "connection failed; retrying");
                 std::thread::sleep(s.retry_interval);
             }
-            Err(e) => return Err(error_chain(&e)),
+            Err(e) => return Err(crate::tls::describe_error(&e)),
         }
     };
     let status = resp.status();
@@ -864,17 +869,6 @@ fn download(
         return Err(format!("the content is larger than {} bytes", s.max_bytes));
     }
     Ok(body)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        src = s.source();
-    }
-    text
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1990,6 +1984,148 @@ mod tests {
         Ok(())
     }
 
+    /// Every entry below `dir` (relative paths) with the contents of the files.
+    fn snapshot(dir: &Path) -> anyhow::Result<Vec<(String, Option<Vec<u8>>)>> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d)? {
+                let p = e?.path();
+                let meta = p.symlink_metadata()?;
+                let rel = p.strip_prefix(dir)?.display().to_string();
+                if meta.is_dir() {
+                    todo.push(p);
+                    out.push((rel, None));
+                } else {
+                    out.push((rel, Some(std::fs::read(&p)?)));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    #[test]
+    fn links_to_real_host_paths_are_resolved_inside_the_image() -> anyhow::Result<()> {
+        // `outside` is a real directory next to the image: any link below that the kernel
+        // followed would land in it.
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("etc"))?;
+        std::fs::create_dir_all(&outside)?;
+        std::fs::write(outside.join("sentinel"), b"host")?;
+        let before = snapshot(&outside)?;
+        let abs = outside.display().to_string();
+        let abs_in_image = abs.trim_start_matches('/');
+        // Parent directories that are links: absolute, relative climbing out of the image,
+        // through a link to `/`.
+        symlink(&outside, root.join("abs_parent"))?;
+        symlink("../outside", root.join("rel_parent"))?;
+        symlink("../../../../../../../../outside", root.join("etc/deep_rel"))?;
+        symlink("/", root.join("slash"))?;
+        // Final components that are links to the host's file.
+        symlink(outside.join("sentinel"), root.join("final_abs"))?;
+        symlink("../outside/sentinel", root.join("etc/final_rel"))?;
+
+        let write = |path: &str, body: &[u8]| -> anyhow::Result<String> {
+            apply_one(&root, &spec(path)?, Some(body)).map_err(anyhow::Error::msg)
+        };
+        write("/abs_parent/a", b"a")?;
+        write("/rel_parent/b", b"b")?;
+        write("/etc/deep_rel/c", b"c")?;
+        write(&format!("/slash/{abs_in_image}/d"), b"d")?;
+        write("/final_abs", b"e")?;
+        write("/etc/final_rel", b"f")?;
+        let mut del = spec("/abs_parent/sentinel")?;
+        del.action = Action::Delete;
+        // The image's own copy (just written through /final_abs) goes; the host's stays.
+        assert_eq!(
+            apply_one(&root, &del, None).map_err(anyhow::Error::msg)?,
+            "deleted"
+        );
+
+        assert_eq!(snapshot(&outside)?, before, "the host directory changed");
+        let inside = |p: &str| std::fs::read(root.join(p)).ok();
+        assert_eq!(
+            inside(&format!("{abs_in_image}/a")).as_deref(),
+            Some(&b"a"[..])
+        );
+        assert_eq!(inside("outside/b").as_deref(), Some(&b"b"[..]));
+        assert_eq!(inside("outside/c").as_deref(), Some(&b"c"[..]));
+        assert_eq!(
+            inside(&format!("{abs_in_image}/d")).as_deref(),
+            Some(&b"d"[..])
+        );
+        assert_eq!(
+            inside(&format!("{abs_in_image}/sentinel")),
+            None,
+            "deleted in the image"
+        );
+        assert_eq!(inside("outside/sentinel").as_deref(), Some(&b"f"[..]));
+        // The links themselves are untouched.
+        for link in [
+            "abs_parent",
+            "rel_parent",
+            "etc/deep_rel",
+            "slash",
+            "final_abs",
+            "etc/final_rel",
+        ] {
+            assert!(
+                root.join(link).symlink_metadata()?.file_type().is_symlink(),
+                "{link}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn url_content_verifies_certificates() -> anyhow::Result<()> {
+        let server = crate::tls::testing::https_server(b"from https".to_vec())?;
+        let dir = tempfile::tempdir()?;
+        let ca = server.ca_file(dir.path())?;
+        let url = format!("{}/file", server.url);
+        let mut item = spec("/etc/x")?;
+        item.action = Action::Url(url.clone());
+        let strict = DownloadSettings {
+            retries: 3,
+            retry_interval: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+            ..DownloadSettings::default()
+        };
+        let started = std::time::Instant::now();
+        let e = fetch_all(std::slice::from_ref(&item), &strict).err();
+        assert!(
+            matches!(&e, Some(HardwareError::Failed { kind, message })
+                if kind == "CommandExecutionError"
+                    && message.contains(&format!("Unable to read data from {url}"))
+                    && message.contains("TLS certificate verification failed (UnknownIssuer)")),
+            "{e:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "a refused certificate is not retried ({:?})",
+            started.elapsed()
+        );
+        for settings in [
+            DownloadSettings {
+                cafile: Some(ca.clone()),
+                ..strict.clone()
+            },
+            DownloadSettings {
+                insecure: true,
+                ..strict.clone()
+            },
+        ] {
+            let got =
+                fetch_all(std::slice::from_ref(&item), &settings).map_err(anyhow::Error::msg)?;
+            assert_eq!(got, vec![Some(b"from https".to_vec())]);
+        }
+        Ok(())
+    }
+
     // ---- on loop devices ----------------------------------------------------------------------
 
     enum Fs<'a> {
@@ -2330,6 +2466,64 @@ mod tests {
                 "{path}: {e:?}"
             );
         }
+        assert!(mounts_of(&lo)?.is_empty(), "{:?}", mounts_of(&lo)?);
+        Ok(())
+    }
+
+    #[test]
+    fn a_mounted_image_cannot_reach_the_host_and_a_bad_item_writes_nothing() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside)?;
+        std::fs::write(outside.join("sentinel"), b"host")?;
+        let before = snapshot(&outside)?;
+        let rootfs = tree(dir.path(), "rootfs", &["etc"], &[])?;
+        // In the mounted image these point at the host's `outside` (absolute), or climb out
+        // of the mount point (relative).
+        symlink(&outside, rootfs.join("etc/abs"))?;
+        symlink("../../../../../../../../../..", rootfs.join("etc/up"))?;
+        symlink(outside.join("sentinel"), rootfs.join("etc/final"))?;
+        let lo = test_disk(dir.path(), &[Fs::Ext4(&rootfs)])?;
+        let outside_in_image = outside.display().to_string();
+        let outside_in_image = outside_in_image.trim_start_matches('/');
+
+        // One bad item (`..`) refuses the whole request before anything is mounted.
+        let e = run_on(
+            &lo,
+            &node(json!({})),
+            &args(json!([
+                {"path": "/etc/fine", "content": b64(b"x")},
+                {"path": "/etc/up/../../x", "content": b64(b"x")}
+            ])),
+        )
+        .err();
+        assert!(
+            matches!(&e, Some(HardwareError::InvalidArgs(m)) if m.contains("`..` is not allowed")),
+            "{e:?}"
+        );
+        inspect(&lo.partition(1), |m| {
+            assert!(!m.join("etc/fine").exists());
+            Ok(())
+        })?;
+
+        run_on(
+            &lo,
+            &node(json!({})),
+            &args(json!([
+                {"path": "/etc/abs/a", "content": b64(b"a")},
+                {"path": format!("/etc/up{}/b", outside.display()), "content": b64(b"b")},
+                {"path": "/etc/final", "content": b64(b"c")}
+            ])),
+        )
+        .map_err(anyhow::Error::msg)?;
+        assert_eq!(snapshot(&outside)?, before, "the host directory changed");
+        inspect(&lo.partition(1), |m| {
+            let at = m.join(outside_in_image);
+            assert_eq!(std::fs::read(at.join("a"))?, b"a");
+            assert_eq!(std::fs::read(at.join("b"))?, b"b");
+            assert_eq!(std::fs::read(at.join("sentinel"))?, b"c");
+            Ok(())
+        })?;
         assert!(mounts_of(&lo)?.is_empty(), "{:?}", mounts_of(&lo)?);
         Ok(())
     }

@@ -266,7 +266,10 @@ pub fn download(
         .user_agent(concat!("ironic-agent/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| fail(e.to_string()))?;
-    let resp = client.get(url).send().map_err(|e| fail(e.to_string()))?;
+    let resp = client
+        .get(url)
+        .send()
+        .map_err(|e| fail(crate::tls::describe_error(&e.without_url())))?;
     let status = resp.status();
     if status.is_client_error() || status.is_server_error() {
         return Err(fail(format!("HTTP {status}")));
@@ -493,6 +496,41 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with("configdrive-"))
             .collect();
         assert!(left.is_empty(), "{left:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn local_paths_and_other_schemes_are_never_read() -> anyhow::Result<()> {
+        // Only http(s):// is fetched; anything else must be inline data, so a path or a
+        // file:// URL is decoded as (bad) base64 and refused; no local file is opened.
+        let dir = tempfile::tempdir()?;
+        for value in [
+            "file:///etc/passwd",
+            "/etc/passwd",
+            "../../../../etc/shadow",
+            "ftp://127.0.0.1/cd.iso",
+            " file:///dev/vda",
+        ] {
+            let e = prepare(value, &TlsOptions::default(), dir.path()).err();
+            assert!(
+                matches!(e, Some(DiskError::ConfigDriveInvalid(_))),
+                "{value}: {e:?}"
+            );
+        }
+        assert_eq!(std::fs::read_dir(dir.path())?.count(), 0, "temp files left");
+        // The decoded drive is a private file of the temp directory.
+        use std::os::unix::fs::PermissionsExt as _;
+        let image = config_drive_image(dir.path())?;
+        let file = prepare(
+            &STANDARD.encode(gzip(&image)?),
+            &TlsOptions::default(),
+            dir.path(),
+        )?;
+        assert_eq!(file.path().parent(), Some(dir.path()));
+        assert_eq!(
+            std::fs::metadata(file.path())?.permissions().mode() & 0o777,
+            0o600
+        );
         Ok(())
     }
 

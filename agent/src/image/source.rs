@@ -434,6 +434,12 @@ impl HttpSource {
                     t.as_secs_f64()
                 )));
             }
+            // A refused certificate will not verify on a retry: move on at once.
+            Ok(Err(e)) if crate::tls::is_certificate_error(&e) => {
+                return Err(Attempt::Refused(crate::tls::describe_error(
+                    &e.without_url(),
+                )));
+            }
             Ok(Err(e)) => return Err(Attempt::Failed(error_chain(&e.without_url()))),
             Ok(Ok(r)) => r,
         };

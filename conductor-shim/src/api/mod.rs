@@ -73,6 +73,9 @@ pub struct ServerConfig {
     /// `[agent]enable_bios_bootloader_install`, handed to agents at lookup: lets them run the
     /// image's GRUB for partition images.
     pub enable_bios_bootloader_install: bool,
+    /// When the agent's logs are collected and where they are stored
+    /// (`[agent]deploy_logs_*`).
+    pub ramdisk_logs: crate::ramdisk_logs::RamdiskLogs,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +91,7 @@ impl Default for ServerConfig {
             clean: CleanOptions::default(),
             images_dir: None,
             enable_bios_bootloader_install: false,
+            ramdisk_logs: Default::default(),
         }
     }
 }
@@ -112,7 +116,8 @@ impl AppState {
             config.deploy.clone(),
             config.clean.clone(),
             config.fast_track,
-        );
+        )
+        .with_ramdisk_logs(config.ramdisk_logs.clone());
         AppState {
             store,
             config: Arc::new(config),

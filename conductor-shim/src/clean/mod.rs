@@ -185,6 +185,11 @@ pub struct Cleaner {
 }
 
 impl Cleaner {
+    /// Collects the agent's logs as `logs` says (on failure, always or never).
+    pub fn set_ramdisk_logs(&mut self, logs: crate::ramdisk_logs::RamdiskLogs) {
+        self.run.logs = logs;
+    }
+
     /// A cleaner working on `store`, reaching agents with `agent` options; with
     /// `fast_track` the agent is left running after cleaning.
     pub fn new(
@@ -194,7 +199,7 @@ impl Cleaner {
         fast_track: bool,
     ) -> Cleaner {
         Cleaner {
-            run: Runner { store, agent },
+            run: Runner::new(store, agent),
             options,
             fast_track,
         }

@@ -150,6 +150,8 @@ pub struct NodeUpdate {
     pub driver_info: JsonMap,
     /// `instance_info` entries to set.
     pub instance_info: JsonMap,
+    /// New `disable_power_off`.
+    pub disable_power_off: Option<bool>,
 }
 
 /// `node set`: changes fields of a node that is not busy cleaning, deploying or servicing.
@@ -160,8 +162,8 @@ pub fn update(
 ) -> Result<Node, CleanRequestError> {
     if change == NodeUpdate::default() {
         return Err(CleanRequestError::Invalid(
-            "nothing to set (use --target-raid-config, --property, --driver-info or \
-             --instance-info)"
+            "nothing to set (use --target-raid-config, --property, --driver-info, \
+             --instance-info or --disable-power-off)"
                 .to_string(),
         ));
     }
@@ -187,6 +189,9 @@ pub fn update(
         n.properties.extend(change.properties);
         n.driver_info.extend(change.driver_info);
         n.instance_info.extend(change.instance_info);
+        if let Some(disable) = change.disable_power_off {
+            n.disable_power_off = disable;
+        }
         Ok(n.clone())
     })
 }

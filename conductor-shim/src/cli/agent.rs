@@ -85,34 +85,49 @@ fn result_lines(r: &CommandResult) -> Vec<(String, String)> {
     ]
 }
 
-/// `logs NODE`: the node's state and last error, then the agent's log bundle written to a
-/// file, with the names of the files in it.
+/// `logs NODE`: the node's state and last error, the bundles `serve` stored on failures,
+/// then the agent's log bundle (fetched now) written to a file, with the names of the files in
+/// it. With the agent gone (powered off after a failure) the stored bundles are what is left:
+/// they are listed and the command fails naming the last error.
 pub(super) fn fetch_logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
-    use base64::Engine;
     let store = super::node::open(cli)?;
     let node = store.get_node(&args.node)?;
-    let client = AgentClient::for_node(&node, &args.agent.options()).with_context(|| {
-        format!(
-            "node {} (last error: {}): cannot reach its agent for the log bundle",
-            node.uuid,
-            node.last_error.as_deref().unwrap_or("none")
-        )
-    })?;
-    let result = runtime()?
-        .block_on(client.execute("log.collect_system_logs", &serde_json::json!({}), true))
-        .context("running log.collect_system_logs on the agent")?;
-    if let Some(e) = &result.command_error {
-        anyhow::bail!("the agent could not collect its logs: {}", e.describe());
-    }
-    let b64 = result
-        .command_result
-        .as_ref()
-        .and_then(|r| r.get("system_logs"))
-        .and_then(Value::as_str)
-        .context("the agent's answer has no system_logs")?;
-    let bundle = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .context("system_logs is not base64")?;
+    let dir = args.deploy_logs_local_path.clone().unwrap_or_else(|| {
+        cli.db
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+            .join("deploy-logs")
+    });
+    let stored = crate::ramdisk_logs::stored_bundles(&dir, &node);
+    let last_error = node.last_error.as_deref().unwrap_or("none");
+    let stored_text = stored
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let fetched = AgentClient::for_node(&node, &args.agent.options())
+        .map_err(anyhow::Error::from)
+        .and_then(|client| {
+            runtime()?
+                .block_on(crate::ramdisk_logs::fetch_bundle(&client))
+                .map_err(anyhow::Error::from)
+        });
+    let bundle = match fetched {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(e.context(format!(
+                "node {} (last error: {last_error}; stored bundles: {}): cannot fetch the \
+                 agent's log bundle",
+                node.uuid,
+                if stored.is_empty() {
+                    "none"
+                } else {
+                    &stored_text
+                }
+            )));
+        }
+    };
     let out = args.out.clone().unwrap_or_else(|| {
         std::path::PathBuf::from(format!(
             "{}-logs.tar.gz",
@@ -129,6 +144,7 @@ pub(super) fn fetch_logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
             "bundle": out,
             "bytes": bundle.len(),
             "files": files,
+            "stored": stored,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -144,6 +160,10 @@ pub(super) fn fetch_logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
                         .unwrap_or_default()
                 ),
                 ("last_error".into(), or_dash(node.last_error.clone())),
+                (
+                    "stored".into(),
+                    or_dash(Some(stored_text).filter(|s| !s.is_empty()))
+                ),
                 (
                     "bundle".into(),
                     format!("{} ({} bytes)", out.display(), bundle.len())

@@ -3,18 +3,19 @@
 //! ```text
 //! conductor-shim [--db PATH] [--json] serve [--listen ADDR] [--heartbeat-timeout SECS]
 //!                [--no-require-tls] [--fast-track true|false] [--agent-tls-min 1.2|1.3]
+//!                [--deploy-callback-timeout SECS] [--check-provision-state-interval SECS]
 //! conductor-shim node create [--name N] [--uuid U] [--mac MAC]... [--state STATE]
 //!                [--property k=v]... [--driver-info k=v]... [--instance-info k=v]...
 //!                [--images DIR] [--command-wait-interval SECS] [--command-wait-attempts N]
 //!                [--erase-devices-priority N] [--erase-devices-metadata-priority N]
 //!                [--clean-step-priority-override IFACE.STEP=N]...
 //!                [--shred-random-overwrite-iterations N]
-//!                [--shred-final-overwrite-with-zeros true|false]
+//!                [--shred-final-overwrite-with-zeros true|false] [--disable-power-off]
 //! conductor-shim node list | show NODE | delete NODE | set-state NODE STATE [--reset-agent]
 //! conductor-shim node manage NODE
 //! conductor-shim node provide NODE [--no-wait] [--timeout SECS]
 //! conductor-shim node set NODE [--target-raid-config JSON] [--property k=v]...
-//!                [--driver-info k=v]... [--instance-info k=v]...
+//!                [--driver-info k=v]... [--instance-info k=v]... [--disable-power-off true|false]
 //! conductor-shim agent NODE COMMAND [--params JSON] [--wait]
 //! conductor-shim commands NODE
 //! conductor-shim deploy NODE --image URL [--checksum ALGO:HEX | --checksum-url URL]
@@ -23,6 +24,7 @@
 //!                [--disk-label gpt|msdos] [--configdrive FILE] [--root-hint k=v]...
 //!                [--no-wait] [--timeout SECS]
 //! conductor-shim clean NODE --step [IFACE.]NAME[:k=v,...]... [--no-wait] [--timeout SECS]
+//! conductor-shim rescue NODE --password PW [--no-wait] [--timeout SECS]
 //! ```
 
 mod agent;
@@ -31,6 +33,7 @@ mod deploy;
 mod node;
 pub mod output;
 pub mod progress;
+mod rescue;
 mod serve;
 
 use std::path::PathBuf;
@@ -88,6 +91,23 @@ pub enum Command {
     /// Manual cleaning of a manageable node: run the given clean steps through its agent
     /// (needs `serve` running) and follow them until the node is manageable again.
     Clean(CleanArgs),
+    /// Rescue an active node as Ironic does: the password's SHA-512 crypt hash goes to
+    /// `instance_info`, the node to `rescue wait`; the agent started on it (the rescue
+    /// ramdisk) is sent `rescue.finalize_rescue` on its first heartbeat (needs `serve`).
+    Rescue(RescueArgs),
+}
+
+/// `rescue` options.
+#[derive(Debug, Args)]
+pub struct RescueArgs {
+    /// UUID or name.
+    pub node: String,
+    /// The password of the `rescue` user (only its crypt hash is stored).
+    #[arg(long, env = "CONDUCTOR_SHIM_RESCUE_PASSWORD", hide_env_values = true)]
+    pub password: String,
+    /// How to wait.
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 /// `serve` options.
@@ -120,6 +140,13 @@ pub struct ServeArgs {
     /// Polls of a polled agent command before it times out.
     #[arg(long, default_value_t = crate::deploy::DEFAULT_COMMAND_WAIT_ATTEMPTS, value_name = "N")]
     pub command_wait_attempts: u32,
+    /// Seconds between polls of a locked-down agent (nodes with `disable_power_off`) until its
+    /// API is gone.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub post_deploy_get_power_state_retry_interval: f64,
+    /// Polls of a locked-down agent after the first one before the lockdown fails.
+    #[arg(long, default_value_t = crate::lockdown::DEFAULT_POLL_RETRIES, value_name = "N")]
+    pub post_deploy_get_power_state_retries: u32,
     /// Priority of the agent's `erase_devices` clean step (0 disables it; default: the
     /// agent's).
     #[arg(long, value_name = "N")]
@@ -145,6 +172,22 @@ pub struct ServeArgs {
     /// `[agent]enable_bios_bootloader_install`, sent at lookup; off by default).
     #[arg(long)]
     pub enable_bios_bootloader_install: bool,
+    /// Seconds a deploy waits for its agent in `wait call-back` (no heartbeat) before it
+    /// fails (Ironic's `[conductor]deploy_callback_timeout`; 0 disables).
+    #[arg(long, default_value_t = 1800, value_name = "SECS")]
+    pub deploy_callback_timeout: u64,
+    /// Seconds between two checks of the callback timeout (Ironic's
+    /// `[conductor]check_provision_state_interval`; 0 disables).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub check_provision_state_interval: u64,
+    /// When to fetch the agent's log bundle (Ironic's `[agent]deploy_logs_collect`): after a
+    /// failed deploy/clean/service step, always, or never.
+    #[arg(long, value_enum, default_value_t = crate::ramdisk_logs::CollectLogs::OnFailure)]
+    pub deploy_logs_collect: crate::ramdisk_logs::CollectLogs,
+    /// Directory of the collected bundles (Ironic's `[agent]deploy_logs_local_path`);
+    /// default: `deploy-logs` beside the database.
+    #[arg(long, value_name = "DIR")]
+    pub deploy_logs_local_path: Option<PathBuf>,
     /// How to reach agents.
     #[command(flatten)]
     pub agent: AgentConnArgs,
@@ -348,6 +391,10 @@ pub struct SetArgs {
     /// `properties`, `driver_info` and `instance_info` entries.
     #[command(flatten)]
     pub fields: NodeFields,
+    /// Never power the node off (Ironic's `disable_power_off`): deploys end with the agent's
+    /// `system.lockdown` instead of `standby.power_off`.
+    #[arg(long, action = ArgAction::Set, value_name = "true|false")]
+    pub disable_power_off: Option<bool>,
 }
 
 /// Entries of a node's `properties`, `driver_info` and `instance_info`.
@@ -379,6 +426,9 @@ pub struct CreateArgs {
     /// Initial provision state.
     #[arg(long, default_value = "enroll")]
     pub state: ProvisionState,
+    /// Never power the node off (Ironic's `disable_power_off`).
+    #[arg(long)]
+    pub disable_power_off: bool,
     /// `properties`, `driver_info` and `instance_info` entries.
     #[command(flatten)]
     pub fields: NodeFields,
@@ -410,6 +460,10 @@ pub struct LogsArgs {
     /// Where to write the bundle (default: `<node>-logs.tar.gz` in the current directory).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Directory of the bundles `serve` collected on failures (default: `deploy-logs` beside
+    /// the database); they are listed too.
+    #[arg(long, value_name = "DIR")]
+    pub deploy_logs_local_path: Option<PathBuf>,
     /// How to reach the agent.
     #[command(flatten)]
     pub agent: AgentConnArgs,
@@ -476,6 +530,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => agent::fetch_logs(&cli, args),
         Command::Deploy(args) => deploy::run(&cli, args),
         Command::Clean(args) => clean::run_clean(&cli, args),
+        Command::Rescue(args) => rescue::run(&cli, args),
     }
 }
 

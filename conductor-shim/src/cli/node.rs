@@ -151,6 +151,7 @@ fn node_update(args: &SetArgs) -> Result<NodeUpdate> {
         properties: to_map(&args.fields.properties),
         driver_info: to_map(&args.fields.driver_info),
         instance_info: to_map(&args.fields.instance_info),
+        disable_power_off: args.disable_power_off,
     })
 }
 
@@ -170,6 +171,7 @@ fn new_node(args: &CreateArgs) -> NewNode {
         instance_info: to_map(&args.fields.instance_info),
         driver_info: to_map(&args.fields.driver_info),
         macs: args.macs.clone(),
+        disable_power_off: args.disable_power_off,
     }
 }
 
@@ -308,6 +310,7 @@ fn node_lines(view: &NodeView) -> Vec<(String, String)> {
             })),
         ),
         ("last_error".into(), or_dash(n.last_error.as_deref())),
+        ("disable_power_off".into(), n.disable_power_off.to_string()),
         (
             "ports".into(),
             if view.ports.is_empty() {

@@ -15,6 +15,17 @@ use crate::store::SharedStore;
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// `--deploy-logs-local-path`, else `deploy-logs` beside the database.
+pub(super) fn deploy_logs_dir(cli: &Cli, args: &ServeArgs) -> std::path::PathBuf {
+    args.deploy_logs_local_path.clone().unwrap_or_else(|| {
+        cli.db
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+            .join("deploy-logs")
+    })
+}
+
 pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -38,10 +49,19 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         deploy: DeployOptions {
             command_wait_interval: Duration::from_secs_f64(args.command_wait_interval.max(0.01)),
             command_wait_attempts: args.command_wait_attempts.max(1),
+            lockdown_poll_interval: Duration::from_secs_f64(
+                args.post_deploy_get_power_state_retry_interval
+                    .clamp(0.01, 3600.0),
+            ),
+            lockdown_poll_retries: args.post_deploy_get_power_state_retries,
         },
         clean: clean_options(args),
         images_dir: args.images.clone(),
         enable_bios_bootloader_install: args.enable_bios_bootloader_install,
+        ramdisk_logs: crate::ramdisk_logs::RamdiskLogs {
+            collect: args.deploy_logs_collect,
+            dir: Some(deploy_logs_dir(cli, args)),
+        },
     };
     tracing::info!(?config, db = %cli.db.display(), "starting");
     let state = AppState::new(SharedStore::new(store), config);
@@ -61,6 +81,12 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         }
         stdout.flush()?;
     }
+    // Ends with the runtime, when `serve` returns.
+    tokio::spawn(crate::timeouts::run(
+        state.store.clone(),
+        state.conductor.locks().clone(),
+        timeout_options(args),
+    ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(api::serve(listener, state, async {
         let _ = stop_rx.await;
@@ -81,6 +107,15 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
             tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; exiting anyway");
             Ok(())
         }
+    }
+}
+
+/// The callback timeout settings from the `serve` flags (0 disables).
+fn timeout_options(args: &ServeArgs) -> crate::timeouts::TimeoutOptions {
+    let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+    crate::timeouts::TimeoutOptions {
+        deploy_callback_timeout: secs(args.deploy_callback_timeout),
+        check_interval: secs(args.check_provision_state_interval),
     }
 }
 

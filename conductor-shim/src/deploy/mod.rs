@@ -18,7 +18,9 @@
 //!      UEFI mode. An agent without that command (404 unknown extension, 400 unknown
 //!      command) is recorded in `deploy_warnings` and skipped.
 //!    * `tear_down_agent`: `standby.power_off` (wait=false); `power_state` becomes
-//!      `power off`.
+//!      `power off`. A node with `disable_power_off` is locked down instead
+//!      ([`crate::lockdown`]: `standby.sync`, `system.lockdown`, polls until the agent's API
+//!      is gone) and stays `power on`.
 //!
 //!    After the last step the node is `active`, its token and callback URL are wiped (the
 //!    agent's next heartbeat is refused, as with Ironic).
@@ -37,7 +39,11 @@
 //!
 //! Every transition is written to SQLite before the agent call that follows it, so a
 //! restarted shim resumes on the next heartbeat (`step_running`, `install_bootloader` and
-//! `power_off` are also resumed from `deploying`). A busy agent (409) leaves the node in
+//! `power_off` are also resumed from `deploying`). A shim killed after the agent accepted a
+//! step but before the answer was recorded (`step_running`) finds the step in the agent's
+//! command list, after the `agent_commands_seen` it counted before sending, and waits for it
+//! instead of sending it again; `install_bootloader` and `power_off` are recognised as the
+//! agent's last command. A busy agent (409) leaves the node in
 //! `wait call-back` to be retried on the next heartbeat. Any other agent error fails the
 //! deploy with a `last_error` naming the step.
 
@@ -91,6 +97,12 @@ pub struct DeployOptions {
     pub command_wait_interval: Duration,
     /// Polls before giving up on `install_bootloader`.
     pub command_wait_attempts: u32,
+    /// Time between two `GET /v1/commands/` waiting for a locked-down agent to go away
+    /// (Ironic's `[agent]post_deploy_get_power_state_retry_interval`).
+    pub lockdown_poll_interval: Duration,
+    /// Polls after the first one before a lockdown fails (Ironic's
+    /// `[agent]post_deploy_get_power_state_retries`).
+    pub lockdown_poll_retries: u32,
 }
 
 impl Default for DeployOptions {
@@ -98,6 +110,8 @@ impl Default for DeployOptions {
         DeployOptions {
             command_wait_interval: DEFAULT_COMMAND_WAIT_INTERVAL,
             command_wait_attempts: DEFAULT_COMMAND_WAIT_ATTEMPTS,
+            lockdown_poll_interval: crate::lockdown::DEFAULT_POLL_INTERVAL,
+            lockdown_poll_retries: crate::lockdown::DEFAULT_POLL_RETRIES,
         }
     }
 }
@@ -193,10 +207,15 @@ pub struct Deployer {
 }
 
 impl Deployer {
+    /// Collects the agent's logs as `logs` says (on failure, always or never).
+    pub fn set_ramdisk_logs(&mut self, logs: crate::ramdisk_logs::RamdiskLogs) {
+        self.run.logs = logs;
+    }
+
     /// A deployer working on `store`, reaching agents with `agent` options.
     pub fn new(store: SharedStore, agent: AgentClientOptions, options: DeployOptions) -> Deployer {
         Deployer {
-            run: Runner { store, agent },
+            run: Runner::new(store, agent),
             options,
         }
     }
@@ -419,8 +438,34 @@ impl Deployer {
         )))
     }
 
-    /// `tear_down_agent`: `standby.power_off`.
+    /// `tear_down_agent`: `standby.power_off`, or for a node with `disable_power_off` the
+    /// agent's lockdown (the machine stays on).
     async fn tear_down_agent(&self, node: &Node, client: &AgentClient) -> Result<(), Stop> {
+        if node.disable_power_off {
+            tracing::info!(node = %node.uuid, "node does not support power off; locking down the agent");
+            crate::lockdown::lockdown(
+                client,
+                node.uuid,
+                self.options.lockdown_poll_interval,
+                self.options.lockdown_poll_retries,
+            )
+            .await
+            .map_err(|e| match e {
+                crate::lockdown::LockdownError::Command { source, .. }
+                    if source.is_in_progress() =>
+                {
+                    Stop::Busy(source.to_string())
+                }
+                e => Stop::Failed(format!(
+                    "Error rebooting node {} after deploy. {e}",
+                    node.uuid
+                )),
+            })?;
+            return self
+                .run
+                .set(node.uuid, |n| n.power_state = Some(PowerState::On))
+                .await;
+        }
         runner::power_off_once(self, node, client, |_| {}, None).await?;
         self.run
             .set(node.uuid, |n| n.power_state = Some(PowerState::Off))
@@ -474,9 +519,14 @@ impl Flow for Deployer {
         let steps = plan(node.driver_internal_info.agent_cached_deploy_steps.as_ref());
         let names: Vec<String> = steps.iter().map(step_name).collect();
         tracing::info!(node = %uuid, steps = ?names, "starting the deploy");
-        // The agent heartbeats, so the machine is on.
-        let power_on = |n: &mut Node| n.power_state = Some(PowerState::On);
-        runner::start_plan(self, uuid, steps, power_on, agent).await
+        // The agent heartbeats, so the machine is on; the first step comes after the
+        // commands just listed.
+        let seen = commands.len();
+        let also = move |n: &mut Node| {
+            n.power_state = Some(PowerState::On);
+            n.driver_internal_info.agent_commands_seen = Some(seen);
+        };
+        runner::start_plan(self, uuid, steps, also, agent).await
     }
 
     /// `prepare_instance_boot` and `tear_down_agent`; the other steps run on the agent.
@@ -495,6 +545,11 @@ impl Flow for Deployer {
             self.tear_down_agent(node, client).await?;
         }
         Ok(true)
+    }
+
+    /// All but `prepare_instance_boot` and `tear_down_agent`.
+    fn is_agent_step(step: &Step) -> bool {
+        runs_on_agent(step)
     }
 
     /// `write_image` with the image's arguments, other steps with `args` (`{}` if none);

@@ -15,6 +15,7 @@ use super::{AgentStepStatus, StepKind, Stop, agent_error, command_error_text, st
 use crate::agent_client::{AgentClient, AgentClientOptions, CommandResult, CommandStatus};
 use crate::model::{CleanPhase, DeployPhase, DeployProgress, Node, Port, Step};
 use crate::node_dict::AgentNodeDict;
+use crate::ramdisk_logs::RamdiskLogs;
 use crate::state::ProvisionState;
 use crate::store::SharedStore;
 
@@ -69,6 +70,7 @@ impl Phase for DeployPhase {
             index: &mut dii.deploy_step_index,
             step: &mut dii.deploy_step,
             progress: &mut dii.deploy_progress,
+            seen: &mut dii.agent_commands_seen,
         }
     }
 }
@@ -98,6 +100,7 @@ impl Phase for CleanPhase {
             index: &mut dii.clean_step_index,
             step: &mut n.clean_step,
             progress: &mut dii.clean_progress,
+            seen: &mut dii.agent_commands_seen,
         }
     }
 }
@@ -114,6 +117,8 @@ pub(crate) struct Tracking<'a, P> {
     pub step: &'a mut Option<Step>,
     /// The agent's progress of the running step (`<kind>_progress`).
     pub progress: &'a mut Option<DeployProgress>,
+    /// The agent's command count when last looked at (`agent_commands_seen`).
+    pub seen: &'a mut Option<usize>,
 }
 
 /// The node's agent as a heartbeat reaches it: the client and the node's ports (sent with
@@ -133,9 +138,33 @@ pub(crate) struct Runner {
     pub store: SharedStore,
     /// How agents are reached.
     pub agent: AgentClientOptions,
+    /// When the agent's logs are collected and where they are kept.
+    pub logs: RamdiskLogs,
 }
 
 impl Runner {
+    /// A runner working on `store`, reaching agents with `agent`, collecting no logs.
+    pub(crate) fn new(store: SharedStore, agent: AgentClientOptions) -> Runner {
+        Runner {
+            store,
+            agent,
+            logs: RamdiskLogs::default(),
+        }
+    }
+
+    /// Collects the agent's logs of `node` if `logs` wants them (`failed`: after a failure),
+    /// labelled as Ironic does (none for deploys, `cleaning`, `service`).
+    pub(crate) async fn collect_logs(&self, kind: StepKind, node: &Node, failed: bool) {
+        let label = match kind {
+            StepKind::Deploy => None,
+            StepKind::Clean => Some("cleaning"),
+            StepKind::Service => Some("service"),
+        };
+        self.logs
+            .collect_logged(node, &self.agent, label, failed)
+            .await;
+    }
+
     /// Reads node `uuid`.
     pub(crate) async fn load(&self, uuid: Uuid) -> Result<Node, Stop> {
         super::load_node(&self.store, uuid).await
@@ -198,6 +227,11 @@ pub(crate) trait Flow: Sync + 'static {
         client: &AgentClient,
     ) -> impl Future<Output = Result<bool, Stop>> + Send;
 
+    /// Whether the agent runs `step` (`false`: [`Flow::run_conductor_step`] runs it).
+    fn is_agent_step(_step: &Step) -> bool {
+        true
+    }
+
     /// The `step` and `node` params of `execute_<kind>_step` for `step`.
     fn agent_call(&self, node: &Node, step: &Step) -> Result<(Value, AgentNodeDict), Stop>;
 
@@ -246,6 +280,7 @@ pub(crate) fn wants_heartbeat<F: Flow>(node: &Node) -> bool {
 /// node's lock.
 pub(crate) async fn on_heartbeat<F: Flow>(flow: &F, node: Node, ports: Vec<Port>) {
     let uuid = node.uuid;
+    let before = node.clone();
     match advance(flow, node, &ports).await {
         Ok(()) => {}
         Err(Stop::Busy(why)) => {
@@ -259,6 +294,10 @@ pub(crate) async fn on_heartbeat<F: Flow>(flow: &F, node: Node, ports: Vec<Port>
         }
         Err(Stop::Failed(message)) => {
             tracing::error!(node = %uuid, "{} failed: {message}", F::Phase::KIND.noun());
+            // As Ironic: the ramdisk's logs first (deploy_logs_collect), then the failed state.
+            flow.runner()
+                .collect_logs(F::Phase::KIND, &before, true)
+                .await;
             fail(flow, uuid, message).await;
         }
         Err(Stop::Store(e)) => {
@@ -295,6 +334,9 @@ async fn advance<F: Flow>(flow: &F, node: Node, ports: &[Port]) -> Result<(), St
             }
         }
         Some(p) if p == F::Phase::AGENT_STEP => check_agent_step(flow, node, agent).await,
+        Some(p) if p == F::Phase::STEP_RUNNING && sent_before::<F>(&node, agent).await? => {
+            adopt_sent_step(flow, node.uuid, agent).await
+        }
         Some(p) if p.in_progress() => {
             let uuid = node.uuid;
             flow.runner()
@@ -338,6 +380,7 @@ pub(crate) fn set_plan<F: Flow>(n: &mut Node, planned: Vec<Step>) {
     *t.steps = Some(planned);
     *t.phase = Some(F::Phase::STEP_RUNNING);
     *t.progress = None;
+    *t.seen = None;
     n.provision_state = F::Phase::KIND.working_state();
 }
 
@@ -392,8 +435,19 @@ pub(crate) async fn continue_steps<F: Flow>(
         let t = F::Phase::tracking(&mut node);
         let index = t.index.unwrap_or(0);
         let Some(step) = t.steps.as_ref().and_then(|s| s.get(index)).cloned() else {
+            if F::Phase::KIND != StepKind::Deploy {
+                flow.runner()
+                    .collect_logs(F::Phase::KIND, &node, false)
+                    .await;
+            }
             return flow.finish(node, agent.client).await;
         };
+        if step.step == "tear_down_agent" {
+            // Ironic's tear_down_agent collects with deploy_logs_collect=always.
+            flow.runner()
+                .collect_logs(F::Phase::KIND, &node, false)
+                .await;
+        }
         tracing::info!(node = %uuid, step = %step_id(&step), index, "{} step", F::Phase::KIND.as_str());
         if !flow.run_conductor_step(&node, &step, agent.client).await? {
             return send_agent_step(flow, node, &step, agent).await;
@@ -459,7 +513,20 @@ async fn check_agent_step<F: Flow>(flow: &F, mut node: Node, agent: Agent<'_>) -
         "Failed to get the command status of the agent of node {uuid} while waiting for \
          {kind} step {id}"
     )))?;
-    match super::judge(F::Phase::KIND, &commands, &step) {
+    let status = super::judge(F::Phase::KIND, &commands, &step);
+    if matches!(
+        status,
+        AgentStepStatus::Restarted
+            | AgentStepStatus::Succeeded(_)
+            | AgentStepStatus::VersionMismatch(_)
+    ) {
+        // A step is sent next: it will come after these commands.
+        let count = commands.len();
+        flow.runner()
+            .set(uuid, move |n| *F::Phase::tracking(n).seen = Some(count))
+            .await?;
+    }
+    match status {
         AgentStepStatus::Restarted => {
             tracing::warn!(node = %uuid, step = %id,
                 "the agent has no record of the {kind} step (restarted?); sending it again");
@@ -494,6 +561,81 @@ async fn check_agent_step<F: Flow>(flow: &F, mut node: Node, agent: Agent<'_>) -
         AgentStepStatus::VersionMismatch(error) => flow.restart(node, agent, error).await,
         AgentStepStatus::Unknown => Err(Stop::Failed(F::unknown_status_message(uuid, &step))),
     }
+}
+
+/// Where the agent lists the current step if it received it: after the `seen` commands the
+/// conductor saw before sending it, or, for the first step of a plan (no count yet), after
+/// the `get_<kind>_steps` the plan was made from. `None`: unknown.
+pub(crate) fn sent_step_bound(
+    kind: StepKind,
+    commands: &[CommandResult],
+    seen: Option<usize>,
+    index: usize,
+) -> Option<usize> {
+    match seen {
+        Some(count) => Some(count),
+        None if index == 0 => commands
+            .iter()
+            .rposition(|c| c.command_name == kind.get_steps_name())
+            .map(|at| at + 1),
+        None => None,
+    }
+}
+
+/// Whether the agent lists an `execute_<kind>_step` from `bound` on: the current step, which
+/// the conductor sent before it stopped (or lost the answer).
+pub(crate) fn received_step(kind: StepKind, commands: &[CommandResult], bound: usize) -> bool {
+    commands
+        .get(bound..)
+        .is_some_and(|sent| sent.iter().any(|c| c.command_name == kind.execute_name()))
+}
+
+/// Phase `step_running` on a heartbeat: the conductor stopped (a restart, a busy agent) after
+/// deciding to send the current step. Whether the agent has it already: then sending it
+/// again would run it twice (`write_image` writing the disk a second time).
+async fn sent_before<F: Flow>(node: &Node, agent: Agent<'_>) -> Result<bool, Stop> {
+    let mut node = node.clone();
+    let uuid = node.uuid;
+    let t = F::Phase::tracking(&mut node);
+    let (seen, index) = (*t.seen, t.index.unwrap_or(0));
+    let Some(step) = t.steps.as_ref().and_then(|s| s.get(index)) else {
+        return Ok(false);
+    };
+    if !F::is_agent_step(step) {
+        return Ok(false);
+    }
+    let kind = F::Phase::KIND;
+    let commands = agent.client.commands().await.map_err(agent_error(format!(
+        "Failed to get the command status of the agent of node {uuid}"
+    )))?;
+    Ok(sent_step_bound(kind, &commands, seen, index)
+        .is_some_and(|bound| received_step(kind, &commands, bound)))
+}
+
+/// The agent received the current step before the conductor recorded it: wait for it (phase
+/// `agent_step`) as if its answer had arrived, and look at it now.
+async fn adopt_sent_step<F: Flow>(flow: &F, uuid: Uuid, agent: Agent<'_>) -> Result<(), Stop> {
+    let kind = F::Phase::KIND;
+    tracing::warn!(node = %uuid,
+        "the agent already has the {} step the conductor was sending; not sending it again",
+        kind.as_str());
+    let node = flow
+        .runner()
+        .update(uuid, move |n| {
+            let t = F::Phase::tracking(n);
+            if *t.phase != Some(F::Phase::STEP_RUNNING) {
+                return Err(Stop::Conflict(format!(
+                    "the {} step changed",
+                    kind.as_str()
+                )));
+            }
+            *t.phase = Some(F::Phase::AGENT_STEP);
+            *t.progress = None;
+            n.provision_state = kind.wait_state();
+            Ok(())
+        })
+        .await?;
+    check_agent_step(flow, node, agent).await
 }
 
 /// Moves to the step after `index` (phase `step_running`, the operation's working state).

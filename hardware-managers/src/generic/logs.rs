@@ -50,6 +50,46 @@ const COMMANDS: &[LogCommand] = &[
         ]),
     },
     LogCommand {
+        file: "lsblk",
+        argv: &[
+            "lsblk",
+            "--all",
+            "-o",
+            "KNAME,NAME,TYPE,SIZE,FSTYPE,LABEL,UUID,PARTUUID,PARTTYPE,MOUNTPOINT,MODEL,SERIAL",
+        ],
+        fallback: None,
+    },
+    LogCommand {
+        file: "ip_link",
+        argv: &["ip", "link"],
+        fallback: None,
+    },
+    LogCommand {
+        file: "ip_route6",
+        argv: &["ip", "-6", "route"],
+        fallback: None,
+    },
+    LogCommand {
+        file: "efibootmgr",
+        argv: &["efibootmgr", "-v"],
+        fallback: None,
+    },
+    LogCommand {
+        file: "parted",
+        argv: &["parted", "-l", "-s"],
+        fallback: None,
+    },
+    LogCommand {
+        file: "multipath",
+        argv: &["multipath", "-ll"],
+        fallback: None,
+    },
+    LogCommand {
+        file: "iptables",
+        argv: &["iptables", "-L", "-n"],
+        fallback: None,
+    },
+    LogCommand {
         file: "df",
         argv: &["df", "-a"],
         fallback: None,
@@ -62,7 +102,11 @@ const COMMANDS: &[LogCommand] = &[
 ];
 
 /// procfs files copied into the bundle: (file name in the bundle, path under the root).
-const FILES: &[(&str, &str)] = &[("mdstat", "proc/mdstat"), ("mount", "proc/mounts")];
+const FILES: &[(&str, &str)] = &[
+    ("mdstat", "proc/mdstat"),
+    ("mount", "proc/mounts"),
+    ("partitions", "proc/partitions"),
+];
 
 /// Collects the bundle's entries. Commands describe the running system, so they run only
 /// when `root` is `/`; the files are read under `root`.

@@ -28,7 +28,7 @@ struct ErrorBody {
 
 /// A decoded response.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Reply {
+pub enum Reply {
     /// `{"result": ...}`.
     Result(Value),
     /// `{"error": {"type": ..., "message": ...}}`, as the error the manager reports.
@@ -37,7 +37,7 @@ pub(crate) enum Reply {
 
 /// A plug-in's own error.
 #[derive(Debug, PartialEq)]
-pub(crate) struct ErrorReply {
+pub struct ErrorReply {
     /// The error class name (`IncompatibleHardwareMethodError`, `BlockDeviceEraseError`, ...).
     pub kind: String,
     /// Its message.
@@ -62,7 +62,10 @@ impl ErrorReply {
 
 /// Decodes stdout: one JSON object with `result` or `error`. When the whole output is not
 /// JSON, its last non-empty line is tried (tolerates chatter printed before the response).
-pub(crate) fn parse_reply(stdout: &[u8]) -> Result<Reply, String> {
+///
+/// # Errors
+/// Why the output is not a response (for the [`HardwareError::Plugin`] message).
+pub fn parse_reply(stdout: &[u8]) -> Result<Reply, String> {
     let text = String::from_utf8_lossy(stdout);
     let value = match serde_json::from_str::<Value>(text.trim()) {
         Ok(v) => v,
