@@ -1,0 +1,32 @@
+# Shared settings of fuzz/run.sh, fuzz/merge.sh and fuzz/smoke.sh (sourced, not run).
+# shellcheck shell=bash
+
+FUZZ_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
+
+# Every target, in the order the smoke run takes them (used by the scripts that source this).
+# shellcheck disable=SC2034
+TARGETS=(api_request kernel_cmdline image_info root_device_hints superblock_probe plugin_protocol)
+
+# Largest input per target (libFuzzer -max_len): real inputs plus room to grow.
+max_len() {
+    case "$1" in
+        api_request) echo 16384 ;;       # node dicts are a few KiB
+        kernel_cmdline) echo 4096 ;;     # COMMAND_LINE_SIZE is 2048-4096
+        image_info) echo 8192 ;;
+        root_device_hints) echo 2048 ;;
+        superblock_probe) echo 266240 ;; # 260 KiB: the VHDX region table sits at 192 KiB
+        plugin_protocol) echo 16384 ;;
+        *) echo "unknown fuzz target $1" >&2; return 1 ;;
+    esac
+}
+
+# The binary of target $1 built with profile $2 (release or smoke).
+target_bin() {
+    echo "$FUZZ_DIR/target/$TRIPLE/$2/$1"
+}
+
+# libFuzzer options shared by every run of target $1.
+fuzz_opts() {
+    echo "-max_len=$(max_len "$1") -rss_limit_mb=2048 -timeout=10 -dict=$FUZZ_DIR/dict/$1.dict"
+}

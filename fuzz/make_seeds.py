@@ -1,0 +1,501 @@
+#!/usr/bin/env python3
+"""Writes the seed inputs of every fuzz target into fuzz/corpus/<target>/seed-*.
+
+Seeds are real examples: request bodies rebuilt from the recorded Ironic call traces
+(/work/shared/spec or $SPEC_DIR), IPA's inventory example, kernel command lines and hints from
+the repository's tests, and disk/image heads made by sfdisk, mkfs.*, mkswap, genisoimage and
+qemu-img on small sparse files in a temporary directory (heads truncated to 64-256 KiB). A few
+signatures that need a block device to create (MD RAID, LVM2) are written by hand.
+
+Run once after changing a target's input format: `python3 fuzz/make_seeds.py`. Tools that are
+missing are skipped with a note. Existing seeds with the same name are overwritten; fuzzer
+findings in the corpus are left alone.
+"""
+
+import gzip
+import base64
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import uuid
+import zlib
+from pathlib import Path
+
+FUZZ = Path(__file__).resolve().parent
+CORPUS = FUZZ / "corpus"
+SPEC = Path(os.environ.get("SPEC_DIR", "/work/shared/spec"))
+KIB = 1024
+MIB = 1024 * KIB
+
+
+def seed(target, name, data):
+    d = CORPUS / target
+    d.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    (d / f"seed-{name}").write_bytes(data)
+
+
+def compact(v):
+    return json.dumps(v, separators=(", ", ": "))
+
+
+# ---- api_request ---------------------------------------------------------------------------
+
+NODE = {
+    "uuid": "8c2e0381-7dd8-49bb-aea8-47445bf88872",
+    "provision_state": "wait call-back",
+    "driver": "ipmi",
+    "properties": {"root_device": {"size": ">= 10"}, "skip_block_devices": []},
+    "instance_info": {"image_source": "http://127.0.0.1:46380/img.raw"},
+    "driver_info": {},
+    "driver_internal_info": {"agent_url": "http://127.0.0.1:46399"},
+}
+PORTS = [{"address": "02:fc:00:00:00:01", "uuid": "2f5a7c1e-0000-4000-8000-000000000001"}]
+VERSIONS = {
+    "ContainerHardwareManager": "2",
+    "RealIronicLoopDiskHardwareManager": "1.0",
+    "generic_hardware_manager": "1.2",
+}
+SHA256 = "2e255746dd8008c97639197a509916d4d9b65eac80f80859b0383a49d9e6503c"
+IMAGE_INFO = {
+    "container_format": None,
+    "disk_format": "raw",
+    "id": "img.raw",
+    "node_uuid": NODE["uuid"],
+    "os_hash_algo": "sha256",
+    "os_hash_value": SHA256,
+    "stream_raw_images": True,
+    "urls": ["http://127.0.0.1:46380/img.raw"],
+}
+
+
+def api_request():
+    bodies = {
+        "get_deploy_steps": ("deploy.get_deploy_steps", {"node": NODE, "ports": PORTS}),
+        "execute_deploy_step": (
+            "deploy.execute_deploy_step",
+            {
+                "deploy_version": VERSIONS,
+                "node": NODE,
+                "ports": PORTS,
+                "step": {
+                    "interface": "deploy",
+                    "step": "write_image",
+                    "args": {"configdrive": None, "image_info": IMAGE_INFO},
+                },
+            },
+        ),
+        "get_partition_uuids": ("standby.get_partition_uuids", {}),
+        "install_bootloader": (
+            "image.install_bootloader",
+            {
+                "efi_system_part_uuid": None,
+                "prep_boot_part_uuid": None,
+                "root_uuid": "0x00000000",
+                "target_boot_mode": "uefi",
+            },
+        ),
+        "power_off": ("standby.power_off", {}),
+        "get_clean_steps": ("clean.get_clean_steps", {"node": NODE, "ports": PORTS}),
+        "execute_clean_step": (
+            "clean.execute_clean_step",
+            {
+                "clean_version": VERSIONS,
+                "node": NODE,
+                "ports": PORTS,
+                "step": {
+                    "abortable": True,
+                    "interface": "deploy",
+                    "priority": 99,
+                    "reboot_requested": False,
+                    "requires_ramdisk": True,
+                    "step": "erase_devices_metadata",
+                },
+            },
+        ),
+        "execute_fuzz_step": (
+            "service.execute_service_step",
+            {
+                "node": NODE,
+                "ports": PORTS,
+                "service_version": {"fuzz_hardware_manager": "1.0"},
+                "step": {"interface": "service", "step": "fuzz_step", "args": {"x": 1}},
+            },
+        ),
+        "prepare_image": (
+            "standby.prepare_image",
+            {"image_info": IMAGE_INFO, "configdrive": "H4sIAAAAAAAAA2NgGAWjYBSMglEwCgAAAP//AwBb7WYwAAQAAA=="},
+        ),
+        "get_hardware_info": ("poll.get_hardware_info", {}),
+        "get_node_info": ("poll.get_node_info", {}),
+        "finalize_rescue": (
+            "rescue.finalize_rescue",
+            {"rescue_password": "$6$rounds=5000$salt$hash", "hashed": True},
+        ),
+        "collect_system_logs": ("log.collect_system_logs", {}),
+        "sync": ("standby.sync", {}),
+    }
+    for name, (command, params) in bodies.items():
+        seed("api_request", name, compact({"name": command, "params": params}))
+    seed("api_request", "wait-true", "?wait=true\n" + compact({"name": "standby.get_partition_uuids", "params": {}}))
+    seed("api_request", "bad-token", "?agent_token=wrong\n" + compact({"name": "standby.sync", "params": {}}))
+    seed("api_request", "no-dot", compact({"name": "nodot", "params": {}}))
+    seed("api_request", "not-json", "{\"name\": ")
+
+
+# ---- kernel_cmdline ------------------------------------------------------------------------
+
+def kernel_cmdline():
+    lines = [
+        "BOOT_IMAGE=/vmlinuz ro quiet ipa-api-url=http://10.0.0.1:6385,http://10.0.0.2:6385 "
+        "ipa-debug=1 BOOTIF=01-52-54-00-12-34-56 ipa-insecure=no nomodeset x=\"a b\"\n",
+        "console=ttyS0 ipa-api-url=http://10.0.2.2:6385 ipa-insecure=1 "
+        "ipa-advertise-host=127.0.0.1 ipa-advertise-port=9999",
+        "ipa-api-url=http://127.0.0.1:6385 ipa-lookup-timeout=3 ipa-lookup-interval=0.5 "
+        "ipa-agent-token=tok-0123456789abcdef0123456789abcdef ipa-global-request-id=req-1",
+        "ipa-api-url=mdns",
+        "ipa-listen-host=:: ipa-listen-port=9998 ipa-advertise-protocol=https "
+        "ipa-ironic-api-version=1.68 ipa-network-interface=eth0",
+        "ipa-inspection-callback-url=http://10.0.0.1:5050/v1/continue "
+        "ipa-inspection-collectors=default,logs ipa-inspection-dhcp-wait-timeout=0",
+        "ipa-inject-files-priority=55 ipa-image-download-connection-timeout=60 "
+        "ipa-image-download-connection-retries=2 ipa-image-download-connection-retry-interval=0",
+        "ipa-hardware-initialization-delay=1.5 ipa-http-request-timeout=0.1 "
+        "ipa-enable-bios-bootloader-install=yes ipa-ignore-bootloader-failure=off",
+        "ipa-api-url=ftp://x ipa-listen-port=99999 ipa-ironic-api-version=abc",
+        "a=\"unterminated \"\"=\"\" k= =v",
+    ]
+    for i, line in enumerate(lines):
+        seed("kernel_cmdline", f"{i:02d}", line)
+
+
+# ---- image_info ----------------------------------------------------------------------------
+
+def image_info():
+    full = {
+        "id": "img-1",
+        "urls": ["http://a/img.raw", "http://b/img.raw"],
+        "disk_format": "raw",
+        "container_format": "bare",
+        "stream_raw_images": True,
+        "checksum": SHA256,
+        "os_hash_algo": "sha256",
+        "os_hash_value": SHA256,
+        "image_request_authorization": "QmVhcmVyIHh5eg==",
+        "image_server_auth_strategy": "http_basic",
+        "image_server_user": "u",
+        "image_server_password": "secret-pw",
+        "proxies": {"http": "http://user:pw@p:3128", "https": "http://p:3129", "ftp": "x"},
+        "no_proxy": "10.0.0.1",
+        "node_uuid": "n-1",
+        "kernel": "k",
+        "ramdisk": "r",
+        "root_gb": "10",
+        "root_mb": 10240,
+        "swap_mb": "512",
+        "ephemeral_mb": 0.0,
+        "ephemeral_format": "ext4",
+        "configdrive": "H4sIAAAAAAAAA2NgGAWjYBSMglEwCgAAAP//AwBb7WYwAAQAAA==",
+        "preserve_ephemeral": "False",
+        "image_type": "partition",
+        "deploy_boot_mode": "uefi",
+        "boot_option": "local",
+        "disk_label": "gpt",
+        "something_new": {"x": 1},
+    }
+    seed("image_info", "trace-write-image", compact(IMAGE_INFO))
+    seed("image_info", "every-key", compact(full))
+    md5 = dict(IMAGE_INFO, os_hash_algo=None, os_hash_value=None,
+               checksum="d41d8cd98f00b204e9800998ecf8427e")
+    seed("image_info", "md5", compact(md5))
+    sums = "\n".join([
+        "# SHA256 checksums",
+        f"{SHA256}  img.raw",
+        f"{'0' * 64} *other.qcow2",
+        f"SHA256 (img.raw) = {SHA256}",
+    ])
+    url = dict(IMAGE_INFO, os_hash_algo=None, os_hash_value=None,
+               checksum="http://127.0.0.1:46380/SHA256SUMS")
+    seed("image_info", "checksum-file", compact(url) + "\0" + sums + "\n")
+    seed("image_info", "checksum-file-bsd",
+         compact(dict(url, urls=["http://x/dir/img%20one.raw?x=1#f"])) + "\0"
+         + f"SHA512 (img one.raw) = {'ab' * 64}\n")
+    sha512 = dict(IMAGE_INFO, os_hash_algo="SHA-512", os_hash_value="AB" * 64)
+    seed("image_info", "sha512", compact(sha512))
+    iso = gzip.compress(b"\0" * 32768 + b"\x01CD001\x01" + b"\0" * 2040)
+    cd = dict(IMAGE_INFO, configdrive=base64.b64encode(iso).decode())
+    seed("image_info", "configdrive-gzip", compact(cd))
+    seed("image_info", "missing-urls", compact({"id": "x", "checksum": SHA256}))
+
+
+# ---- root_device_hints ---------------------------------------------------------------------
+
+def root_device_hints():
+    hints = [
+        {"size": 10},
+        {"size": ">= 10", "rotational": True},
+        {"size": "<or> 1000 <or> 10"},
+        {"size": "<range-in> [ 10 20 )"},
+        {"size": "<range-in> [ 20.4 20.6 ]"},
+        {"model": "s== samsung ssd 860", "vendor": "<in> at"},
+        {"model": "<all-in> samsung pro"},
+        {"serial": ["<in> QM", "S5GXNF0R123456"]},
+        {"wwn": "0x5000c500a1b2c3d4", "wwn_with_extension": "s!= x", "wwn_vendor_extension": "0xabcdef"},
+        {"name": "sda", "hctl": "0:0:0:0"},
+        {"by_path": "/dev/disk/by-path/pci-0000:00:1f.2-ata-1", "tran": "sata"},
+        {"name": "/dev/md0", "rotational": "false"},
+        {"unknown": 1, "size": "s== 10"},
+    ]
+    for i, h in enumerate(hints):
+        seed("root_device_hints", f"hints-{i:02d}", compact(h))
+    seed("root_device_hints", "as-string", json.dumps(compact({"size": "> 5", "model": "qemu"})))
+    skip = [{"name": "/dev/sda"}, {"volume_name": "md-root"}, {"serial": "<in> S5G", "size": "<= 1000"}]
+    seed("root_device_hints", "skip-list", compact(skip))
+
+
+# ---- plugin_protocol -----------------------------------------------------------------------
+
+def plugin_protocol():
+    example = json.loads((SPEC / "ipa-13-get-hardware-info-example.json").read_text())
+    inv = example["command_result"]
+    answers = [
+        3,
+        inv["interfaces"],
+        inv["cpu"],
+        inv["memory"],
+        inv["disks"],
+        inv.get("bmc_address"),
+        inv.get("bmc_v6address"),
+        inv.get("bmc_mac"),
+        inv["system_vendor"],
+        inv["boot"],
+        inv["hostname"],
+        [
+            {"step": "update_firmware", "priority": 0, "interface": "management",
+             "reboot_requested": True, "abortable": False,
+             "argsinfo": {"url": {"description": "firmware URL", "required": True}}},
+            {"step": "erase_devices_metadata", "priority": 100, "interface": "deploy",
+             "reboot_requested": False},
+        ],
+        "/dev/sda",
+        {"updated": ["bios"]},
+    ]
+    seed("plugin_protocol", "ipa13-inventory",
+         "\n---\n".join(json.dumps({"result": a}) for a in answers) + "\n")
+    mixed = [
+        "loading vendor tools...\n" + json.dumps({"result": 2}),
+        json.dumps({"error": {"type": "IncompatibleHardwareMethodError", "message": ""}}),
+        json.dumps({"error": {"type": "HardwareManagerMethodNotFound"}}),
+        "not json at all",
+        json.dumps({"result": {"total": 8589934592, "physical_mb": 8192}}),
+        "",
+        json.dumps({"error": {"type": "BlockDeviceError", "message": "boom"}}),
+        json.dumps({"result": None}),
+        json.dumps({"answer": 1}),
+        json.dumps({"result": {"current_boot_mode": "bios", "pxe_interface": None}}),
+        json.dumps({"result": "plugin-host"}),
+        json.dumps({"result": [{"step": "erase_devices", "priority": 5, "interface": "deploy"}]}),
+    ]
+    seed("plugin_protocol", "mixed-answers", "\n---\n".join(mixed) + "\n")
+    seed("plugin_protocol", "support-only", json.dumps({"result": 1}) + "\n")
+    seed("plugin_protocol", "ipa13-example-verbatim",
+         (SPEC / "ipa-13-get-hardware-info-example.json").read_bytes())
+
+
+# ---- superblock_probe ----------------------------------------------------------------------
+
+def have(tool):
+    return shutil.which(tool) is not None
+
+
+def run(*args, stdin=None):
+    subprocess.run(args, check=True, input=stdin, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def sparse(path, size):
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def head(path, n, trim=True):
+    """The first `n` bytes of `path`; with `trim`, trailing zeros are dropped (kept up to the
+    next 512-byte boundary), which keeps the committed corpus small."""
+    with open(path, "rb") as f:
+        data = f.read(n)
+    if trim:
+        end = len(data.rstrip(b"\0"))
+        data = data[: min(len(data), (end + 511) // 512 * 512)]
+    return data
+
+
+def superblock_probe(tmp):
+    t = "superblock_probe"
+    notes = []
+
+    def mk(name, tool, args, size, keep=64 * KIB):
+        if not have(tool):
+            notes.append(f"{tool} missing: no {name} seed")
+            return
+        p = sparse(tmp / name, size)
+        try:
+            run(tool, *args, str(p))
+        except subprocess.CalledProcessError:
+            notes.append(f"{tool} failed: no {name} seed")
+            return
+        seed(t, name, head(p, keep))
+
+    mk("ext4", "mkfs.ext4", ["-q", "-F", "-L", "root", "-U", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"], 8 * MIB)
+    mk("ext2", "mkfs.ext2", ["-q", "-F", "-L", "config-2"], 2 * MIB)
+    mk("xfs", "mkfs.xfs", ["-q", "-f", "-L", "xfsroot"], 320 * MIB)
+    mk("btrfs", "mkfs.btrfs", ["-q", "-f", "-L", "btr"], 128 * MIB, keep=132 * KIB)
+    mk("vfat12", "mkfs.vfat", ["-n", "CONFIG-2"], 1 * MIB)
+    mk("vfat16", "mkfs.vfat", ["-F", "16", "-n", "ESP"], 32 * MIB)
+    mk("vfat32", "mkfs.vfat", ["-F", "32", "-n", "EFI"], 40 * MIB)
+    mk("swap", "mkswap", ["-L", "swap1"], 1 * MIB, keep=8 * KIB)
+
+    if have("genisoimage"):
+        src = tmp / "iso-src"
+        (src / "openstack" / "latest").mkdir(parents=True)
+        (src / "openstack" / "latest" / "meta_data.json").write_text('{"uuid": "x"}')
+        iso = tmp / "config.iso"
+        run("genisoimage", "-quiet", "-o", str(iso), "-V", "config-2", "-J", "-r", str(src))
+        seed(t, "iso9660-config-2", head(iso, 64 * KIB))
+    else:
+        notes.append("genisoimage missing: no iso seed")
+
+    # MD RAID 1.2 superblock at 4 KiB (mdadm needs a block device; the fields blkid reads).
+    sb = bytearray(256)
+    struct.pack_into("<IIII", sb, 0, 0xA92B4EFC, 1, 0, 0)
+    sb[16:32] = uuid.UUID("6e3b2f1a-0c4d-4e5f-8a9b-0c1d2e3f4a5b").bytes
+    sb[32:64] = b"host:md-root".ljust(32, b"\0")
+    struct.pack_into("<Q", sb, 64, 1_700_000_000)
+    struct.pack_into("<I", sb, 72, 1)  # level
+    struct.pack_into("<Q", sb, 128, 2048)  # data_offset
+    struct.pack_into("<Q", sb, 144, 4096 // 512)  # super_offset: where it sits, in sectors
+    md = bytearray(4608)
+    md[4096:4096 + 256] = sb
+    seed(t, "md-1.2", bytes(md))
+    # MD 0.90: the superblock sits 64 KiB before the 64 KiB-aligned end of the device.
+    sb90 = bytearray(4096)
+    struct.pack_into("<IIII", sb90, 0, 0xA92B4EFC, 0, 90, 0)
+    struct.pack_into("<I", sb90, 20, 0x1A2B3C4D)  # set_uuid0
+    struct.pack_into("<III", sb90, 52, 0x5E6F7081, 0x92A3B4C5, 0xD6E7F809)  # set_uuid1..3
+    md90 = bytearray(128 * KIB)
+    md90[64 * KIB:64 * KIB + 4096] = sb90
+    seed(t, "md-0.90-at-end", bytes(md90))
+
+    # LVM2 PV label in sector 1 (pvcreate needs a block device).
+    lvm = bytearray(8 * KIB)
+    label = bytearray(512)
+    label[0:8] = b"LABELONE"
+    struct.pack_into("<Q", label, 8, 1)
+    struct.pack_into("<I", label, 20, 32)
+    label[24:32] = b"LVM2 001"
+    label[32:64] = b"Fj3kL0pQ9rS2tU5vW8xY1zA4bC7dE0fG"
+    label[16:20] = struct.pack("<I", zlib.crc32(bytes(label[20:])) & 0xFFFFFFFF)
+    lvm[512:1024] = label
+    seed(t, "lvm2-pv", bytes(lvm))
+
+    if have("sfdisk"):
+        # A small DOS disk whose extended partition chain lies inside the head.
+        dos = sparse(tmp / "dos.img", 128 * KIB)
+        script = (
+            "label: dos\nlabel-id: 0x1234abcd\nunit: sectors\n"
+            "start=4, size=20, type=83, bootable\n"
+            "start=24, size=20, type=82\n"
+            "start=44, size=200, type=5\n"
+            "start=46, size=40, type=83\n"
+            "start=88, size=40, type=ef\n"
+        )
+        try:
+            run("sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(dos), stdin=script.encode())
+            seed(t, "mbr-extended", head(dos, 128 * KIB))
+        except subprocess.CalledProcessError:
+            notes.append("sfdisk failed on the DOS seed")
+        # A GPT disk: a config-2 vfat partition at 64 KiB (head keeps its boot sector and root
+        # directory), an ESP, a BIOS boot partition; backup header at the end of 8 MiB.
+        gpt = sparse(tmp / "gpt.img", 8 * MIB)
+        script = (
+            "label: gpt\nlabel-id: 3F2504E0-4F89-41D3-9A0C-0305E82C3301\nunit: sectors\n"
+            "first-lba: 34\n"
+            "start=128, size=4096, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=config-2\n"
+            "start=4224, size=2048, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=esp\n"
+            "start=6272, size=2048, type=21686148-6270-6E6F-744E-656564454649, name=bios\n"
+        )
+        try:
+            run("sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(gpt), stdin=script.encode())
+            if have("mkfs.vfat"):
+                part = sparse(tmp / "part.img", 2 * MIB)
+                run("mkfs.vfat", "-n", "config-2", str(part))
+                with open(gpt, "r+b") as f, open(part, "rb") as p:
+                    f.seek(128 * 512)
+                    f.write(p.read(32 * KIB))
+            seed(t, "gpt-config-2", head(gpt, 96 * KIB))
+            # The whole GPT disk shrunk to 160 KiB with its backup header at the new end.
+            with open(gpt, "rb") as f:
+                whole = bytearray(f.read())
+            small = bytearray(whole[:160 * KIB - 33 * 512]) + whole[-33 * 512:]
+            seed(t, "gpt-with-backup", bytes(small))
+        except subprocess.CalledProcessError:
+            notes.append("sfdisk failed on the GPT seed")
+    else:
+        notes.append("sfdisk missing: no partition-table seeds")
+
+    if have("qemu-img"):
+        def img(name, fmt, opts=(), keep=64 * KIB, size="64M", extra=(), trim=True):
+            p = tmp / name
+            try:
+                run("qemu-img", "create", "-q", *extra, "-f", fmt, *opts, str(p), size)
+            except subprocess.CalledProcessError:
+                notes.append(f"qemu-img could not create {name}")
+                return
+            seed(t, name, head(p, keep, trim))
+
+        img("qcow2-v3", "qcow2")
+        img("qcow2-v2", "qcow2", ["-o", "compat=0.10"])
+        base = tmp / "base.qcow2"
+        run("qemu-img", "create", "-q", "-f", "qcow2", str(base), "64M")
+        img("qcow2-backing", "qcow2", ["-o", f"backing_file={base},backing_fmt=qcow2"])
+        img("qcow2-data-file", "qcow2", ["-o", f"data_file={tmp / 'data.raw'}"])
+        img("vmdk-monolithic-sparse", "vmdk")
+        img("vmdk-stream-optimized", "vmdk", ["-o", "subformat=streamOptimized"])
+        img("vmdk-monolithic-flat", "vmdk", ["-o", "subformat=monolithicFlat"], keep=4 * KIB)
+        img("vhd-dynamic", "vpc")
+        img("vhd-fixed", "vpc", ["-o", "subformat=fixed"], size="64K", keep=128 * KIB,
+            trim=False)
+        img("vhdx", "vhdx", keep=260 * KIB, trim=False)
+        img("vdi", "vdi")
+        img("luks", "luks", ["--object", "secret,id=sec0,data=fuzz", "-o", "key-secret=sec0"],
+            keep=8 * KIB, size="1M")
+    else:
+        notes.append("qemu-img missing: no image-format seeds")
+    return notes
+
+
+def main():
+    if not SPEC.is_dir():
+        sys.exit(f"{SPEC} not found (set SPEC_DIR)")
+    api_request()
+    kernel_cmdline()
+    image_info()
+    root_device_hints()
+    plugin_protocol()
+    with tempfile.TemporaryDirectory(prefix="fuzz-seeds-") as tmp:
+        notes = superblock_probe(Path(tmp))
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
+    for d in sorted(CORPUS.iterdir()):
+        files = [f for f in d.iterdir() if f.name.startswith("seed-")]
+        size = sum(f.stat().st_size for f in files)
+        print(f"{d.name}: {len(files)} seeds, {size} bytes")
+
+
+if __name__ == "__main__":
+    main()
