@@ -129,11 +129,13 @@ async fn finalize_rescue_writes_the_hash_and_stops_serving() -> anyhow::Result<(
         "{listed}"
     );
     let log = String::from_utf8_lossy(&ctx.logs.contents()).into_owned();
+    // The command's own lines prove the log was captured (the executor's "executing command"
+    // line is not asserted: tracing caches callsite interest process-wide, and a test running
+    // in parallel under another subscriber can make it skip this thread's capture).
     assert!(
-        log.contains("executing command"),
+        log.contains("writing the rescue password hash"),
         "the log was not captured: {log}"
     );
-    assert!(log.contains("writing the rescue password hash"), "{log}");
     assert!(log.contains("rescue finalized"), "{log}");
     for secret in [PASSWORD, hash.as_str(), ironic_hash, "svn8UoSVapNtMuq1uk"] {
         assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
