@@ -32,6 +32,22 @@ def wait_http(url, timeout=20):
     raise RuntimeError(f"{url} did not answer")
 
 
+def loop_and_shim(workdir, disk_bytes, shim_bin, images):
+    """A loop device over a sparse DISK_BYTES file in WORKDIR, and `conductor-shim serve` on a
+    free port serving IMAGES. Returns (loop path, shim process, "http://127.0.0.1:PORT/images");
+    the caller terminates the shim and detaches the loop device."""
+    disk = os.path.join(workdir, "disk.img")
+    with open(disk, "wb") as f:
+        f.truncate(disk_bytes)
+    loop = subprocess.run(["losetup", "--find", "--show", disk], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    port = free_port()
+    shim = subprocess.Popen([shim_bin, "--db", os.path.join(workdir, "shim.sqlite"), "serve",
+                             "--listen", f"127.0.0.1:{port}", "--images", images],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return loop, shim, f"http://127.0.0.1:{port}/images"
+
+
 def timed(cmd):
     t0 = time.perf_counter()
     sh(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

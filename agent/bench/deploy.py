@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 
-from benchlib import ROOT, agent_command, free_port, sh, timed, wait_http
+from benchlib import ROOT, agent_command, loop_and_shim, sh, timed, wait_http
 
 
 def make_image(path, size_mib):
@@ -77,19 +77,10 @@ def main():
         sh(f"gzip -1 -c {raw} > {raw}.gz")
         sh(f"qemu-img convert -f raw -O qcow2 {raw} {images}/img.qcow2")
     sha = hashlib.sha256(open(raw, "rb").read()).hexdigest()
-    disk = os.path.join(wd, "disk.img")
-    with open(disk, "wb") as f:
-        f.truncate((args.size_mib << 20) * 2 + (4 << 30))
-    loop = subprocess.run(["losetup", "--find", "--show", disk], check=True, capture_output=True,
-                          text=True).stdout.strip()
-    port = free_port()
-    shim = subprocess.Popen([shim_bin, "--db", os.path.join(wd, "shim.sqlite"), "serve", "--listen",
-                             f"127.0.0.1:{port}", "--images", images], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/images"
+    loop, shim, base = loop_and_shim(wd, (args.size_mib << 20) * 2 + (4 << 30), shim_bin, images)
     rows = []
     try:
-        wait_http(f"http://127.0.0.1:{port}/")
+        wait_http(base.rsplit("/images", 1)[0] + "/")
         size = args.size_mib << 20
         mb = lambda t, n=size: n / t / 1e6
         drop = "sync; echo 3 > /proc/sys/vm/drop_caches"

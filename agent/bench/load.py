@@ -21,7 +21,7 @@ import os
 import subprocess
 import sys
 
-from benchlib import ROOT, TOKEN, agent_command, free_port, sh, timed, wait_http
+from benchlib import ROOT, TOKEN, agent_command, loop_and_shim, sh, timed, wait_http
 
 
 def make_image(path, size_mib):
@@ -49,16 +49,8 @@ def main():
     if not os.path.exists(raw) or os.path.getsize(raw) != args.size_mib << 20:
         make_image(raw, args.size_mib)
     sha = hashlib.sha256(open(raw, "rb").read()).hexdigest()
-    disk = os.path.join(wd, "disk.img")
-    with open(disk, "wb") as f:
-        f.truncate((args.size_mib << 20) + (4 << 30))
-    loop = subprocess.run(["losetup", "--find", "--show", disk], check=True, capture_output=True,
-                          text=True).stdout.strip()
-    port = free_port()
-    shim = subprocess.Popen([shim_bin, "--db", os.path.join(wd, "shim.sqlite"), "serve", "--listen",
-                             f"127.0.0.1:{port}", "--images", images], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/images/img.raw"
+    loop, shim, base = loop_and_shim(wd, (args.size_mib << 20) + (4 << 30), shim_bin, images)
+    url = f"{base}/img.raw"
     info = {"image_info": {"id": "img.raw", "urls": [url], "stream_raw_images": True,
                            "disk_format": "raw", "os_hash_algo": "sha256", "os_hash_value": sha},
             "configdrive": None}
@@ -75,7 +67,7 @@ def main():
         return stop
 
     try:
-        wait_http(f"http://127.0.0.1:{port}/")
+        wait_http(base.rsplit("/images", 1)[0] + "/")
         size = args.size_mib << 20
         mb = lambda t: size / t / 1e6
         alone, _, hwm_alone = agent_command(agent_bin, loop, wd, "standby.prepare_image", info)
