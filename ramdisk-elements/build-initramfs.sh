@@ -63,8 +63,8 @@ usage: $PROG --arch x86_64|aarch64 --agent PATH --out DIR [options]
 
 environment:
   IRONIC_AGENT_RAMDISK_CACHE   cache directory (default ~/.cache/ironic-agent-ramdisk)
-  IRONIC_AGENT_DEBIAN_MIRROR   Debian mirror (default http://deb.debian.org/debian)
-  IRONIC_AGENT_DEBIAN_SECURITY security mirror (default http://deb.debian.org/debian-security)
+  IRONIC_AGENT_DEBIAN_MIRROR   Debian mirror (default: the build machine's apt source for bookworm)
+  IRONIC_AGENT_DEBIAN_SECURITY security mirror (default: its apt source for bookworm-security)
   IRONIC_AGENT_DEBIAN_KEYRING  archive keyring (default /usr/share/keyrings/debian-archive-keyring.gpg)
   IRONIC_AGENT_KERNEL_PACKAGE  kernel package (default: what linux-image-<arch> depends on)
 EOF
@@ -168,8 +168,15 @@ fi
 KEYRING=${IRONIC_AGENT_DEBIAN_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
 [ -r "$KEYRING" ] || die "Debian archive keyring not found: $KEYRING (apt-get install debian-archive-keyring, or set IRONIC_AGENT_DEBIAN_KEYRING)"
 
-MIRROR=${IRONIC_AGENT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-SECURITY=${IRONIC_AGENT_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
+# The mirrors default to the build machine's own apt sources (no host name is kept here).
+# shellcheck source=lib/apt-sources.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt-sources.sh"
+MIRROR=${IRONIC_AGENT_DEBIAN_MIRROR:-$(host_debian_uri bookworm || true)}
+SECURITY=${IRONIC_AGENT_DEBIAN_SECURITY:-$(host_debian_uri bookworm-security || true)}
+[ -n "$MIRROR" ] ||
+    die "no apt source for bookworm on this machine: set IRONIC_AGENT_DEBIAN_MIRROR to a Debian mirror URI"
+[ -n "$SECURITY" ] ||
+    die "no apt source for bookworm-security on this machine: set IRONIC_AGENT_DEBIAN_SECURITY to a Debian security mirror URI"
 CACHE=${IRONIC_AGENT_RAMDISK_CACHE:-$HOME/.cache/ironic-agent-ramdisk}/$ARCH
 APTDIR=$CACHE/apt
 DEBS=$CACHE/debs

@@ -20,14 +20,21 @@ apt_retry() {
 }
 
 if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null && exec sudo env "PATH=$PATH" \
+        "RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}" "CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}" bash "$0" "$@"
     echo "install-ramdisk-deps.sh: run as root (it installs Debian packages)" >&2
     exit 1
 fi
 
 # Add bookworm-backports with the same mirror as the main Debian source.
 if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    uri=$(awk '/^URIs:/ && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-    uri=${uri:-http://deb.debian.org/debian}
+    # shellcheck source=../ramdisk-elements/lib/apt-sources.sh
+    source "$(dirname "$0")/../ramdisk-elements/lib/apt-sources.sh"
+    uri=${IRONIC_AGENT_DEBIAN_MIRROR:-$(host_debian_uri bookworm || true)}
+    if [ -z "$uri" ]; then
+        echo "install-ramdisk-deps.sh: no apt source for bookworm; set IRONIC_AGENT_DEBIAN_MIRROR" >&2
+        exit 1
+    fi
     log "adding bookworm-backports ($uri)"
     cat >/etc/apt/sources.list.d/backports.sources <<SRC
 Types: deb

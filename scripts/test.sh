@@ -4,6 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Root is needed (apt, loop devices): as another user, run again through sudo (keeping PATH
+# and rustup's homes, so that the same cargo and toolchain are used).
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then
+    exec sudo env "PATH=$PATH" "RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}" \
+        "CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}" bash "$0" "$@"
+fi
+
 log() { printf '\n==> %s\n' "$*"; }
 
 # Retry apt (the dpkg lock can be held briefly on a fresh machine).
@@ -50,8 +57,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "build binaries"
 cargo build --workspace --bins --locked
 
-log "static agent builds (x86_64, aarch64, loongarch64 musl; profile small)"
-bash scripts/build-static.sh
+log "shipped static build (x86_64 musl, profile small): static, runs, fits the size budget"
+bash scripts/build-static.sh x86_64
+log "static agents for the aarch64 and loongarch64 test ramdisks (profile ramdisk-test: no LTO)"
+STATIC_PROFILE=ramdisk-test bash scripts/build-static.sh aarch64 loongarch64
 
 log "ramdisks (x86_64, aarch64) for the QEMU tests"
 for arch in x86_64 aarch64; do

@@ -16,14 +16,15 @@
 #      first heartbeat; kills QEMU and the shim, removes its work directory.
 # On failure it prints the serial console log and exits non-zero.
 #
-# Needs root (apt, and DIB's chroot/mount work through sudo), network access to
-# deb.debian.org, ~2.5 GiB free in /tmp, ~4 min to build and ~1-2 min to boot under TCG.
+# Needs root (apt, and DIB's chroot/mount work through sudo), network access to the Debian
+# mirror of this machine's apt sources, ~2.5 GiB free in /tmp, ~4 min to build and ~1-2 min to boot under TCG.
 #
 # Environment:
 #   IRONIC_AGENT_BINARY  static agent (default target/static/x86_64/ironic-agent)
 #   CONDUCTOR_SHIM       conductor-shim binary (default target/debug/conductor-shim)
 #   RAMDISK=PREFIX       skip the build, boot PREFIX.kernel + PREFIX.initramfs
 #   DIB_RELEASE          Debian release (default bookworm); any other DIB_* variable passes through
+#   DIB_DISTRIBUTION_MIRROR, DIB_DEBIAN_SECURITY_MIRROR  default: this machine's apt sources
 #   BOOT_TIMEOUT         seconds from QEMU start to the second heartbeat (default 240)
 #   SHIM_PORT, AGENT_PORT  host ports on 127.0.0.1 (default: free ones)
 #   KEEP_WORK=1          keep the work directory (ramdisk, logs) instead of removing it
@@ -42,8 +43,16 @@ boot_timeout=${BOOT_TIMEOUT:-240}
 agent_bin=${IRONIC_AGENT_BINARY:-$repo/target/static/x86_64/ironic-agent}
 shim_bin=${CONDUCTOR_SHIM:-$repo/target/debug/conductor-shim}
 export DIB_RELEASE=${DIB_RELEASE:-bookworm}
-# DIB's default security source (http://security.debian.org/ <release>-security) answers 400.
-export DIB_DEBIAN_SECURITY_MIRROR=${DIB_DEBIAN_SECURITY_MIRROR:-http://security.debian.org/debian-security}
+# The mirrors come from this machine's own apt sources (no host name is kept in the repository);
+# DIB's built-in security source line is answered with HTTP 400, so it is always set.
+# shellcheck source=../../ramdisk-elements/lib/apt-sources.sh
+source "$repo/ramdisk-elements/lib/apt-sources.sh"
+DIB_DISTRIBUTION_MIRROR=${DIB_DISTRIBUTION_MIRROR:-$(host_debian_uri "$DIB_RELEASE" || true)}
+DIB_DEBIAN_SECURITY_MIRROR=${DIB_DEBIAN_SECURITY_MIRROR:-$(host_debian_uri "$DIB_RELEASE-security" || true)}
+[ -n "$DIB_DISTRIBUTION_MIRROR" ] || die "no apt source for $DIB_RELEASE here: set DIB_DISTRIBUTION_MIRROR"
+[ -n "$DIB_DEBIAN_SECURITY_MIRROR" ] ||
+    die "no apt source for $DIB_RELEASE-security here: set DIB_DEBIAN_SECURITY_MIRROR"
+export DIB_DISTRIBUTION_MIRROR DIB_DEBIAN_SECURITY_MIRROR
 
 [ "$(id -u)" = 0 ] || die "run as root (apt installs; diskimage-builder mounts and chroots through sudo)"
 [ "$(uname -m)" = x86_64 ] || die "this test builds and boots an x86_64 ramdisk on an x86_64 host"
