@@ -15,7 +15,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn client(cli: &Cli, node: &str, conn: &AgentConnArgs) -> Result<AgentClient> {
-    let store = super::node::open(cli)?;
+    let store = cli.open_store()?;
     let node = store.get_node(node)?;
     AgentClient::for_node(&node, &conn.options())
         .with_context(|| format!("preparing a client for the agent of node {}", node.uuid))
@@ -90,7 +90,7 @@ fn result_lines(r: &CommandResult) -> Vec<(String, String)> {
 /// it. With the agent gone (powered off after a failure) the stored bundles are what is left:
 /// they are listed and the command fails naming the last error.
 pub(super) fn fetch_logs(cli: &Cli, args: &LogsArgs) -> Result<()> {
-    let store = super::node::open(cli)?;
+    let store = cli.open_store()?;
     let node = store.get_node(&args.node)?;
     let dir = args.deploy_logs_local_path.clone().unwrap_or_else(|| {
         cli.db

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use uuid::Uuid;
 
-use super::node::NodeView;
 use super::output::key_values;
 use super::progress::{self, ProgressBar, Snapshot};
+use super::view::NodeView;
 use super::{CleanArgs, Cli, ProvideArgs, WaitArgs};
 use crate::clean::is_manual;
 use crate::clean::request::{request_clean, request_provide};
@@ -22,14 +22,14 @@ use crate::store::Store;
 const REFRESH: Duration = Duration::from_millis(250);
 
 pub(super) fn run_clean(cli: &Cli, args: &CleanArgs) -> Result<()> {
-    let mut store = super::node::open(cli)?;
+    let mut store = cli.open_store()?;
     let node = request_clean(&mut store, &args.node, &args.steps)
         .with_context(|| format!("requesting manual cleaning of node {}", args.node))?;
     wait(cli, &store, node, &args.wait)
 }
 
 pub(super) fn run_provide(cli: &Cli, args: &ProvideArgs) -> Result<()> {
-    let mut store = super::node::open(cli)?;
+    let mut store = cli.open_store()?;
     let node = request_provide(&mut store, &args.node)
         .with_context(|| format!("providing node {}", args.node))?;
     wait(cli, &store, node, &args.wait)

@@ -9,9 +9,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::node::NodeView;
 use super::output::key_values;
 use super::progress::{ProgressBar, Snapshot};
+use super::view::NodeView;
 use super::{Cli, DeployArgs};
 use crate::agent_client::{AgentClient, AgentClientOptions};
 use crate::deploy::request::{Checksum, DeployRequest, parse_root_hint, request_deploy};
@@ -63,7 +63,7 @@ fn request(args: &DeployArgs) -> Result<DeployRequest> {
 
 pub(super) fn run(cli: &Cli, args: &DeployArgs) -> Result<()> {
     let request = request(args)?;
-    let mut store = super::node::open(cli)?;
+    let mut store = cli.open_store()?;
     let node = request_deploy(&mut store, &args.node, &request)
         .with_context(|| format!("requesting a deploy of node {}", args.node))?;
     if args.no_wait {

@@ -35,12 +35,14 @@ pub mod output;
 pub mod progress;
 mod rescue;
 mod serve;
+mod view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use serde_json::Value;
 use uuid::Uuid;
@@ -49,6 +51,7 @@ use crate::agent_client::{AgentClientOptions, DEFAULT_MAX_ATTEMPTS, TlsMinVersio
 use crate::deploy::request::{BootMode, Checksum, DiskLabel, ImageType};
 use crate::model::RequestedStep;
 use crate::state::ProvisionState;
+use crate::store::Store;
 
 /// `conductor-shim`: a minimal Ironic-compatible conductor for ironic-agent.
 #[derive(Debug, Parser)]
@@ -68,6 +71,14 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Opens the node database named by `--db`.
+    fn open_store(&self) -> anyhow::Result<Store> {
+        Store::open(&self.db)
+            .with_context(|| format!("opening node database {}", self.db.display()))
+    }
 }
 
 /// Top-level commands.

@@ -1,52 +1,21 @@
 //! `node create | list | show | delete | set-state | manage | provide | set`.
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 
 use super::output::{key_values, or_dash, table};
 use super::progress;
+use super::view::NodeView;
 use super::{Cli, CreateArgs, KeyValue, NodeCommand, SetArgs};
 use crate::clean::request::{self, NodeUpdate};
 use crate::inventory::Inventory;
 use crate::mask;
 use crate::model::{CachedSteps, CleanPhase, DeployPhase, DeployProgress, JsonMap, NewNode, Node};
 use crate::steps::step_id;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use crate::timefmt;
-use crate::token;
-
-/// A node as printed by `--json`: the stored node (token masked) plus its port MACs.
-#[derive(Debug, Serialize)]
-pub struct NodeView {
-    /// The node.
-    #[serde(flatten)]
-    pub node: Node,
-    /// MAC addresses of its ports.
-    pub ports: Vec<String>,
-}
-
-impl NodeView {
-    /// Loads the ports of `node` and masks its token.
-    pub fn load(store: &Store, mut node: Node) -> Result<NodeView> {
-        let ports = store
-            .ports(node.uuid)
-            .with_context(|| format!("reading ports of node {}", node.uuid))?
-            .into_iter()
-            .map(|p| p.address)
-            .collect();
-        if node.driver_internal_info.agent_secret_token.is_some() {
-            node.driver_internal_info.agent_secret_token = Some(token::MASKED.to_string());
-        }
-        Ok(NodeView { node, ports })
-    }
-}
-
-pub(super) fn open(cli: &Cli) -> Result<Store> {
-    Store::open(&cli.db).with_context(|| format!("opening node database {}", cli.db.display()))
-}
 
 pub(super) fn run(cli: &Cli, cmd: &NodeCommand) -> Result<()> {
-    let mut store = open(cli)?;
+    let mut store = cli.open_store()?;
     match cmd {
         NodeCommand::Create(args) => {
             let node = store.create_node(new_node(args)).context("creating node")?;

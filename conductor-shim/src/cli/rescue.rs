@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::node::NodeView;
 use super::output::key_values;
+use super::view::NodeView;
 use super::{Cli, RescueArgs};
 use crate::state::ProvisionState;
 
@@ -14,7 +14,7 @@ use crate::state::ProvisionState;
 const REFRESH: Duration = Duration::from_millis(250);
 
 pub(super) fn run(cli: &Cli, args: &RescueArgs) -> Result<()> {
-    let mut store = super::node::open(cli)?;
+    let mut store = cli.open_store()?;
     let node = crate::rescue::request(&mut store, &args.node, &args.password)
         .with_context(|| format!("requesting the rescue of node {}", args.node))?;
     let uuid = node.uuid;

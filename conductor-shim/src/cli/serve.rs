@@ -38,7 +38,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
     if let Some(dir) = &args.images {
         anyhow::ensure!(dir.is_dir(), "--images {}: not a directory", dir.display());
     }
-    let store = super::node::open(cli)?;
+    let store = cli.open_store()?;
     let config = ServerConfig {
         heartbeat_timeout: args.heartbeat_timeout,
         require_tls: !args.no_require_tls,

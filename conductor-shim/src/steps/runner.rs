@@ -179,14 +179,15 @@ impl Runner {
         super::update_node(&self.store, uuid, f).await
     }
 
-    /// `get_<kind>_steps` from `agent`, cached in the node (see [`super::refresh`]).
+    /// `get_<kind>_steps` from `agent`, cached in the node (see
+    /// [`super::refresh::refresh_steps`]).
     pub(crate) async fn refresh(
         &self,
         kind: StepKind,
         node: &Node,
         agent: Agent<'_>,
     ) -> Result<usize, Stop> {
-        super::refresh(&self.store, agent.client, kind, node, agent.ports).await
+        super::refresh::refresh_steps(&self.store, agent.client, kind, node, agent.ports).await
     }
 
     /// [`Runner::update`] for a change that cannot refuse.

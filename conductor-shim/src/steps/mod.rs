@@ -7,7 +7,8 @@
 //!   no record of the step (a restarted agent), another command or a SUCCEEDED result of
 //!   another step (wait), RUNNING (wait, with its progress), SUCCEEDED, FAILED,
 //!   `CLEAN_VERSION_MISMATCH`/`VERSION_MISMATCH`, or an unknown status;
-//! * `refresh`: `get_<kind>_steps` cached in `driver_internal_info`;
+//! * `refresh`: `get_<kind>_steps`, validated and cached in `driver_internal_info` (also
+//!   for [`crate::conductor`]'s plain wait states);
 //! * `power_off`: `standby.power_off`, the in-band tear-down;
 //! * `Stop`, `load_node`, `update_node`: how a heartbeat's work stops early and how each
 //!   transition is committed before the next agent call;
@@ -22,13 +23,13 @@ use uuid::Uuid;
 
 use crate::agent_client::CommandStatus;
 use crate::agent_client::{AgentClient, AgentClientError, CommandError, CommandResult};
-use crate::conductor::{self, ConductorError};
 use crate::model::{CachedSteps, DeployProgress, DriverInternalInfo, Node, Port, Step};
 use crate::node_dict::{AgentNodeDict, AgentPortDict};
 use crate::state::ProvisionState;
 use crate::store::{SharedStore, StoreError};
 use crate::timefmt;
 
+pub(crate) mod refresh;
 pub(crate) mod runner;
 
 /// The kind of step-driven operation a `*wait` state belongs to.
@@ -249,16 +250,29 @@ pub(crate) enum Stop {
     Store(#[from] StoreError),
 }
 
-/// Maps an agent error: busy ⇒ [`Stop::Busy`], else a failure described by `context`.
-pub(crate) fn agent_error(context: impl Into<String>) -> impl FnOnce(AgentClientError) -> Stop {
-    let context = context.into();
-    move |e| {
+impl Stop {
+    /// An agent error: busy ⇒ [`Stop::Busy`], else [`Stop::Failed`] with the error's text.
+    pub(crate) fn agent(e: AgentClientError) -> Stop {
         if e.is_in_progress() {
             Stop::Busy(e.to_string())
         } else {
-            Stop::Failed(format!("{context}: {e}"))
+            Stop::Failed(e.to_string())
         }
     }
+
+    /// Prefixes the text of a failure with `context`.
+    pub(crate) fn context(self, context: impl std::fmt::Display) -> Stop {
+        match self {
+            Stop::Failed(why) => Stop::Failed(format!("{context}: {why}")),
+            other => other,
+        }
+    }
+}
+
+/// Maps an agent error: busy ⇒ [`Stop::Busy`], else a failure described by `context`.
+pub(crate) fn agent_error(context: impl Into<String>) -> impl FnOnce(AgentClientError) -> Stop {
+    let context = context.into();
+    move |e| Stop::agent(e).context(context)
 }
 
 /// The text Ironic reports for a failed command (`details`, `message`, or the whole error).
@@ -394,37 +408,6 @@ pub(crate) async fn send_step(
         version: BTreeMap::from([(kind.version_key(), versions)]),
     };
     client.execute(kind.execute_command(), &params, false).await
-}
-
-/// `get_<kind>_steps` (wait=true), cached with the hardware-manager versions. A busy agent
-/// is [`Stop::Busy`]; any other problem [`Stop::Failed`] with the reason alone (callers
-/// add their context with [`Stop::context`]).
-pub(crate) async fn refresh(
-    store: &SharedStore,
-    client: &AgentClient,
-    kind: StepKind,
-    node: &Node,
-    ports: &[Port],
-) -> Result<usize, Stop> {
-    match conductor::refresh_steps(store, client, kind, node, ports).await {
-        Ok(count) => {
-            tracing::info!(node = %node.uuid, kind = kind.as_str(), count, "cached the agent's steps");
-            Ok(count)
-        }
-        Err(ConductorError::Agent(e)) if e.is_in_progress() => Err(Stop::Busy(e.to_string())),
-        Err(ConductorError::Store(e)) => Err(Stop::Store(e)),
-        Err(e) => Err(Stop::Failed(e.to_string())),
-    }
-}
-
-impl Stop {
-    /// Prefixes the text of a failure with `context`.
-    pub(crate) fn context(self, context: impl std::fmt::Display) -> Stop {
-        match self {
-            Stop::Failed(why) => Stop::Failed(format!("{context}: {why}")),
-            other => other,
-        }
-    }
 }
 
 /// Whether the agent's last command is `standby.power_off` (sent before a shim restart).
