@@ -11,6 +11,7 @@ use hardware_managers::HardwareResult;
 use hardware_managers::guard::DiskGuard;
 use tracing::info;
 
+use super::error::InjectError;
 use super::mount::Mounted;
 use super::plan::disk_of;
 use super::validate::{Action, FileSpec};
@@ -69,11 +70,11 @@ pub(super) fn apply_one(
     mount: &Path,
     f: &FileSpec,
     content: Option<&[u8]>,
-) -> Result<String, String> {
-    let root = open_root(mount).map_err(|e| format!("opening {}: {e}", mount.display()))?;
+) -> Result<String, InjectError> {
+    let root = open_root(mount).map_err(InjectError::io(format!("opening {}", mount.display())))?;
     let mut w = Walker::new(root.as_fd());
     let Some((name, parents)) = f.components.split_last() else {
-        return Err("the path names no file".into());
+        return Err(InjectError::Path("the path names no file".into()));
     };
     let parents = parents.iter().map(|c| c.as_bytes().to_vec());
     let Some(content) = content else {
@@ -86,38 +87,43 @@ pub(super) fn apply_one(
         return match unlink_at(w.cur(), &cname) {
             Ok(()) => Ok("deleted".into()),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok("already absent".into()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EISDIR) | Some(libc::EPERM)) => {
-                Err(format!("{at} is a directory; only files can be deleted"))
-            }
-            Err(e) => Err(format!("deleting {at}: {e}")),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EISDIR) | Some(libc::EPERM)) => Err(
+                InjectError::Path(format!("{at} is a directory; only files can be deleted")),
+            ),
+            Err(e) => Err(InjectError::io(format!("deleting {at}"))(e)),
         };
     };
 
     if !w.walk(parents, Some(f.dirmode))? {
-        return Err("the directory could not be created".into());
+        return Err(InjectError::Path(
+            "the directory could not be created".into(),
+        ));
     }
     let mut name = name.as_bytes().to_vec();
     let existed = loop {
         let at = w.shown(Some(&name));
         let cname = c_name(&name)?;
-        let Some(st) = stat_at(w.cur(), &cname).map_err(|e| format!("inspecting {at}: {e}"))?
+        let Some(st) =
+            stat_at(w.cur(), &cname).map_err(InjectError::io(format!("inspecting {at}")))?
         else {
             break false;
         };
         match file_kind(&st) {
             Kind::File => break true,
-            Kind::Dir => return Err(format!("{at} is a directory")),
+            Kind::Dir => return Err(InjectError::Path(format!("{at} is a directory"))),
             Kind::Other => {
-                return Err(format!(
+                return Err(InjectError::Path(format!(
                     "{at} is not a regular file (a device, FIFO or socket); refusing to write it"
-                ));
+                )));
             }
             Kind::Link => {
                 w.hop(&at)?;
-                let target =
-                    readlink_at(w.cur(), &cname).map_err(|e| format!("reading link {at}: {e}"))?;
+                let target = readlink_at(w.cur(), &cname)
+                    .map_err(InjectError::io(format!("reading link {at}")))?;
                 if target.ends_with(b"/") {
-                    return Err(format!("{at} is a symbolic link to a directory"));
+                    return Err(InjectError::Path(format!(
+                        "{at} is a symbolic link to a directory"
+                    )));
                 }
                 if target.starts_with(b"/") {
                     w.back_to_root();
@@ -130,38 +136,44 @@ pub(super) fn apply_one(
                 match comps.pop() {
                     Some(last) if last != b"." && last != b".." => {
                         if !w.walk(comps, None)? {
-                            return Err(format!(
+                            return Err(InjectError::Path(format!(
                                 "{at} is a symbolic link into a directory missing from the image"
-                            ));
+                            )));
                         }
                         name = last;
                     }
-                    _ => return Err(format!("{at} is a symbolic link to a directory")),
+                    _ => {
+                        return Err(InjectError::Path(format!(
+                            "{at} is a symbolic link to a directory"
+                        )));
+                    }
                 }
             }
         }
     };
     let at = w.shown(Some(&name));
-    let mut file = create_at(w.cur(), &c_name(&name)?).map_err(|e| format!("opening {at}: {e}"))?;
+    let mut file =
+        create_at(w.cur(), &c_name(&name)?).map_err(InjectError::io(format!("opening {at}")))?;
     let meta = file
         .metadata()
-        .map_err(|e| format!("inspecting {at}: {e}"))?;
+        .map_err(InjectError::io(format!("inspecting {at}")))?;
     if !meta.file_type().is_file() {
-        return Err(format!("{at} is not a regular file"));
+        return Err(InjectError::Path(format!("{at} is not a regular file")));
     }
     file.write_all(content)
-        .map_err(|e| format!("writing {at}: {e}"))?;
+        .map_err(InjectError::io(format!("writing {at}")))?;
     // Ownership first: chown(2) clears set-id bits, which `mode` may ask for.
     if f.owner.is_some() || f.group.is_some() {
         std::os::unix::fs::fchown(&file, f.owner, f.group)
-            .map_err(|e| format!("changing the owner of {at}: {e}"))?;
+            .map_err(InjectError::io(format!("changing the owner of {at}")))?;
     }
     let mode = f.mode.or((!existed).then_some(DEFAULT_FILE_MODE));
     if let Some(m) = mode {
         file.set_permissions(Permissions::from_mode(m))
-            .map_err(|e| format!("changing the mode of {at}: {e}"))?;
+            .map_err(InjectError::io(format!("changing the mode of {at}")))?;
     }
-    file.sync_all().map_err(|e| format!("syncing {at}: {e}"))?;
+    file.sync_all()
+        .map_err(InjectError::io(format!("syncing {at}")))?;
     Ok(format!(
         "wrote {} bytes to {at}{}",
         content.len(),

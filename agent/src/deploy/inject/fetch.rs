@@ -8,6 +8,7 @@ use std::time::Duration;
 use hardware_managers::HardwareResult;
 use tracing::{info, warn};
 
+use super::error::InjectError;
 use super::validate::{Action, FileSpec};
 use super::{DOWNLOAD_TIMEOUT, MAX_CONTENT_BYTES, failed};
 
@@ -58,7 +59,7 @@ pub(super) fn fetch_all(
             out.push(None);
             continue;
         };
-        let fail = |m: String| {
+        let fail = |m: InjectError| {
             failed(
                 "CommandExecutionError",
                 format!("Unable to read data from {url} for {}: {m}", f.describe()),
@@ -68,7 +69,7 @@ pub(super) fn fetch_all(
             client = Some(http_client(s).map_err(&fail)?);
         }
         let Some(c) = client.as_ref() else {
-            return Err(fail("no HTTP client".into()));
+            return Err(fail(InjectError::Download("no HTTP client".into())));
         };
         let body = download(c, url, s).map_err(fail)?;
         info!(file = %f.path, bytes = body.len(), "downloaded file content");
@@ -77,23 +78,23 @@ pub(super) fn fetch_all(
     Ok(out)
 }
 
-pub(super) fn http_client(s: &DownloadSettings) -> Result<reqwest::blocking::Client, String> {
+pub(super) fn http_client(s: &DownloadSettings) -> Result<reqwest::blocking::Client, InjectError> {
     let tls = crate::tls::client_config(s.insecure, s.cafile.as_deref(), &s.tls_min)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| InjectError::Download(e.to_string()))?;
     reqwest::blocking::Client::builder()
         .tls_backend_preconfigured(tls)
         .timeout(s.timeout)
         .connect_timeout(s.connect_timeout)
         .user_agent(concat!("ironic-agent/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| InjectError::Download(e.to_string()))
 }
 
 pub(super) fn download(
     client: &reqwest::blocking::Client,
     url: &str,
     s: &DownloadSettings,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, InjectError> {
     let mut attempt = 0;
     let resp = loop {
         match client.get(url).send() {
@@ -108,22 +109,28 @@ pub(super) fn download(
                 warn!(error = %e, attempt, "connection failed; retrying");
                 std::thread::sleep(s.retry_interval);
             }
-            Err(e) => return Err(crate::tls::describe_error(&e)),
+            Err(e) => return Err(InjectError::Download(crate::tls::describe_error(&e))),
         }
     };
     let status = resp.status();
     if !status.is_success() {
-        return Err(format!("HTTP {status}"));
+        return Err(InjectError::Download(format!("HTTP {status}")));
     }
     if resp.content_length().is_some_and(|l| l > s.max_bytes) {
-        return Err(format!("the content is larger than {} bytes", s.max_bytes));
+        return Err(InjectError::Download(format!(
+            "the content is larger than {} bytes",
+            s.max_bytes
+        )));
     }
     let mut body = Vec::new();
     resp.take(s.max_bytes + 1)
         .read_to_end(&mut body)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| InjectError::Download(e.to_string()))?;
     if body.len() as u64 > s.max_bytes {
-        return Err(format!("the content is larger than {} bytes", s.max_bytes));
+        return Err(InjectError::Download(format!(
+            "the content is larger than {} bytes",
+            s.max_bytes
+        )));
     }
     Ok(body)
 }

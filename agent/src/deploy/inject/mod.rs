@@ -29,6 +29,7 @@
 //! list repr in IPA, useless in a URL) give the node UUID and the comma-separated port UUIDs.
 
 mod apply;
+mod error;
 mod fetch;
 mod mount;
 mod plan;
@@ -57,6 +58,7 @@ use apply::apply_all;
 use fetch::fetch_all;
 use validate::{parse_verify_ca, validate_files};
 
+pub use error::InjectError;
 pub use fetch::DownloadSettings;
 
 /// Kernel parameter holding the step's deploy (and service) priority.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tracing::{debug, error, warn};
 
+use super::error::InjectError;
 use super::walker::cvt;
 
 /// Plain unmount attempts before falling back to a lazy detach.
@@ -28,7 +29,7 @@ pub(super) struct Mounted {
 
 impl Mounted {
     /// Mounts `device` (read-write with `writable`, else read-only).
-    pub(super) fn new(device: &Path, writable: bool) -> Result<Mounted, String> {
+    pub(super) fn new(device: &Path, writable: bool) -> Result<Mounted, InjectError> {
         let dir = private_dir()?;
         // From here on, Drop cleans up whatever happens.
         let m = Mounted {
@@ -41,20 +42,20 @@ impl Mounted {
             .arg(device)
             .arg(&m.dir)
             .output()
-            .map_err(|e| format!("running mount: {e}"))?;
+            .map_err(InjectError::io("running mount"))?;
         if !out.status.success() {
-            return Err(format!(
+            return Err(InjectError::Mount(format!(
                 "mount {} failed: {}",
                 device.display(),
                 String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            )));
         }
         if !is_mountpoint(&m.dir) {
-            return Err(format!(
+            return Err(InjectError::Mount(format!(
                 "mount {} reported success but nothing is mounted on {}",
                 device.display(),
                 m.dir.display()
-            ));
+            )));
         }
         debug!(device = %device.display(), dir = %m.dir.display(), writable, "mounted");
         Ok(m)
@@ -109,7 +110,7 @@ pub(super) fn is_mountpoint(dir: &Path) -> bool {
 }
 
 /// A new empty directory only root can enter, under the temp directory.
-pub(super) fn private_dir() -> Result<PathBuf, String> {
+pub(super) fn private_dir() -> Result<PathBuf, InjectError> {
     let base = std::env::temp_dir();
     for _ in 0..16 {
         let p = base.join(format!(
@@ -119,8 +120,16 @@ pub(super) fn private_dir() -> Result<PathBuf, String> {
         match DirBuilder::new().mode(0o700).create(&p) {
             Ok(()) => return Ok(p),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(format!("creating a mount point in {}: {e}", base.display())),
+            Err(e) => {
+                return Err(InjectError::io(format!(
+                    "creating a mount point in {}",
+                    base.display()
+                ))(e));
+            }
         }
     }
-    Err(format!("no free mount point name in {}", base.display()))
+    Err(InjectError::Mount(format!(
+        "no free mount point name in {}",
+        base.display()
+    )))
 }

@@ -3,12 +3,17 @@
 
 use serde_json::Value;
 
+use super::error::InjectError;
 use super::validate::json_type;
 
 /// Formats `template` as Python's `str.format(node=node, ports=ports)` would for the fields a
 /// URL can use: `{node[key]...}`, `{ports[N][key]...}`, `{{`/`}}`; plus the bare `{node}`
 /// (node UUID) and `{ports}` (comma-separated port UUIDs). Only `http`/`https` results pass.
-pub(super) fn format_url(template: &str, node: &Value, ports: &Value) -> Result<String, String> {
+pub(super) fn format_url(
+    template: &str,
+    node: &Value,
+    ports: &Value,
+) -> Result<String, InjectError> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(i) = rest.find(['{', '}']) {
@@ -21,41 +26,48 @@ pub(super) fn format_url(template: &str, node: &Value, ports: &Value) -> Result<
             out.push('}');
             rest = t;
         } else if tail.starts_with('}') {
-            return Err("single `}` (write `}}` for a literal brace)".into());
+            return Err(InjectError::Template(
+                "single `}` (write `}}` for a literal brace)".into(),
+            ));
         } else {
-            let end = tail
-                .find('}')
-                .ok_or("unmatched `{` (write `{{` for a literal brace)")?;
+            let end = tail.find('}').ok_or_else(|| {
+                InjectError::Template("unmatched `{` (write `{{` for a literal brace)".into())
+            })?;
             out.push_str(&render_field(&tail[1..end], node, ports)?);
             rest = &tail[end + 1..];
         }
     }
     out.push_str(rest);
-    let url = reqwest::Url::parse(&out).map_err(|e| format!("`{out}` is not a valid URL: {e}"))?;
+    let url = reqwest::Url::parse(&out)
+        .map_err(|e| InjectError::Template(format!("`{out}` is not a valid URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
+        return Err(InjectError::Template(format!(
             "only http:// and https:// URLs are supported, got `{}`",
             url.scheme()
-        ));
+        )));
     }
     Ok(out)
 }
 
-pub(super) fn render_field(field: &str, node: &Value, ports: &Value) -> Result<String, String> {
+pub(super) fn render_field(
+    field: &str,
+    node: &Value,
+    ports: &Value,
+) -> Result<String, InjectError> {
     let end = field.find(['[', '.', '!', ':']).unwrap_or(field.len());
     let (name, mut rest) = field.split_at(end);
     let mut value = match name {
         "node" => node,
         "ports" => ports,
         "" => {
-            return Err(format!(
+            return Err(InjectError::Template(format!(
                 "`{{{field}}}`: positional fields are not supported; use {{node[...]}} or {{ports[...]}}"
-            ));
+            )));
         }
         other => {
-            return Err(format!(
+            return Err(InjectError::Template(format!(
                 "`{{{field}}}`: unknown name `{other}` (only node and ports are available)"
-            ));
+            )));
         }
     };
     if rest.is_empty() {
@@ -64,7 +76,7 @@ pub(super) fn render_field(field: &str, node: &Value, ports: &Value) -> Result<S
                 .get("uuid")
                 .and_then(Value::as_str)
                 .map(String::from)
-                .ok_or_else(|| "`{node}`: the node has no UUID".to_string()),
+                .ok_or_else(|| InjectError::Template("`{node}`: the node has no UUID".into())),
             _ => Ok(ports
                 .as_array()
                 .map(|a| {
@@ -80,35 +92,38 @@ pub(super) fn render_field(field: &str, node: &Value, ports: &Value) -> Result<S
         if let Some(r) = rest.strip_prefix('[') {
             let close = r
                 .find(']')
-                .ok_or_else(|| format!("`{{{field}}}`: missing `]`"))?;
+                .ok_or_else(|| InjectError::Template(format!("`{{{field}}}`: missing `]`")))?;
             let key = &r[..close];
             value = match value {
-                Value::Object(m) => m
-                    .get(key)
-                    .ok_or_else(|| format!("`{{{field}}}`: no key `{key}`"))?,
+                Value::Object(m) => m.get(key).ok_or_else(|| {
+                    InjectError::Template(format!("`{{{field}}}`: no key `{key}`"))
+                })?,
                 Value::Array(a) => key
                     .parse::<usize>()
                     .ok()
                     .and_then(|i| a.get(i))
                     .ok_or_else(|| {
-                        format!("`{{{field}}}`: no item `{key}` in a list of {}", a.len())
+                        InjectError::Template(format!(
+                            "`{{{field}}}`: no item `{key}` in a list of {}",
+                            a.len()
+                        ))
                     })?,
                 other => {
-                    return Err(format!(
+                    return Err(InjectError::Template(format!(
                         "`{{{field}}}`: cannot look up `{key}` in a {}",
                         json_type(other)
-                    ));
+                    )));
                 }
             };
             rest = &r[close + 1..];
         } else if rest.starts_with('.') {
-            return Err(format!(
+            return Err(InjectError::Template(format!(
                 "`{{{field}}}`: attribute access is not supported; use [key]"
-            ));
+            )));
         } else {
-            return Err(format!(
+            return Err(InjectError::Template(format!(
                 "`{{{field}}}`: conversions and format specifications are not supported"
-            ));
+            )));
         }
     }
     match value {
@@ -117,9 +132,9 @@ pub(super) fn render_field(field: &str, node: &Value, ports: &Value) -> Result<S
         Value::Bool(true) => Ok("True".into()),
         Value::Bool(false) => Ok("False".into()),
         Value::Null => Ok("None".into()),
-        other => Err(format!(
+        other => Err(InjectError::Template(format!(
             "`{{{field}}}` is a {}, not a single value",
             json_type(other)
-        )),
+        ))),
     }
 }

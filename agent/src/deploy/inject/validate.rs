@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use tracing::warn;
 
 use super::MAX_CONTENT_BYTES;
+use super::error::InjectError;
 use super::template::format_url;
 use crate::disk::MIB;
 
@@ -181,7 +182,7 @@ pub(super) fn validate_item(
     let partition = match parse_partition(map.get("partition").unwrap_or(&Value::Null)) {
         Ok(p) => p,
         Err(m) => {
-            problem(m);
+            problem(m.to_string());
             None
         }
     };
@@ -206,7 +207,7 @@ pub(super) fn validate_item(
                 (p.clone(), c)
             }
             Err(m) => {
-                problem(m);
+                problem(m.to_string());
                 (p.clone(), Vec::new())
             }
         },
@@ -263,26 +264,26 @@ pub(super) fn validate_item(
         (false, Some(c)) => match decode_base64(c) {
             Ok(bytes) => Some(Action::Inline(bytes)),
             Err(m) => {
-                problem(m);
+                problem(m.to_string());
                 None
             }
         },
     };
 
     let mode = int_field(map, "mode", 0, 0o7777).unwrap_or_else(|m| {
-        problem(m);
+        problem(m.to_string());
         None
     });
     let dirmode = int_field(map, "dirmode", 0, 0o7777).unwrap_or_else(|m| {
-        problem(m);
+        problem(m.to_string());
         None
     });
     let owner = id_field(map, "owner").unwrap_or_else(|m| {
-        problem(m);
+        problem(m.to_string());
         None
     });
     let group = id_field(map, "group").unwrap_or_else(|m| {
-        problem(m);
+        problem(m.to_string());
         None
     });
     for (key, m) in [("mode", mode), ("dirmode", dirmode)] {
@@ -327,39 +328,48 @@ pub(super) fn int_field(
     key: &str,
     min: i64,
     max: i64,
-) -> Result<Option<u32>, String> {
+) -> Result<Option<u32>, InjectError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_i64() {
             Some(v) if (min..=max).contains(&v) => Ok(u32::try_from(v).ok()),
-            Some(v) => Err(format!("{key} must be between {min} and {max}, got {v}")),
-            None => Err(format!("{key} must be a number, got {n}")),
+            Some(v) => Err(InjectError::Invalid(format!(
+                "{key} must be between {min} and {max}, got {v}"
+            ))),
+            None => Err(InjectError::Invalid(format!(
+                "{key} must be a number, got {n}"
+            ))),
         },
-        Some(other) => Err(format!("{key} must be a number, got {}", json_type(other))),
+        Some(other) => Err(InjectError::Invalid(format!(
+            "{key} must be a number, got {}",
+            json_type(other)
+        ))),
     }
 }
 
 /// A user or group ID; `-1` means "leave unchanged", as for `chown(2)`.
-pub(super) fn id_field(map: &Map<String, Value>, key: &str) -> Result<Option<u32>, String> {
+pub(super) fn id_field(map: &Map<String, Value>, key: &str) -> Result<Option<u32>, InjectError> {
     if map.get(key).and_then(Value::as_i64) == Some(-1) {
         return Ok(None);
     }
     int_field(map, key, 0, i64::from(u32::MAX) - 1)
 }
 
-pub(super) fn parse_partition(v: &Value) -> Result<Option<PartitionRef>, String> {
-    let number = |n: i64| -> Result<Option<PartitionRef>, String> {
+pub(super) fn parse_partition(v: &Value) -> Result<Option<PartitionRef>, InjectError> {
+    let number = |n: i64| -> Result<Option<PartitionRef>, InjectError> {
         u32::try_from(n)
             .ok()
             .filter(|n| *n > 0)
             .map(|n| Some(PartitionRef::Number(n)))
-            .ok_or_else(|| format!("partition numbers start at 1, got {n}"))
+            .ok_or_else(|| InjectError::Invalid(format!("partition numbers start at 1, got {n}")))
     };
     match v {
         Value::Null => Ok(None),
         Value::Number(n) => match n.as_i64() {
             Some(n) => number(n),
-            None => Err(format!("partition must be an integer, got {n}")),
+            None => Err(InjectError::Invalid(format!(
+                "partition must be an integer, got {n}"
+            ))),
         },
         Value::String(s) => {
             let t = s.trim();
@@ -373,62 +383,72 @@ pub(super) fn parse_partition(v: &Value) -> Result<Option<PartitionRef>, String>
             {
                 Ok(Some(PartitionRef::Device(PathBuf::from(t))))
             } else {
-                Err(format!(
+                Err(InjectError::Invalid(format!(
                     "partition must be a number or a block device path under /dev/, got `{s}`"
-                ))
+                )))
             }
         }
-        other => Err(format!(
+        other => Err(InjectError::Invalid(format!(
             "partition must be a number or a device path, got {}",
             json_type(other)
-        )),
+        ))),
     }
 }
 
 /// Splits an absolute path into its components, refusing anything that could leave the
 /// target filesystem or does not name a file.
-pub(super) fn path_components(path: &str) -> Result<Vec<String>, String> {
+pub(super) fn path_components(path: &str) -> Result<Vec<String>, InjectError> {
     if path.contains('\0') {
-        return Err("the path contains a NUL byte".into());
+        return Err(InjectError::Invalid("the path contains a NUL byte".into()));
     }
     if !path.starts_with('/') {
-        return Err("the path must be absolute (start with /)".into());
+        return Err(InjectError::Invalid(
+            "the path must be absolute (start with /)".into(),
+        ));
     }
     if path.len() > MAX_PATH {
-        return Err(format!("the path is longer than {MAX_PATH} bytes"));
+        return Err(InjectError::Invalid(format!(
+            "the path is longer than {MAX_PATH} bytes"
+        )));
     }
     if path.ends_with('/') || path.ends_with("/.") {
-        return Err("directories not supported: the path must name a file".into());
+        return Err(InjectError::Invalid(
+            "directories not supported: the path must name a file".into(),
+        ));
     }
     let mut out = Vec::new();
     for c in path.split('/') {
         match c {
             "" | "." => {}
-            ".." => return Err("`..` is not allowed in paths".into()),
+            ".." => return Err(InjectError::Invalid("`..` is not allowed in paths".into())),
             c if c.len() > MAX_NAME => {
-                return Err(format!("a path component is longer than {MAX_NAME} bytes"));
+                return Err(InjectError::Invalid(format!(
+                    "a path component is longer than {MAX_NAME} bytes"
+                )));
             }
             c => out.push(c.to_string()),
         }
     }
     if out.is_empty() {
-        return Err("the path must name a file".into());
+        return Err(InjectError::Invalid("the path must name a file".into()));
     }
     Ok(out)
 }
 
-pub(super) fn decode_base64(content: &str) -> Result<Vec<u8>, String> {
+pub(super) fn decode_base64(content: &str) -> Result<Vec<u8>, InjectError> {
     let compact: Vec<u8> = content
         .bytes()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
     if compact.len() as u64 > MAX_CONTENT_BYTES / 3 * 4 + 4 {
-        return Err(format!(
+        return Err(InjectError::Invalid(format!(
             "content is larger than {} MiB",
             MAX_CONTENT_BYTES / MIB
-        ));
+        )));
     }
-    STANDARD_PAD_INDIFFERENT
-        .decode(&compact)
-        .map_err(|e| format!("content is neither a URL (with ://) nor valid base64: {e}"))
+    STANDARD_PAD_INDIFFERENT.decode(&compact).map_err(|e| {
+        InjectError::Invalid(format!(
+            "content is neither a URL (with ://) nor valid base64: {e}"
+        ))
+    })
 }

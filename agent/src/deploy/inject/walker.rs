@@ -11,6 +11,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use super::error::InjectError;
 use super::validate::MAX_PATH;
 
 /// Symbolic links followed while resolving one path (Linux's own limit).
@@ -80,10 +81,12 @@ impl<'r> Walker<'r> {
         format!("/{}", joined.join("/"))
     }
 
-    pub(super) fn hop(&mut self, at: &str) -> Result<(), String> {
+    pub(super) fn hop(&mut self, at: &str) -> Result<(), InjectError> {
         self.hops += 1;
         if self.hops > MAX_SYMLINKS {
-            return Err(format!("too many levels of symbolic links at {at}"));
+            return Err(InjectError::Path(format!(
+                "too many levels of symbolic links at {at}"
+            )));
         }
         Ok(())
     }
@@ -96,7 +99,7 @@ impl<'r> Walker<'r> {
         &mut self,
         comps: impl IntoIterator<Item = Vec<u8>>,
         create: Option<Option<u32>>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, InjectError> {
         let mut pending: VecDeque<Vec<u8>> = comps.into_iter().collect();
         let mut created_leaf = false;
         while let Some(c) = pending.pop_front() {
@@ -111,7 +114,8 @@ impl<'r> Walker<'r> {
             }
             let at = self.shown(Some(&c));
             let name = c_name(&c)?;
-            let st = stat_at(self.cur(), &name).map_err(|e| format!("inspecting {at}: {e}"))?;
+            let st =
+                stat_at(self.cur(), &name).map_err(InjectError::io(format!("inspecting {at}")))?;
             match st.as_ref().map(file_kind) {
                 None => {
                     if create.is_none() {
@@ -120,26 +124,28 @@ impl<'r> Walker<'r> {
                     match mkdir_at(self.cur(), &name, DEFAULT_DIR_MODE) {
                         Ok(()) => created_leaf = true,
                         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => created_leaf = false,
-                        Err(e) => return Err(format!("creating directory {at}: {e}")),
+                        Err(e) => {
+                            return Err(InjectError::io(format!("creating directory {at}"))(e));
+                        }
                     }
                     let dir = open_dir_at(self.cur(), &name)
-                        .map_err(|e| format!("opening directory {at}: {e}"))?;
+                        .map_err(InjectError::io(format!("opening directory {at}")))?;
                     if created_leaf {
                         dir.set_permissions(Permissions::from_mode(DEFAULT_DIR_MODE))
-                            .map_err(|e| format!("changing the mode of {at}: {e}"))?;
+                            .map_err(InjectError::io(format!("changing the mode of {at}")))?;
                     }
                     self.stack.push((dir, c));
                 }
                 Some(Kind::Dir) => {
                     let dir = open_dir_at(self.cur(), &name)
-                        .map_err(|e| format!("opening directory {at}: {e}"))?;
+                        .map_err(InjectError::io(format!("opening directory {at}")))?;
                     self.stack.push((dir, c));
                     created_leaf = false;
                 }
                 Some(Kind::Link) => {
                     self.hop(&at)?;
                     let target = readlink_at(self.cur(), &name)
-                        .map_err(|e| format!("reading link {at}: {e}"))?;
+                        .map_err(InjectError::io(format!("reading link {at}")))?;
                     if target.starts_with(b"/") {
                         self.back_to_root();
                     }
@@ -149,7 +155,9 @@ impl<'r> Walker<'r> {
                     created_leaf = false;
                 }
                 Some(Kind::File | Kind::Other) => {
-                    return Err(format!("{at} exists in the image and is not a directory"));
+                    return Err(InjectError::Path(format!(
+                        "{at} exists in the image and is not a directory"
+                    )));
                 }
             }
         }
@@ -158,7 +166,10 @@ impl<'r> Walker<'r> {
             && let Some((dir, _)) = self.stack.last()
         {
             dir.set_permissions(Permissions::from_mode(mode))
-                .map_err(|e| format!("changing the mode of {}: {e}", self.shown(None)))?;
+                .map_err(InjectError::io(format!(
+                    "changing the mode of {}",
+                    self.shown(None)
+                )))?;
         }
         Ok(true)
     }
@@ -166,8 +177,8 @@ impl<'r> Walker<'r> {
 
 // Thin wrappers over the `*at` system calls std does not offer.
 
-pub(super) fn c_name(name: &[u8]) -> Result<CString, String> {
-    CString::new(name).map_err(|_| "a file name contains a NUL byte".to_string())
+pub(super) fn c_name(name: &[u8]) -> Result<CString, InjectError> {
+    CString::new(name).map_err(|_| InjectError::Path("a file name contains a NUL byte".into()))
 }
 
 pub(super) fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {

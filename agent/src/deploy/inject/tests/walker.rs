@@ -20,7 +20,7 @@ fn symlinks_in_the_image_cannot_escape_it() -> anyhow::Result<()> {
     let host = |p: &str| Path::new(p).symlink_metadata().is_ok();
     assert!(!host(&format!("/{u}-a")) && !host(&format!("/tmp/{u}-c")));
 
-    let write = |path: &str, body: &[u8]| -> anyhow::Result<Result<String, String>> {
+    let write = |path: &str, body: &[u8]| -> anyhow::Result<Result<String, InjectError>> {
         Ok(apply_one(&root, &spec(path)?, Some(body)))
     };
     // `etc -> /` lands in the tree's root, `conf/up` climbs no higher than it.
@@ -52,7 +52,7 @@ fn symlinks_in_the_image_cannot_escape_it() -> anyhow::Result<()> {
         ("/conf", "/conf is a directory"),
     ] {
         match write(path, b"x")? {
-            Err(m) => assert!(m.contains(needle), "{path}: {m}"),
+            Err(m) => assert!(m.to_string().contains(needle), "{path}: {m}"),
             Ok(m) => anyhow::bail!("{path} was written: {m}"),
         }
     }
@@ -69,7 +69,7 @@ fn symlinks_in_the_image_cannot_escape_it() -> anyhow::Result<()> {
     assert_eq!(mode(&format!("new/leaf/{u}-d"))?, 0o644);
 
     // Deleting removes a link itself, never its target; absent is fine; directories are not.
-    let del = |path: &str| -> anyhow::Result<Result<String, String>> {
+    let del = |path: &str| -> anyhow::Result<Result<String, InjectError>> {
         let mut s = spec(path)?;
         s.action = Action::Delete;
         Ok(apply_one(&root, &s, None))
@@ -90,7 +90,7 @@ fn symlinks_in_the_image_cannot_escape_it() -> anyhow::Result<()> {
         "deleted"
     );
     assert!(!root.join(format!("{u}-a")).exists());
-    assert!(del("/conf")?.is_err_and(|m| m.contains("is a directory")));
+    assert!(del("/conf")?.is_err_and(|m| m.to_string().contains("is a directory")));
     Ok(())
 }
 
