@@ -35,7 +35,9 @@ mod mount;
 mod plan;
 mod template;
 mod validate;
-mod walker;
+#[doc(hidden)]
+/// Public only for the fuzz target `inject_walker`; not an API.
+pub mod walker;
 
 #[cfg(test)]
 mod tests;

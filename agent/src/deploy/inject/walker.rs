@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString};
 use std::fs::{File, Permissions};
-use std::io;
+use std::io::{self, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -42,7 +42,7 @@ pub(super) fn file_kind(st: &libc::stat) -> Kind {
 /// Resolves directories below `root` as a `chroot` would: each step is an `openat` of one
 /// name with `O_NOFOLLOW` relative to the directory before it; links are read and expanded
 /// here, `/` in a link target means `root`, and `..` stops at `root`.
-pub(super) struct Walker<'r> {
+pub struct Walker<'r> {
     root: BorrowedFd<'r>,
     /// Open directories from `root` (exclusive) down, with their names.
     stack: Vec<(File, Vec<u8>)>,
@@ -50,7 +50,7 @@ pub(super) struct Walker<'r> {
 }
 
 impl<'r> Walker<'r> {
-    pub(super) fn new(root: BorrowedFd<'r>) -> Self {
+    pub fn new(root: BorrowedFd<'r>) -> Self {
         Walker {
             root,
             stack: Vec::new(),
@@ -95,7 +95,7 @@ impl<'r> Walker<'r> {
     /// resolved to a directory. With `create`, missing directories are made (mode 0755, or
     /// the given mode for the last one, as IPA's `dirmode`); without it a missing one ends the
     /// walk with `false`.
-    pub(super) fn walk(
+    pub fn walk(
         &mut self,
         comps: impl IntoIterator<Item = Vec<u8>>,
         create: Option<Option<u32>>,
@@ -175,6 +175,164 @@ impl<'r> Walker<'r> {
     }
 }
 
+/// Ownership and permissions for [`write_file`]; `None` leaves a replaced file's as they are
+/// (a new file gets 0644, new directories 0755 and the last of them `dirmode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileAttrs {
+    /// Mode of the file.
+    pub mode: Option<u32>,
+    /// Mode of the leaf directory, when it is created.
+    pub dirmode: Option<u32>,
+    /// Owner ID.
+    pub owner: Option<u32>,
+    /// Group ID.
+    pub group: Option<u32>,
+}
+
+/// Refuses components that are not single names (validation never produces them).
+fn check_components(components: &[String]) -> Result<(), InjectError> {
+    match components
+        .iter()
+        .find(|c| c.is_empty() || *c == "." || *c == ".." || c.contains(['/', '\0']))
+    {
+        Some(c) => Err(InjectError::Path(format!("invalid path component `{c}`"))),
+        None => Ok(()),
+    }
+}
+
+/// Deletes the file (or symbolic link itself) at `components` below the directory `root_dir`,
+/// which is treated as `/`. A missing file or directory is not an error; a directory is.
+/// Returns what happened, for the log.
+pub fn delete_file(root_dir: &Path, components: &[String]) -> Result<String, InjectError> {
+    check_components(components)?;
+    let root =
+        open_root(root_dir).map_err(InjectError::io(format!("opening {}", root_dir.display())))?;
+    let mut w = Walker::new(root.as_fd());
+    let Some((name, parents)) = components.split_last() else {
+        return Err(InjectError::Path("the path names no file".into()));
+    };
+    let parents = parents.iter().map(|c| c.as_bytes().to_vec());
+    // Delete: a missing directory means there is nothing to delete.
+    if !w.walk(parents, None)? {
+        return Ok("already absent".into());
+    }
+    let at = w.shown(Some(name.as_bytes()));
+    let cname = c_name(name.as_bytes())?;
+    match unlink_at(w.cur(), &cname) {
+        Ok(()) => Ok("deleted".into()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok("already absent".into()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EISDIR) | Some(libc::EPERM)) => Err(
+            InjectError::Path(format!("{at} is a directory; only files can be deleted")),
+        ),
+        Err(e) => Err(InjectError::io(format!("deleting {at}"))(e)),
+    }
+}
+
+/// Writes `content` to the regular file at `components` below the directory `root_dir`, which is
+/// treated as `/`: missing directories are created, links (also a final one) are followed
+/// inside `root`, only a regular file is written. Returns what happened, for the log.
+pub fn write_file(
+    root_dir: &Path,
+    components: &[String],
+    content: &[u8],
+    attrs: FileAttrs,
+) -> Result<String, InjectError> {
+    check_components(components)?;
+    let root =
+        open_root(root_dir).map_err(InjectError::io(format!("opening {}", root_dir.display())))?;
+    let mut w = Walker::new(root.as_fd());
+    let Some((name, parents)) = components.split_last() else {
+        return Err(InjectError::Path("the path names no file".into()));
+    };
+    let parents = parents.iter().map(|c| c.as_bytes().to_vec());
+
+    if !w.walk(parents, Some(attrs.dirmode))? {
+        return Err(InjectError::Path(
+            "the directory could not be created".into(),
+        ));
+    }
+    let mut name = name.as_bytes().to_vec();
+    let existed = loop {
+        let at = w.shown(Some(&name));
+        let cname = c_name(&name)?;
+        let Some(st) =
+            stat_at(w.cur(), &cname).map_err(InjectError::io(format!("inspecting {at}")))?
+        else {
+            break false;
+        };
+        match file_kind(&st) {
+            Kind::File => break true,
+            Kind::Dir => return Err(InjectError::Path(format!("{at} is a directory"))),
+            Kind::Other => {
+                return Err(InjectError::Path(format!(
+                    "{at} is not a regular file (a device, FIFO or socket); refusing to write it"
+                )));
+            }
+            Kind::Link => {
+                w.hop(&at)?;
+                let target = readlink_at(w.cur(), &cname)
+                    .map_err(InjectError::io(format!("reading link {at}")))?;
+                if target.ends_with(b"/") {
+                    return Err(InjectError::Path(format!(
+                        "{at} is a symbolic link to a directory"
+                    )));
+                }
+                if target.starts_with(b"/") {
+                    w.back_to_root();
+                }
+                let mut comps: Vec<Vec<u8>> = target
+                    .split(|b| *b == b'/')
+                    .filter(|c| !c.is_empty())
+                    .map(<[u8]>::to_vec)
+                    .collect();
+                match comps.pop() {
+                    Some(last) if last != b"." && last != b".." => {
+                        if !w.walk(comps, None)? {
+                            return Err(InjectError::Path(format!(
+                                "{at} is a symbolic link into a directory missing from the image"
+                            )));
+                        }
+                        name = last;
+                    }
+                    _ => {
+                        return Err(InjectError::Path(format!(
+                            "{at} is a symbolic link to a directory"
+                        )));
+                    }
+                }
+            }
+        }
+    };
+    let at = w.shown(Some(&name));
+    let mut file =
+        create_at(w.cur(), &c_name(&name)?).map_err(InjectError::io(format!("opening {at}")))?;
+    let meta = file
+        .metadata()
+        .map_err(InjectError::io(format!("inspecting {at}")))?;
+    if !meta.file_type().is_file() {
+        return Err(InjectError::Path(format!("{at} is not a regular file")));
+    }
+    file.write_all(content)
+        .map_err(InjectError::io(format!("writing {at}")))?;
+    // Ownership first: chown(2) clears set-id bits, which `mode` may ask for.
+    if attrs.owner.is_some() || attrs.group.is_some() {
+        std::os::unix::fs::fchown(&file, attrs.owner, attrs.group)
+            .map_err(InjectError::io(format!("changing the owner of {at}")))?;
+    }
+    let mode = attrs.mode.or((!existed).then_some(DEFAULT_FILE_MODE));
+    if let Some(m) = mode {
+        file.set_permissions(Permissions::from_mode(m))
+            .map_err(InjectError::io(format!("changing the mode of {at}")))?;
+    }
+    file.sync_all()
+        .map_err(InjectError::io(format!("syncing {at}")))?;
+    Ok(format!(
+        "wrote {} bytes to {at}{}",
+        content.len(),
+        if existed { " (replaced)" } else { "" }
+    ))
+}
+
 // Thin wrappers over the `*at` system calls std does not offer.
 
 pub(super) fn c_name(name: &[u8]) -> Result<CString, InjectError> {
@@ -190,7 +348,7 @@ pub(super) fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// Opens the root directory of a mount.
-pub(super) fn open_root(path: &Path) -> io::Result<File> {
+pub fn open_root(path: &Path) -> io::Result<File> {
     std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
