@@ -4,7 +4,6 @@
 use serde_json::Value;
 
 use super::error::InjectError;
-use super::validate::json_type;
 
 /// Formats `template` as Python's `str.format(node=node, ports=ports)` would for the fields a
 /// URL can use: `{node[key]...}`, `{ports[N][key]...}`, `{{`/`}}`; plus the bare `{node}`
@@ -136,5 +135,17 @@ pub(super) fn render_field(
             "`{{{field}}}` is a {}, not a single value",
             json_type(other)
         ))),
+    }
+}
+
+/// The JSON type of `v` as messages name it.
+pub(super) fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "object",
     }
 }

@@ -11,7 +11,7 @@ use tracing::warn;
 
 use super::MAX_CONTENT_BYTES;
 use super::error::InjectError;
-use super::template::format_url;
+use super::template::{format_url, json_type};
 use crate::disk::MIB;
 
 /// Keys an item may carry (IPA refuses anything else).
@@ -137,17 +137,6 @@ pub(super) fn list_of<'v>(v: Option<&'v Value>, what: &str) -> HardwareResult<&'
             "{what} must be a list, got {}",
             json_type(other)
         ))),
-    }
-}
-
-pub(super) fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "list",
-        Value::Object(_) => "object",
     }
 }
 
