@@ -44,6 +44,42 @@ def compact(v):
     return json.dumps(v, separators=(", ", ": "))
 
 
+# ---- inject_walker -------------------------------------------------------------------------
+
+# Trees like the walker's unit tests: links to `/`, climbing `..`, absolute links to the host
+# (`@S` is the sentinel beside the root), loops, dangling links, then writes, deletes and walks.
+INJECT_WALKER = {
+    "escape": [
+        "d conf", "d tmp", "f conf/file", "l etc /", "l conf/up ../../../..",
+        "l conf/abs /tmp/fzA", "l conf/loop loop", "l conf/dirlink /tmp/", "l conf/dangling /fzB/x",
+        "w etc/fzA", "w conf/up/fzB", "w conf/abs", "w conf/loop", "w conf/dirlink",
+        "w conf/dangling", "w conf/file/x", "w conf", "w etc/new/leaf/fzC",
+        "x conf/abs", "x conf/abs", "x no/such/dir/x", "x etc/fzA", "x conf",
+    ],
+    "host_links": [
+        "d etc", "l abs_parent @S", "l rel_parent ../sentinel", "l etc/deep_rel ../../../../../sentinel",
+        "l slash /", "l final_abs @S/keep", "l etc/final_rel ../sentinel/keep", "l base @B",
+        "w abs_parent/a", "w rel_parent/b", "w etc/deep_rel/c", "w final_abs", "w etc/final_rel",
+        "w base/sentinel/keep", "x abs_parent/keep", "x rel_parent/keep", "x base/sentinel/keep",
+        "c abs_parent/sub/new", "r rel_parent/sub",
+    ],
+    "loops": [
+        "l a b", "l b a", "l c c/x", "l d ./d", "l e ../e", "w a/x", "w b", "c c/y", "r d/z", "w e/f",
+        "x a", "x b/x",
+    ],
+    "create": [
+        "d fzA", "l fzA/up ..", "l fzA/top /fzB", "c fzA/up/up/fzC/fzD", "c fzA/top/fzE",
+        "w fzA/top/fzE/file", "w fzA/up/fzA/up/file", "r fzA/top/fzE", "x fzA/top/fzE/file",
+        "w ../x", "w ./x", "w a//b", "x ..",
+    ],
+}
+
+
+def inject_walker():
+    for name, lines in INJECT_WALKER.items():
+        seed("inject_walker", name, "\n".join(lines) + "\n")
+
+
 # ---- api_request ---------------------------------------------------------------------------
 
 NODE = {
@@ -487,6 +523,7 @@ def main():
     image_info()
     root_device_hints()
     plugin_protocol()
+    inject_walker()
     with tempfile.TemporaryDirectory(prefix="fuzz-seeds-") as tmp:
         notes = superblock_probe(Path(tmp))
     for n in notes:
