@@ -57,7 +57,6 @@ pub fn mask_map_with(map: &Map<String, Value>, extra_keys: &[&str]) -> Map<Strin
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use serde_json::json;
 

@@ -189,7 +189,6 @@ impl Rescuer {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use sha_crypt::PasswordVerifier;
 

@@ -229,7 +229,6 @@ impl FromStr for ProvisionState {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -694,7 +694,6 @@ fn parse_time(text: &str, node: &str, column: &'static str) -> Result<OffsetDate
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use serde_json::json;
 

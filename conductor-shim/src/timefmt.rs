@@ -20,7 +20,6 @@ pub fn parse(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

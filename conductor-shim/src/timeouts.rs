@@ -171,7 +171,6 @@ pub async fn run(store: SharedStore, locks: NodeLocks, options: TimeoutOptions) 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::model::NewNode;

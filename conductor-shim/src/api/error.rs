@@ -109,7 +109,6 @@ impl From<StoreError> for ApiError {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

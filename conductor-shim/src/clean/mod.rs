@@ -430,7 +430,6 @@ impl Flow for Cleaner {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use serde_json::json;
 

@@ -367,7 +367,6 @@ impl FromStr for RequestedStep {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use serde_json::json;
 

@@ -184,7 +184,6 @@ pub fn clear_raid_info(node: &mut Node) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use serde_json::json;
 

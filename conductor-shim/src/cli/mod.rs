@@ -556,7 +556,6 @@ fn init_logging(serving: bool) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use clap::CommandFactory;
     use serde_json::json;

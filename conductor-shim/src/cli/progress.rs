@@ -257,7 +257,6 @@ impl<W: Write> ProgressBar<W> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

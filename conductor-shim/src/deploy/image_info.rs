@@ -255,7 +255,6 @@ pub fn write_image_args(node: &Node) -> Result<WriteImageArgs, ImageInfoError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use serde_json::json;
 

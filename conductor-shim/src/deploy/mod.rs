@@ -631,7 +631,6 @@ impl Flow for Deployer {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

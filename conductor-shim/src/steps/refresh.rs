@@ -123,7 +123,6 @@ fn parse_steps(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use serde_json::json;
 
