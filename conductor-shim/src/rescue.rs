@@ -1,4 +1,4 @@
-//! Rescue, as Ironic's `agent` rescue interface drives it (spec §5 "Rescue").
+//! Rescue, as Ironic's `agent` rescue interface drives it.
 //!
 //! `conductor-shim rescue NODE --password PW` ([`request`]) stores the password's SHA-512 crypt
 //! hash in `instance_info.hashed_rescue_password` (the plain password is never stored), forgets

@@ -8,7 +8,7 @@
 //! started (a conductor that was down heard no heartbeats, which says nothing about the
 //! agent; Ironic would fail such nodes at once). An agent that died, lost its
 //! network or was restarted (a restarted agent cannot get its token back and stays silent,
-//! spec §7.7) thus ends in `deploy failed` with a `last_error` saying so, instead of a node
+//! as IPA does) thus ends in `deploy failed` with a `last_error` saying so, instead of a node
 //! waiting for ever.
 //!
 //! Nodes whose lock this process holds (a heartbeat being processed) are skipped, as Ironic

@@ -1,5 +1,5 @@
 //! Cleaning driven by heartbeats against a scripted stand-in agent: automated cleaning in
-//! priority order with Ironic's params (spec §6, §14.1, ironic-39-call-trace.clean.txt),
+//! priority order with Ironic's params (as Ironic 39 does it),
 //! failures with the agent's message, version-mismatch restarts, manual cleaning with
 //! arguments and RAID configurations, unknown steps, and the `clean` / `node provide` CLI.
 #![allow(clippy::unwrap_used)]

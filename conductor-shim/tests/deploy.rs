@@ -1,5 +1,5 @@
 //! Deploys driven by heartbeats against a scripted stand-in agent: the call sequence and
-//! params of Ironic's direct deploy (spec §6, §14.2, §17, ironic-39-call-trace.txt), the
+//! params of Ironic's direct deploy (as Ironic 39 does it), the
 //! provision states, failures, skipped bootloaders, version mismatches, resumption after a
 //! restart, and the image file server.
 #![allow(clippy::unwrap_used)]

@@ -1,5 +1,5 @@
 //! Cleaning through the agent, driven by heartbeats like Ironic's `conductor/cleaning.py`
-//! with the `agent_base` interfaces (spec §6, §11.4–11.5, §12.1, §14.1).
+//! with the `agent_base` interfaces.
 //!
 //! `conductor-shim node provide` (automated) or `conductor-shim clean --step ...` (manual)
 //! stores the request ([`request`]): the node is `clean wait`, `target_provision_state` is
@@ -64,7 +64,7 @@ pub use plan::PriorityOverrides;
 pub const DEFAULT_MAX_RESTARTS: u32 = 3;
 
 /// The erase settings Ironic puts in `driver_internal_info` before cleaning
-/// (`agent_add_clean_params`, spec §12.2), with Ironic's defaults.
+/// (`agent_add_clean_params`), with Ironic's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EraseSettings {
     /// `[deploy]shred_random_overwrite_iterations` (1).

@@ -1,5 +1,5 @@
 //! The arguments of the in-band `write_image` deploy step, built from the node the way
-//! Ironic's `AgentDeploy.write_image` builds them (spec §16.1), and the node's boot mode and
+//! Ironic's `AgentDeploy.write_image` builds them, and the node's boot mode and
 //! disk label as Ironic resolves them.
 
 use std::collections::BTreeMap;
@@ -36,7 +36,7 @@ pub struct WriteImageArgs {
     pub configdrive: Option<String>,
 }
 
-/// `image_info` (spec §16.1).
+/// `image_info`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ImageInfo {
     /// Last path component of `image_source`.

@@ -1,5 +1,5 @@
 //! Deploying an image through the agent, driven by heartbeats like Ironic's `agent_base` with
-//! the `direct` deploy interface (spec §6, §14.2, §17).
+//! the `direct` deploy interface.
 //!
 //! `conductor-shim deploy` stores the request ([`request`]) and puts the node in
 //! `wait call-back` with `driver_internal_info.deploy_phase = requested`. Then, on heartbeats:
@@ -24,7 +24,7 @@
 //!
 //!    After the last step the node is `active`, its token and callback URL are wiped (the
 //!    agent's next heartbeat is refused, as with Ironic).
-//! 2. `agent_step`: `GET /v1/commands/`, only the last entry counts (§6 rules): another
+//! 2. `agent_step`: `GET /v1/commands/`, only the last entry counts: another
 //!    command, RUNNING (its `command_result.progress` is stored in `deploy_progress`) or a
 //!    SUCCEEDED result for another step ⇒ wait; FAILED ⇒ `deploy failed` with the agent's
 //!    error; `CLEAN_VERSION_MISMATCH`/`VERSION_MISMATCH` ⇒ steps refreshed and the step sent
@@ -183,7 +183,7 @@ struct InstallBootloaderParams {
     target_boot_mode: Option<String>,
 }
 
-/// The `standby.get_partition_uuids` result (§16.9).
+/// The `standby.get_partition_uuids` result.
 #[derive(Debug, Clone, Default, Deserialize)]
 struct PartitionUuids {
     #[serde(rename = "root uuid", default)]
@@ -240,7 +240,7 @@ impl Deployer {
         Ok(())
     }
 
-    /// `prepare_instance_boot`: partition UUIDs, then the bootloader when needed (§17).
+    /// `prepare_instance_boot`: partition UUIDs, then the bootloader when needed.
     async fn prepare_instance_boot(&self, node: &Node, client: &AgentClient) -> Result<(), Stop> {
         let uuid = node.uuid;
         if node.driver_internal_info.deploy_phase == Some(DeployPhase::InstallBootloader) {

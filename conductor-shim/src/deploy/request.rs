@@ -38,7 +38,7 @@ pub const INSTANCE_INFO_KEYS: &[&str] = &[
     "deploy_boot_mode",
 ];
 
-/// Root device hint names Ironic accepts (§15.1).
+/// Root device hint names Ironic accepts.
 pub const ROOT_HINT_NAMES: &[&str] = &[
     "model",
     "vendor",

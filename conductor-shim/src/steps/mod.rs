@@ -1,5 +1,5 @@
 //! The agent step protocol shared by deploys ([`crate::deploy`]) and cleaning
-//! ([`crate::clean`]), as Ironic's `agent_base` drives it for every step type (spec §6):
+//! ([`crate::clean`]), as Ironic's `agent_base` drives it for every step type:
 //!
 //! * `send_step`: `<kind>.execute_<kind>_step` (wait=false) with `step`, `node`, `ports`
 //!   and `<kind>_version` (the cached `hardware_manager_version`);
@@ -315,7 +315,7 @@ pub enum AgentStepStatus {
     Unknown,
 }
 
-/// Judges the agent's command list (`GET /v1/commands/`, oldest first) for `step` (§6).
+/// Judges the agent's command list (`GET /v1/commands/`, oldest first) for `step`.
 pub fn judge(kind: StepKind, commands: &[CommandResult], step: &Step) -> AgentStepStatus {
     let restarted = commands
         .iter()

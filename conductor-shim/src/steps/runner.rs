@@ -498,7 +498,7 @@ async fn send_agent_step<F: Flow>(
         .await
 }
 
-/// Phase `agent_step`: looks at the agent's last command (§6 rules).
+/// Phase `agent_step`: looks at the agent's last command.
 async fn check_agent_step<F: Flow>(flow: &F, mut node: Node, agent: Agent<'_>) -> Result<(), Stop> {
     let uuid = node.uuid;
     let kind = F::Phase::KIND.as_str();
