@@ -504,6 +504,57 @@ mod tests {
     }
 
     #[test]
+    fn invocation_runs_in_a_directory_and_keeps_the_stderr_tail() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let ran = Invocation::new("sh", Duration::from_secs(10))
+            .args(["-c", "pwd; seq 1 2000 >&2"])
+            .current_dir(dir.path())
+            .keep_stderr_tail(5)
+            .run_ok()?;
+        assert_eq!(
+            ran.stdout_text().trim(),
+            dir.path().canonicalize()?.to_string_lossy()
+        );
+        assert_eq!(ran.stderr, b"2000\n");
+        let err = Invocation::new("sh", Duration::from_secs(10))
+            .args(["-c", "echo out; exit 4"])
+            .run_ok()
+            .err();
+        assert_eq!(
+            err,
+            Some(ToolError::Failed {
+                command: "sh -c echo out; exit 4".into(),
+                status: "exit status 4".into(),
+                detail: "out".into(),
+            })
+        );
+        let missing = dir.path().join("missing-tool");
+        assert_eq!(
+            Invocation::new(&missing, Duration::from_secs(1))
+                .run()
+                .err(),
+            Some(ToolError::NotFound(missing.display().to_string()))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn timeout_errors_quote_only_the_stderr_tail() {
+        let e = ToolError::TimedOut {
+            command: "x".into(),
+            after: Duration::from_secs(2),
+            stderr: format!("{}the end", "y".repeat(10_000)),
+        };
+        let text = e.to_string();
+        assert!(text.starts_with("`x` did not finish within 2s and was killed (stderr: [...] y"));
+        assert!(
+            text.ends_with("the end)") && text.len() < 4200,
+            "{}",
+            text.len()
+        );
+    }
+
+    #[test]
     fn kills_on_timeout() {
         let start = Instant::now();
         let r = SystemTools.run(
