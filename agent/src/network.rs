@@ -4,12 +4,16 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::time::Duration;
 
 use tracing::{info, warn};
 
 use crate::config::NetworkMode;
 use crate::power::SystemPower;
+use crate::tools::Invocation;
+
+/// How long one `ip link set … down` may take.
+const IP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the kernel lists the network interfaces.
 pub const SYS_CLASS_NET: &str = "/sys/class/net";
@@ -105,20 +109,15 @@ impl Network for SystemNetwork {
         }
         let mut down = Vec::new();
         for nic in interfaces(&self.sys_class_net)? {
-            let out = Command::new("ip")
+            let out = Invocation::new("ip", IP_TIMEOUT)
                 .args(["link", "set", &nic, "down"])
-                .output();
+                .run_ok();
             match out {
-                Ok(o) if o.status.success() => {
+                Ok(_) => {
                     info!(interface = %nic, "network interface down");
                     down.push(nic);
                 }
-                Ok(o) => warn!(
-                    interface = %nic,
-                    stderr = %String::from_utf8_lossy(&o.stderr).trim(),
-                    "could not bring the interface down"
-                ),
-                Err(e) => warn!(interface = %nic, error = %e, "could not run ip link"),
+                Err(e) => warn!(interface = %nic, error = %e, "could not bring the interface down"),
             }
         }
         Ok(down)

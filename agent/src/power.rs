@@ -3,9 +3,16 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::time::Duration;
 
 use tracing::{info, warn};
+
+use crate::tools::Invocation;
+
+/// How long `hwclock --systohc` may take (best effort).
+const HWCLOCK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `poweroff`/`reboot` may take before the sysrq fallback.
+const POWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A power action the conductor can request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,9 +91,11 @@ impl Power for SystemPower {
             )));
         }
         // Best effort: write the clock to the RTC first, as IPA does.
-        let _ = Command::new("hwclock").args(["-v", "--systohc"]).output();
+        let _ = Invocation::new("hwclock", HWCLOCK_TIMEOUT)
+            .args(["-v", "--systohc"])
+            .run();
         info!(action = action.as_str(), "performing power action");
-        let out = Command::new(action.as_str()).output();
+        let out = Invocation::new(action.as_str(), POWER_TIMEOUT).run();
         let fallback = match &out {
             Ok(o) => {
                 !o.status.success()

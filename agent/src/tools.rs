@@ -1,22 +1,185 @@
-//! The external tools the agent runs (`nvme`, `hdparm`, `efibootmgr`, `grub-install`, `mount`…),
-//! behind one trait so the tests can answer with canned outputs.
+//! The one way the agent runs an external program, and the one tool lookup.
 //!
-//! [`SystemTools`] runs the real programs with `LC_ALL=C` through [`hardware_managers::process`]:
-//! in their own process group, with a deadline. A tool still running when its timeout expires
-//! is killed together with anything it started, and the step reports the timeout instead of
-//! hanging.
+//! Every run goes through [`Invocation`], on top of [`hardware_managers::process`]: the
+//! program is looked up with [`find_tool`] (`$PATH`, then the sbin directories a ramdisk's
+//! `PATH` may lack), runs with `LC_ALL=C` in its own process group with a deadline, and its
+//! command line is logged. A program still running when its timeout expires is killed
+//! together with anything it started; the error then names the command and carries the tail
+//! of its stderr, as does the error for a non-zero exit ([`Invocation::run_ok`]).
+//!
+//! The tools the deploy and clean steps run (`nvme`, `hdparm`, `efibootmgr`, `grub-install`,
+//! `mount`…) are reached through the [`Tools`] trait, so unit tests can answer with canned
+//! outputs; [`SystemTools`], the real implementation, is an [`Invocation`].
+//!
+//! `qemu-img` (`image::qemu::run`) is the one documented exception: it streams its progress
+//! from stdout and reads the child's peak RSS with `wait4`, which the bounded capture here does
+//! not offer; it still finds its program with [`find_tool`].
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
 
-use hardware_managers::process::{self, Capture, Limits, Lingering, RunError};
+use hardware_managers::process::{self, Capture, Keep, Limits, Lingering, RunError};
 
-/// Directories searched after `$PATH` (a ramdisk's PATH may lack the sbin directories).
-const EXTRA_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+pub use hardware_managers::process::find_tool;
 
-/// At most this much of a tool's stdout and stderr is kept.
+/// At most this much of a tool's stdout and stderr is kept (by default).
 const MAX_OUTPUT: usize = 4 << 20;
+
+/// How much of a stderr tail goes into an error message.
+pub const STDERR_IN_ERRORS: usize = 4096;
+
+/// One run of an external program: what to run, for how long, what to keep of its output.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    program: OsString,
+    args: Vec<OsString>,
+    timeout: Duration,
+    cwd: Option<PathBuf>,
+    max_stdout: usize,
+    max_stderr: usize,
+    stderr_keep: Keep,
+}
+
+/// A run that ended on its own (whatever its exit status).
+#[derive(Debug)]
+pub struct Ran {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// Its standard output (at most the kept bytes).
+    pub stdout: Vec<u8>,
+    /// Its standard error (the head, or the tail when asked).
+    pub stderr: Vec<u8>,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+}
+
+impl Ran {
+    /// Its standard output as (lossy) UTF-8.
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+impl Invocation {
+    /// `program` (a name looked up with [`find_tool`], or a path), killed after `timeout`.
+    pub fn new(program: impl AsRef<OsStr>, timeout: Duration) -> Self {
+        Invocation {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            timeout,
+            cwd: None,
+            max_stdout: MAX_OUTPUT,
+            max_stderr: MAX_OUTPUT,
+            stderr_keep: Keep::Head,
+        }
+    }
+
+    /// Adds the arguments `args`.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Runs it in `dir`.
+    pub fn current_dir(mut self, dir: &Path) -> Self {
+        self.cwd = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Keeps at most `max` bytes of stdout.
+    pub fn keep_stdout(mut self, max: usize) -> Self {
+        self.max_stdout = max;
+        self
+    }
+
+    /// Keeps the last `max` bytes of stderr (progress chatter first, the error last).
+    pub fn keep_stderr_tail(mut self, max: usize) -> Self {
+        self.max_stderr = max;
+        self.stderr_keep = Keep::Tail;
+        self
+    }
+
+    /// The program and its arguments as one line, for messages.
+    pub fn command_line(&self) -> String {
+        std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Runs it to its end or its deadline.
+    ///
+    /// # Errors
+    /// [`ToolError::NotFound`], [`ToolError::Spawn`], or [`ToolError::TimedOut`] (its process
+    /// group was killed).
+    pub fn run(&self) -> Result<Ran, ToolError> {
+        let name = self.program.to_string_lossy().into_owned();
+        let exe = find_tool(&self.program).ok_or_else(|| ToolError::NotFound(name.clone()))?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(&self.args).env("LC_ALL", "C");
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        let limits = Limits {
+            timeout: self.timeout,
+            max_stdout: self.max_stdout,
+            max_stderr: self.max_stderr,
+        };
+        // Something the tool started may still hold the pipes: it goes with the group.
+        let capture = Capture {
+            stderr: self.stderr_keep,
+            lingering: Lingering::Kill,
+            ..Capture::default()
+        };
+        let started = Instant::now();
+        match process::run_with(cmd, None, limits, capture) {
+            Ok(f) => Ok(Ran {
+                status: f.status,
+                stdout: f.stdout.bytes,
+                stderr: f.stderr.bytes,
+                elapsed: started.elapsed(),
+            }),
+            Err(RunError::TimedOut { after, stderr }) => Err(ToolError::TimedOut {
+                command: self.command_line(),
+                after,
+                stderr: String::from_utf8_lossy(&stderr.bytes).into_owned(),
+            }),
+            Err(RunError::Spawn(e)) => Err(ToolError::Spawn {
+                program: name,
+                message: e.to_string(),
+            }),
+            Err(RunError::Wait(e)) => Err(ToolError::Spawn {
+                program: name,
+                message: format!("waiting for it failed: {e}"),
+            }),
+        }
+    }
+
+    /// [`Invocation::run`], requiring exit status 0.
+    ///
+    /// # Errors
+    /// As [`Invocation::run`], and [`ToolError::Failed`] (with its stderr) for another status.
+    pub fn run_ok(&self) -> Result<Ran, ToolError> {
+        let ran = self.run()?;
+        if ran.status.success() {
+            return Ok(ran);
+        }
+        Err(ToolError::failed(
+            self.command_line(),
+            ran.status.code(),
+            &String::from_utf8_lossy(&ran.stdout),
+            &String::from_utf8_lossy(&ran.stderr),
+        ))
+    }
+}
 
 /// How a tool that ran to the end finished.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,7 +217,7 @@ impl ToolOutput {
     }
 }
 
-/// Why a tool produced no [`ToolOutput`].
+/// Why a tool produced no [`ToolOutput`] (or, from [`Invocation::run_ok`], failed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ToolError {
     /// The program is not installed.
@@ -78,15 +241,64 @@ pub enum ToolError {
         /// What it wrote to stderr before the kill.
         stderr: String,
     },
+    /// It exited with another status than 0.
+    #[error("`{command}` failed ({status}): {detail}")]
+    Failed {
+        /// The command line.
+        command: String,
+        /// `exit status N`, or `killed by a signal`.
+        status: String,
+        /// Its stderr (the tail), else its stdout, else `no output`.
+        detail: String,
+    },
+}
+
+impl ToolError {
+    /// [`ToolError::Failed`] for `command` exiting with `code` after printing `stdout` and
+    /// `stderr`.
+    fn failed(command: String, code: Option<i32>, stdout: &str, stderr: &str) -> Self {
+        let status = match code {
+            Some(c) => format!("exit status {c}"),
+            None => "killed by a signal".to_string(),
+        };
+        let detail = if stderr.trim().is_empty() {
+            stdout.trim()
+        } else {
+            stderr.trim()
+        };
+        ToolError::Failed {
+            command,
+            status,
+            detail: if detail.is_empty() {
+                "no output".to_string()
+            } else {
+                tail_text(detail.as_bytes(), STDERR_IN_ERRORS)
+            },
+        }
+    }
 }
 
 fn stderr_suffix(stderr: &str) -> String {
-    let s = stderr.trim();
+    let s = tail_text(stderr.as_bytes(), STDERR_IN_ERRORS);
     if s.is_empty() {
         String::new()
     } else {
         format!(" (stderr: {s})")
     }
+}
+
+/// The last `max` bytes of `bytes` as trimmed text (cut on a character boundary, marked).
+pub fn tail_text(bytes: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut cut = text.len() - max;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    format!("[...] {}", &text[cut..])
 }
 
 /// Runs external programs.
@@ -107,52 +319,45 @@ pub fn command_line(program: &str, args: &[&str]) -> String {
         .join(" ")
 }
 
-/// Runs `program args…` and returns its stdout, or an error naming the command, its exit
-/// status and its stderr (what an operator needs to act on a failure).
+/// Runs `program args…` and returns its stdout, or a [`ToolError::Failed`] naming the command,
+/// its exit status and its stderr (what an operator needs to act on a failure).
+///
+/// # Errors
+/// As [`Tools::run`], and [`ToolError::Failed`] for a non-zero exit.
+pub fn run_checked(
+    tools: &dyn Tools,
+    program: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<String, ToolError> {
+    let out = tools.run(program, args, timeout)?;
+    if out.success() {
+        return Ok(out.stdout);
+    }
+    Err(ToolError::failed(
+        command_line(program, args),
+        out.code,
+        &out.stdout,
+        &out.stderr,
+    ))
+}
+
+/// [`run_checked`] with the error as its message.
+///
+/// # Errors
+/// The message of [`run_checked`]'s error.
 pub fn run_ok(
     tools: &dyn Tools,
     program: &str,
     args: &[&str],
     timeout: Duration,
 ) -> Result<String, String> {
-    let out = tools
-        .run(program, args, timeout)
-        .map_err(|e| e.to_string())?;
-    if out.success() {
-        return Ok(out.stdout);
-    }
-    let status = match out.code {
-        Some(c) => format!("exit status {c}"),
-        None => "killed by a signal".to_string(),
-    };
-    let detail = if out.stderr.trim().is_empty() {
-        out.stdout.trim()
-    } else {
-        out.stderr.trim()
-    };
-    Err(format!(
-        "`{}` failed ({status}): {}",
-        command_line(program, args),
-        if detail.is_empty() {
-            "no output"
-        } else {
-            detail
-        }
-    ))
+    run_checked(tools, program, args, timeout).map_err(|e| e.to_string())
 }
 
 /// The real tools of the machine.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemTools;
-
-/// The full path of `tool`, if it is installed.
-fn find_tool(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(EXTRA_DIRS.iter().map(PathBuf::from))
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
 
 impl Tools for SystemTools {
     fn run(
@@ -161,38 +366,12 @@ impl Tools for SystemTools {
         args: &[&str],
         timeout: Duration,
     ) -> Result<ToolOutput, ToolError> {
-        let exe = find_tool(program).ok_or_else(|| ToolError::NotFound(program.to_string()))?;
-        let shown = command_line(program, args);
-        tracing::debug!(command = %shown, timeout_s = timeout.as_secs(), "running");
-        let mut cmd = Command::new(exe);
-        cmd.args(args).env("LC_ALL", "C");
-        let limits = Limits::with_timeout(timeout).keeping(MAX_OUTPUT);
-        // Something the tool started may still hold the pipes: do not wait for it forever.
-        let capture = Capture {
-            lingering: Lingering::Kill,
-            ..Capture::default()
-        };
-        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-        match process::run_with(cmd, None, limits, capture) {
-            Ok(f) => Ok(ToolOutput {
-                code: f.status.code(),
-                stdout: text(&f.stdout.bytes),
-                stderr: text(&f.stderr.bytes),
-            }),
-            Err(RunError::TimedOut { after, stderr }) => Err(ToolError::TimedOut {
-                command: shown,
-                after,
-                stderr: text(&stderr.bytes),
-            }),
-            Err(RunError::Spawn(e)) => Err(ToolError::Spawn {
-                program: program.to_string(),
-                message: e.to_string(),
-            }),
-            Err(RunError::Wait(e)) => Err(ToolError::Spawn {
-                program: program.to_string(),
-                message: format!("waiting for it failed: {e}"),
-            }),
-        }
+        let ran = Invocation::new(program, timeout).args(args).run()?;
+        Ok(ToolOutput {
+            code: ran.status.code(),
+            stdout: ran.stdout_text(),
+            stderr: String::from_utf8_lossy(&ran.stderr).into_owned(),
+        })
     }
 
     fn installed(&self, program: &str) -> bool {
@@ -322,6 +501,57 @@ mod tests {
             t.run("no-such-tool-xyz", &[], Duration::from_secs(1)),
             Err(ToolError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn invocation_runs_in_a_directory_and_keeps_the_stderr_tail() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let ran = Invocation::new("sh", Duration::from_secs(10))
+            .args(["-c", "pwd; seq 1 2000 >&2"])
+            .current_dir(dir.path())
+            .keep_stderr_tail(5)
+            .run_ok()?;
+        assert_eq!(
+            ran.stdout_text().trim(),
+            dir.path().canonicalize()?.to_string_lossy()
+        );
+        assert_eq!(ran.stderr, b"2000\n");
+        let err = Invocation::new("sh", Duration::from_secs(10))
+            .args(["-c", "echo out; exit 4"])
+            .run_ok()
+            .err();
+        assert_eq!(
+            err,
+            Some(ToolError::Failed {
+                command: "sh -c echo out; exit 4".into(),
+                status: "exit status 4".into(),
+                detail: "out".into(),
+            })
+        );
+        let missing = dir.path().join("missing-tool");
+        assert_eq!(
+            Invocation::new(&missing, Duration::from_secs(1))
+                .run()
+                .err(),
+            Some(ToolError::NotFound(missing.display().to_string()))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn timeout_errors_quote_only_the_stderr_tail() {
+        let e = ToolError::TimedOut {
+            command: "x".into(),
+            after: Duration::from_secs(2),
+            stderr: format!("{}the end", "y".repeat(10_000)),
+        };
+        let text = e.to_string();
+        assert!(text.starts_with("`x` did not finish within 2s and was killed (stderr: [...] y"));
+        assert!(
+            text.ends_with("the end)") && text.len() < 4200,
+            "{}",
+            text.len()
+        );
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //!
 //! [`run_with`] also chooses which end of a stream is kept ([`Keep`]) and what happens when
 //! something the program started still holds its output open after it exited ([`Lingering`]).
+//! Both log the command line (at debug level) before starting it.
+//!
+//! [`find_tool`] is the one tool lookup: `$PATH`, then the bin and sbin directories a
+//! ramdisk's `PATH` may lack ([`EXTRA_DIRS`]); [`command`] builds a [`Command`] for a program
+//! found that way.
 //!
 //! ```no_run
 //! use std::process::Command;
@@ -24,18 +29,64 @@
 //! }
 //! ```
 
+use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// How long to keep waiting for the output pipes after the child itself has exited or was
 /// killed (a grandchild may still hold them open).
 const PIPE_GRACE: Duration = Duration::from_secs(2);
+
+/// Directories searched after `$PATH` (a ramdisk's `PATH` may lack the sbin directories).
+pub const EXTRA_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+
+/// The directories [`find_tool`] searches, in order: `$PATH`, then [`EXTRA_DIRS`].
+pub fn search_dirs() -> Vec<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(EXTRA_DIRS.iter().map(PathBuf::from))
+        .collect()
+}
+
+/// The full path of the program `tool` in [`search_dirs`], if it is installed there. A
+/// `tool` containing a `/` is a path already: it is returned when it is a file.
+pub fn find_tool(tool: impl AsRef<OsStr>) -> Option<PathBuf> {
+    find_tool_in(&search_dirs(), tool)
+}
+
+/// [`find_tool`] over `dirs` instead of the usual directories.
+pub fn find_tool_in(dirs: &[PathBuf], tool: impl AsRef<OsStr>) -> Option<PathBuf> {
+    let tool = Path::new(tool.as_ref());
+    if tool.components().count() != 1 || tool.is_absolute() {
+        return tool.is_file().then(|| tool.to_path_buf());
+    }
+    dirs.iter().map(|d| d.join(tool)).find(|p| p.is_file())
+}
+
+/// A [`Command`] for `program`, found with [`find_tool`]; when it is not installed, the bare
+/// name (starting it then fails with [`RunError::is_not_found`]).
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    match find_tool(&program) {
+        Some(exe) => Command::new(exe),
+        None => Command::new(program),
+    }
+}
+
+/// `cmd`'s program and arguments as one line, for logs and messages.
+pub fn command_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// Limits applied to one run.
 #[derive(Debug, Clone, Copy)]
@@ -201,6 +252,11 @@ pub fn run_with(
     limits: Limits,
     capture: Capture,
 ) -> Result<Finished, RunError> {
+    debug!(
+        command = %command_line(&cmd),
+        timeout_s = limits.timeout.as_secs_f64(),
+        "running"
+    );
     cmd.stdin(if input.is_some() {
         Stdio::piped()
     } else {
@@ -498,6 +554,24 @@ mod tests {
             Limits::with_timeout(Duration::from_secs(1)),
         );
         assert!(r.is_err_and(|e| e.is_not_found()));
+    }
+
+    #[test]
+    fn finds_tools_in_path_and_by_path() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let tool = dir.path().join("some-tool");
+        std::fs::write(&tool, "")?;
+        let dirs = vec![PathBuf::from("/nonexistent"), dir.path().to_path_buf()];
+        assert_eq!(find_tool_in(&dirs, "some-tool"), Some(tool.clone()));
+        assert_eq!(find_tool_in(&dirs, "other-tool"), None);
+        assert_eq!(find_tool_in(&[], &tool), Some(tool));
+        assert_eq!(find_tool_in(&dirs, "/nonexistent/some-tool"), None);
+        assert!(find_tool("sh").is_some());
+        assert!(command("no-such-tool-xyz").get_program() == "no-such-tool-xyz");
+        let mut cmd = Command::new("echo");
+        cmd.args(["a", "b c"]);
+        assert_eq!(command_line(&cmd), "echo a b c");
+        Ok(())
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::mount::{MountKind, MountStack};
+use super::mount::{MountError, MountKind, MountStack};
 use super::{BootloaderError, Host, InstallBootloaderParams, TargetMode, esp, is_md, nvram, raid};
 use crate::disk::{blockdev, table};
 use crate::tools::{self, command_line};
@@ -231,10 +231,11 @@ fn run_in_root(
     grub_disks: &[PathBuf],
 ) -> Result<(), BootloaderError> {
     let fail = |e: String| exec_error(device, e);
-    let root = mounts.dir(&host.scratch, "root").map_err(fail)?;
+    let mount_fail = |e: MountError| exec_error(device, e);
+    let root = mounts.dir(&host.scratch, "root").map_err(mount_fail)?;
     mounts
         .mount(root_part, &root, MountKind::Device(None))
-        .map_err(fail)?;
+        .map_err(mount_fail)?;
     for fs in BIND_MOUNTS {
         mounts
             .mount(
@@ -242,7 +243,7 @@ fn run_in_root(
                 &root.join(fs.trim_start_matches('/')),
                 MountKind::Bind,
             )
-            .map_err(fail)?;
+            .map_err(mount_fail)?;
     }
     mounts
         .mount(
@@ -250,13 +251,13 @@ fn run_in_root(
             &root.join("sys"),
             MountKind::Pseudo("sysfs"),
         )
-        .map_err(fail)?;
+        .map_err(mount_fail)?;
     if let Some(efivars) = &host.efivars {
         let inside = root.join("sys/firmware/efi/efivars");
         if inside.is_dir() {
             mounts
                 .mount(efivars, &inside, MountKind::Pseudo("efivarfs"))
-                .map_err(fail)?;
+                .map_err(mount_fail)?;
         }
     }
     let bin = if root.join("usr/sbin/grub2-install").exists() {
@@ -286,7 +287,7 @@ fn run_in_root(
                 }
                 Err(e) => {
                     warn!(error = %e, "no boot entry for the preserved EFI assets; installing GRUB");
-                    mounts.unmount(&esp_mnt).map_err(fail)?;
+                    mounts.unmount(&esp_mnt).map_err(mount_fail)?;
                 }
             }
         }
@@ -296,7 +297,7 @@ fn run_in_root(
             if !mounts.is_mounted(&esp_mnt) {
                 mounts
                     .mount(esp_dev, &esp_mnt, MountKind::Device(Some("vfat")))
-                    .map_err(fail)?;
+                    .map_err(mount_fail)?;
             }
             let first = in_chroot(host, &root, &[], &[&install]);
             if let Err(e) = &first {
@@ -377,6 +378,7 @@ fn preserve_efi_assets(
     esp_dev: &Path,
 ) -> Result<bool, BootloaderError> {
     let fail = |e: String| BootloaderError::Execution(e);
+    let mount_fail = |e: MountError| fail(e.to_string());
     let esp_mnt = root.join("boot/efi");
     let efi = esp_mnt.join("EFI");
     if !efi.is_dir() || esp::find_loaders(&esp_mnt).is_empty() {
@@ -397,7 +399,7 @@ fn preserve_efi_assets(
             warn!(error = %e, "grub-mkconfig failed before preserving the EFI assets");
         }
     }
-    let stash = super::mount::fresh_dir(&host.scratch, "efi-assets").map_err(fail)?;
+    let stash = super::mount::fresh_dir(&host.scratch, "efi-assets").map_err(mount_fail)?;
     let copied = (|| -> std::io::Result<()> {
         copy_tree(&efi, &stash)?;
         for vendor in std::fs::read_dir(&stash)?.flatten() {
@@ -419,7 +421,7 @@ fn preserve_efi_assets(
         .and_then(|()| {
             mounts
                 .mount(esp_dev, &esp_mnt, MountKind::Device(Some("vfat")))
-                .map_err(fail)?;
+                .map_err(mount_fail)?;
             copy_tree(&stash, &esp_mnt.join("EFI"))
                 .map_err(|e| fail(format!("copying the EFI assets onto the ESP: {e}")))
         });

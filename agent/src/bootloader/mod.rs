@@ -34,7 +34,7 @@ use crate::commands::registry::{Mode, Params, Registry};
 use crate::commands::result::{CommandError, CommandOutput};
 use crate::context::AgentContext;
 use crate::tools::{SystemTools, Tools};
-use mount::{MountKind, MountStack, Mounter, SystemMounter};
+use mount::{MountError, MountKind, MountStack, Mounter, SystemMounter};
 
 /// Where the kernel shows that the machine booted through UEFI.
 const EFI_SYSFS: &str = "/sys/firmware/efi";
@@ -279,6 +279,7 @@ pub fn uefi_setup(
         return Ok(false);
     }
     let exec = BootloaderError::Execution;
+    let mount_fail = |e: MountError| exec(e.to_string());
     let found = esp::find_esp(device, efi_uuid).map_err(|e| exec(e.to_string()))?;
     let Some(found) = found else {
         return Err(BootloaderError::DeviceNotFound(format!(
@@ -290,7 +291,7 @@ pub fn uefi_setup(
     };
     let mut mounts = host.mounts();
     let result = (|| -> Result<bool, BootloaderError> {
-        let mnt = mounts.dir(&host.scratch, "esp").map_err(exec)?;
+        let mnt = mounts.dir(&host.scratch, "esp").map_err(mount_fail)?;
         mounts
             .mount(&found.path, &mnt, MountKind::Device(Some("vfat")))
             .map_err(|e| {
@@ -305,11 +306,11 @@ pub fn uefi_setup(
             return Ok(false);
         }
         let locations = if is_md(device) {
-            mounts.unmount(&mnt).map_err(exec)?;
+            mounts.unmount(&mnt).map_err(mount_fail)?;
             let mirror = raid::relocate_esp(host, device, Some(&found.path))?;
             mounts
                 .mount(&mirror.device, &mnt, MountKind::Device(Some("vfat")))
-                .map_err(exec)?;
+                .map_err(mount_fail)?;
             mirror.locations
         } else {
             vec![nvram::EspLocation::new(device, found.number, None)]

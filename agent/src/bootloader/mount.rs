@@ -5,19 +5,94 @@
 //! `remove_dir` (never recursively) once unmounted, so a mount that could not be undone never
 //! has its contents deleted.
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tracing::{debug, warn};
 
-use crate::tools::{self, Tools};
+use crate::tools::{self, ToolError, Tools};
 
 /// How long one `mount`/`umount` may take.
 const MOUNT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Attempts of an unmount before it counts as failed (IPA: 3 attempts).
 const UMOUNT_ATTEMPTS: u32 = 3;
+
+/// Why mounting, unmounting or making a mount point failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// `mount` or `umount` failed (the error names the command and quotes its stderr).
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    /// A directory could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Every fresh name for a directory was taken.
+    #[error("cannot create a directory for {purpose} under {}", scratch.display())]
+    NoFreeName {
+        /// What the directory was for.
+        purpose: String,
+        /// Where it was to be made.
+        scratch: PathBuf,
+    },
+    /// A missing mount point could not be created.
+    #[error("cannot create mount point {}: {source}", path.display())]
+    MountPoint {
+        /// The mount point.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Mounting failed.
+    #[error("mounting {} on {} failed: {cause}", device.display(), target.display())]
+    Mount {
+        /// What was mounted.
+        device: PathBuf,
+        /// Where.
+        target: PathBuf,
+        /// Why.
+        cause: Box<MountError>,
+    },
+    /// Unmounting failed on every attempt.
+    #[error("unmounting {} failed after {UMOUNT_ATTEMPTS} attempts: {last}", target.display())]
+    Unmount {
+        /// The mount point.
+        target: PathBuf,
+        /// The last attempt's error.
+        last: Box<MountError>,
+    },
+    /// Several unmounts failed.
+    #[error("{}", join(.0))]
+    Several(Vec<MountError>),
+}
+
+fn join(errors: &[MountError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl MountError {
+    /// One error for the unmounts in `failed` (none: `Ok`).
+    fn all(mut failed: Vec<MountError>) -> Result<(), MountError> {
+        match failed.len() {
+            0 => Ok(()),
+            1 => Err(failed.remove(0)),
+            _ => Err(MountError::Several(failed)),
+        }
+    }
+}
 
 /// What a mount is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,14 +110,14 @@ pub trait Mounter: Sync {
     /// Mounts `source` on the existing directory `target`.
     ///
     /// # Errors
-    /// The tool's error text.
-    fn mount(&self, source: &Path, target: &Path, kind: MountKind<'_>) -> Result<(), String>;
+    /// The tool's error.
+    fn mount(&self, source: &Path, target: &Path, kind: MountKind<'_>) -> Result<(), MountError>;
 
     /// Unmounts `target`.
     ///
     /// # Errors
-    /// The tool's error text.
-    fn umount(&self, target: &Path) -> Result<(), String>;
+    /// The tool's error.
+    fn umount(&self, target: &Path) -> Result<(), MountError>;
 }
 
 /// The machine's `mount` and `umount`.
@@ -52,7 +127,7 @@ pub struct SystemMounter<'a> {
 }
 
 impl Mounter for SystemMounter<'_> {
-    fn mount(&self, source: &Path, target: &Path, kind: MountKind<'_>) -> Result<(), String> {
+    fn mount(&self, source: &Path, target: &Path, kind: MountKind<'_>) -> Result<(), MountError> {
         let (src, dst) = (source.to_string_lossy(), target.to_string_lossy());
         let args: Vec<&str> = match kind {
             MountKind::Device(Some(fstype)) => vec!["-t", fstype, &src, &dst],
@@ -60,11 +135,12 @@ impl Mounter for SystemMounter<'_> {
             MountKind::Bind => vec!["-o", "bind", &src, &dst],
             MountKind::Pseudo(fstype) => vec!["-t", fstype, fstype, &dst],
         };
-        tools::run_ok(self.tools, "mount", &args, MOUNT_TIMEOUT).map(|_| ())
+        tools::run_checked(self.tools, "mount", &args, MOUNT_TIMEOUT)?;
+        Ok(())
     }
 
-    fn umount(&self, target: &Path) -> Result<(), String> {
-        match tools::run_ok(
+    fn umount(&self, target: &Path) -> Result<(), MountError> {
+        match tools::run_checked(
             self.tools,
             "umount",
             &[&target.to_string_lossy()],
@@ -72,11 +148,11 @@ impl Mounter for SystemMounter<'_> {
         ) {
             Ok(_) => Ok(()),
             // Already gone (e.g. taken along by a `umount -a` inside the chroot).
-            Err(e) if e.contains("not mounted") => {
+            Err(ToolError::Failed { detail, .. }) if detail.contains("not mounted") => {
                 debug!(target = %target.display(), "already unmounted");
                 Ok(())
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -85,7 +161,7 @@ impl Mounter for SystemMounter<'_> {
 ///
 /// # Errors
 /// When it cannot be created.
-pub fn fresh_dir(scratch: &Path, purpose: &str) -> Result<PathBuf, String> {
+pub fn fresh_dir(scratch: &Path, purpose: &str) -> Result<PathBuf, MountError> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     for _ in 0..100 {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -93,13 +169,13 @@ pub fn fresh_dir(scratch: &Path, purpose: &str) -> Result<PathBuf, String> {
         match std::fs::create_dir_all(scratch).and_then(|()| std::fs::create_dir(&dir)) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+            Err(source) => return Err(MountError::CreateDir { path: dir, source }),
         }
     }
-    Err(format!(
-        "cannot create a directory for {purpose} under {}",
-        scratch.display()
-    ))
+    Err(MountError::NoFreeName {
+        purpose: purpose.to_string(),
+        scratch: scratch.to_path_buf(),
+    })
 }
 
 /// Everything mounted for one operation; unmounted newest first by [`MountStack::release`],
@@ -134,7 +210,7 @@ impl<'a> MountStack<'a> {
     ///
     /// # Errors
     /// When it cannot be created.
-    pub fn dir(&mut self, scratch: &Path, purpose: &str) -> Result<PathBuf, String> {
+    pub fn dir(&mut self, scratch: &Path, purpose: &str) -> Result<PathBuf, MountError> {
         let dir = fresh_dir(scratch, purpose)?;
         self.created.push(dir.clone());
         Ok(dir)
@@ -149,19 +225,21 @@ impl<'a> MountStack<'a> {
         source: &Path,
         target: &Path,
         kind: MountKind<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), MountError> {
         if !target.is_dir() {
-            std::fs::create_dir_all(target)
-                .map_err(|e| format!("cannot create mount point {}: {e}", target.display()))?;
+            std::fs::create_dir_all(target).map_err(|source| MountError::MountPoint {
+                path: target.to_path_buf(),
+                source,
+            })?;
         }
         debug!(source = %source.display(), target = %target.display(), ?kind, "mounting");
-        self.mounter.mount(source, target, kind).map_err(|e| {
-            format!(
-                "mounting {} on {} failed: {e}",
-                source.display(),
-                target.display()
-            )
-        })?;
+        self.mounter
+            .mount(source, target, kind)
+            .map_err(|e| MountError::Mount {
+                device: source.to_path_buf(),
+                target: target.to_path_buf(),
+                cause: Box::new(e),
+            })?;
         self.mounted.push(target.to_path_buf());
         Ok(())
     }
@@ -175,7 +253,7 @@ impl<'a> MountStack<'a> {
     ///
     /// # Errors
     /// The unmounts that failed after all attempts.
-    pub fn unmount(&mut self, target: &Path) -> Result<(), String> {
+    pub fn unmount(&mut self, target: &Path) -> Result<(), MountError> {
         let Some(at) = self.mounted.iter().position(|m| m == target) else {
             return Ok(());
         };
@@ -186,16 +264,12 @@ impl<'a> MountStack<'a> {
                 failed.push(e);
             }
         }
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(failed.join("; "))
-        }
+        MountError::all(failed)
     }
 
-    fn umount_with_retries(&self, target: &Path) -> Result<(), String> {
-        let mut last = String::new();
-        for attempt in 1..=UMOUNT_ATTEMPTS {
+    fn umount_with_retries(&self, target: &Path) -> Result<(), MountError> {
+        let mut attempt = 1;
+        loop {
             match self.mounter.umount(target) {
                 Ok(()) => {
                     debug!(target = %target.display(), "unmounted");
@@ -203,17 +277,17 @@ impl<'a> MountStack<'a> {
                 }
                 Err(e) => {
                     warn!(target = %target.display(), attempt, error = %e, "unmount failed");
-                    last = e;
-                    if attempt < UMOUNT_ATTEMPTS {
-                        std::thread::sleep(self.retry_delay);
+                    if attempt >= UMOUNT_ATTEMPTS {
+                        return Err(MountError::Unmount {
+                            target: target.to_path_buf(),
+                            last: Box::new(e),
+                        });
                     }
+                    attempt += 1;
+                    std::thread::sleep(self.retry_delay);
                 }
             }
         }
-        Err(format!(
-            "unmounting {} failed after {UMOUNT_ATTEMPTS} attempts: {last}",
-            target.display()
-        ))
     }
 
     /// Unmounts everything, newest first, then removes the directories it created (only
@@ -221,7 +295,7 @@ impl<'a> MountStack<'a> {
     ///
     /// # Errors
     /// Every unmount that failed after all attempts.
-    pub fn release(&mut self) -> Result<(), String> {
+    pub fn release(&mut self) -> Result<(), MountError> {
         let mut failed = Vec::new();
         while let Some(m) = self.mounted.pop() {
             if let Err(e) = self.umount_with_retries(&m) {
@@ -232,11 +306,10 @@ impl<'a> MountStack<'a> {
             for dir in self.created.drain(..).rev() {
                 remove_empty_tree(&dir);
             }
-            Ok(())
         } else {
             self.created.clear();
-            Err(failed.join("; "))
         }
+        MountError::all(failed)
     }
 }
 
@@ -282,7 +355,17 @@ pub(crate) mod fake {
     use std::path::{Path, PathBuf};
     use std::sync::Mutex;
 
-    use super::{MountKind, Mounter};
+    use super::{MountError, MountKind, Mounter};
+    use crate::tools::ToolError;
+
+    /// What a failing `mount`/`umount` would report.
+    fn refused(command: String, detail: impl ToString) -> MountError {
+        MountError::Tool(ToolError::Failed {
+            command,
+            status: "exit status 32".into(),
+            detail: detail.to_string(),
+        })
+    }
 
     /// See the module documentation.
     #[derive(Debug, Default)]
@@ -339,17 +422,25 @@ pub(crate) mod fake {
     }
 
     impl Mounter for FakeMounter {
-        fn mount(&self, source: &Path, target: &Path, kind: MountKind<'_>) -> Result<(), String> {
+        fn mount(
+            &self,
+            source: &Path,
+            target: &Path,
+            kind: MountKind<'_>,
+        ) -> Result<(), MountError> {
+            let line = format!("mount {} {}", source.display(), target.display());
             if let Ok(mut c) = self.calls.lock() {
-                c.push(format!("mount {} {}", source.display(), target.display()));
+                c.push(line.clone());
             }
             let backing = match kind {
                 MountKind::Device(_) => {
-                    let fs = self
-                        .filesystems
-                        .get(source)
-                        .ok_or_else(|| format!("mount: {}: no such device", source.display()))?;
-                    copy_tree(fs, target).map_err(|e| e.to_string())?;
+                    let fs = self.filesystems.get(source).ok_or_else(|| {
+                        refused(
+                            line.clone(),
+                            format!("mount: {}: no such device", source.display()),
+                        )
+                    })?;
+                    copy_tree(fs, target).map_err(|e| refused(line.clone(), e))?;
                     Some(fs.clone())
                 }
                 MountKind::Bind | MountKind::Pseudo(_) => None,
@@ -360,24 +451,29 @@ pub(crate) mod fake {
             Ok(())
         }
 
-        fn umount(&self, target: &Path) -> Result<(), String> {
+        fn umount(&self, target: &Path) -> Result<(), MountError> {
+            let line = format!("umount {}", target.display());
             if let Ok(mut c) = self.calls.lock() {
-                c.push(format!("umount {}", target.display()));
+                c.push(line.clone());
             }
+            let fail = |detail: String| refused(line.clone(), detail);
             if self.stuck.iter().any(|s| s == target) {
-                return Err(format!("umount: {}: target is busy.", target.display()));
+                return Err(fail(format!(
+                    "umount: {}: target is busy.",
+                    target.display()
+                )));
             }
-            let mut m = self.mounted.lock().map_err(|e| e.to_string())?;
+            let mut m = self.mounted.lock().map_err(|e| fail(e.to_string()))?;
             let at = m
                 .iter()
                 .rposition(|(t, _)| t == target)
-                .ok_or_else(|| format!("umount: {}: not mounted.", target.display()))?;
+                .ok_or_else(|| fail(format!("umount: {}: not mounted.", target.display())))?;
             let (_, backing) = m.remove(at);
             if let Some(fs) = backing {
                 // Write back what changed, then empty the mount point.
-                std::fs::remove_dir_all(&fs).map_err(|e| e.to_string())?;
-                copy_tree(target, &fs).map_err(|e| e.to_string())?;
-                clear(target).map_err(|e| e.to_string())?;
+                std::fs::remove_dir_all(&fs).map_err(|e| fail(e.to_string()))?;
+                copy_tree(target, &fs).map_err(|e| fail(e.to_string()))?;
+                clear(target).map_err(|e| fail(e.to_string()))?;
             }
             Ok(())
         }
@@ -440,7 +536,11 @@ mod tests {
                     MountKind::Device(Some("vfat")),
                 )
                 .map_err(anyhow::Error::msg)?;
-            let err = stack.release().err().unwrap_or_default();
+            let err = stack
+                .release()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(
                 err.contains("after 3 attempts") && err.contains("busy"),
                 "{err}"
@@ -465,7 +565,7 @@ mod tests {
     fn dropping_unmounts_after_an_early_return() -> anyhow::Result<()> {
         let tmp = tempfile::tempdir()?;
         let mounter = FakeMounter::default();
-        let attempt = || -> Result<(), String> {
+        let attempt = || -> Result<(), MountError> {
             let mut stack = MountStack::new(&mounter).with_retry_delay(Duration::ZERO);
             stack.mount(
                 Path::new("/proc"),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tracing::info;
 
-use super::mount::MountKind;
+use super::mount::{MountError, MountKind};
 use super::nvram::EspLocation;
 use super::{BootloaderError, Host};
 use crate::clean::raid::mdadm;
@@ -88,6 +88,7 @@ pub fn relocate_esp(
     image_esp: Option<&Path>,
 ) -> Result<Mirror, BootloaderError> {
     let exec = BootloaderError::Execution;
+    let mount_fail = |e: MountError| exec(e.to_string());
     let holders = holder_disks(host, device)?;
     let Some((mirror, members)) = find_mirror(host, &holders) else {
         return Err(BootloaderError::DeviceNotFound(format!(
@@ -106,10 +107,10 @@ pub fn relocate_esp(
         info!(from = %image_esp.display(), to = %mirror.display(), "relocating the image's ESP into the ESP mirror");
         let mut mounts = host.mounts();
         let copied = (|| -> Result<(), BootloaderError> {
-            let src = mounts.dir(&host.scratch, "esp-src").map_err(exec)?;
+            let src = mounts.dir(&host.scratch, "esp-src").map_err(mount_fail)?;
             mounts
                 .mount(image_esp, &src, MountKind::Device(Some("vfat")))
-                .map_err(exec)?;
+                .map_err(mount_fail)?;
             let size = blockdev::size_bytes(&mirror).map_err(|e| exec(e.to_string()))?;
             let used = used_bytes(&src);
             if used > size {
@@ -126,10 +127,10 @@ pub fn relocate_esp(
             args.push(mirror.to_string_lossy().into_owned());
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             tools::run_ok(host.tools, "mkfs.vfat", &args, TOOL_TIMEOUT).map_err(exec)?;
-            let dst = mounts.dir(&host.scratch, "esp-dst").map_err(exec)?;
+            let dst = mounts.dir(&host.scratch, "esp-dst").map_err(mount_fail)?;
             mounts
                 .mount(&mirror, &dst, MountKind::Device(Some("vfat")))
-                .map_err(exec)?;
+                .map_err(mount_fail)?;
             let from = format!("{}/.", src.display());
             let to = format!("{}/", dst.display());
             tools::run_ok(host.tools, "cp", &["-a", &from, &to], TOOL_TIMEOUT).map_err(exec)?;
@@ -137,7 +138,7 @@ pub fn relocate_esp(
         })();
         let released = mounts.release();
         copied?;
-        released.map_err(exec)?;
+        released.map_err(mount_fail)?;
         tools::run_ok(
             host.tools,
             "wipefs",

@@ -1,8 +1,7 @@
 //! `log.collect_system_logs`: a base64 tar.gz of everything useful for debugging.
 
 use std::io::Write;
-use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use flate2::Compression;
@@ -12,6 +11,7 @@ use serde_json::json;
 use super::registry::{Mode, Params, Registry};
 use super::result::{CommandError, CommandOutput};
 use crate::context::AgentContext;
+use crate::tools::Invocation;
 
 /// Registers `log.collect_system_logs`.
 pub fn register(r: &mut Registry) {
@@ -43,6 +43,11 @@ pub fn bundle_files(ctx: &AgentContext) -> Vec<(String, Vec<u8>)> {
         .map(|(name, data)| (name, redact(data, &secrets)))
         .collect()
 }
+
+/// How long `journalctl` may take.
+const JOURNAL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most of the journal kept (its last 10000 lines stay far below this).
+const JOURNAL_KEEP: usize = 64 << 20;
 
 /// Kernel command-line parameters whose values never leave the machine in a bundle (the
 /// kernel prints its command line into dmesg and the journal).
@@ -97,10 +102,10 @@ fn replace_all(data: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
 /// Everything collected, before redaction.
 fn collect_files(ctx: &AgentContext) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = vec![("ironic-agent.log".into(), ctx.logs.contents())];
-    if let Ok(out) = Command::new("journalctl")
+    if let Ok(out) = Invocation::new("journalctl", JOURNAL_TIMEOUT)
         .args(["--full", "--no-pager", "-b", "-n", "10000"])
-        .output()
-        && out.status.success()
+        .keep_stdout(JOURNAL_KEEP)
+        .run_ok()
     {
         files.push(("journal".into(), out.stdout));
     }

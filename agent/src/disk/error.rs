@@ -3,6 +3,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::tools::ToolError;
+
 /// What went wrong while inspecting or changing a disk.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
@@ -17,14 +19,9 @@ pub enum DiskError {
         #[source]
         source: io::Error,
     },
-    /// An external tool could not be started or exited with an error.
-    #[error("{command} failed: {message}")]
-    Command {
-        /// The command line.
-        command: String,
-        /// Its standard error (or why it could not run).
-        message: String,
-    },
+    /// An external tool is missing, could not be started, timed out or exited with an error.
+    #[error(transparent)]
+    Tool(#[from] ToolError),
     /// A partition table is malformed, or cannot hold the requested change.
     #[error("partition table of {}: {message}", path.display())]
     Table {

@@ -512,7 +512,7 @@ mod tests {
     use std::process::Command;
 
     use super::*;
-    use crate::disk::cmd::find_tool;
+    use crate::tools::find_tool;
 
     fn image(dir: &Path, name: &str, size: u64) -> anyhow::Result<PathBuf> {
         let p = dir.join(name);

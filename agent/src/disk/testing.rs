@@ -81,7 +81,7 @@ pub fn partx_show(path: &Path) -> anyhow::Result<Vec<PartxEntry>> {
 /// `scripts/test.sh` installs every tool, so no check silently passes by skipping there;
 /// elsewhere a note is printed and the check is skipped.
 pub fn tool_available(tool: &str, package: &str) -> anyhow::Result<bool> {
-    if super::cmd::find_tool(tool).is_some() {
+    if crate::tools::find_tool(tool).is_some() {
         return Ok(true);
     }
     if std::env::var_os("CI").is_some() {

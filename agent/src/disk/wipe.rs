@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::blockdev::{self, is_block_device};
 use super::{DiskError, MIB, cmd, probe, table};
+use crate::tools::{ToolError, find_tool};
 
 /// What [`erase_metadata`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,7 +62,7 @@ fn zero_signatures(
 
 /// `wipefs --force --all dev` (without `--force` on old util-linux); false if absent or failed.
 fn run_wipefs(dev: &Path) -> bool {
-    if cmd::find_tool("wipefs").is_none() {
+    if find_tool("wipefs").is_none() {
         return false;
     }
     match cmd::run(
@@ -69,7 +70,9 @@ fn run_wipefs(dev: &Path) -> bool {
         ["--force".as_ref(), "--all".as_ref(), dev.as_os_str()],
     ) {
         Ok(_) => true,
-        Err(DiskError::Command { message, .. }) if message.contains("unrecognized option") => {
+        Err(DiskError::Tool(ToolError::Failed { detail, .. }))
+            if detail.contains("unrecognized option") =>
+        {
             cmd::run("wipefs", ["--all".as_ref(), dev.as_os_str()]).is_ok()
         }
         Err(e) => {
@@ -95,7 +98,7 @@ fn forget_partitions(dev: &Path) {
         return;
     }
     let _ = blockdev::reread_partitions(dev, &[]);
-    if cmd::find_tool("partx").is_some() {
+    if find_tool("partx").is_some() {
         // BLKRRPART is refused on loop devices without partition scanning: partx -d does it.
         let _ = cmd::run("partx", ["-d".as_ref(), dev.as_os_str()]);
     }

@@ -2,7 +2,6 @@
 //! never reaches ours (ours carries the one JSON response): both streams are captured, and
 //! copied to our stderr, which the agent logs.
 
-use std::process::Command;
 use std::time::Duration;
 
 use hardware_managers::process::{self, Capture, Captured, Keep, Limits, Lingering, RunError};
@@ -29,7 +28,7 @@ pub fn run(argv: &[String], timeout: Duration) -> Result<Ran, String> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| "empty command".to_string())?;
-    let mut cmd = Command::new(program);
+    let mut cmd = process::command(program);
     cmd.args(args);
     let limits = Limits::with_timeout(timeout).keeping(KEEP);
     // Whatever it started and left holding the pipes goes with its group.

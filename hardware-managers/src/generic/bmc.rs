@@ -8,7 +8,6 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use tracing::{debug, warn};
@@ -41,7 +40,7 @@ pub(crate) fn has_ipmi_device(root: &Path) -> bool {
 
 /// Runs the real `ipmitool` with `args`.
 pub(crate) fn run_ipmitool(args: &[&str]) -> Answer {
-    let mut cmd = Command::new("ipmitool");
+    let mut cmd = process::command("ipmitool");
     cmd.args(args);
     match process::run(cmd, None, Limits::with_timeout(IPMITOOL_TIMEOUT)) {
         Ok(f) if f.status.success() => {

@@ -3,7 +3,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use tracing::{debug, warn};
@@ -143,7 +142,7 @@ fn run_logged(command: &LogCommand) -> Option<Vec<u8>> {
 /// `(succeeded, stdout followed by stderr)`, or `None` when the program could not run.
 fn run_one(argv: &[&str]) -> Option<(bool, Vec<u8>)> {
     let (program, args) = argv.split_first()?;
-    let mut cmd = Command::new(program);
+    let mut cmd = process::command(program);
     cmd.args(args);
     match process::run(cmd, None, Limits::with_timeout(COMMAND_TIMEOUT)) {
         Ok(f) => {

@@ -232,7 +232,7 @@ fn raid_member_disks(root: &Path, devices: &[BlockDevice]) -> BTreeSet<String> {
 /// `modprobe` of the in-band IPMI drivers; failures (no such module, no BMC) are expected.
 fn load_ipmi_modules() {
     for module in ["ipmi_msghandler", "ipmi_devintf", "ipmi_si"] {
-        let mut cmd = std::process::Command::new("modprobe");
+        let mut cmd = process::command("modprobe");
         cmd.arg(module);
         match process::run(cmd, None, Limits::with_timeout(Duration::from_secs(30))) {
             Ok(f) if f.status.success() => {}

@@ -163,7 +163,7 @@ pub(crate) fn run(
         return Err(fail(format!(
             "{}; stderr: {}",
             out.status,
-            tool::tail_text(out.stderr.as_bytes(), tool::STDERR_IN_ERRORS)
+            tool::tail_text(&out.stderr, tool::STDERR_IN_ERRORS)
         )));
     }
     let text = match &s.output_file {
@@ -176,7 +176,7 @@ pub(crate) fn run(
         return Err(fail(format!(
             "I/O or verify errors: {}; stderr: {}",
             problems.join("; "),
-            tool::tail_text(out.stderr.as_bytes(), tool::STDERR_IN_ERRORS)
+            tool::tail_text(&out.stderr, tool::STDERR_IN_ERRORS)
         )));
     }
     let disks: Vec<DiskResult> = report.jobs.iter().map(|j| j.result()).collect();
@@ -231,7 +231,7 @@ pub(crate) fn run_smart_test(
         match tool::run(&smartctl, &args, None, quick) {
             Ok(out) if out.status.success() => {}
             Ok(out) => {
-                warn!(device = %dev.display(), status = %out.status, stderr = %out.stderr, "smartctl -t long failed");
+                warn!(device = %dev.display(), status = %out.status, stderr = %String::from_utf8_lossy(&out.stderr), "smartctl -t long failed");
                 not_started.push(dev.display().to_string());
             }
             Err(e) => {

@@ -33,9 +33,10 @@ use serde_json::{Map, Value, json};
 use tracing::{error, info};
 
 use self::settings::{ArgDef, StressSettings, Stressor};
-use self::tool::{RunError, STRESS_NG, Toolbox};
+use self::tool::{STRESS_NG, Toolbox};
 use crate::clean::deploy_step;
 use crate::context::AgentContext;
+use crate::tools::ToolError;
 
 /// The burn-in steps, with the kinds they are offered for and their arguments.
 const STEPS: &[(&str, &[StepKind], &[ArgDef])] = &[
@@ -134,18 +135,22 @@ fn run_stress(tools: &Toolbox, s: &StressSettings) -> HardwareResult<Value> {
     let fail = |why: String| command_failed(format!("stress-ng ({kind}) failed with error: {why}"));
     let out =
         tool::run(&program, &args, None, run_time + margin(run_time)).map_err(|e| match e {
-            RunError::TimedOut { .. } => {
+            ToolError::TimedOut { .. } => {
                 fail(format!("{e} (the run was to take {}s)", run_time.as_secs()))
             }
             other => fail(other.to_string()),
         })?;
     // stress-ng reports on stderr; both streams are looked at in case that changes.
-    let log = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), out.stderr);
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     if !out.status.success() {
         return Err(fail(format!(
             "{}; stderr: {}",
             out.status,
-            tool::tail_text(out.stderr.as_bytes(), tool::STDERR_IN_ERRORS)
+            tool::tail_text(&out.stderr, tool::STDERR_IN_ERRORS)
         )));
     }
     let report = report::stress_report(&log);

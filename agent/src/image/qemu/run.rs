@@ -1,10 +1,16 @@
 //! Running `qemu-img` as IPA does: bounded address space, few malloc arenas, retries when the
 //! kernel refuses memory, stderr kept for the error, progress read from stdout.
+//!
+//! This is the one run that does not go through the agent's runner ([`crate::tools`]): its
+//! progress is parsed from stdout while it runs and its peak RSS is read with `wait4(2)`,
+//! neither of which the runner's bounded capture offers. It has no deadline (a conversion
+//! takes as long as the image needs). The program is found with the shared lookup
+//! ([`hardware_managers::process::command`]).
 
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::Instant;
 
 use super::QemuError;
@@ -56,7 +62,7 @@ fn run_once(
     args: &[OsString],
     progress: Option<&dyn Fn(f64)>,
 ) -> Result<Finished, QemuError> {
-    let mut cmd = Command::new(&opts.qemu_img);
+    let mut cmd = hardware_managers::process::command(&opts.qemu_img);
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
