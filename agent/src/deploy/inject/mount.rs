@@ -1,18 +1,21 @@
 //! Mounting a target filesystem on a private temporary directory, undone on drop.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::fs::DirBuilder;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use tracing::{debug, error, warn};
 
 use super::error::InjectError;
 use super::walker::cvt;
+use crate::tools::{Invocation, ToolError};
+
+/// How long `mount` may take (a journal replay on a large filesystem).
+const MOUNT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Plain unmount attempts before falling back to a lazy detach.
 pub(super) const UMOUNT_TRIES: u32 = 10;
@@ -36,20 +39,22 @@ impl Mounted {
             dir,
             device: device.to_path_buf(),
         };
-        let out = Command::new("mount")
-            .arg(if writable { "-w" } else { "-r" })
-            .args(["-o", "nodev,nosuid,noexec"])
-            .arg(device)
-            .arg(&m.dir)
-            .output()
-            .map_err(InjectError::io("running mount"))?;
-        if !out.status.success() {
-            return Err(InjectError::Mount(format!(
-                "mount {} failed: {}",
-                device.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
+        let mode = if writable { "-w" } else { "-r" };
+        Invocation::new("mount", MOUNT_TIMEOUT)
+            .args([
+                OsStr::new(mode),
+                OsStr::new("-o"),
+                OsStr::new("nodev,nosuid,noexec"),
+                device.as_os_str(),
+                m.dir.as_os_str(),
+            ])
+            .run_ok()
+            .map_err(|e| match e {
+                ToolError::Failed { detail, .. } => {
+                    InjectError::Mount(format!("mount {} failed: {detail}", device.display()))
+                }
+                other => InjectError::Mount(other.to_string()),
+            })?;
         if !is_mountpoint(&m.dir) {
             return Err(InjectError::Mount(format!(
                 "mount {} reported success but nothing is mounted on {}",
