@@ -35,9 +35,9 @@ pub struct AgentContext {
     lookup_config: RwLock<Option<LookupConfig>>,
     progress: RwLock<Option<Arc<Progress>>>,
     /// What the last deploy left (partition UUIDs).
-    pub deploy: crate::deploy::DeployState,
+    pub deploy: crate::state::DeployState,
     /// The software RAID this agent created (its root volume).
-    pub raid: crate::clean::raid::RaidState,
+    pub raid: crate::state::RaidState,
     /// Recent commands, for the log bundle.
     pub history: crate::commands::history::CommandHistory,
 }
@@ -73,8 +73,8 @@ impl AgentContext {
             node: RwLock::new(None),
             lookup_config: RwLock::new(None),
             progress: RwLock::new(None),
-            deploy: crate::deploy::DeployState::default(),
-            raid: crate::clean::raid::RaidState::default(),
+            deploy: crate::state::DeployState::default(),
+            raid: crate::state::RaidState::default(),
             history: Default::default(),
         }
     }

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use tracing::{info, warn};
 
-use super::node_info;
 use crate::commands::CommandError;
 use crate::context::AgentContext;
 use crate::disk::configdrive::{self, ConfigDriveFile, TlsOptions};
 use crate::disk::layout::{self, LayoutRequest};
+use crate::disk::node_info;
 use crate::disk::uuids::{self, PartitionUuids};
 use crate::disk::{DiskError, MIB, blockdev, table, wipe};
 use crate::guard::DiskGuard;
@@ -80,33 +80,6 @@ impl DeployError {
             ),
             DeployError::Hardware(e) => CommandError::from_hardware(e),
             DeployError::Invalid(m) => CommandError::invalid_params(m.clone()),
-        }
-    }
-}
-
-/// What the last successful `prepare_image` produced.
-#[derive(Debug, Default)]
-pub struct DeployState {
-    uuids: Mutex<Option<PartitionUuids>>,
-    image_id: Mutex<Option<String>>,
-}
-
-impl DeployState {
-    /// `get_partition_uuids`: `{}` before any deploy.
-    pub fn partition_uuids(&self) -> PartitionUuids {
-        self.uuids
-            .lock()
-            .ok()
-            .and_then(|u| u.clone())
-            .unwrap_or_default()
-    }
-
-    fn record(&self, id: &str, uuids: PartitionUuids) {
-        if let Ok(mut u) = self.uuids.lock() {
-            *u = Some(uuids);
-        }
-        if let Ok(mut i) = self.image_id.lock() {
-            *i = Some(id.to_string());
         }
     }
 }

@@ -14,8 +14,8 @@ use super::config::{self, Facts, Parsed, RaidConfig};
 use super::layout::{self, Layout};
 use super::{mdadm, raid_error};
 use crate::context::AgentContext;
-use crate::deploy::node_info;
 use crate::disk::layout::{BootMode, make_filesystem};
+use crate::disk::node_info;
 use crate::disk::table::{self, TableKind};
 use crate::disk::{DiskError, blockdev};
 

@@ -4,7 +4,7 @@
 //!
 //! `config` parses and validates `target_raid_config` before anything is touched, `layout`
 //! plans every partition, `mdadm` wraps the tool, `create` and `delete` carry the work out.
-//! The root volume created here becomes the install device (see [`RaidState`]).
+//! The root volume created here becomes the install device (see [`crate::state::RaidState`]).
 
 pub mod config;
 mod create;
@@ -14,14 +14,11 @@ pub mod mdadm;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
 use hardware_managers::{
     ArgInfo, HardwareError, HardwareResult, Node, Step, StepContext, StepKind,
 };
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 use crate::context::AgentContext;
 
@@ -121,37 +118,6 @@ pub fn execute(
             create::create(ctx, node, raid_config)
         }
         other => Err(HardwareError::incompatible(other)),
-    }
-}
-
-/// What the agent remembers of the software RAID it created: the root volume (the logical
-/// disk marked `is_root_volume`, else the first one), which becomes the install device.
-#[derive(Debug, Default)]
-pub struct RaidState {
-    root: Mutex<Option<PathBuf>>,
-}
-
-impl RaidState {
-    fn set_root(&self, root: Option<PathBuf>) {
-        *self
-            .root
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = root;
-    }
-
-    /// The root volume, while its array exists.
-    pub fn root(&self) -> Option<PathBuf> {
-        let root = self
-            .root
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()?;
-        let name = root.file_name()?;
-        Path::new("/sys/block")
-            .join(name)
-            .join("md")
-            .is_dir()
-            .then_some(root)
     }
 }
 
