@@ -13,6 +13,7 @@ pub mod conductor;
 pub mod config;
 pub mod context;
 pub mod deploy;
+pub mod devices;
 pub mod disk;
 pub mod efibootmgr;
 pub mod guard;

@@ -126,7 +126,7 @@ pub async fn install_device(State(s): State<ApiState>) -> Result<Json<Value>, Ap
             "error": error,
             "why": {
                 "root_device_hints": hints,
-                "raid_root_volume": ctx.raid.root().map(|p| p.display().to_string()),
+                "raid_root_volume": ctx.state.raid.root().map(|p| p.display().to_string()),
                 "allow_devices": ctx.config.allow_devices,
                 "node_known": node.is_some(),
             },

@@ -19,7 +19,6 @@ use serde_json::{Map, Value};
 use tracing::{debug, info};
 
 use crate::clean::deploy_step;
-use crate::context::AgentContext;
 use crate::efibootmgr::{decode_output, parse_efibootmgr};
 use crate::tools::{self, Tools};
 
@@ -65,7 +64,6 @@ pub fn steps(kind: StepKind) -> Vec<Step> {
 /// `InvalidArgs` (400) for a `match_patterns` that is not a list of valid regular expressions;
 /// a failure when the machine was not booted through UEFI or `efibootmgr` fails.
 pub fn execute(
-    _ctx: &AgentContext,
     name: &str,
     _step_ctx: &StepContext,
     args: &Map<String, Value>,

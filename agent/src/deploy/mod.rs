@@ -3,6 +3,8 @@
 
 pub mod inject;
 pub mod prepare;
+pub mod settings;
 pub mod steps;
 
-pub use prepare::{DeployError, prepare_image};
+pub use prepare::{DeployError, Deployer};
+pub use settings::DeploySettings;

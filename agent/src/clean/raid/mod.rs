@@ -20,7 +20,8 @@ use hardware_managers::{
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-use crate::context::AgentContext;
+use crate::devices::Devices;
+use crate::state::RaidState;
 
 /// The RAID steps of `kind`.
 pub fn steps(kind: StepKind) -> Vec<Step> {
@@ -70,7 +71,8 @@ pub fn steps(kind: StepKind) -> Vec<Step> {
 
 /// Runs RAID step `name`; `Incompatible` for other names.
 pub fn execute(
-    ctx: &AgentContext,
+    devices: &Devices,
+    state: &RaidState,
     name: &str,
     step_ctx: &StepContext,
     args: &Map<String, Value>,
@@ -83,9 +85,9 @@ pub fn execute(
                 tracing::info!("no target_raid_config: nothing to create");
                 return Ok(Value::Object(Map::new()));
             }
-            create::create(ctx, node, &target)
+            create::create(devices, state, node, &target)
         }
-        "delete_configuration" => delete::delete(ctx, node).map(|()| Value::Null),
+        "delete_configuration" => delete::delete(devices, state, node).map(|()| Value::Null),
         "apply_configuration" => {
             let Some(raid_config) = args.get("raid_config") else {
                 return Err(HardwareError::InvalidArgs(
@@ -111,19 +113,19 @@ pub fn execute(
                 }
             };
             // Validate before deleting anything.
-            create::validate(ctx, node, raid_config)?;
+            create::validate(devices, node, raid_config)?;
             if delete_existing {
-                delete::delete(ctx, node)?;
+                delete::delete(devices, state, node)?;
             }
-            create::create(ctx, node, raid_config)
+            create::create(devices, state, node, raid_config)
         }
         other => Err(HardwareError::incompatible(other)),
     }
 }
 
 /// The install device when this agent built a software RAID: its root volume.
-pub fn install_device(ctx: &AgentContext, _node: Option<&Node>) -> Option<String> {
-    ctx.raid.root().map(|p| p.display().to_string())
+pub fn install_device(state: &RaidState, _node: Option<&Node>) -> Option<String> {
+    state.root().map(|p| p.display().to_string())
 }
 
 /// A `SoftwareRAIDError` with `message`.
