@@ -74,3 +74,85 @@ impl Devices {
         Ok(dev)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hardware_managers::{HardwareManager, SupportLevel};
+
+    use super::*;
+
+    /// Lists fixed disks and picks the first as install device.
+    struct Listed(Vec<BlockDevice>);
+
+    impl HardwareManager for Listed {
+        fn class_name(&self) -> String {
+            "Listed".into()
+        }
+        fn evaluate_hardware_support(&self) -> SupportLevel {
+            SupportLevel::GENERIC
+        }
+        fn list_block_devices(&self, _partitions: bool) -> HardwareResult<Vec<BlockDevice>> {
+            Ok(self.0.clone())
+        }
+        fn get_os_install_device(&self, _node: Option<&Node>) -> HardwareResult<String> {
+            self.0
+                .first()
+                .map(|d| d.name.clone())
+                .ok_or_else(|| HardwareError::DeviceNotFound("no disk".into()))
+        }
+    }
+
+    fn disk(name: &str) -> anyhow::Result<BlockDevice> {
+        Ok(serde_json::from_value(
+            serde_json::json!({"name": name, "size": 1u64 << 30, "rotational": false}),
+        )?)
+    }
+
+    #[test]
+    fn a_handle_made_with_the_chain_reaches_it() -> anyhow::Result<()> {
+        let listed = vec![disk("/dev/no-such-disk-a")?, disk("/dev/no-such-disk-b")?];
+        let mut handle = None;
+        let chain = Chain::new_cyclic(|me| {
+            handle = Some(Devices::new(
+                me.clone(),
+                vec![PathBuf::from("/dev/no-such-disk-a")],
+            ));
+            vec![Arc::new(Listed(listed)) as Arc<dyn HardwareManager>]
+        })?;
+        let devices = handle.ok_or_else(|| anyhow::anyhow!("no handle"))?;
+        let names: Vec<String> = devices.list(false)?.into_iter().map(|d| d.name).collect();
+        assert_eq!(names, ["/dev/no-such-disk-a", "/dev/no-such-disk-b"]);
+        assert_eq!(
+            devices.install_device(None)?,
+            PathBuf::from("/dev/no-such-disk-a")
+        );
+        drop(chain);
+        assert!(matches!(
+            devices.list(false),
+            Err(HardwareError::Configuration(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn the_guard_refuses_an_install_device_outside_the_allow_list() -> anyhow::Result<()> {
+        let chain = Arc::new(Chain::new(vec![
+            Arc::new(Listed(vec![disk("/dev/no-such-disk-b")?])) as Arc<dyn HardwareManager>,
+        ])?);
+        let devices = Devices::new(
+            Arc::downgrade(&chain),
+            vec![PathBuf::from("/dev/no-such-disk-a")],
+        );
+        assert!(matches!(
+            devices.install_device(None),
+            Err(InstallDeviceError::Guard(_))
+        ));
+        assert!(matches!(
+            Devices::default().install_device(None),
+            Err(InstallDeviceError::Hardware(HardwareError::Configuration(
+                _
+            )))
+        ));
+        Ok(())
+    }
+}
