@@ -17,9 +17,12 @@ use crate::conductor::lookup::LookupResponse;
 use crate::conductor::{IronicClient, advertise, heartbeat, inspection, lookup};
 use crate::config::{Config, PowerMode};
 use crate::context::AgentContext;
+use crate::deploy::Deployer;
 use crate::deploy::steps::AgentSteps;
+use crate::devices::Devices;
 use crate::logbuf::LogBuffer;
 use crate::power::{Power, RecordingPower, SystemPower};
+use crate::state::AgentState;
 use crate::stop::StopReason;
 use crate::tls;
 
@@ -29,15 +32,9 @@ const NIC_WAIT: Duration = Duration::from_secs(60);
 const IP_LOOKUP_ATTEMPTS: u32 = 6;
 const IP_LOOKUP_SLEEP: Duration = Duration::from_secs(10);
 
-/// Builds the hardware-manager chain: the generic manager plus every plug-in.
-pub fn build_chain(config: &Config, steps: Arc<AgentSteps>) -> anyhow::Result<Chain> {
-    let generic = GenericHardwareManager::new(GenericConfig {
-        bootif: config.bootif.clone(),
-        allowed_devices: config.allow_devices.clone(),
-        step_backend: Some(steps),
-        ..GenericConfig::default()
-    });
-    let mut managers: Vec<Arc<dyn HardwareManager>> = vec![Arc::new(generic)];
+/// Builds the hardware-manager chain: the generic manager, offering the agent's own steps
+/// (working on this chain's devices and on `state`), plus every plug-in.
+pub fn build_chain(config: &Config, state: &AgentState) -> anyhow::Result<Arc<Chain>> {
     let plugins =
         hardware_managers::plugin::discover(&config.hardware_managers_dir).with_context(|| {
             format!(
@@ -45,8 +42,20 @@ pub fn build_chain(config: &Config, steps: Arc<AgentSteps>) -> anyhow::Result<Ch
                 config.hardware_managers_dir.display()
             )
         })?;
-    managers.extend(plugins);
-    Ok(Chain::new(managers)?)
+    let chain = Chain::new_cyclic(|chain| {
+        let devices = Devices::new(chain.clone(), config.allow_devices.clone());
+        let steps = AgentSteps::with(Deployer::new(devices, config, state), state.raid.clone());
+        let generic = GenericHardwareManager::new(GenericConfig {
+            bootif: config.bootif.clone(),
+            allowed_devices: config.allow_devices.clone(),
+            step_backend: Some(Arc::new(steps)),
+            ..GenericConfig::default()
+        });
+        let mut managers: Vec<Arc<dyn HardwareManager>> = vec![Arc::new(generic)];
+        managers.extend(plugins);
+        managers
+    })?;
+    Ok(chain)
 }
 
 fn power_for(mode: &PowerMode) -> Arc<dyn Power> {
@@ -119,15 +128,14 @@ pub async fn run(config: Config, logs: LogBuffer) -> anyhow::Result<()> {
         tokio::time::sleep(config.hardware_initialization_delay).await;
     }
     let chain_config = config.clone();
-    let steps = Arc::new(AgentSteps::new());
-    let chain_steps = steps.clone();
-    let chain = tokio::task::spawn_blocking(move || build_chain(&chain_config, chain_steps))
+    let state = AgentState::default();
+    let chain_state = state.clone();
+    let chain = tokio::task::spawn_blocking(move || build_chain(&chain_config, &chain_state))
         .await
         .context("hardware manager set-up task")??;
     info!(chain = ?chain, "hardware managers loaded");
     let power = power_for(&config.power);
-    let ctx = Arc::new(AgentContext::new(config, chain, power, logs));
-    steps.bind(&ctx);
+    let ctx = Arc::new(AgentContext::with_state(config, chain, power, logs, state));
     let cfg = &ctx.config;
 
     if crate::commands::rescue::is_rescued(&cfg.rescue_root) {

@@ -1,4 +1,8 @@
 //! The agent's shared state: configuration, the hardware chain and what lookup taught us.
+//!
+//! The context is what the commands, the API and the conductor loops work with. It holds the
+//! same state handles ([`AgentState`]) the agent's steps were built with, and imports nothing
+//! above the state it holds: the steps, the deploy and the cleaning code never see it.
 
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -6,18 +10,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hardware_managers::{Chain, Node};
 use tokio::sync::Notify;
 
-use crate::conductor::lookup::LookupConfig;
 use crate::config::Config;
+use crate::config::lookup::LookupConfig;
+use crate::devices::Devices;
 use crate::image::Progress;
 use crate::logbuf::LogBuffer;
 use crate::power::Power;
+use crate::state::AgentState;
 
 /// State shared by the API, the executor, the commands and the heartbeat loop.
 pub struct AgentContext {
     /// Effective configuration.
     pub config: Config,
     /// The hardware-manager chain.
-    pub chain: Chain,
+    pub chain: Arc<Chain>,
     /// How power actions are carried out.
     pub power: Arc<dyn Power>,
     /// How `system.lockdown` takes the network interfaces down (from `config.network`).
@@ -31,13 +37,8 @@ pub struct AgentContext {
     /// Wakes the heartbeat loop after an async command finished.
     pub heartbeat_now: Notify,
     token: RwLock<Option<String>>,
-    node: RwLock<Option<Node>>,
-    lookup_config: RwLock<Option<LookupConfig>>,
-    progress: RwLock<Option<Arc<Progress>>>,
-    /// What the last deploy left (partition UUIDs).
-    pub deploy: crate::deploy::DeployState,
-    /// The software RAID this agent created (its root volume).
-    pub raid: crate::clean::raid::RaidState,
+    /// The node, the lookup `config`, progress, deploy and RAID state (shared with the steps).
+    pub state: AgentState,
     /// Recent commands, for the log bundle.
     pub history: crate::commands::history::CommandHistory,
 }
@@ -52,8 +53,25 @@ impl std::fmt::Debug for AgentContext {
 }
 
 impl AgentContext {
-    /// A context holding the pre-generated token from the configuration, if any.
-    pub fn new(config: Config, chain: Chain, power: Arc<dyn Power>, logs: LogBuffer) -> Self {
+    /// A context holding the pre-generated token from the configuration, if any, with fresh
+    /// state.
+    pub fn new(
+        config: Config,
+        chain: impl Into<Arc<Chain>>,
+        power: Arc<dyn Power>,
+        logs: LogBuffer,
+    ) -> Self {
+        Self::with_state(config, chain, power, logs, AgentState::default())
+    }
+
+    /// A context over `state`, the handles the chain's steps were built with.
+    pub fn with_state(
+        config: Config,
+        chain: impl Into<Arc<Chain>>,
+        power: Arc<dyn Power>,
+        logs: LogBuffer,
+        state: AgentState,
+    ) -> Self {
         let started_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
@@ -62,7 +80,7 @@ impl AgentContext {
         let network = crate::network::for_mode(&config.network);
         AgentContext {
             config,
-            chain,
+            chain: chain.into(),
             power,
             network,
             stop: crate::stop::StopSignal::default(),
@@ -70,11 +88,7 @@ impl AgentContext {
             started_at,
             heartbeat_now: Notify::new(),
             token: RwLock::new(token),
-            node: RwLock::new(None),
-            lookup_config: RwLock::new(None),
-            progress: RwLock::new(None),
-            deploy: crate::deploy::DeployState::default(),
-            raid: crate::clean::raid::RaidState::default(),
+            state,
             history: Default::default(),
         }
     }
@@ -93,26 +107,22 @@ impl AgentContext {
 
     /// The node cached from lookup or the latest command.
     pub fn node(&self) -> Option<Node> {
-        self.node.read().map(|n| n.clone()).unwrap_or(None)
+        self.state.node.get()
     }
 
     /// Caches `node`.
     pub fn set_node(&self, node: Node) {
-        if let Ok(mut n) = self.node.write() {
-            *n = Some(node);
-        }
+        self.state.node.set(node);
     }
 
     /// The `config` part of the lookup response, once looked up.
     pub fn lookup_config(&self) -> Option<LookupConfig> {
-        self.lookup_config.read().map(|c| c.clone()).unwrap_or(None)
+        self.state.lookup.get()
     }
 
     /// Stores the lookup `config`.
     pub fn set_lookup_config(&self, config: LookupConfig) {
-        if let Ok(mut c) = self.lookup_config.write() {
-            *c = Some(config);
-        }
+        self.state.lookup.set(config);
     }
 
     /// Whether the BMC fields must be left out of the inventory (`agent_skip_bmc_detect`).
@@ -124,23 +134,25 @@ impl AgentContext {
 
     /// Starts progress reporting for the running command (one command runs at a time).
     pub fn start_progress(&self) -> Arc<Progress> {
-        let p = Arc::new(Progress::new());
-        if let Ok(mut slot) = self.progress.write() {
-            *slot = Some(p.clone());
-        }
-        p
+        self.state.progress.start()
     }
 
     /// Ends progress reporting.
     pub fn clear_progress(&self) {
-        if let Ok(mut slot) = self.progress.write() {
-            *slot = None;
-        }
+        self.state.progress.clear();
     }
 
     /// The running command's progress, if it reports any.
     pub fn progress(&self) -> Option<Arc<Progress>> {
-        self.progress.read().map(|p| p.clone()).unwrap_or(None)
+        self.state.progress.get()
+    }
+
+    /// The block devices of this agent's chain, writable within `--allow-device`.
+    pub fn devices(&self) -> Devices {
+        Devices::new(
+            Arc::downgrade(&self.chain),
+            self.config.allow_devices.clone(),
+        )
     }
 
     /// Asks the heartbeat loop for an early heartbeat (after an async command finished).

@@ -109,6 +109,8 @@ fuzz_target!(|data: &[u8]| {
         f.power.clone(),
         LogBuffer::new(1024),
     );
-    let _ = ironic_agent::deploy::prepare::download_options(&ctx);
-    let _ = ironic_agent::deploy::prepare::md5_enabled(&ctx);
+    let settings =
+        ironic_agent::deploy::DeploySettings::new(&ctx.config, ctx.state.lookup.clone());
+    let _ = settings.download_options();
+    let _ = settings.md5_enabled();
 });

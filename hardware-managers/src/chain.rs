@@ -1,7 +1,7 @@
 //! The ordered chain of managers and IPA's dispatch rules.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tracing::{debug, info};
 
@@ -57,6 +57,32 @@ impl Chain {
             info!(manager = %m.manager.class_name(), support = m.support.0, "hardware manager ready");
         }
         Ok(Chain { members })
+    }
+
+    /// [`Chain::new`] for managers that need to reach the chain they belong to (a step backend
+    /// listing devices through every manager): `candidates` receives the chain's weak handle,
+    /// which upgrades once this returns and for as long as the chain lives. No manager may
+    /// upgrade it while `candidates` runs.
+    ///
+    /// # Errors
+    /// As [`Chain::new`].
+    pub fn new_cyclic(
+        candidates: impl FnOnce(&Weak<Chain>) -> Vec<Arc<dyn HardwareManager>>,
+    ) -> HardwareResult<Arc<Self>> {
+        let mut failure = None;
+        let chain = Arc::new_cyclic(|me| match Chain::new(candidates(me)) {
+            Ok(chain) => chain,
+            Err(e) => {
+                failure = Some(e);
+                Chain {
+                    members: Vec::new(),
+                }
+            }
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(chain),
+        }
     }
 
     /// The managers in dispatch order with their support levels.
@@ -419,6 +445,24 @@ mod tests {
         let v = c.versions();
         assert_eq!(v.get("A").map(String::as_str), Some("1.0"));
         assert_eq!(v.len(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn new_cyclic_hands_managers_a_handle_to_their_chain() -> HardwareResult<()> {
+        let mut handle = None;
+        let chain = Chain::new_cyclic(|me| {
+            assert!(me.upgrade().is_none(), "no chain before construction ends");
+            handle = Some(me.clone());
+            vec![Arc::new(Fake::new("A", 1)) as Arc<dyn HardwareManager>]
+        })?;
+        let handle = handle.ok_or(HardwareError::NoManager)?;
+        assert!(handle.upgrade().is_some_and(|c| Arc::ptr_eq(&c, &chain)));
+        drop(chain);
+        assert!(handle.upgrade().is_none());
+        let none =
+            Chain::new_cyclic(|_| vec![Arc::new(Fake::new("B", 0)) as Arc<dyn HardwareManager>]);
+        assert!(matches!(none, Err(HardwareError::NoManager)));
         Ok(())
     }
 }

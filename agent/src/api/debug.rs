@@ -113,7 +113,7 @@ pub async fn install_device(State(s): State<ApiState>) -> Result<Json<Value>, Ap
                 .or_else(|| n.properties.get("root_device"))
                 .cloned()
         });
-        let chosen = crate::deploy::prepare::install_device(&ctx);
+        let chosen = crate::commands::deployer(&ctx).install_device();
         let (device, error) = match chosen {
             Ok(d) => (Some(d.display().to_string()), Value::Null),
             Err(e) => (
@@ -126,7 +126,7 @@ pub async fn install_device(State(s): State<ApiState>) -> Result<Json<Value>, Ap
             "error": error,
             "why": {
                 "root_device_hints": hints,
-                "raid_root_volume": ctx.raid.root().map(|p| p.display().to_string()),
+                "raid_root_volume": ctx.state.raid.root().map(|p| p.display().to_string()),
                 "allow_devices": ctx.config.allow_devices,
                 "node_known": node.is_some(),
             },

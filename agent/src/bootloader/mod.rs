@@ -27,12 +27,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 use tracing::{error, info, warn};
 
-use crate::commands::registry::{Mode, Params, Registry};
-use crate::commands::result::{CommandError, CommandOutput};
-use crate::context::AgentContext;
+use crate::commands::result::CommandError;
 use crate::tools::{SystemTools, Tools};
 use mount::{MountError, MountKind, MountStack, Mounter, SystemMounter};
 
@@ -75,7 +73,7 @@ impl InstallBootloaderParams {
     ///
     /// # Errors
     /// Wrong types or an unknown boot mode, as a message for a 400.
-    pub fn parse(params: &Params) -> Result<Self, String> {
+    pub fn parse(params: &Map<String, Value>) -> Result<Self, String> {
         let p: InstallBootloaderParams = serde_json::from_value(Value::Object(params.clone()))
             .map_err(|e| format!("install_bootloader: {e}"))?;
         p.mode()?;
@@ -332,26 +330,16 @@ pub fn uefi_setup(
     }
 }
 
-/// Registers `image.install_bootloader`.
-pub fn register(r: &mut Registry) {
-    r.register(
-        "image",
-        "install_bootloader",
-        Mode::Async,
-        Some(validate),
-        |ctx, p| run(ctx, &p),
-    );
-}
-
-fn validate(_ctx: &AgentContext, p: &Params) -> Result<(), CommandError> {
-    InstallBootloaderParams::parse(p)
-        .map(|_| ())
-        .map_err(CommandError::invalid_params)
-}
-
-fn run(ctx: &AgentContext, p: &Params) -> Result<CommandOutput, CommandError> {
-    let params = InstallBootloaderParams::parse(p).map_err(CommandError::invalid_params)?;
-    let device = crate::deploy::prepare::install_device(ctx).map_err(|e| e.to_command_error())?;
+/// Installs the bootloader for `params` on `device` of this machine: its tools and mounts,
+/// its firmware as the kernel shows it.
+///
+/// # Errors
+/// As [`install`].
+pub fn install_here(
+    device: &Path,
+    params: &InstallBootloaderParams,
+    policy: Policy,
+) -> Result<Outcome, BootloaderError> {
     let tools = SystemTools;
     let mounter = SystemMounter { tools: &tools };
     let efivars = Path::new(EFIVARS);
@@ -365,19 +353,7 @@ fn run(ctx: &AgentContext, p: &Params) -> Result<CommandOutput, CommandError> {
         dev_dir: PathBuf::from("/dev"),
         retry_delay: Duration::from_secs(1),
     };
-    let policy = Policy {
-        grub_enabled: ctx.config.enable_bios_bootloader_install
-            || ctx
-                .lookup_config()
-                .is_some_and(|c| c.enable_bios_bootloader_install),
-        ignore_failure: ctx.config.ignore_bootloader_failure.unwrap_or(false),
-    };
-    let outcome = install(&host, &device, &params, policy).map_err(|e| e.to_command_error())?;
-    if outcome.warnings.is_empty() {
-        Ok(CommandOutput::Json(Value::Null))
-    } else {
-        Ok(CommandOutput::Json(json!({ "warnings": outcome.warnings })))
-    }
+    install(&host, device, params, policy)
 }
 
 /// Whether efivarfs is mounted at `dir` (it lists variables).

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tracing::{debug, info};
 
 use super::esp::BootTarget;
-use crate::clean::nvram::{BootEntry, decode_output, parse_efibootmgr};
+use crate::efibootmgr::{BootEntry, decode_output, parse_efibootmgr};
 use crate::tools::{self, Tools};
 
 /// How long one `efibootmgr` run may take.

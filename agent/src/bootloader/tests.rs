@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::mount::fake::FakeMounter;
 use super::*;
+use crate::commands::Params;
 use crate::disk::blockdev::partition_path;
 use crate::disk::table::{PartitionKind, PartitionSpec, TableKind, write_table};
 use crate::tools::ToolOutput;

@@ -9,7 +9,6 @@ use serde_json::{Map, Value};
 use tracing::{debug, info};
 
 use crate::clean::deploy_step;
-use crate::context::AgentContext;
 
 /// `erase_pstore`.
 pub const ERASE_PSTORE: &str = "erase_pstore";
@@ -27,7 +26,6 @@ pub fn steps(kind: StepKind) -> Vec<Step> {
 /// # Errors
 /// `Io` when `/proc/mounts` cannot be read or an entry of the pstore cannot be removed.
 pub fn execute(
-    _ctx: &AgentContext,
     name: &str,
     _step_ctx: &StepContext,
     _args: &Map<String, Value>,

@@ -2,6 +2,7 @@
 
 pub mod executor;
 pub mod history;
+pub mod install_bootloader;
 pub mod log;
 pub mod poll;
 pub mod registry;
@@ -15,6 +16,14 @@ pub use executor::{DispatchError, Executor};
 pub use registry::{Mode, Params, Registry};
 pub use result::{CommandError, CommandOutput, CommandResult, CommandStatus};
 
+use crate::context::AgentContext;
+use crate::deploy::Deployer;
+
+/// The deploy handles of the agent `ctx` (install device, settings, deploy state).
+pub(crate) fn deployer(ctx: &AgentContext) -> Deployer {
+    Deployer::new(ctx.devices(), &ctx.config, &ctx.state)
+}
+
 /// The registry of every command this agent implements.
 pub fn registry() -> Registry {
     let mut r = Registry::new();
@@ -23,7 +32,7 @@ pub fn registry() -> Registry {
     standby::register_image_commands(&mut r);
     log::register(&mut r);
     steps::register(&mut r);
-    crate::bootloader::register(&mut r);
+    install_bootloader::register(&mut r);
     rescue::register(&mut r);
     system::register(&mut r);
     r

@@ -63,7 +63,8 @@ pub fn register_image_commands(r: &mut Registry) {
                 Some(Value::String(s)) => Some(s.clone()),
                 _ => info.configdrive.clone(),
             };
-            crate::deploy::prepare_image(ctx, &info, configdrive.as_deref())
+            super::deployer(ctx)
+                .prepare_image(&info, configdrive.as_deref())
                 .map(CommandOutput::Text)
                 .map_err(|e| e.to_command_error())
         },
@@ -74,7 +75,7 @@ pub fn register_image_commands(r: &mut Registry) {
         Mode::Sync,
         None,
         |ctx, _| {
-            serde_json::to_value(ctx.deploy.partition_uuids())
+            serde_json::to_value(ctx.state.deploy.partition_uuids())
                 .map(CommandOutput::Json)
                 .map_err(|e| CommandError::execution(e.to_string()))
         },
@@ -82,7 +83,7 @@ pub fn register_image_commands(r: &mut Registry) {
 }
 
 fn image_info(ctx: &AgentContext, p: &Params) -> Result<crate::image::info::ImageInfo, String> {
-    let md5 = crate::deploy::prepare::md5_enabled(ctx);
+    let md5 = super::deployer(ctx).settings.md5_enabled();
     crate::image::info::validate_image_info(p.get("image_info").unwrap_or(&Value::Null), md5)
 }
 

@@ -1,6 +1,7 @@
 //! Agent configuration: IPA's kernel parameters, overridden by command-line flags.
 
 pub mod cmdline;
+pub mod lookup;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

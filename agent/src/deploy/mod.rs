@@ -2,8 +2,9 @@
 //! deploy leaves behind for `get_partition_uuids`.
 
 pub mod inject;
-pub mod node_info;
 pub mod prepare;
+pub mod settings;
 pub mod steps;
 
-pub use prepare::{DeployError, DeployState, prepare_image};
+pub use prepare::{DeployError, Deployer};
+pub use settings::DeploySettings;

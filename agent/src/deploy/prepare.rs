@@ -4,16 +4,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use hardware_managers::Node;
 use tracing::{info, warn};
 
-use super::node_info;
+use super::settings::DeploySettings;
 use crate::commands::CommandError;
+use crate::config::Config;
 use crate::context::AgentContext;
+use crate::devices::{Devices, InstallDeviceError};
 use crate::disk::configdrive::{self, ConfigDriveFile, TlsOptions};
 use crate::disk::layout::{self, LayoutRequest};
+use crate::disk::node_info;
 use crate::disk::uuids::{self, PartitionUuids};
 use crate::disk::{DiskError, MIB, blockdev, table, wipe};
-use crate::guard::DiskGuard;
 use crate::image::checksum::{ExpectedChecksum, resolve_checksum};
 use crate::image::error::ImageError;
 use crate::image::format::{self, DetectedFormat, FormatError};
@@ -23,9 +26,8 @@ use crate::image::pipeline::{self, Target};
 use crate::image::qemu::{self, ConvertOptions, QemuError};
 use crate::image::source::HttpSource;
 use crate::image::{Progress, Stage};
+use crate::state::{AgentState, DeployState, ProgressSlot, Shared};
 
-/// Formats the agent accepts when the conductor did not say (IPA's default).
-const DEFAULT_PERMITTED: &[&str] = &["raw", "gpt", "qcow2"];
 /// Spool alignment on the target disk.
 const SPOOL_ALIGN: u64 = MIB;
 
@@ -84,103 +86,98 @@ impl DeployError {
     }
 }
 
-/// What the last successful `prepare_image` produced.
-#[derive(Debug, Default)]
-pub struct DeployState {
-    uuids: Mutex<Option<PartitionUuids>>,
-    image_id: Mutex<Option<String>>,
-}
-
-impl DeployState {
-    /// `get_partition_uuids`: `{}` before any deploy.
-    pub fn partition_uuids(&self) -> PartitionUuids {
-        self.uuids
-            .lock()
-            .ok()
-            .and_then(|u| u.clone())
-            .unwrap_or_default()
-    }
-
-    fn record(&self, id: &str, uuids: PartitionUuids) {
-        if let Ok(mut u) = self.uuids.lock() {
-            *u = Some(uuids);
-        }
-        if let Ok(mut i) = self.image_id.lock() {
-            *i = Some(id.to_string());
+impl From<InstallDeviceError> for DeployError {
+    fn from(e: InstallDeviceError) -> Self {
+        match e {
+            InstallDeviceError::Hardware(e) => DeployError::Hardware(e),
+            InstallDeviceError::Guard(e) => DeployError::Guard(e),
         }
     }
 }
+
+/// What `prepare_image` works with besides the image: the devices, the settings, the node and
+/// the state it reports into.
+#[derive(Debug, Clone, Default)]
+pub struct Deployer {
+    /// The install device and the disk guard.
+    pub devices: Devices,
+    /// Download, checksum and format settings.
+    pub settings: DeploySettings,
+    /// The node cached from lookup or the latest command (root device hints, boot mode).
+    pub node: Arc<Shared<Node>>,
+    /// Where the running command's progress is published.
+    pub progress: Arc<ProgressSlot>,
+    /// Where the partition UUIDs are recorded.
+    pub state: Arc<DeployState>,
+}
+
+impl Deployer {
+    /// A deployer on `devices`, with the settings of `config` and the handles of `state`.
+    pub fn new(devices: Devices, config: &Config, state: &AgentState) -> Self {
+        Deployer {
+            devices,
+            settings: DeploySettings::new(config, state.lookup.clone()),
+            node: state.node.clone(),
+            progress: state.progress.clone(),
+            state: state.deploy.clone(),
+        }
+    }
+
+    /// The install device chosen by the chain for the cached node, after the disk guard
+    /// accepted it.
+    ///
+    /// # Errors
+    /// No device, or a protected one.
+    pub fn install_device(&self) -> Result<PathBuf, DeployError> {
+        Ok(self.devices.install_device(self.node.get().as_ref())?)
+    }
+
+    /// Runs `prepare_image`; returns IPA's result text
+    /// (`image (<id>) written to device <dev> root_uuid=<u>[ efi_system_partition_uuid=<e>]`).
+    ///
+    /// # Errors
+    /// Whatever failed; the disk's boot areas are wiped first.
+    pub fn prepare_image(
+        &self,
+        info: &ImageInfo,
+        configdrive: Option<&str>,
+    ) -> Result<String, DeployError> {
+        prepare_image(self, info, configdrive)
+    }
+}
+
+// The agent-context entry points `inject::run` still uses; everything else is handed a
+// `Deployer` or a `DeploySettings`. Once `inject::run` takes those too (`deploy::steps`
+// already builds its environment from them), these two go, and with them this file's use of
+// the agent context.
 
 /// Download settings from the agent configuration and the lookup `config`.
 pub fn download_options(ctx: &AgentContext) -> DownloadOptions {
-    let lookup = ctx.lookup_config();
-    let k = &ctx.config.kernel;
-    let secs = |key: &str| k.get(key).and_then(|v| v.parse::<u64>().ok());
-    let mut o = DownloadOptions {
-        insecure: ctx.config.insecure,
-        cafile: ctx.config.cafile.clone(),
-        tls_min_version: lookup
-            .as_ref()
-            .and_then(|c| c.tls_min_version.clone())
-            .unwrap_or_else(|| "1.2".into()),
-        ..DownloadOptions::default()
-    };
-    if let Some(t) = secs("ipa-image-download-connection-timeout") {
-        o.connection_timeout = std::time::Duration::from_secs(t.max(1));
-    }
-    if let Some(r) = secs("ipa-image-download-connection-retries") {
-        o.retries = u32::try_from(r).unwrap_or(u32::MAX);
-    }
-    if let Some(i) = secs("ipa-image-download-connection-retry-interval") {
-        o.retry_interval = std::time::Duration::from_secs(i);
-    }
-    if let Some(m) = secs("ipa-image-download-max-duration").filter(|m| *m > 0) {
-        o.max_duration = Some(std::time::Duration::from_secs(m));
-    }
-    o
-}
-
-/// Whether MD5 checksums are allowed (lookup's `agent_md5_checksum_enable`; off by default,
-/// as in IPA 13).
-pub fn md5_enabled(ctx: &AgentContext) -> bool {
-    ctx.lookup_config()
-        .and_then(|c| c.agent_md5_checksum_enable)
-        .unwrap_or(false)
-}
-
-fn permitted_formats(ctx: &AgentContext) -> Vec<String> {
-    ctx.lookup_config()
-        .and_then(|c| c.permitted_image_formats)
-        .unwrap_or_else(|| DEFAULT_PERMITTED.iter().map(|s| s.to_string()).collect())
+    DeploySettings::new(&ctx.config, ctx.state.lookup.clone()).download_options()
 }
 
 /// The install device chosen by the chain, after the disk guard accepted it.
+///
+/// # Errors
+/// No device, or a protected one.
 pub fn install_device(ctx: &AgentContext) -> Result<PathBuf, DeployError> {
-    let node = ctx.node();
-    let dev = ctx.chain.dispatch("get_os_install_device", |m| {
-        m.get_os_install_device(node.as_ref())
-    })?;
-    let dev = PathBuf::from(dev);
-    DiskGuard::new(ctx.config.allow_devices.clone(), Path::new("/")).check_writable(&dev)?;
-    Ok(dev)
+    Ok(ctx.devices().install_device(ctx.node().as_ref())?)
 }
 
-/// Runs `prepare_image`; returns IPA's result text
-/// (`image (<id>) written to device <dev> root_uuid=<u>[ efi_system_partition_uuid=<e>]`).
-pub fn prepare_image(
-    ctx: &AgentContext,
+fn prepare_image(
+    d: &Deployer,
     info: &ImageInfo,
     configdrive: Option<&str>,
 ) -> Result<String, DeployError> {
-    let progress = ctx.start_progress();
+    let progress = d.progress.start();
     let _reporter = ProgressLog::start(progress.clone(), info.id.clone());
-    let device = install_device(ctx)?;
+    let device = d.install_device()?;
     info!(image = %info.id, device = %device.display(), "preparing image");
-    let opts = download_options(ctx);
-    let expected = resolve_checksum(info, md5_enabled(ctx), &opts)?;
+    let opts = d.settings.download_options();
+    let expected = resolve_checksum(info, d.settings.md5_enabled(), &opts)?;
     let tls = TlsOptions {
-        insecure: ctx.config.insecure,
-        cafile: ctx.config.cafile.as_deref(),
+        insecure: opts.insecure,
+        cafile: opts.cafile.as_deref(),
         tls_min: &opts.tls_min_version,
     };
     let tmp = std::env::temp_dir();
@@ -188,28 +185,18 @@ pub fn prepare_image(
         Some(c) => Some(configdrive::prepare(c, &tls, &tmp)?),
         None => None,
     };
-    let permitted = permitted_formats(ctx);
+    let permitted = d.settings.permitted_formats();
+    let job = WriteJob {
+        info,
+        expected: &expected,
+        opts: &opts,
+        progress: &progress,
+        permitted: &permitted,
+    };
     let outcome = if info.is_partition_image() {
-        partition_image(
-            ctx,
-            info,
-            &expected,
-            &opts,
-            &progress,
-            &device,
-            drive.as_ref(),
-            &permitted,
-        )
+        job.partition_image(&d.node.get().unwrap_or_default(), &device, drive.as_ref())
     } else {
-        whole_disk_image(
-            info,
-            &expected,
-            &opts,
-            &progress,
-            &device,
-            drive.as_ref(),
-            &permitted,
-        )
+        job.whole_disk_image(&device, drive.as_ref())
     };
     let uuids = match outcome {
         Ok(u) => u,
@@ -229,7 +216,7 @@ pub fn prepare_image(
         PartitionUuids::WholeDisk(w) => format!("root_uuid={}", w.root_uuid),
         PartitionUuids::Empty(_) => String::new(),
     };
-    ctx.deploy.record(&info.id, uuids);
+    d.state.record(&info.id, uuids);
     let snap = progress.snapshot();
     info!(
         image = %info.id, device = %device.display(), bytes = snap.bytes_written,
@@ -331,162 +318,167 @@ fn raw_head_check(
     })
 }
 
-/// Writes the image into `target` (whole disk, or the root partition): streamed when the
-/// bytes are the disk, else spooled at the end of `disk` and converted with `qemu-img`.
-#[allow(clippy::too_many_arguments)]
-fn write_image_to(
-    info: &ImageInfo,
-    expected: &ExpectedChecksum,
-    opts: &DownloadOptions,
-    progress: &Progress,
-    target: &Path,
-    disk: &Path,
-    spool_floor: u64,
-    permitted: &[String],
-) -> Result<u64, DeployError> {
-    let declared = info.disk_format.clone().filter(|d| !d.is_empty());
-    if info.streams_raw() {
-        let mut o = opts.clone();
-        o.head_check = Some(raw_head_check(declared, permitted.to_vec()));
-        let t = Target {
-            path: target.to_path_buf(),
-            offset: 0,
-            max_len: None,
-        };
-        let out = pipeline::stream_to_target(info, expected, &t, &o, progress)?;
-        return Ok(out.bytes_written);
-    }
+/// One image write: what every stage of `prepare_image` reads.
+#[derive(Clone, Copy)]
+struct WriteJob<'a> {
+    info: &'a ImageInfo,
+    expected: &'a ExpectedChecksum,
+    opts: &'a DownloadOptions,
+    progress: &'a Progress,
+    /// The image formats the conductor permits.
+    permitted: &'a [String],
+}
 
-    // Spool at the end of the disk, above everything the converted image will occupy.
-    let mut src = HttpSource::new(info, &info.urls, opts)?;
-    src.open()?;
-    let image_len = src.content_length().ok_or_else(|| {
-        DeployError::Invalid(
-            "the image server sent no Content-Length; cannot size the spool".into(),
-        )
-    })?;
-    drop(src);
-    let disk_size = blockdev::size_bytes(disk)?;
-    let plan = qemu::plan_spool(disk_size, image_len, None, SPOOL_ALIGN)?;
-    if plan.offset < spool_floor {
-        return Err(DeployError::Invalid(format!(
-            "the disk has no room for a {image_len}-byte spool above its partitions"
-        )));
-    }
-    let detected: Arc<Mutex<Option<DetectedFormat>>> = Arc::new(Mutex::new(None));
-    let seen = detected.clone();
-    let permitted_owned = permitted.to_vec();
-    let mut o = opts.clone();
-    o.head_check = Some(Arc::new(move |head: &[u8]| {
-        let d = inspect_allowed(head, Some(image_len), declared.as_deref(), &permitted_owned)?;
-        if let Ok(mut s) = seen.lock() {
-            *s = Some(d);
+impl WriteJob<'_> {
+    /// Writes the image into `target` (whole disk, or the root partition): streamed when the
+    /// bytes are the disk, else spooled at the end of `disk` and converted with `qemu-img`.
+    fn write_image_to(
+        &self,
+        target: &Path,
+        disk: &Path,
+        spool_floor: u64,
+    ) -> Result<u64, DeployError> {
+        let WriteJob {
+            info,
+            expected,
+            opts,
+            progress,
+            permitted,
+        } = *self;
+        let declared = info.disk_format.clone().filter(|d| !d.is_empty());
+        if info.streams_raw() {
+            let mut o = opts.clone();
+            o.head_check = Some(raw_head_check(declared, permitted.to_vec()));
+            let t = Target {
+                path: target.to_path_buf(),
+                offset: 0,
+                max_len: None,
+            };
+            let out = pipeline::stream_to_target(info, expected, &t, &o, progress)?;
+            return Ok(out.bytes_written);
         }
-        Ok(())
-    }));
-    let t = Target {
-        path: disk.to_path_buf(),
-        offset: plan.offset,
-        max_len: Some(plan.len),
-    };
-    pipeline::download_to_target(info, expected, &t, &o, progress)?;
-    let detected = detected
-        .lock()
-        .ok()
-        .and_then(|d| *d)
-        .ok_or_else(|| DeployError::Invalid("the image format was not detected".into()))?;
-    let driver = detected.qemu_driver().ok_or_else(|| {
-        DeployError::Invalid(format!(
-            "{} images cannot be converted by this agent",
-            detected.name
-        ))
-    })?;
-    if let Some(v) = detected.virtual_size {
-        // The converted image must fit its target and, on the whole disk, stay below the spool.
-        let target_room = if target == disk {
-            plan.offset
-        } else {
-            blockdev::size_bytes(target)?
-        };
-        if v > target_room {
+
+        // Spool at the end of the disk, above everything the converted image will occupy.
+        let mut src = HttpSource::new(info, &info.urls, opts)?;
+        src.open()?;
+        let image_len = src.content_length().ok_or_else(|| {
+            DeployError::Invalid(
+                "the image server sent no Content-Length; cannot size the spool".into(),
+            )
+        })?;
+        drop(src);
+        let disk_size = blockdev::size_bytes(disk)?;
+        let plan = qemu::plan_spool(disk_size, image_len, None, SPOOL_ALIGN)?;
+        if plan.offset < spool_floor {
             return Err(DeployError::Invalid(format!(
-                "the image's virtual size ({v} bytes) does not fit: {target_room} bytes available below the spool"
+                "the disk has no room for a {image_len}-byte spool above its partitions"
             )));
         }
+        let detected: Arc<Mutex<Option<DetectedFormat>>> = Arc::new(Mutex::new(None));
+        let seen = detected.clone();
+        let permitted_owned = permitted.to_vec();
+        let mut o = opts.clone();
+        o.head_check = Some(Arc::new(move |head: &[u8]| {
+            let d = inspect_allowed(head, Some(image_len), declared.as_deref(), &permitted_owned)?;
+            if let Ok(mut s) = seen.lock() {
+                *s = Some(d);
+            }
+            Ok(())
+        }));
+        let t = Target {
+            path: disk.to_path_buf(),
+            offset: plan.offset,
+            max_len: Some(plan.len),
+        };
+        pipeline::download_to_target(info, expected, &t, &o, progress)?;
+        let detected = detected
+            .lock()
+            .ok()
+            .and_then(|d| *d)
+            .ok_or_else(|| DeployError::Invalid("the image format was not detected".into()))?;
+        let driver = detected.qemu_driver().ok_or_else(|| {
+            DeployError::Invalid(format!(
+                "{} images cannot be converted by this agent",
+                detected.name
+            ))
+        })?;
+        if let Some(v) = detected.virtual_size {
+            // The converted image must fit its target and, on the whole disk, stay below the spool.
+            let target_room = if target == disk {
+                plan.offset
+            } else {
+                blockdev::size_bytes(target)?
+            };
+            if v > target_room {
+                return Err(DeployError::Invalid(format!(
+                    "the image's virtual size ({v} bytes) does not fit: {target_room} bytes available below the spool"
+                )));
+            }
+        }
+        progress.set_stage(Stage::Converting);
+        let total = detected.virtual_size.unwrap_or(0);
+        // qemu-img reports percent done: show it as converted bytes written.
+        let report = |pct: f64| progress.set_written((total as f64 * pct / 100.0) as u64);
+        let copts = ConvertOptions {
+            progress: Some(&report),
+            ..ConvertOptions::default()
+        };
+        qemu::convert(&plan.source(disk), driver, target, &copts)?;
+        Ok(detected.virtual_size.unwrap_or(image_len))
     }
-    progress.set_stage(Stage::Converting);
-    let total = detected.virtual_size.unwrap_or(0);
-    // qemu-img reports percent done: show it as converted bytes written.
-    let report = |pct: f64| progress.set_written((total as f64 * pct / 100.0) as u64);
-    let copts = ConvertOptions {
-        progress: Some(&report),
-        ..ConvertOptions::default()
-    };
-    qemu::convert(&plan.source(disk), driver, target, &copts)?;
-    Ok(detected.virtual_size.unwrap_or(image_len))
-}
 
-fn whole_disk_image(
-    info: &ImageInfo,
-    expected: &ExpectedChecksum,
-    opts: &DownloadOptions,
-    progress: &Progress,
-    device: &Path,
-    drive: Option<&ConfigDriveFile>,
-    permitted: &[String],
-) -> Result<PartitionUuids, DeployError> {
-    write_image_to(info, expected, opts, progress, device, device, 0, permitted)?;
-    progress.set_stage(Stage::Verifying);
-    table::finish_whole_disk_image(device)?;
-    if let Some(d) = drive {
+    fn whole_disk_image(
+        &self,
+        device: &Path,
+        drive: Option<&ConfigDriveFile>,
+    ) -> Result<PartitionUuids, DeployError> {
+        let progress = self.progress;
+        self.write_image_to(device, device, 0)?;
+        progress.set_stage(Stage::Verifying);
+        table::finish_whole_disk_image(device)?;
+        if let Some(d) = drive {
+            progress.set_stage(Stage::Finishing);
+            let part = configdrive::ensure_configdrive_partition(device, d.path())?;
+            info!(partition = %part.display(), "config drive written");
+        }
+        Ok(PartitionUuids::WholeDisk(uuids::whole_disk_uuids(device)?))
+    }
+
+    fn partition_image(
+        &self,
+        node: &Node,
+        device: &Path,
+        drive: Option<&ConfigDriveFile>,
+    ) -> Result<PartitionUuids, DeployError> {
+        let (info, progress) = (self.info, self.progress);
+        let ramdisk_uefi = Path::new("/sys/firmware/efi").exists();
+        let boot_mode = node_info::boot_mode(node, ramdisk_uefi);
+        let root_mb = info.root_mb.filter(|r| *r > 0).ok_or_else(|| {
+            DeployError::Invalid("partition images need root_mb (or root_gb) > 0".into())
+        })?;
+        let req = LayoutRequest {
+            boot_mode,
+            disk_label: node_info::disk_label(node, info.disk_label.as_deref()),
+            root_mb,
+            swap_mb: info.swap_mb.unwrap_or(0),
+            ephemeral_mb: info.ephemeral_mb.unwrap_or(0),
+            ephemeral_format: info.ephemeral_format.clone(),
+            configdrive_mb: drive.map(|d| d.size_mib()).unwrap_or(0),
+            preserve_ephemeral: info.preserve_ephemeral,
+            ppc64: std::env::consts::ARCH == "powerpc64",
+        };
         progress.set_stage(Stage::Finishing);
-        let part = configdrive::ensure_configdrive_partition(device, d.path())?;
-        info!(partition = %part.display(), "config drive written");
+        let map = layout::create_partition_image_layout(device, &req)?;
+        let root_end = partitions_end(device)?;
+        self.write_image_to(&map.root, device, root_end)?;
+        if let (Some(d), Some(part)) = (drive, &map.configdrive) {
+            configdrive::write_configdrive(part, d.path())?;
+        }
+        progress.set_stage(Stage::Verifying);
+        Ok(PartitionUuids::PartitionImage(
+            uuids::partition_image_uuids(device, &map)?,
+        ))
     }
-    Ok(PartitionUuids::WholeDisk(uuids::whole_disk_uuids(device)?))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn partition_image(
-    ctx: &AgentContext,
-    info: &ImageInfo,
-    expected: &ExpectedChecksum,
-    opts: &DownloadOptions,
-    progress: &Progress,
-    device: &Path,
-    drive: Option<&ConfigDriveFile>,
-    permitted: &[String],
-) -> Result<PartitionUuids, DeployError> {
-    let node = ctx.node().unwrap_or_default();
-    let ramdisk_uefi = Path::new("/sys/firmware/efi").exists();
-    let boot_mode = node_info::boot_mode(&node, ramdisk_uefi);
-    let root_mb = info.root_mb.filter(|r| *r > 0).ok_or_else(|| {
-        DeployError::Invalid("partition images need root_mb (or root_gb) > 0".into())
-    })?;
-    let req = LayoutRequest {
-        boot_mode,
-        disk_label: node_info::disk_label(&node, info.disk_label.as_deref()),
-        root_mb,
-        swap_mb: info.swap_mb.unwrap_or(0),
-        ephemeral_mb: info.ephemeral_mb.unwrap_or(0),
-        ephemeral_format: info.ephemeral_format.clone(),
-        configdrive_mb: drive.map(|d| d.size_mib()).unwrap_or(0),
-        preserve_ephemeral: info.preserve_ephemeral,
-        ppc64: std::env::consts::ARCH == "powerpc64",
-    };
-    progress.set_stage(Stage::Finishing);
-    let map = layout::create_partition_image_layout(device, &req)?;
-    let root_end = partitions_end(device)?;
-    write_image_to(
-        info, expected, opts, progress, &map.root, device, root_end, permitted,
-    )?;
-    if let (Some(d), Some(part)) = (drive, &map.configdrive) {
-        configdrive::write_configdrive(part, d.path())?;
-    }
-    progress.set_stage(Stage::Verifying);
-    Ok(PartitionUuids::PartitionImage(
-        uuids::partition_image_uuids(device, &map)?,
-    ))
 }
 
 /// First byte after the last partition of `disk`.

@@ -1,39 +1,36 @@
 //! The deploy/clean steps the agent implements, offered under the generic manager's name
 //! (as IPA offers them) through [`hardware_managers::generic::backend::StepBackend`].
 
-use std::sync::{OnceLock, Weak};
+use std::sync::Arc;
 
 use hardware_managers::generic::backend::StepBackend;
 use hardware_managers::{HardwareError, HardwareResult, Step, StepContext, StepKind};
 use serde_json::{Map, Value, json};
 
 use super::inject;
-use super::prepare::prepare_image;
+use super::prepare::{DeployError, Deployer};
 use crate::clean;
-use crate::context::AgentContext;
 use crate::image::info::validate_image_info;
+use crate::state::RaidState;
 
-/// The agent's own steps. Bound to the agent context once it exists.
+/// The agent's own steps, with the handles they work with: the deployer (devices, settings,
+/// node, progress, deploy state) and the software-RAID state.
 #[derive(Debug, Default)]
 pub struct AgentSteps {
-    ctx: OnceLock<Weak<AgentContext>>,
+    deploy: Deployer,
+    raid: Arc<RaidState>,
 }
 
 impl AgentSteps {
-    /// Unbound; call [`AgentSteps::bind`] once the context is built.
+    /// Steps with no hardware behind them: they are listed (with default priorities), but
+    /// running one that needs devices fails. For tests.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Binds the steps to the agent context.
-    pub fn bind(&self, ctx: &std::sync::Arc<AgentContext>) {
-        let _ = self.ctx.set(std::sync::Arc::downgrade(ctx));
-    }
-
-    fn context(&self) -> HardwareResult<std::sync::Arc<AgentContext>> {
-        self.ctx.get().and_then(Weak::upgrade).ok_or_else(|| {
-            HardwareError::Configuration("agent steps used before start-up finished".into())
-        })
+    /// The steps working through `deploy` and `raid`.
+    pub fn with(deploy: Deployer, raid: Arc<RaidState>) -> Self {
+        AgentSteps { deploy, raid }
     }
 }
 
@@ -50,11 +47,7 @@ impl StepBackend for AgentSteps {
         &self,
         node: Option<&hardware_managers::Node>,
     ) -> HardwareResult<Option<String>> {
-        Ok(self
-            .ctx
-            .get()
-            .and_then(Weak::upgrade)
-            .and_then(|ctx| clean::raid::install_device(&ctx, node)))
+        Ok(clean::raid::install_device(&self.raid, node))
     }
 
     fn steps(&self, kind: StepKind) -> Vec<Step> {
@@ -87,18 +80,18 @@ impl StepBackend for AgentSteps {
     ) -> HardwareResult<Value> {
         match name {
             "write_image" => self.write_image(args),
-            "inject_files" => inject::run(self.context()?.as_ref(), step_ctx, args),
+            "inject_files" => self.inject_files(step_ctx, args),
             other => {
-                let ctx = self.context()?;
-                let ctx = ctx.as_ref();
-                for run in [
-                    clean::erase::execute,
-                    clean::burnin::execute,
-                    clean::raid::execute,
-                    clean::pstore::execute,
-                    clean::nvram::execute,
-                ] {
-                    match run(ctx, other, step_ctx, args) {
+                let devices = &self.deploy.devices;
+                let runs: [&dyn Fn() -> HardwareResult<Value>; 5] = [
+                    &|| clean::erase::execute(devices, other, step_ctx, args),
+                    &|| clean::burnin::execute(devices, other, step_ctx, args),
+                    &|| clean::raid::execute(devices, &self.raid, other, step_ctx, args),
+                    &|| clean::pstore::execute(other, step_ctx, args),
+                    &|| clean::nvram::execute(other, step_ctx, args),
+                ];
+                for run in runs {
+                    match run() {
                         Err(e) if e.is_incompatible() => continue,
                         done => return done,
                     }
@@ -110,24 +103,44 @@ impl StepBackend for AgentSteps {
 }
 
 impl AgentSteps {
-    /// `inject_files`, with the priority from `ipa-inject-files-priority` (0 until the agent
-    /// context is bound) and IPA's argsinfo.
+    /// `inject_files`, with the priority from `ipa-inject-files-priority` and IPA's argsinfo.
     fn inject_files_step(&self) -> Step {
-        let priority = self
-            .ctx
-            .get()
-            .and_then(Weak::upgrade)
-            .map(|c| inject::priority(&c.config.kernel))
-            .unwrap_or(0);
+        let priority = inject::priority(self.deploy.settings.kernel());
         let mut s = step("inject_files", priority, false);
         s.argsinfo = Some(inject::argsinfo());
         s
     }
 
+    /// `inject_files`: node and ports from the step context, the install device from the
+    /// hardware chain, TLS and retry settings from the deploy settings.
+    fn inject_files(
+        &self,
+        step_ctx: &StepContext,
+        args: &Map<String, Value>,
+    ) -> HardwareResult<Value> {
+        let opts = self.deploy.settings.download_options();
+        let download = inject::DownloadSettings {
+            insecure: opts.insecure,
+            cafile: opts.cafile.clone(),
+            tls_min: opts.tls_min_version.clone(),
+            connect_timeout: opts.connection_timeout.min(inject::DOWNLOAD_TIMEOUT),
+            timeout: inject::DOWNLOAD_TIMEOUT,
+            retries: opts.retries,
+            retry_interval: opts.retry_interval,
+            max_bytes: inject::MAX_CONTENT_BYTES,
+        };
+        let root_device = || self.deploy.install_device().map_err(hardware_error);
+        let env = inject::Environment {
+            root_device: &root_device,
+            guard: self.deploy.devices.guard(),
+            download,
+        };
+        inject::inject_files(&step_ctx.node, &step_ctx.ports, args, &env)
+    }
+
     /// `write_image`: IPA runs `standby.prepare_image` and returns its result.
     fn write_image(&self, args: &Map<String, Value>) -> HardwareResult<Value> {
-        let ctx = self.context()?;
-        let md5 = super::prepare::md5_enabled(&ctx);
+        let md5 = self.deploy.settings.md5_enabled();
         let raw_info = args.get("image_info").cloned().unwrap_or(Value::Null);
         let info = validate_image_info(&raw_info, md5).map_err(HardwareError::InvalidArgs)?;
         let configdrive = args
@@ -135,13 +148,31 @@ impl AgentSteps {
             .and_then(Value::as_str)
             .map(String::from)
             .or_else(|| info.configdrive.clone());
-        let text = prepare_image(&ctx, &info, configdrive.as_deref()).map_err(|e| {
-            let ce = e.to_command_error();
+        let text = self
+            .deploy
+            .prepare_image(&info, configdrive.as_deref())
+            .map_err(|e| {
+                let ce = e.to_command_error();
+                HardwareError::Failed {
+                    kind: ce.kind,
+                    message: format!("{}: {}", ce.message, ce.details),
+                }
+            })?;
+        Ok(json!({ "result": format!("prepare_image: {text}") }))
+    }
+}
+
+/// A deploy failure as a step failure: the chain's own errors as they are, the rest in IPA's
+/// shape (as `inject::run` maps them).
+fn hardware_error(e: DeployError) -> HardwareError {
+    match e {
+        DeployError::Hardware(h) => h,
+        other => {
+            let ce = other.to_command_error();
             HardwareError::Failed {
                 kind: ce.kind,
                 message: format!("{}: {}", ce.message, ce.details),
             }
-        })?;
-        Ok(json!({ "result": format!("prepare_image: {text}") }))
+        }
     }
 }

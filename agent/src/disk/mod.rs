@@ -16,6 +16,7 @@ pub mod error;
 pub mod gpt_table;
 pub mod layout;
 pub mod mbr;
+pub mod node_info;
 pub mod probe;
 pub mod table;
 pub mod uuids;

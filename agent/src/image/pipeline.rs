@@ -17,7 +17,6 @@
 //! then is the first MiB written. Any failure wipes the partition-table areas.
 
 use std::io::{self, Read};
-use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 use std::time::Instant;
@@ -34,18 +33,8 @@ use super::info::ImageInfo;
 use super::options::{DownloadOptions, HeadCheck};
 use super::progress::{Progress, Stage};
 use super::sink::Sink;
+pub use super::sink::Target;
 use super::source::{HttpSource, on_own_thread};
-
-/// Where the image goes: a block device or file, from `offset`, at most `max_len` bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// Block device (or regular file) path; must exist.
-    pub path: PathBuf,
-    /// Byte offset of the region (a partition start, a spool area).
-    pub offset: u64,
-    /// Size of the region; `None` = to the end of the device (unbounded for a file).
-    pub max_len: Option<u64>,
-}
 
 /// What a successful run did.
 #[derive(Debug, Clone, PartialEq, Eq)]

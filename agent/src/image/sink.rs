@@ -11,7 +11,17 @@ use tracing::{info, warn};
 
 use super::buffer::{ALIGN, Block};
 use super::error::ImageError;
-use super::pipeline::Target;
+
+/// Where the image goes: a block device or file, from `offset`, at most `max_len` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Block device (or regular file) path; must exist.
+    pub path: PathBuf,
+    /// Byte offset of the region (a partition start, a spool area).
+    pub offset: u64,
+    /// Size of the region; `None` = to the end of the device (unbounded for a file).
+    pub max_len: Option<u64>,
+}
 
 /// Bytes at the start of the target kept back until the checksum verifies, and the size of
 /// each area wiped on failure (the primary GPT/MBR lives in the first MiB, the backup GPT in

@@ -16,7 +16,7 @@ use super::report::{self, DiskResult, SmartInfo};
 use super::settings::FioSettings;
 use super::tool::{self, FIO, SMARTCTL, Toolbox};
 use super::{command_failed, margin};
-use crate::context::AgentContext;
+use crate::devices::Devices;
 
 /// The longest a pass-count (not time-based) fio run may take before it is killed.
 const FIO_CEILING: Duration = Duration::from_secs(7 * 86_400);
@@ -34,12 +34,10 @@ pub(crate) struct DiskPlan {
 
 /// The node's disks (from the hardware managers) minus `skip_block_devices` and the disks the
 /// guard protects.
-pub(crate) fn plan(ctx: &AgentContext, node: &Node) -> HardwareResult<DiskPlan> {
-    let disks = ctx
-        .chain
-        .dispatch("list_block_devices", |m| m.list_block_devices(false))?;
+pub(crate) fn plan(devices: &Devices, node: &Node) -> HardwareResult<DiskPlan> {
+    let disks = devices.list(false)?;
     let skip = SkipList::from_node(node)?;
-    let guard = DiskGuard::new(ctx.config.allow_devices.clone(), Path::new("/"));
+    let guard = devices.guard();
     Ok(plan_with(disks, &skip, &guard))
 }
 

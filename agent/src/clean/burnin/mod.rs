@@ -35,7 +35,7 @@ use tracing::{error, info};
 use self::settings::{ArgDef, StressSettings, Stressor};
 use self::tool::{STRESS_NG, Toolbox};
 use crate::clean::deploy_step;
-use crate::context::AgentContext;
+use crate::devices::Devices;
 use crate::tools::ToolError;
 
 /// The burn-in steps, with the kinds they are offered for and their arguments.
@@ -68,7 +68,7 @@ pub fn steps(kind: StepKind) -> Vec<Step> {
 
 /// Runs burn-in step `name`; `Incompatible` for other names.
 pub fn execute(
-    ctx: &AgentContext,
+    devices: &Devices,
     name: &str,
     step_ctx: &StepContext,
     args: &Map<String, Value>,
@@ -85,7 +85,7 @@ pub fn execute(
         }
         "burnin_disk" => {
             let s = settings::fio(name, &step_ctx.node, args)?;
-            let plan = disk::plan(ctx, &step_ctx.node)?;
+            let plan = disk::plan(devices, &step_ctx.node)?;
             disk::run(&tools, &s, &plan, &disk::SmartPolling::default())
         }
         other => Err(HardwareError::incompatible(other)),

@@ -185,7 +185,13 @@ fn bad_settings_are_invalid_args() {
         json!({"agent_burnin_cpu_cpu": "many", "agent_burnin_cpu_timeout": 0}),
         json!({}),
     );
-    let err = execute(&ctx, "burnin_cpu", &sctx, &args(json!({"outputfile": 5}))).unwrap_err();
+    let err = execute(
+        &ctx.devices(),
+        "burnin_cpu",
+        &sctx,
+        &args(json!({"outputfile": 5})),
+    )
+    .unwrap_err();
     assert!(matches!(err, HardwareError::InvalidArgs(_)), "{err:?}");
     assert_eq!(
         (err.ipa_type(), err.code()),
@@ -221,7 +227,7 @@ fn bad_settings_are_invalid_args() {
     ];
     for (step, a, want) in bad {
         let err = execute(
-            &ctx,
+            &ctx.devices(),
             step,
             &step_context(json!({}), json!({})),
             &args(a.clone()),
@@ -234,7 +240,7 @@ fn bad_settings_are_invalid_args() {
     }
     // Not ours.
     assert!(
-        execute(&ctx, "erase_devices", &sctx, &Map::new())
+        execute(&ctx.devices(), "erase_devices", &sctx, &Map::new())
             .unwrap_err()
             .is_incompatible()
     );
@@ -460,7 +466,7 @@ fn burnin_cpu_runs_stress_ng() {
     );
     // The step argument wins over driver_info's 60 s.
     let result = execute(
-        &ctx,
+        &ctx.devices(),
         "burnin_cpu",
         &sctx,
         &args(json!({"timeout": 1, "outputfile": log.display().to_string()})),
@@ -496,7 +502,7 @@ fn burnin_memory_runs_stress_ng() {
                "agent_burnin_vm_vm-bytes": "16m"}),
         json!({}),
     );
-    let result = execute(&ctx, "burnin_memory", &sctx, &Map::new()).unwrap();
+    let result = execute(&ctx.devices(), "burnin_memory", &sctx, &Map::new()).unwrap();
     assert_eq!(result["stressor"], "vm");
     assert_eq!(result["vm_bytes"], "16m");
     assert_eq!(result["metrics"][0]["stressor"], "vm", "{result}");
@@ -523,7 +529,7 @@ fn burnin_disk_writes_only_allowed_disks() {
     let report = dir.path().join("fio.json");
     let sctx = step_context(json!({"agent_burnin_fio_disk_loops": "1"}), skip.clone());
     let result = execute(
-        &ctx,
+        &ctx.devices(),
         "burnin_disk",
         &sctx,
         &args(json!({"outputfile": report.display().to_string()})),
@@ -563,7 +569,13 @@ fn burnin_disk_writes_only_allowed_disks() {
 
     // Only refused disks: nothing runs, nothing is written.
     let ctx = context(dir.path(), &[&burn.path], &[&other.path]);
-    let err = execute(&ctx, "burnin_disk", &sctx, &args(json!({"loops": 1}))).unwrap_err();
+    let err = execute(
+        &ctx.devices(),
+        "burnin_disk",
+        &sctx,
+        &args(json!({"loops": 1})),
+    )
+    .unwrap_err();
     assert_eq!(err.ipa_type(), "CommandExecutionError");
     let text = err.to_string();
     assert!(text.contains("no disk to burn in"), "{text}");

@@ -33,7 +33,7 @@ mod report;
 mod select;
 pub mod settings;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use hardware_managers::guard::DiskGuard;
 use hardware_managers::{HardwareError, HardwareResult, Step, StepContext, StepKind};
@@ -43,7 +43,7 @@ use tracing::info;
 pub use settings::EraseSettings;
 
 use crate::clean::deploy_step;
-use crate::context::AgentContext;
+use crate::devices::Devices;
 
 /// `erase_devices`.
 pub const ERASE_DEVICES: &str = "erase_devices";
@@ -72,7 +72,7 @@ pub fn steps(kind: StepKind) -> Vec<Step> {
 /// `InvalidArgs` for malformed settings or skip list, `ProtectedDeviceError` when a device
 /// holds a shared-disk filesystem, `BlockDeviceEraseError` naming every device that failed.
 pub fn execute(
-    ctx: &AgentContext,
+    devices: &Devices,
     name: &str,
     step_ctx: &StepContext,
     args: &Map<String, Value>,
@@ -86,19 +86,9 @@ pub fn execute(
     let node = &step_ctx.node;
     let settings = EraseSettings::from_node(node)?;
     let tools = crate::tools::SystemTools;
-    let eraser = Eraser::new(
-        settings,
-        &tools,
-        DiskGuard::new(ctx.config.allow_devices.clone(), Path::new("/")),
-        PathBuf::from("/"),
-    );
+    let eraser = Eraser::new(settings, &tools, devices.guard(), PathBuf::from("/"));
     info!(step = name, settings = ?eraser.settings, "starting");
-    let list = |partitions: bool| {
-        let devices = ctx
-            .chain
-            .dispatch("list_block_devices", |m| m.list_block_devices(partitions))?;
-        without_skipped(node, devices)
-    };
+    let list = |partitions: bool| without_skipped(node, devices.list(partitions)?);
     match name {
         ERASE_DEVICES => eraser.erase_devices(&list(false)?),
         ERASE_DEVICES_METADATA => eraser.erase_devices_metadata(&list(true)?),

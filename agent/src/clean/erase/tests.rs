@@ -498,10 +498,11 @@ fn execute_runs_the_steps_through_the_agent() -> anyhow::Result<()> {
     };
     let args = Map::new();
     assert!(
-        execute(&ctx, "burnin_cpu", &node(json!({}))?, &args).is_err_and(|e| e.is_incompatible())
+        execute(&ctx.devices(), "burnin_cpu", &node(json!({}))?, &args)
+            .is_err_and(|e| e.is_incompatible())
     );
     let bad = execute(
-        &ctx,
+        &ctx.devices(),
         ERASE_DEVICES,
         &node(json!({"disk_erasure_concurrency": "x"}))?,
         &args,
@@ -509,7 +510,7 @@ fn execute_runs_the_steps_through_the_agent() -> anyhow::Result<()> {
     assert!(matches!(bad, Err(HardwareError::InvalidArgs(_))), "{bad:?}");
 
     let out = execute(
-        &ctx,
+        &ctx.devices(),
         ERASE_DEVICES,
         &node(json!({"agent_enable_ata_secure_erase": false}))?,
         &args,
@@ -520,7 +521,12 @@ fn execute_runs_the_steps_through_the_agent() -> anyhow::Result<()> {
     run_tool("mkswap", &[], &d.lo.path)?;
     assert_ne!(wipefs_list(&d.lo.path)?, "");
     assert_eq!(
-        execute(&ctx, ERASE_DEVICES_METADATA, &node(json!({}))?, &args)?,
+        execute(
+            &ctx.devices(),
+            ERASE_DEVICES_METADATA,
+            &node(json!({}))?,
+            &args
+        )?,
         Value::Null
     );
     assert_eq!(wipefs_list(&d.lo.path)?, "");

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hardware_managers::guard::DiskGuard;
 use hardware_managers::hints::{HintTarget, RootDeviceHints, SkipList};
 use hardware_managers::{BlockDevice, HardwareError, HardwareResult, Node};
 use serde_json::{Map, Value};
@@ -13,25 +12,24 @@ use tracing::{info, warn};
 use super::config::{self, Facts, Parsed, RaidConfig};
 use super::layout::{self, Layout};
 use super::{mdadm, raid_error};
-use crate::context::AgentContext;
-use crate::deploy::node_info;
+use crate::devices::Devices;
 use crate::disk::layout::{BootMode, make_filesystem};
+use crate::disk::node_info;
 use crate::disk::table::{self, TableKind};
 use crate::disk::{DiskError, blockdev};
+use crate::state::RaidState;
 
 /// The disks software RAID may use: listed disks that are not arrays themselves and not
 /// named by `properties.skip_block_devices`; with `allowed_only`, also within the
 /// allow-list (the default member set). `physical_disks` hints match among all of them, so a
 /// hint naming a protected disk gets the guard's refusal rather than "no match".
 fn candidate_disks(
-    ctx: &AgentContext,
+    devices: &Devices,
     node: &Node,
     allowed_only: bool,
 ) -> HardwareResult<Vec<BlockDevice>> {
-    let guard = guard(ctx);
-    let disks = ctx
-        .chain
-        .dispatch("list_block_devices", |m| m.list_block_devices(false))?;
+    let guard = devices.guard();
+    let disks = devices.list(false)?;
     Ok(crate::clean::without_skipped(node, disks)?
         .into_iter()
         .filter(|d| !is_array_name(&d.name))
@@ -46,20 +44,16 @@ fn is_array_name(name: &str) -> bool {
         .is_some_and(|n| n.starts_with("md"))
 }
 
-fn guard(ctx: &AgentContext) -> DiskGuard {
-    DiskGuard::new(ctx.config.allow_devices.clone(), Path::new("/"))
-}
-
 /// Parses and validates `raid_config` against this machine; `InvalidArgs` (a 400) naming
 /// every problem.
 pub(super) fn validate(
-    ctx: &AgentContext,
+    devices: &Devices,
     node: &Node,
     raid_config: &Value,
 ) -> HardwareResult<Parsed> {
     let skip = SkipList::from_node(node)?;
     let facts = Facts {
-        disk_count: candidate_disks(ctx, node, true)?.len(),
+        disk_count: candidate_disks(devices, node, true)?.len(),
         skip_list_names_volumes: !skip.raid_volume_names().is_empty(),
     };
     config::parse(raid_config, &facts).map_err(|e| {
@@ -133,11 +127,12 @@ fn choose_members(
 /// configuration as given (Ironic stores it as the node's `raid_config`), `{}` when no logical
 /// disk is software RAID.
 pub(super) fn create(
-    ctx: &AgentContext,
+    devices: &Devices,
+    state: &RaidState,
     node: &Node,
     raid_config: &Value,
 ) -> HardwareResult<Value> {
-    let config = match validate(ctx, node, raid_config)? {
+    let config = match validate(devices, node, raid_config)? {
         Parsed::NotSoftware => {
             info!("no logical disk has controller software: nothing to create");
             return Ok(Value::Object(Map::new()));
@@ -146,8 +141,8 @@ pub(super) fn create(
     };
     let members = choose_members(
         &config,
-        &candidate_disks(ctx, node, true)?,
-        &candidate_disks(ctx, node, false)?,
+        &candidate_disks(devices, node, true)?,
+        &candidate_disks(devices, node, false)?,
     )?;
     let boot = node_info::boot_mode(node, Path::new("/sys/firmware/efi").is_dir());
     let table_kind = match boot {
@@ -156,7 +151,7 @@ pub(super) fn create(
     };
 
     // Everything is checked before the first write.
-    let guard = guard(ctx);
+    let guard = devices.guard();
     let mut problems = Vec::new();
     let mut usable = BTreeMap::new();
     let mut all: Vec<PathBuf> = Vec::new();
@@ -221,7 +216,7 @@ pub(super) fn create(
     if let Some(r) = &root {
         info!(root = %r.display(), "software RAID root volume (the install device)");
     }
-    ctx.raid.set_root(root);
+    state.set_root(root);
     Ok(raid_config.clone())
 }
 

@@ -15,8 +15,9 @@ use tracing::{info, warn};
 
 use super::mdadm::{self, Array};
 use super::raid_error;
-use crate::context::AgentContext;
+use crate::devices::Devices;
 use crate::disk::{DiskError, cmd, wipe};
+use crate::state::RaidState;
 
 /// What happens to one array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,10 +31,10 @@ enum Action {
 }
 
 /// Deletes the software RAID configuration (two passes, then fails naming what is left).
-pub(super) fn delete(ctx: &AgentContext, node: &Node) -> HardwareResult<()> {
+pub(super) fn delete(devices: &Devices, state: &RaidState, node: &Node) -> HardwareResult<()> {
     let skip = SkipList::from_node(node)?;
     let keep_names: BTreeSet<String> = skip.raid_volume_names().iter().cloned().collect();
-    let guard = DiskGuard::new(ctx.config.allow_devices.clone(), Path::new("/"));
+    let guard = devices.guard();
     let sys_block = Path::new("/sys/block");
     let mut errors = Vec::new();
     for pass in 1..=2 {
@@ -46,7 +47,7 @@ pub(super) fn delete(ctx: &AgentContext, node: &Node) -> HardwareResult<()> {
         info!(pass, arrays = ?arrays.iter().map(|a| &a.device).collect::<Vec<_>>(), "deleting software RAID");
         errors = run_pass(&arrays, &actions, &guard);
     }
-    ctx.raid.set_root(None);
+    state.set_root(None);
     let left: Vec<String> = plan_actions(&mdadm::arrays(sys_block), &keep_names, &guard)
         .into_iter()
         .filter(|(_, a)| *a == Action::Delete)

@@ -4,7 +4,7 @@
 //!
 //! `config` parses and validates `target_raid_config` before anything is touched, `layout`
 //! plans every partition, `mdadm` wraps the tool, `create` and `delete` carry the work out.
-//! The root volume created here becomes the install device (see [`RaidState`]).
+//! The root volume created here becomes the install device (see [`crate::state::RaidState`]).
 
 pub mod config;
 mod create;
@@ -14,16 +14,14 @@ pub mod mdadm;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
 use hardware_managers::{
     ArgInfo, HardwareError, HardwareResult, Node, Step, StepContext, StepKind,
 };
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
-use crate::context::AgentContext;
+use crate::devices::Devices;
+use crate::state::RaidState;
 
 /// The RAID steps of `kind`.
 pub fn steps(kind: StepKind) -> Vec<Step> {
@@ -73,7 +71,8 @@ pub fn steps(kind: StepKind) -> Vec<Step> {
 
 /// Runs RAID step `name`; `Incompatible` for other names.
 pub fn execute(
-    ctx: &AgentContext,
+    devices: &Devices,
+    state: &RaidState,
     name: &str,
     step_ctx: &StepContext,
     args: &Map<String, Value>,
@@ -86,9 +85,9 @@ pub fn execute(
                 tracing::info!("no target_raid_config: nothing to create");
                 return Ok(Value::Object(Map::new()));
             }
-            create::create(ctx, node, &target)
+            create::create(devices, state, node, &target)
         }
-        "delete_configuration" => delete::delete(ctx, node).map(|()| Value::Null),
+        "delete_configuration" => delete::delete(devices, state, node).map(|()| Value::Null),
         "apply_configuration" => {
             let Some(raid_config) = args.get("raid_config") else {
                 return Err(HardwareError::InvalidArgs(
@@ -114,50 +113,19 @@ pub fn execute(
                 }
             };
             // Validate before deleting anything.
-            create::validate(ctx, node, raid_config)?;
+            create::validate(devices, node, raid_config)?;
             if delete_existing {
-                delete::delete(ctx, node)?;
+                delete::delete(devices, state, node)?;
             }
-            create::create(ctx, node, raid_config)
+            create::create(devices, state, node, raid_config)
         }
         other => Err(HardwareError::incompatible(other)),
     }
 }
 
-/// What the agent remembers of the software RAID it created: the root volume (the logical
-/// disk marked `is_root_volume`, else the first one), which becomes the install device.
-#[derive(Debug, Default)]
-pub struct RaidState {
-    root: Mutex<Option<PathBuf>>,
-}
-
-impl RaidState {
-    fn set_root(&self, root: Option<PathBuf>) {
-        *self
-            .root
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = root;
-    }
-
-    /// The root volume, while its array exists.
-    pub fn root(&self) -> Option<PathBuf> {
-        let root = self
-            .root
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()?;
-        let name = root.file_name()?;
-        Path::new("/sys/block")
-            .join(name)
-            .join("md")
-            .is_dir()
-            .then_some(root)
-    }
-}
-
 /// The install device when this agent built a software RAID: its root volume.
-pub fn install_device(ctx: &AgentContext, _node: Option<&Node>) -> Option<String> {
-    ctx.raid.root().map(|p| p.display().to_string())
+pub fn install_device(state: &RaidState, _node: Option<&Node>) -> Option<String> {
+    state.root().map(|p| p.display().to_string())
 }
 
 /// A `SoftwareRAIDError` with `message`.

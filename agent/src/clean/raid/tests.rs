@@ -72,9 +72,15 @@ fn bad_configurations_are_refused_before_any_write() -> anyhow::Result<()> {
     ];
     for (config, wants) in cases {
         let sctx = step_ctx(json!({"uuid": "n1", "target_raid_config": config}))?;
-        let e = execute(&ctx, "create_configuration", &sctx, &Map::new())
-            .err()
-            .ok_or_else(|| anyhow::anyhow!("{config} accepted"))?;
+        let e = execute(
+            &ctx.devices(),
+            &ctx.state.raid,
+            "create_configuration",
+            &sctx,
+            &Map::new(),
+        )
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("{config} accepted"))?;
         assert!(matches!(e, HardwareError::InvalidArgs(_)), "{e:?}");
         assert_eq!(e.code(), 400);
         for want in wants {
@@ -84,7 +90,8 @@ fn bad_configurations_are_refused_before_any_write() -> anyhow::Result<()> {
         let mut args = Map::new();
         args.insert("raid_config".into(), config.clone());
         let e = execute(
-            &ctx,
+            &ctx.devices(),
+            &ctx.state.raid,
             "apply_configuration",
             &step_ctx(json!({"uuid": "n1"}))?,
             &args,
@@ -94,7 +101,8 @@ fn bad_configurations_are_refused_before_any_write() -> anyhow::Result<()> {
         assert_eq!(e.code(), 400, "{e}");
     }
     let e = execute(
-        &ctx,
+        &ctx.devices(),
+        &ctx.state.raid,
         "apply_configuration",
         &step_ctx(json!({}))?,
         &Map::new(),
@@ -106,10 +114,16 @@ fn bad_configurations_are_refused_before_any_write() -> anyhow::Result<()> {
     let mut args = Map::new();
     args.insert("raid_config".into(), json!({}));
     args.insert("delete_existing".into(), json!("perhaps"));
-    let e = execute(&ctx, "apply_configuration", &step_ctx(json!({}))?, &args)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let e = execute(
+        &ctx.devices(),
+        &ctx.state.raid,
+        "apply_configuration",
+        &step_ctx(json!({}))?,
+        &args,
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
     assert!(e.contains("delete_existing must be a boolean"), "{e}");
     assert_eq!(
         file_bytes(&lo.file)?,
@@ -131,7 +145,8 @@ fn nothing_to_do_without_software_raid() -> anyhow::Result<()> {
             {"size_gb": 10, "raid_level": "5", "controller": "megaraid"}]}}),
     ] {
         let r = execute(
-            &ctx,
+            &ctx.devices(),
+            &ctx.state.raid,
             "create_configuration",
             &step_ctx(node.clone())?,
             &Map::new(),
@@ -139,8 +154,14 @@ fn nothing_to_do_without_software_raid() -> anyhow::Result<()> {
         assert_eq!(r, json!({}), "{node}");
     }
     assert!(
-        execute(&ctx, "erase_devices", &step_ctx(json!({}))?, &Map::new())
-            .is_err_and(|e| e.is_incompatible())
+        execute(
+            &ctx.devices(),
+            &ctx.state.raid,
+            "erase_devices",
+            &step_ctx(json!({}))?,
+            &Map::new()
+        )
+        .is_err_and(|e| e.is_incompatible())
     );
     Ok(())
 }
@@ -175,7 +196,8 @@ fn disks_with_partitions_or_too_small_are_refused_untouched() -> anyhow::Result<
     };
     // By hints naming both: b is not allowed and has partitions.
     let e = execute(
-        &ctx,
+        &ctx.devices(),
+        &ctx.state.raid,
         "create_configuration",
         &step_ctx(raid1(json!([{"name": an}, {"name": bn}])))?,
         &Map::new(),
@@ -190,7 +212,8 @@ fn disks_with_partitions_or_too_small_are_refused_untouched() -> anyhow::Result<
     assert!(e.contains("not in the --allow-device list"), "{e}");
     // A hint matching nothing.
     let e = execute(
-        &ctx,
+        &ctx.devices(),
+        &ctx.state.raid,
         "create_configuration",
         &step_ctx(raid1(json!([{"name": an}, {"name": "/dev/sdzz"}])))?,
         &Map::new(),
@@ -203,7 +226,8 @@ fn disks_with_partitions_or_too_small_are_refused_untouched() -> anyhow::Result<
     let no_hints = json!({"uuid": "n1", "target_raid_config": {"logical_disks": [
         {"size_gb": 1, "raid_level": "1", "controller": "software"}]}});
     let e = execute(
-        &ctx,
+        &ctx.devices(),
+        &ctx.state.raid,
         "create_configuration",
         &step_ctx(no_hints)?,
         &Map::new(),

@@ -71,13 +71,15 @@
 
 mod convert;
 mod device;
+mod options;
 mod run;
 mod spool;
 
 #[cfg(test)]
 mod tests;
 
-pub use convert::{CacheMode, ConvertOptions, SpoolSource, convert, virtual_size_of};
+pub use convert::{convert, virtual_size_of};
+pub use options::{CacheMode, ConvertOptions, SpoolSource};
 pub use spool::{SpoolPlan, plan_spool};
 
 /// Why the qemu-img path failed.

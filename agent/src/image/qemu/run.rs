@@ -14,7 +14,7 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::time::Instant;
 
 use super::QemuError;
-use super::convert::ConvertOptions;
+use super::options::ConvertOptions;
 
 /// Most stderr kept (its tail) for an error message.
 const STDERR_KEEP: usize = 16 * 1024;

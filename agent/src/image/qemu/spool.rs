@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::QemuError;
-use super::convert::SpoolSource;
+use super::options::SpoolSource;
 
 /// The spool region: the image file's bytes go to `[offset, offset + len)` of the target
 /// disk, and `[offset, disk end)` belongs to the spool (a writer that pads its last block up

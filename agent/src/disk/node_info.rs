@@ -1,4 +1,5 @@
-//! What a deploy reads from Ironic's node: boot mode, disk label, capabilities.
+//! What Ironic's node says about the disk layout of a deploy: boot mode, disk label,
+//! capabilities.
 
 use hardware_managers::Node;
 use serde_json::Value;
