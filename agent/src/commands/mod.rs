@@ -7,6 +7,7 @@ pub mod poll;
 pub mod registry;
 pub mod rescue;
 pub mod result;
+pub mod scrub;
 pub mod standby;
 pub mod steps;
 pub mod system;
