@@ -944,3 +944,80 @@ async fn the_command_history_keeps_no_step_arguments_or_urls() -> anyhow::Result
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn unknown_disk_labels_are_refused_before_anything_runs() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ctx = context(dir.path(), &[], &format!("ipa-agent-token={TOKEN}"), 1024)?;
+    let app = router_over(crate::commands::registry(), ctx.clone());
+    let image_info = |label: Value| {
+        json!({"id": "i", "urls": ["http://127.0.0.1:9/img"], "os_hash_algo": "sha256",
+            "os_hash_value": "ab".repeat(32), "image_type": "partition", "root_mb": 32,
+            "disk_label": label})
+    };
+    let prepare = |info: Value| {
+        json!({"name": "standby.prepare_image", "params": {"image_info": info}}).to_string()
+    };
+    let node = |caps: Value| -> anyhow::Result<hardware_managers::Node> {
+        Ok(serde_json::from_value(
+            json!({"uuid": "n", "instance_info": {"capabilities": caps}}),
+        )?)
+    };
+    // IPA (and Ironic's capability check) know exactly `msdos` and `gpt`, case-sensitively.
+    let refused = [
+        (json!({}), json!("dos")),
+        (json!({}), json!("GPT")),
+        (json!({}), json!("mbr")),
+        (json!({"disk_label": "dos"}), json!("gpt")),
+        (json!("boot_mode:bios,disk_label:GPT"), Value::Null),
+    ];
+    for (caps, label) in refused {
+        ctx.set_node(node(caps.clone())?);
+        let (s, v) = call(
+            &app,
+            "POST",
+            &post_uri("&wait=true"),
+            &prepare(image_info(label.clone())),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{caps} {label}: {v}");
+        let text = v["faultstring"].as_str().unwrap_or_default();
+        assert!(
+            text.starts_with("Invalid command parameters: ") && text.contains("disk_label"),
+            "{caps} {label}: {v}"
+        );
+    }
+    // Nothing ran: no command was recorded.
+    let (_, v) = call(
+        &app,
+        "GET",
+        &format!("/v1/commands/?agent_token={TOKEN}"),
+        "",
+    )
+    .await?;
+    assert_eq!(v["commands"], json!([]), "{v}");
+    assert!(ctx.history.entries().is_empty());
+
+    // The two known labels (and none at all) pass the check; the command then runs (and fails
+    // here for want of an install device).
+    for (caps, label) in [
+        (json!({"disk_label": "msdos"}), json!("gpt")),
+        (json!("disk_label:gpt"), Value::Null),
+        (json!({}), json!("")),
+    ] {
+        ctx.set_node(node(caps.clone())?);
+        let (s, v) = call(
+            &app,
+            "POST",
+            &post_uri("&wait=true"),
+            &prepare(image_info(label.clone())),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{caps} {label}: {v}");
+        assert_ne!(
+            v["command_error"]["type"], "InvalidCommandParamsError",
+            "{v}"
+        );
+    }
+    Ok(())
+}

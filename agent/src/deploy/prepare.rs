@@ -173,6 +173,9 @@ pub fn prepare_image(
     info: &ImageInfo,
     configdrive: Option<&str>,
 ) -> Result<String, DeployError> {
+    // Parameters first: nothing is fetched or written for a deploy that cannot succeed.
+    node_info::disk_label(&ctx.node().unwrap_or_default(), info.disk_label.as_deref())
+        .map_err(DeployError::Invalid)?;
     let progress = ctx.start_progress();
     let _reporter = ProgressLog::start(progress.clone(), info.id.clone());
     let device = install_device(ctx)?;
@@ -442,7 +445,8 @@ fn partition_image(
     })?;
     let req = LayoutRequest {
         boot_mode,
-        disk_label: node_info::disk_label(&node, info.disk_label.as_deref()),
+        disk_label: node_info::disk_label(&node, info.disk_label.as_deref())
+            .map_err(DeployError::Invalid)?,
         root_mb,
         swap_mb: info.swap_mb.unwrap_or(0),
         ephemeral_mb: info.ephemeral_mb.unwrap_or(0),
