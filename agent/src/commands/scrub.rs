@@ -8,8 +8,9 @@
 //! * the value of every [sensitive key](is_sensitive_key) (step `args`, image and node
 //!   information, config drives, injected files, passwords, tokens) becomes `"***"`;
 //! * every URL loses its user information, path and query (`https://host:port/***`);
-//! * every string value taken from the command's sensitive parameters becomes `***` wherever
-//!   it appears in a recorded string (an error detail quoting the step, for instance).
+//! * every secret string of the command's parameters (step arguments, file contents, config
+//!   drives, credentials; of node and image information only the credentials) becomes `***`
+//!   wherever it appears in a recorded string (an error detail quoting the step, for instance).
 
 use serde_json::{Map, Value};
 
@@ -18,7 +19,7 @@ pub const REDACTED: &str = "***";
 
 /// Strings shorter than this are not looked for in recorded text (they would garble it and
 /// carry little).
-const MIN_SECRET_LEN: usize = 4;
+const MIN_SECRET_LEN: usize = 6;
 
 /// Keys whose values are never recorded, at any depth.
 const SENSITIVE_KEYS: &[&str] = &[
@@ -37,30 +38,81 @@ const SENSITIVE_KEYS: &[&str] = &[
     "url",
 ];
 
+/// Keys whose string values are all secret (taken out of recorded text wherever they appear):
+/// step arguments, file contents, config drives.
+const SECRET_CONTENT_KEYS: &[&str] = &["args", "files", "content", "contents", "configdrive"];
+
+/// Keys holding node or image information: of their values only credentials are taken out of
+/// recorded text (an image id or `qcow2` must stay readable in an error; URLs are shortened
+/// anyway).
+const INFO_KEYS: &[&str] = &[
+    "image_info",
+    "instance_info",
+    "driver_info",
+    "driver_internal_info",
+];
+
 /// Parts of key names that mark a credential (`rescue_password`, `agent_secret_token`, ...).
-const SENSITIVE_PARTS: &[&str] = &["password", "secret", "token", "credential", "passphrase"];
+const SENSITIVE_PARTS: &[&str] = &[
+    "password",
+    "secret",
+    "token",
+    "credential",
+    "passphrase",
+    "authorization",
+];
+
+fn is_credential_key(key: &str) -> bool {
+    SENSITIVE_PARTS.iter().any(|p| key.contains(p))
+}
 
 /// Whether the value under `key` is never recorded.
 pub fn is_sensitive_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    SENSITIVE_KEYS.contains(&key.as_str()) || SENSITIVE_PARTS.iter().any(|p| key.contains(p))
+    SENSITIVE_KEYS.contains(&key.as_str()) || is_credential_key(&key)
 }
 
-/// The string values found under sensitive keys of `params` (as given and as JSON would quote
-/// them), longest first, to be taken out of recorded text.
+/// Which strings of a parameter subtree are secret.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Harvest {
+    /// None (unless a key below says otherwise).
+    Nothing,
+    /// Only those under credential keys.
+    Credentials,
+    /// All of them.
+    All,
+}
+
+impl Harvest {
+    fn below(self, key: &str) -> Harvest {
+        let key = key.to_ascii_lowercase();
+        if is_credential_key(&key) {
+            Harvest::All
+        } else if INFO_KEYS.contains(&key.as_str()) {
+            Harvest::Credentials
+        } else if SECRET_CONTENT_KEYS.contains(&key.as_str()) && self != Harvest::Credentials {
+            Harvest::All
+        } else {
+            self
+        }
+    }
+}
+
+/// The secret string values of `params` (see [`Harvest`]), as given and as JSON would quote
+/// them, longest first, to be taken out of recorded text.
 pub fn param_secrets(params: &Map<String, Value>) -> Vec<String> {
     let mut out = Vec::new();
     for (k, v) in params {
-        collect(v, is_sensitive_key(k), &mut out);
+        collect(v, Harvest::Nothing.below(k), &mut out);
     }
     out.sort_by_key(|s| std::cmp::Reverse(s.len()));
     out.dedup();
     out
 }
 
-fn collect(v: &Value, sensitive: bool, out: &mut Vec<String>) {
+fn collect(v: &Value, mode: Harvest, out: &mut Vec<String>) {
     match v {
-        Value::String(s) if sensitive && s.len() >= MIN_SECRET_LEN => {
+        Value::String(s) if mode == Harvest::All && s.len() >= MIN_SECRET_LEN => {
             out.push(s.clone());
             let quoted = Value::String(s.clone()).to_string();
             let inner = &quoted[1..quoted.len() - 1];
@@ -68,10 +120,10 @@ fn collect(v: &Value, sensitive: bool, out: &mut Vec<String>) {
                 out.push(inner.to_string());
             }
         }
-        Value::Array(items) => items.iter().for_each(|i| collect(i, sensitive, out)),
+        Value::Array(items) => items.iter().for_each(|i| collect(i, mode, out)),
         Value::Object(m) => {
             for (k, i) in m {
-                collect(i, sensitive || is_sensitive_key(k), out);
+                collect(i, mode.below(k), out);
             }
         }
         _ => {}
@@ -175,12 +227,19 @@ mod tests {
     fn sensitive_values_go_and_the_rest_stays() {
         let params = json!({"step": {"step": "inject_files", "interface": "deploy",
             "args": {"files": [{"path": "/etc/a\"b", "content": "c2VjcmV0"}]}},
-            "node": {"uuid": "n", "driver_info": {"ipmi_password": "pw12"}}});
+            "node": {"uuid": "n", "driver_info": {"ipmi_password": "pw1234"},
+                "instance_info": {"image_type": "partition", "deploy_boot_mode": "bios"}},
+            "image_info": {"id": "image-uuid", "disk_format": "qcow2",
+                "image_server_password": "s3cr3t!"}});
         let secrets = param_secrets(params.as_object().expect("object"));
         assert!(secrets.contains(&"c2VjcmV0".to_string()));
         assert!(secrets.contains(&"/etc/a\\\"b".to_string()));
-        assert!(secrets.contains(&"pw12".to_string()));
-        assert!(!secrets.contains(&"inject_files".to_string()));
+        assert!(secrets.contains(&"pw1234".to_string()));
+        assert!(secrets.contains(&"s3cr3t!".to_string()));
+        // Names and node or image facts stay readable in recorded text.
+        for kept in ["inject_files", "partition", "image-uuid", "qcow2"] {
+            assert!(!secrets.contains(&kept.to_string()), "{kept}");
+        }
 
         let result = json!({"deploy_result": {"written": "/etc/a\"b", "n": 1},
             "deploy_step": params["step"], "rescue_password": null});
