@@ -71,14 +71,14 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn shorten(v: Value) -> Value {
-    let len = serde_json::to_vec(&v)
-        .map(|b| b.len())
-        .unwrap_or(usize::MAX);
+/// What the history keeps of a result: `"<N bytes omitted>"` when it is large, else the
+/// result without what it echoes of the parameters.
+fn recorded(v: &Value, secrets: &[String]) -> Value {
+    let len = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
     if len > MAX_RESULT_BYTES {
         Value::String(format!("<{len} bytes omitted>"))
     } else {
-        v
+        scrub::value(v, secrets)
     }
 }
 
@@ -128,7 +128,7 @@ impl CommandHistory {
                 entry.command_result = result
                     .command_result
                     .as_ref()
-                    .map(|v| shorten(scrub::value(v, &secrets)));
+                    .map(|v| recorded(v, &secrets));
             }
         });
     }
