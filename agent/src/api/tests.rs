@@ -52,9 +52,20 @@ pub(super) fn context(
     cmdline: &str,
     log_bytes: usize,
 ) -> anyhow::Result<Arc<AgentContext>> {
+    context_with(dir, flags, cmdline, log_bytes, Arc::new(Minimal))
+}
+
+/// [`context`] with `manager` instead of [`Minimal`].
+fn context_with(
+    dir: &std::path::Path,
+    flags: &[&str],
+    cmdline: &str,
+    log_bytes: usize,
+    manager: Arc<dyn HardwareManager>,
+) -> anyhow::Result<Arc<AgentContext>> {
     let flags = Flags::parse_from(std::iter::once("ironic-agent").chain(flags.iter().copied()));
     let config = Config::from_parts(&flags, KernelParams::parse(cmdline))?;
-    let chain = Chain::new(vec![Arc::new(Minimal) as Arc<dyn HardwareManager>])?;
+    let chain = Chain::new(vec![manager])?;
     let power = Arc::new(RecordingPower::new(&dir.join("power")));
     Ok(Arc::new(AgentContext::new(
         config,
@@ -832,4 +843,181 @@ fn the_request_log_never_shows_the_token() {
         let shown = super::redact_query(&q);
         assert!(!shown.contains("0123456789abcdef"), "{q} -> {shown}");
     }
+}
+
+/// A manager whose step `echo_args` returns its arguments and whose step `fail_download`
+/// fails naming a signed URL, as a plug-in or an image step may.
+struct Echo;
+
+/// What [`Echo`]'s steps echo.
+const SECRET_CONTENT: &str = "c2VjcmV0LWZpbGUtY29udGVudA==";
+const SIGNED_URL: &str = "https://user:pw@swift.example:8080/v1/AUTH_x/images/img.qcow2?temp_url_sig=5ec7e75ig&temp_url_expires=1";
+/// A URL the step found by itself (not among the parameters).
+const MIRROR_URL: &str = "https://user:pw@mirror.example/images/img.qcow2?temp_url_sig=5ec7e75ig";
+
+impl HardwareManager for Echo {
+    fn class_name(&self) -> String {
+        "Echo".into()
+    }
+    fn evaluate_hardware_support(&self) -> SupportLevel {
+        SupportLevel::GENERIC
+    }
+    fn execute_step(
+        &self,
+        name: &str,
+        _: &hardware_managers::StepContext,
+        args: &serde_json::Map<String, Value>,
+    ) -> hardware_managers::HardwareResult<Value> {
+        match name {
+            "echo_args" => Ok(Value::Object(args.clone())),
+            _ => Err(hardware_managers::HardwareError::Failed {
+                kind: "ImageDownloadError".into(),
+                message: format!("Download of {MIRROR_URL} failed; files were {args:?}"),
+            }),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_command_history_keeps_no_step_arguments_or_urls() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ctx = context_with(
+        dir.path(),
+        &[],
+        &format!("ipa-agent-token={TOKEN}"),
+        1024,
+        Arc::new(Echo),
+    )?;
+    let app = router_over(crate::commands::registry(), ctx.clone());
+    let args = json!({"files": [{"path": "/etc/x", "content": SECRET_CONTENT}],
+        "image_info": {"id": "i", "urls": [SIGNED_URL]}});
+    for step in ["echo_args", "fail_download"] {
+        let body = json!({"name": "deploy.execute_deploy_step", "params": {
+            "step": {"step": step, "interface": "deploy", "priority": 80, "args": args},
+            "node": {"uuid": "n", "instance_info": {"image_source": SIGNED_URL}},
+            "ports": []}});
+        let (s, v) = call(&app, "POST", &post_uri("&wait=true"), &body.to_string()).await?;
+        assert_eq!(s, StatusCode::OK);
+        // The wire keeps what IPA sends: the step with its arguments, the error with the URL.
+        let wire = v.to_string();
+        assert!(wire.contains(SECRET_CONTENT), "{wire}");
+        assert!(wire.contains("temp_url_sig=5ec7e75ig"), "{wire}");
+    }
+    let (_, v) = call(
+        &app,
+        "POST",
+        &post_uri("&wait=true"),
+        r#"{"name":"poll.get_node_info","params":{}}"#,
+    )
+    .await?;
+    assert!(v.to_string().contains("temp_url_sig"), "{v}");
+
+    let files = crate::commands::log::bundle_files(&ctx);
+    let commands = files
+        .iter()
+        .find(|(n, _)| n == "commands.json")
+        .map(|(_, d)| String::from_utf8_lossy(d).into_owned())
+        .unwrap_or_default();
+    let history: Value = serde_json::from_str(&commands)?;
+    assert_eq!(history.as_array().map(Vec::len), Some(3), "{commands}");
+    for secret in [
+        SECRET_CONTENT,
+        "temp_url_sig",
+        "5ec7e75ig",
+        "user:pw",
+        "/etc/x",
+        "img.qcow2",
+    ] {
+        assert!(!commands.contains(secret), "{secret} in {commands}");
+    }
+    // What ran and how it ended is still there.
+    assert_eq!(
+        history[0]["command_result"]["deploy_step"]["step"],
+        "echo_args"
+    );
+    assert_eq!(history[1]["command_error"]["type"], "ImageDownloadError");
+    assert!(
+        history[1]["command_error"]["details"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("Download of https://mirror.example/*** failed")),
+        "{commands}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_disk_labels_are_refused_before_anything_runs() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ctx = context(dir.path(), &[], &format!("ipa-agent-token={TOKEN}"), 1024)?;
+    let app = router_over(crate::commands::registry(), ctx.clone());
+    let image_info = |label: Value| {
+        json!({"id": "i", "urls": ["http://127.0.0.1:9/img"], "os_hash_algo": "sha256",
+            "os_hash_value": "ab".repeat(32), "image_type": "partition", "root_mb": 32,
+            "disk_label": label})
+    };
+    let prepare = |info: Value| {
+        json!({"name": "standby.prepare_image", "params": {"image_info": info}}).to_string()
+    };
+    let node = |caps: Value| -> anyhow::Result<hardware_managers::Node> {
+        Ok(serde_json::from_value(
+            json!({"uuid": "n", "instance_info": {"capabilities": caps}}),
+        )?)
+    };
+    // IPA (and Ironic's capability check) know exactly `msdos` and `gpt`, case-sensitively.
+    let refused = [
+        (json!({}), json!("dos")),
+        (json!({}), json!("GPT")),
+        (json!({}), json!("mbr")),
+        (json!({"disk_label": "dos"}), json!("gpt")),
+        (json!("boot_mode:bios,disk_label:GPT"), Value::Null),
+    ];
+    for (caps, label) in refused {
+        ctx.set_node(node(caps.clone())?);
+        let (s, v) = call(
+            &app,
+            "POST",
+            &post_uri("&wait=true"),
+            &prepare(image_info(label.clone())),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{caps} {label}: {v}");
+        let text = v["faultstring"].as_str().unwrap_or_default();
+        assert!(
+            text.starts_with("Invalid command parameters: ") && text.contains("disk_label"),
+            "{caps} {label}: {v}"
+        );
+    }
+    // Nothing ran: no command was recorded.
+    let (_, v) = call(
+        &app,
+        "GET",
+        &format!("/v1/commands/?agent_token={TOKEN}"),
+        "",
+    )
+    .await?;
+    assert_eq!(v["commands"], json!([]), "{v}");
+    assert!(ctx.history.entries().is_empty());
+
+    // The two known labels (and none at all) pass the check; the command then runs (and fails
+    // here for want of an install device).
+    for (caps, label) in [
+        (json!({"disk_label": "msdos"}), json!("gpt")),
+        (json!("disk_label:gpt"), Value::Null),
+        (json!({}), json!("")),
+    ] {
+        ctx.set_node(node(caps.clone())?);
+        let (s, v) = call(
+            &app,
+            "POST",
+            &post_uri("&wait=true"),
+            &prepare(image_info(label.clone())),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{caps} {label}: {v}");
+        assert_ne!(
+            v["command_error"]["type"], "InvalidCommandParamsError",
+            "{v}"
+        );
+    }
+    Ok(())
 }

@@ -151,7 +151,7 @@ impl Executor {
         let is_async = spec.mode == Mode::Async;
         let id = entry.snapshot().id;
         info!(command = name, %id, asynchronous = is_async, "executing command");
-        self.context.history.started(&id, name);
+        self.context.history.started(&id, name, &params);
 
         let context = self.context.clone();
         let task_entry = entry.clone();

@@ -30,7 +30,8 @@ pub fn bundle_base64(ctx: &AgentContext) -> std::io::Result<String> {
 }
 
 /// The files of the bundle, with secrets redacted (see [`redact`]): the agent's own log, the journal when there is one, the recent
-/// commands (`commands.json`: names, times, statuses, errors; never parameters), the inventory,
+/// commands (`commands.json`: names, times, statuses, errors, results; never parameters nor what
+/// results echo of them, see [`super::scrub`]), the inventory,
 /// and whatever each hardware manager contributes (dmesg, ip, lsblk, mdstat, efibootmgr, ...).
 pub fn bundle_files(ctx: &AgentContext) -> Vec<(String, Vec<u8>)> {
     let secrets: Vec<String> = [ctx.token(), ctx.config.agent_token.clone()]

@@ -8,6 +8,7 @@ pub mod poll;
 pub mod registry;
 pub mod rescue;
 pub mod result;
+pub mod scrub;
 pub mod standby;
 pub mod steps;
 pub mod system;

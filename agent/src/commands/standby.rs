@@ -87,8 +87,13 @@ fn image_info(ctx: &AgentContext, p: &Params) -> Result<crate::image::info::Imag
     crate::image::info::validate_image_info(p.get("image_info").unwrap_or(&Value::Null), md5)
 }
 
+/// `image_info` as IPA validates it, and a `disk_label` (the node's capability or
+/// `image_info`'s) that names a known partition table: refused with HTTP 400 before anything
+/// runs.
 fn validate_prepare(ctx: &AgentContext, p: &Params) -> Result<(), CommandError> {
-    image_info(ctx, p)
+    let info = image_info(ctx, p).map_err(CommandError::invalid_params)?;
+    let node = ctx.node().unwrap_or_default();
+    crate::disk::node_info::disk_label(&node, info.disk_label.as_deref())
         .map(|_| ())
         .map_err(CommandError::invalid_params)
 }

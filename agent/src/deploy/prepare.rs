@@ -19,7 +19,8 @@ use crate::disk::uuids::{self, PartitionUuids};
 use crate::disk::{DiskError, MIB, blockdev, table, wipe};
 use crate::image::checksum::{ExpectedChecksum, resolve_checksum};
 use crate::image::error::ImageError;
-use crate::image::format::{self, DetectedFormat, FormatError};
+use crate::image::format::{DetectedFormat, FormatError};
+use crate::image::head::{Head, inspect_allowed, raw_head_check};
 use crate::image::info::ImageInfo;
 use crate::image::options::DownloadOptions;
 use crate::image::pipeline::{self, Target};
@@ -169,6 +170,12 @@ fn prepare_image(
     info: &ImageInfo,
     configdrive: Option<&str>,
 ) -> Result<String, DeployError> {
+    // Parameters first: nothing is fetched or written for a deploy that cannot succeed.
+    node_info::disk_label(
+        &d.node.get().unwrap_or_default(),
+        info.disk_label.as_deref(),
+    )
+    .map_err(DeployError::Invalid)?;
     let progress = d.progress.start();
     let _reporter = ProgressLog::start(progress.clone(), info.id.clone());
     let device = d.install_device()?;
@@ -285,39 +292,6 @@ fn wipe_boot_areas(device: &Path) -> Result<(), DiskError> {
     wipe::wipe_partition_tables(device)
 }
 
-/// A head check refusing anything that is not the disk's bytes on the streaming path, and
-/// anything outside the permitted formats.
-/// The real format of an image from its first bytes, refused when not permitted or not what
-/// `disk_format` declares.
-fn inspect_allowed(
-    head: &[u8],
-    total_len: Option<u64>,
-    declared: Option<&str>,
-    permitted: &[String],
-) -> Result<DetectedFormat, ImageError> {
-    let detected =
-        format::inspect(head, total_len).map_err(|e| ImageError::InvalidImage(e.to_string()))?;
-    format::check_allowed(&detected, declared, permitted)
-        .map_err(|e| ImageError::InvalidImage(e.to_string()))?;
-    Ok(detected)
-}
-
-fn raw_head_check(
-    declared: Option<String>,
-    permitted: Vec<String>,
-) -> crate::image::options::HeadCheck {
-    Arc::new(move |head: &[u8]| {
-        let detected = inspect_allowed(head, None, declared.as_deref(), &permitted)?;
-        if !detected.is_raw_bytes() {
-            return Err(ImageError::InvalidImage(format!(
-                "the image is {} but was to be streamed as raw bytes",
-                detected.name
-            )));
-        }
-        Ok(())
-    })
-}
-
 /// One image write: what every stage of `prepare_image` reads.
 #[derive(Clone, Copy)]
 struct WriteJob<'a> {
@@ -363,7 +337,9 @@ impl WriteJob<'_> {
         src.open()?;
         let image_len = src.content_length().ok_or_else(|| {
             DeployError::Invalid(
-                "the image server sent no Content-Length; cannot size the spool".into(),
+                "the image server did not send the image's size (Content-Length), which \
+                 converting the image needs"
+                    .into(),
             )
         })?;
         drop(src);
@@ -371,15 +347,21 @@ impl WriteJob<'_> {
         let plan = qemu::plan_spool(disk_size, image_len, None, SPOOL_ALIGN)?;
         if plan.offset < spool_floor {
             return Err(DeployError::Invalid(format!(
-                "the disk has no room for a {image_len}-byte spool above its partitions"
+                "the disk has no room above its partitions for the {image_len}-byte image \
+                 to be converted"
             )));
         }
         let detected: Arc<Mutex<Option<DetectedFormat>>> = Arc::new(Mutex::new(None));
         let seen = detected.clone();
         let permitted_owned = permitted.to_vec();
         let mut o = opts.clone();
-        o.head_check = Some(Arc::new(move |head: &[u8]| {
-            let d = inspect_allowed(head, Some(image_len), declared.as_deref(), &permitted_owned)?;
+        o.head_check = Some(Arc::new(move |head: &Head<'_>| {
+            let d = inspect_allowed(
+                head.bytes,
+                Some(image_len),
+                declared.as_deref(),
+                &permitted_owned,
+            )?;
             if let Ok(mut s) = seen.lock() {
                 *s = Some(d);
             }
@@ -411,7 +393,8 @@ impl WriteJob<'_> {
             };
             if v > target_room {
                 return Err(DeployError::Invalid(format!(
-                    "the image's virtual size ({v} bytes) does not fit: {target_room} bytes available below the spool"
+                    "the image's virtual size ({v} bytes) does not fit: {target_room} bytes \
+                 available (the end of the disk holds the downloaded image during conversion)"
                 )));
             }
         }
@@ -458,7 +441,8 @@ impl WriteJob<'_> {
         })?;
         let req = LayoutRequest {
             boot_mode,
-            disk_label: node_info::disk_label(node, info.disk_label.as_deref()),
+            disk_label: node_info::disk_label(node, info.disk_label.as_deref())
+                .map_err(DeployError::Invalid)?,
             root_mb,
             swap_mb: info.swap_mb.unwrap_or(0),
             ephemeral_mb: info.ephemeral_mb.unwrap_or(0),

@@ -7,6 +7,7 @@ pub mod decompress;
 pub mod error;
 pub mod format;
 pub mod hash;
+pub mod head;
 pub mod info;
 pub mod options;
 pub mod pipeline;

@@ -3,15 +3,9 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::error::ImageError;
-
-/// A check of the first bytes of the decompressed image, run before anything is written
-/// (e.g. refusing a qcow2 header on the raw path). It sees the first `min(block_size, image
-/// size)` bytes (2 MiB by default, never less than 64 KiB).
-pub type HeadCheck = Arc<dyn Fn(&[u8]) -> Result<(), ImageError> + Send + Sync>;
+pub use super::head::HeadCheck;
 
 /// HTTP basic credentials.
 #[derive(Clone, PartialEq, Eq)]

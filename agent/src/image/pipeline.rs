@@ -29,6 +29,7 @@ use super::checksum::{ExpectedChecksum, HashAlgo};
 use super::decompress::{Compression, decoder, sniff};
 use super::error::ImageError;
 use super::hash::Hasher;
+use super::head::Head;
 use super::info::ImageInfo;
 use super::options::{DownloadOptions, HeadCheck};
 use super::progress::{Progress, Stage};
@@ -341,7 +342,11 @@ fn decompress_stage(
         compression = compression.name(),
         "image compression detected"
     );
-    let check = |head: &[u8]| head_check.map_or(Ok(()), |f| f(head));
+    // The head is the whole image when the stream ended within the first block (a block
+    // is passed on short only at the end of the stream).
+    let check = |bytes: &[u8], whole_image: bool| {
+        head_check.map_or(Ok(()), |f| f(&Head { bytes, whole_image }))
+    };
 
     if compression == Compression::None {
         if let (Some(len), Some(cap)) = (content_length, capacity)
@@ -354,7 +359,7 @@ fn decompress_stage(
             }
             .into());
         }
-        check(first.data())?;
+        check(first.data(), !first.is_full())?;
         let mut hasher = Hasher::new(algo);
         hasher.update(first.data());
         send(&tx, Msg::Data(first))?;
@@ -403,7 +408,7 @@ fn decompress_stage(
                     ))
                     .into());
                 }
-                check(out.data())?;
+                check(out.data(), ended)?;
             }
             if out.is_empty() {
                 pool.put(out);

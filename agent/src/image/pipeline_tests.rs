@@ -12,6 +12,7 @@ use super::checksum::{ExpectedChecksum, HashAlgo, resolve_checksum};
 use super::decompress::Compression;
 use super::error::ImageError;
 use super::hash::Hasher;
+use super::head::Head;
 use super::info::ImageInfo;
 use super::options::{DownloadOptions, HeadCheck};
 use super::pipeline::{StreamOutcome, Target, download_to_target, stream_to_target};
@@ -556,8 +557,8 @@ fn the_head_check_rejects_before_anything_is_written() -> anyhow::Result<()> {
     srv.route("/img.gz", packed.clone(), Faults::default());
     let dir = tempfile::tempdir()?;
     let t = disk(dir.path(), 2 * MIB)?;
-    let check: HeadCheck = Arc::new(|head: &[u8]| {
-        if head.starts_with(b"QFI\xfb") {
+    let check: HeadCheck = Arc::new(|head: &Head<'_>| {
+        if head.bytes.starts_with(b"QFI\xfb") {
             Err(ImageError::InvalidImage(
                 "qcow2 image on the raw path".into(),
             ))
@@ -671,5 +672,55 @@ fn hold_back_covers_small_images() -> anyhow::Result<()> {
         bail!("tiny image differs");
     }
     assert_eq!(disk.len(), (MIB / 2) as usize);
+    Ok(())
+}
+
+/// Raw images smaller than the first MiB (down to one sector) are written byte-exact to a
+/// loop device through the raw path's own head check; the rest of the device is handled as
+/// for any image.
+#[test]
+fn small_raw_images_are_written_to_a_loop_device() -> anyhow::Result<()> {
+    let srv = TestServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let size = 4 * MIB;
+    let backing = dir.path().join("backing");
+    for len in [512, 4096, 100 << 10, MIB as usize - 1] {
+        std::fs::write(&backing, vec![0xAAu8; size as usize])?;
+        let lo = LoopDevice::attach(&backing)?;
+        let data = image(len);
+        let path = format!("/small-{len}.raw");
+        srv.route(&path, data.clone(), Faults::default());
+        let t = Target {
+            path: lo.path.clone(),
+            offset: 0,
+            max_len: None,
+        };
+        let check = super::head::raw_head_check(Some("raw".into()), vec!["raw".into()]);
+        let o = DownloadOptions {
+            head_check: Some(check),
+            ..opts()
+        };
+        let out = run(
+            &info(vec![srv.url(&path)]),
+            &digest(HashAlgo::Sha256, &data),
+            &t,
+            &o,
+        )
+        .with_context(|| format!("{len}-byte image"))?;
+        assert_eq!(out.bytes_written, len as u64);
+        let mut back = vec![0u8; size as usize];
+        std::fs::File::open(&lo.path)?.read_exact(&mut back)?;
+        ensure!(
+            back[..len] == data[..],
+            "{len}: the image differs on the device"
+        );
+        // As for any image, the rest of the first MiB (the old partition table) is zeroed.
+        let mib = MIB as usize;
+        ensure!(all(&back[len..mib], 0), "{len}: first MiB not cleared");
+        ensure!(
+            all(&back[mib..], 0xAA),
+            "{len}: bytes after the first MiB changed"
+        );
+    }
     Ok(())
 }

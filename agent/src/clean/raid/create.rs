@@ -147,7 +147,7 @@ pub(super) fn create(
     let boot = node_info::boot_mode(node, Path::new("/sys/firmware/efi").is_dir());
     let table_kind = match boot {
         BootMode::Uefi => TableKind::Gpt,
-        BootMode::Bios => node_info::disk_label(node, None),
+        BootMode::Bios => node_info::disk_label(node, None).map_err(HardwareError::InvalidArgs)?,
     };
 
     // Everything is checked before the first write.

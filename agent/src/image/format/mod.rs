@@ -120,12 +120,9 @@ pub enum FormatError {
         /// What is wrong, for a person.
         reason: String,
     },
-    /// A structure the format needs lies beyond the head handed to [`inspect`].
-    #[error(
-        "{format} image cannot be inspected from its first bytes alone{}; inspect the whole \
-         spooled image instead",
-        needed.map(|n| format!(" (it needs bytes up to {n})")).unwrap_or_default()
-    )]
+    /// A structure the format needs lies beyond the head handed to [`inspect`] (callers
+    /// holding the whole image use [`inspect_region`]).
+    #[error("{}", incomplete_message(format, *needed))]
     Incomplete {
         /// The format being parsed (`image` before any format matched).
         format: &'static str,
@@ -160,6 +157,21 @@ pub enum FormatError {
         /// The detected format.
         detected: &'static str,
     },
+}
+
+/// The text of [`FormatError::Incomplete`], for the operator: what could not be checked.
+fn incomplete_message(format: &str, needed: Option<u64>) -> String {
+    let subject = if format == "image" {
+        "the image".to_string()
+    } else {
+        format!("{format} image")
+    };
+    match needed {
+        Some(n) => format!(
+            "{subject} could not be checked before writing (the check needs its first {n} bytes)"
+        ),
+        None => format!("{subject} could not be checked before writing (its size is unknown)"),
+    }
 }
 
 impl FormatError {
