@@ -10,7 +10,6 @@ use tracing::{info, warn};
 use super::settings::DeploySettings;
 use crate::commands::CommandError;
 use crate::config::Config;
-use crate::context::AgentContext;
 use crate::devices::{Devices, InstallDeviceError};
 use crate::disk::configdrive::{self, ConfigDriveFile, TlsOptions};
 use crate::disk::layout::{self, LayoutRequest};
@@ -145,24 +144,6 @@ impl Deployer {
     ) -> Result<String, DeployError> {
         prepare_image(self, info, configdrive)
     }
-}
-
-// The agent-context entry points `inject::run` still uses; everything else is handed a
-// `Deployer` or a `DeploySettings`. Once `inject::run` takes those too (`deploy::steps`
-// already builds its environment from them), these two go, and with them this file's use of
-// the agent context.
-
-/// Download settings from the agent configuration and the lookup `config`.
-pub fn download_options(ctx: &AgentContext) -> DownloadOptions {
-    DeploySettings::new(&ctx.config, ctx.state.lookup.clone()).download_options()
-}
-
-/// The install device chosen by the chain, after the disk guard accepted it.
-///
-/// # Errors
-/// No device, or a protected one.
-pub fn install_device(ctx: &AgentContext) -> Result<PathBuf, DeployError> {
-    Ok(ctx.devices().install_device(ctx.node().as_ref())?)
 }
 
 fn prepare_image(

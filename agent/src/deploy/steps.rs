@@ -163,7 +163,7 @@ impl AgentSteps {
 }
 
 /// A deploy failure as a step failure: the chain's own errors as they are, the rest in IPA's
-/// shape (as `inject::run` maps them).
+/// shape.
 fn hardware_error(e: DeployError) -> HardwareError {
     match e {
         DeployError::Hardware(h) => h,

@@ -43,17 +43,15 @@ pub mod walker;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hardware_managers::guard::{DiskGuard, GuardError};
-use hardware_managers::{ArgInfo, HardwareError, HardwareResult, Node, Port, StepContext};
+use hardware_managers::{ArgInfo, HardwareError, HardwareResult, Node, Port};
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
-use super::prepare::{DeployError, download_options, install_device};
 use crate::config::KernelParams;
-use crate::context::AgentContext;
 use crate::disk::MIB;
 
 use apply::apply_all;
@@ -135,33 +133,6 @@ impl std::fmt::Debug for Environment<'_> {
     }
 }
 
-/// Runs the step for the agent: node and ports from the step context, the install device
-/// from the hardware chain, TLS and retry settings from the agent's configuration.
-pub fn run(
-    ctx: &AgentContext,
-    step: &StepContext,
-    args: &Map<String, Value>,
-) -> HardwareResult<Value> {
-    let opts = download_options(ctx);
-    let download = DownloadSettings {
-        insecure: opts.insecure,
-        cafile: opts.cafile.clone(),
-        tls_min: opts.tls_min_version.clone(),
-        connect_timeout: opts.connection_timeout.min(DOWNLOAD_TIMEOUT),
-        timeout: DOWNLOAD_TIMEOUT,
-        retries: opts.retries,
-        retry_interval: opts.retry_interval,
-        max_bytes: MAX_CONTENT_BYTES,
-    };
-    let root_device = || install_device(ctx).map_err(deploy_error);
-    let env = Environment {
-        root_device: &root_device,
-        guard: DiskGuard::new(ctx.config.allow_devices.clone(), Path::new("/")),
-        download,
-    };
-    inject_files(&step.node, &step.ports, args, &env)
-}
-
 /// The step itself: validates `node.properties.inject_files` + `args.files`, finds every
 /// target partition, downloads URL content, then writes or deletes the files in order.
 /// Returns `null`, as IPA does.
@@ -187,19 +158,6 @@ pub fn inject_files(
     let fetched = fetch_all(&files, &download)?;
     apply_all(&files, &devices, &fetched, &env.guard)?;
     Ok(Value::Null)
-}
-
-fn deploy_error(e: DeployError) -> HardwareError {
-    match e {
-        DeployError::Hardware(h) => h,
-        other => {
-            let ce = other.to_command_error();
-            HardwareError::Failed {
-                kind: ce.kind,
-                message: format!("{}: {}", ce.message, ce.details),
-            }
-        }
-    }
 }
 
 fn failed(kind: &str, message: impl Into<String>) -> HardwareError {

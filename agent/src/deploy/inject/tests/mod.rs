@@ -10,6 +10,7 @@ use serde_json::json;
 
 use std::fs::File;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
