@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use hardware_managers::{IpaClass, IpaError};
 use tracing::{info, warn};
 
 use super::node_info;
@@ -56,31 +57,24 @@ pub enum DeployError {
 }
 
 impl DeployError {
-    /// The serialised agent error.
+    /// IPA's error for this failure.
+    pub fn to_ipa_error(&self) -> IpaError {
+        let class = match self {
+            DeployError::Image(e) => return e.to_ipa_error(),
+            DeployError::Hardware(e) => return e.to_ipa_error(),
+            DeployError::Format(_) => IpaClass::InvalidImage,
+            DeployError::Qemu(_) => IpaClass::ImageWriteError,
+            DeployError::Disk(_) => IpaClass::DeploymentError,
+            DeployError::Guard(_) => IpaClass::ProtectedDeviceError,
+            DeployError::Invalid(_) => IpaClass::InvalidCommandParamsError,
+        };
+        IpaError::new(class, self.to_string())
+    }
+
+    /// The serialised agent error (for `deploy/inject.rs` until it uses
+    /// [`DeployError::to_ipa_error`]).
     pub fn to_command_error(&self) -> CommandError {
-        match self {
-            DeployError::Image(e) => e.to_command_error(),
-            DeployError::Format(e) => {
-                CommandError::new("InvalidImage", 500, "Invalid image", e.to_string())
-            }
-            DeployError::Qemu(e) => CommandError::new(
-                "ImageWriteError",
-                500,
-                "Error writing image to device",
-                e.to_string(),
-            ),
-            DeployError::Disk(e) => {
-                CommandError::new("DeploymentError", 500, "Deploy step failed", e.to_string())
-            }
-            DeployError::Guard(e) => CommandError::new(
-                "ProtectedDeviceError",
-                500,
-                "Refusing to write to a protected device",
-                e.to_string(),
-            ),
-            DeployError::Hardware(e) => CommandError::from_hardware(e),
-            DeployError::Invalid(m) => CommandError::invalid_params(m.clone()),
-        }
+        self.to_ipa_error().into()
     }
 }
 

@@ -135,13 +135,8 @@ impl AgentSteps {
             .and_then(Value::as_str)
             .map(String::from)
             .or_else(|| info.configdrive.clone());
-        let text = prepare_image(&ctx, &info, configdrive.as_deref()).map_err(|e| {
-            let ce = e.to_command_error();
-            HardwareError::Failed {
-                kind: ce.kind,
-                message: format!("{}: {}", ce.message, ce.details),
-            }
-        })?;
+        let text = prepare_image(&ctx, &info, configdrive.as_deref())
+            .map_err(|e| HardwareError::Ipa(e.to_ipa_error()))?;
         Ok(json!({ "result": format!("prepare_image: {text}") }))
     }
 }

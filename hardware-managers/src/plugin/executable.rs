@@ -28,8 +28,6 @@ pub const RESERVED_METHODS: &[&str] = &["support", "version", "steps", "initiali
 const STDERR_IN_ERRORS: usize = 4096;
 /// How much stderr is kept from one call (all of it is logged at debug).
 const STDERR_KEPT: usize = 64 << 10;
-/// The error type that `initialize` may also answer to mean "nothing to do".
-const METHOD_NOT_FOUND_TYPE: &str = "HardwareManagerMethodNotFound";
 
 /// The `version` reply.
 #[derive(Debug, Deserialize)]
@@ -201,7 +199,9 @@ impl HardwareManager for ExecutableManager {
     fn initialize(&self) -> HardwareResult<()> {
         match self.call("initialize", &json!({}), self.config.query_timeout) {
             Ok(_) => Ok(()),
-            Err(e) if e.is_incompatible() || e.ipa_type() == METHOD_NOT_FOUND_TYPE => Ok(()),
+            Err(e) if e.is_incompatible() || matches!(e, HardwareError::MethodNotFound(_)) => {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }

@@ -79,7 +79,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 pub use self::executable::{ExecutableManager, RESERVED_METHODS};
-pub use self::protocol::{ErrorReply, INCOMPATIBLE_ERROR_TYPE, Reply, parse_reply};
+pub use self::protocol::{ErrorReply, Reply, parse_reply};
 use crate::error::{HardwareError, HardwareResult};
 use crate::manager::HardwareManager;
 

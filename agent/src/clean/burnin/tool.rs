@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use hardware_managers::HardwareError;
 use hardware_managers::process::{self, Capture, Keep, Limits, Lingering};
+use hardware_managers::{HardwareError, IpaClass};
 
 /// Directories searched after `$PATH` (a ramdisk's PATH may lack the sbin directories).
 const EXTRA_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
@@ -76,12 +76,14 @@ impl Toolbox {
             .iter()
             .map(|d| d.join(tool.program))
             .find(|p| p.is_file())
-            .ok_or_else(|| HardwareError::Failed {
-                kind: "CommandExecutionError".into(),
-                message: format!(
-                    "{} is not installed in the ramdisk (install the `{}` package)",
-                    tool.program, tool.package
-                ),
+            .ok_or_else(|| {
+                HardwareError::ipa(
+                    IpaClass::CommandExecutionError,
+                    format!(
+                        "{} is not installed in the ramdisk (install the `{}` package)",
+                        tool.program, tool.package
+                    ),
+                )
             })
     }
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use hardware_managers::{
-    ArgInfo, HardwareError, HardwareResult, Node, Step, StepContext, StepKind,
+    ArgInfo, HardwareError, HardwareResult, IpaClass, Node, Step, StepContext, StepKind,
 };
 use serde_json::{Map, Value};
 
@@ -162,8 +162,5 @@ pub fn install_device(ctx: &AgentContext, _node: Option<&Node>) -> Option<String
 
 /// A `SoftwareRAIDError` with `message`.
 fn raid_error(message: impl Into<String>) -> HardwareError {
-    HardwareError::Failed {
-        kind: "SoftwareRAIDError".into(),
-        message: message.into(),
-    }
+    HardwareError::ipa(IpaClass::SoftwareRAIDError, message)
 }
