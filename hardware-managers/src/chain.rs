@@ -276,10 +276,10 @@ mod tests {
         }
         fn get_cpus(&self) -> HardwareResult<Cpu> {
             if self.fail_cpu {
-                return Err(HardwareError::Failed {
-                    kind: "Boom".into(),
-                    message: "boom".into(),
-                });
+                return Err(HardwareError::ipa(
+                    crate::ipa_error::IpaClass::BlockDeviceError,
+                    "boom",
+                ));
             }
             match self.cpu_model {
                 Some(m) => Ok(Cpu {
@@ -365,7 +365,7 @@ mod tests {
         vendor.fail_cpu = true;
         let c = chain(vec![generic, vendor])?;
         let err = c.dispatch("get_cpus", |m| m.get_cpus()).err();
-        assert!(matches!(err, Some(HardwareError::Failed { .. })));
+        assert!(matches!(err, Some(HardwareError::Ipa(_))));
 
         let c = chain(vec![Fake::new("Generic", 1)])?;
         let err = c.dispatch("get_memory", |m| m.get_memory()).err();

@@ -1,4 +1,6 @@
-//! Errors of the hardware layer, with IPA's exception class names for the wire.
+//! Errors of the hardware layer, each with its IPA class (see [`crate::ipa_error`]).
+
+use crate::ipa_error::{IpaClass, IpaError, PyException};
 
 /// Result alias for hardware-manager calls.
 pub type HardwareResult<T> = Result<T, HardwareError>;
@@ -32,11 +34,18 @@ pub enum HardwareError {
         /// What went wrong, with the tool's stderr where there is one.
         message: String,
     },
-    /// A manager reported a failure of its own; `kind` is the error class name it gave.
+    /// A manager raised one of IPA's error classes (`BlockDeviceEraseError`,
+    /// `ImageDownloadTimeoutError`, ...) or a plug-in's own: class, code and message reach the
+    /// wire unchanged, also from a step (IPA re-raises `RESTError`s).
+    /// Displays the details only (the text a manager gave).
+    #[error("{}", .0.details())]
+    Ipa(IpaError),
+    /// A failure IPA would meet as a non-REST Python exception (a program that failed):
+    /// `CommandExecutionError` from a command, `CleaningError`/... from a step.
     #[error("{message}")]
-    Failed {
-        /// The error class name (IPA's exception class), e.g. `BlockDeviceEraseError`.
-        kind: String,
+    Unexpected {
+        /// The Python exception IPA would have raised.
+        exception: PyException,
         /// Human-readable text.
         message: String,
     },
@@ -72,28 +81,77 @@ impl HardwareError {
         matches!(self, HardwareError::Incompatible(_))
     }
 
-    /// IPA's exception class name, used as `command_error.type` on the wire.
-    pub fn ipa_type(&self) -> &str {
+    /// An [`HardwareError::Ipa`] of class `class` with `details`.
+    pub fn ipa(class: IpaClass, details: impl Into<String>) -> Self {
+        HardwareError::Ipa(IpaError::new(class, details))
+    }
+
+    /// The IPA error this is when raised from a command (not a step): its own class for the
+    /// variants IPA has a `RESTError` for, `CommandExecutionError(str(e))` for the others (as
+    /// IPA's `AsyncCommandResult.run` and `ExecuteCommandMixin` do).
+    pub fn to_ipa_error(&self) -> IpaError {
+        let class = match self {
+            HardwareError::Ipa(e) => return e.clone(),
+            HardwareError::Incompatible(_) => IpaClass::IncompatibleHardwareMethodError,
+            HardwareError::MethodNotFound(_) => IpaClass::HardwareManagerMethodNotFound,
+            HardwareError::Configuration(_) => IpaClass::HardwareManagerConfigurationError,
+            HardwareError::DeviceNotFound(_) => IpaClass::DeviceNotFound,
+            HardwareError::NoManager => IpaClass::HardwareManagerNotFound,
+            HardwareError::InvalidArgs(_) => IpaClass::InvalidCommandParamsError,
+            HardwareError::Plugin { .. }
+            | HardwareError::Unexpected { .. }
+            | HardwareError::Io { .. } => IpaClass::CommandExecutionError,
+        };
+        // IPA's details: the instance text without the class message in front.
+        let details = match self {
+            HardwareError::NoManager => String::new(),
+            HardwareError::Incompatible(d)
+            | HardwareError::Configuration(d)
+            | HardwareError::DeviceNotFound(d)
+            | HardwareError::InvalidArgs(d) => d.clone(),
+            other => other.to_string(),
+        };
+        IpaError::new(class, details)
+    }
+
+    /// The Python exception IPA would raise for a failure that is not a `RESTError`; `None`
+    /// when IPA has a REST class for it.
+    pub fn py_exception(&self) -> Option<PyException> {
         match self {
-            HardwareError::Incompatible(_) => "IncompatibleHardwareMethodError",
-            HardwareError::MethodNotFound(_) => "HardwareManagerMethodNotFound",
-            HardwareError::Configuration(_) => "HardwareManagerConfigurationError",
-            HardwareError::DeviceNotFound(_) => "DeviceNotFound",
-            HardwareError::NoManager => "HardwareManagerNotFound",
-            HardwareError::InvalidArgs(_) => "InvalidCommandParamsError",
-            HardwareError::Plugin { .. } => "HardwareManagerError",
-            HardwareError::Failed { kind, .. } => kind,
-            HardwareError::Io { .. } => "OSError",
+            HardwareError::Unexpected { exception, .. } => Some(*exception),
+            HardwareError::Io { .. } => Some(PyException::OSError),
+            HardwareError::Plugin { .. } => Some(PyException::ProcessExecutionError),
+            _ => None,
         }
     }
 
-    /// The HTTP-ish status code IPA attaches to the error class.
-    pub fn code(&self) -> u16 {
+    /// The IPA class of [`HardwareError::to_ipa_error`], `None` for a plug-in's own class.
+    pub fn ipa_class(&self) -> Option<IpaClass> {
+        self.to_ipa_error().ipa_class()
+    }
+
+    /// Whether this is an error of IPA class `class` (as a command would report it).
+    pub fn is(&self, class: IpaClass) -> bool {
+        self.ipa_class() == Some(class)
+    }
+
+    /// The wire `type` of [`HardwareError::to_ipa_error`].
+    pub fn ipa_type(&self) -> &str {
         match self {
-            HardwareError::InvalidArgs(_) => 400,
-            HardwareError::MethodNotFound(_) | HardwareError::DeviceNotFound(_) => 404,
-            _ => 500,
+            HardwareError::Ipa(e) => e.name(),
+            other => other.ipa_class().map_or("", IpaClass::name),
         }
+    }
+
+    /// The wire `code` of [`HardwareError::to_ipa_error`].
+    pub fn code(&self) -> u16 {
+        self.to_ipa_error().code()
+    }
+}
+
+impl From<IpaError> for HardwareError {
+    fn from(e: IpaError) -> Self {
+        HardwareError::Ipa(e)
     }
 }
 
@@ -108,12 +166,24 @@ mod tests {
         assert_eq!(e.ipa_type(), "IncompatibleHardwareMethodError");
         let e = HardwareError::MethodNotFound("erase_devices".into());
         assert_eq!(e.to_string(), "Could not find method: erase_devices");
-        assert_eq!(e.code(), 404);
-        let e = HardwareError::Failed {
-            kind: "BlockDeviceEraseError".into(),
-            message: "x".into(),
-        };
+        // IPA's HardwareManagerMethodNotFound is a plain RESTError: 500.
+        assert_eq!(e.code(), 500);
+        let e = HardwareError::ipa(IpaClass::BlockDeviceEraseError, "x");
         assert_eq!(e.ipa_type(), "BlockDeviceEraseError");
         assert!(!e.is_incompatible());
+        let d = HardwareError::DeviceNotFound("no disk".into());
+        assert_eq!((d.ipa_type(), d.code()), ("DeviceNotFound", 404));
+        let n = HardwareError::NoManager.to_ipa_error();
+        assert_eq!(
+            (n.name(), n.message()),
+            ("HardwareManagerNotFound", "No valid HardwareManager found")
+        );
+        let io = HardwareError::io("reading /sys", std::io::Error::other("gone"));
+        assert_eq!(io.py_exception(), Some(PyException::OSError));
+        let ce = io.to_ipa_error();
+        assert_eq!(
+            (ce.name(), ce.details()),
+            ("CommandExecutionError", "reading /sys: gone")
+        );
     }
 }

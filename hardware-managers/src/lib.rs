@@ -21,6 +21,7 @@ pub mod generic;
 pub mod guard;
 pub mod hints;
 pub mod inventory;
+pub mod ipa_error;
 pub mod manager;
 pub mod node;
 pub mod plugin;
@@ -33,6 +34,7 @@ pub use error::{HardwareError, HardwareResult};
 pub use inventory::{
     BlockDevice, BootInfo, Cpu, Firmware, Inventory, Memory, NetworkInterface, SystemVendorInfo,
 };
+pub use ipa_error::{IpaClass, IpaError};
 pub use manager::{HardwareManager, ManagerVersion, StepContext};
 pub use node::{Node, Port};
 pub use step::{ArgInfo, Step, StepKind};

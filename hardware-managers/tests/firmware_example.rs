@@ -294,7 +294,8 @@ fn firmware_manager_example_plugin() -> anyhow::Result<()> {
         &ctx(StepKind::Clean),
         &args(json!({"url": url, "checksum": wrong})),
     ) {
-        Err(HardwareError::Failed { kind, message }) => {
+        Err(HardwareError::Ipa(e)) => {
+            let (kind, message) = (e.name().to_string(), e.details().to_string());
             assert_eq!(kind, "FirmwareChecksumError");
             assert!(message.contains("checksum mismatch"), "{message}");
             assert!(message.contains(&sha256), "{message}");
@@ -311,7 +312,8 @@ fn firmware_manager_example_plugin() -> anyhow::Result<()> {
         &ctx(StepKind::Clean),
         &args(json!({"url": url})),
     ) {
-        Err(HardwareError::Failed { kind, message }) => {
+        Err(HardwareError::Ipa(e)) => {
+            let (kind, message) = (e.name().to_string(), e.details().to_string());
             assert_eq!(kind, "InvalidCommandParamsError");
             assert!(message.contains("checksum"), "{message}");
         }
@@ -322,7 +324,7 @@ fn firmware_manager_example_plugin() -> anyhow::Result<()> {
         &ctx(StepKind::Clean),
         &args(json!({"url": url, "checksum": "md5:abc"})),
     ) {
-        Err(HardwareError::Failed { kind, .. }) => assert_eq!(kind, "InvalidCommandParamsError"),
+        Err(HardwareError::Ipa(e)) => assert_eq!(e.name(), "InvalidCommandParamsError"),
         other => panic!("expected invalid args, got {other:?}"),
     }
     match chain.execute_step(
@@ -330,7 +332,8 @@ fn firmware_manager_example_plugin() -> anyhow::Result<()> {
         &ctx(StepKind::Clean),
         &args(json!({"url": format!("{}/missing.bin", s.base_url), "checksum": format!("sha256:{sha256}")})),
     ) {
-        Err(HardwareError::Failed { kind, message }) => {
+        Err(HardwareError::Ipa(e)) => {
+            let (kind, message) = (e.name().to_string(), e.details().to_string());
             assert_eq!(kind, "FirmwareDownloadError");
             assert!(message.contains("404"), "{message}");
         }

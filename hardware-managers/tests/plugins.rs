@@ -242,13 +242,14 @@ fn execute_step_results_and_errors() {
     assert_eq!(result, json!("mainline ran"));
 
     match chain.execute_step("fail_step", &ctx, &Map::new()) {
-        Err(HardwareError::Failed { kind, message }) => {
+        Err(HardwareError::Ipa(e)) => {
+            let (kind, message) = (e.name().to_string(), e.details().to_string());
             assert_eq!(
                 (kind.as_str(), message.as_str()),
                 ("BlockDeviceEraseError", "disk on fire")
             );
         }
-        other => panic!("expected Failed, got {other:?}"),
+        other => panic!("expected an IPA error, got {other:?}"),
     }
 
     match chain.execute_step("crash_step", &ctx, &Map::new()) {
@@ -361,8 +362,8 @@ fn readme_example_plugin_works() {
         .unwrap();
     assert_eq!(result, json!({"flashed": "http://192.0.2.1/fw.bin"}));
     match example.execute_step("update_firmware", &ctx(StepKind::Clean), &Map::new()) {
-        Err(HardwareError::Failed { kind, .. }) => assert_eq!(kind, "InvalidCommandParamsError"),
-        other => panic!("expected Failed, got {other:?}"),
+        Err(HardwareError::Ipa(e)) => assert_eq!(e.name(), "InvalidCommandParamsError"),
+        other => panic!("expected an IPA error, got {other:?}"),
     }
     assert!(example.get_cpus().unwrap_err().is_incompatible());
 }

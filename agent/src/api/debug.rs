@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState, query_map};
-use crate::commands::CommandStatus;
+use crate::commands::{CommandError, CommandStatus};
 use crate::image::progress::ProgressSnapshot;
 
 /// Lines of log returned when `lines` is not given.
@@ -118,7 +118,7 @@ pub async fn install_device(State(s): State<ApiState>) -> Result<Json<Value>, Ap
             Ok(d) => (Some(d.display().to_string()), Value::Null),
             Err(e) => (
                 None,
-                serde_json::to_value(e.to_command_error()).unwrap_or(Value::Null),
+                serde_json::to_value(CommandError::from(e.to_ipa_error())).unwrap_or(Value::Null),
             ),
         };
         json!({

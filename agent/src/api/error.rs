@@ -6,7 +6,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::commands::DispatchError;
-use crate::commands::registry::LookupError;
 
 /// An error answered by the agent API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,19 +62,9 @@ impl IntoResponse for ApiError {
 
 impl From<DispatchError> for ApiError {
     fn from(e: DispatchError) -> Self {
-        let status = match &e {
-            DispatchError::Lookup(LookupError::UnknownExtension(_))
-            | DispatchError::NotFound(_) => StatusCode::NOT_FOUND,
-            DispatchError::Lookup(_) => StatusCode::BAD_REQUEST,
-            DispatchError::InvalidParams(_) => StatusCode::BAD_REQUEST,
-            DispatchError::Busy(_) => StatusCode::CONFLICT,
-        };
-        let text = match &e {
-            DispatchError::InvalidParams(ce) => {
-                format!("Invalid command parameters: {}", ce.details)
-            }
-            other => other.to_string(),
-        };
-        ApiError::new(status, text)
+        // As IPA's API: the error class's code is the status, `str(e)` the faultstring.
+        let e = e.to_ipa_error();
+        let status = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError::new(status, e.to_string())
     }
 }

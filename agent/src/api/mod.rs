@@ -330,6 +330,8 @@ async fn run_command(
 #[cfg(test)]
 mod server_tests;
 #[cfg(test)]
+mod step_error_tests;
+#[cfg(test)]
 mod stop_tests;
 #[cfg(test)]
 mod tests;

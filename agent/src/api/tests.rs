@@ -870,10 +870,10 @@ impl HardwareManager for Echo {
     ) -> hardware_managers::HardwareResult<Value> {
         match name {
             "echo_args" => Ok(Value::Object(args.clone())),
-            _ => Err(hardware_managers::HardwareError::Failed {
-                kind: "ImageDownloadError".into(),
-                message: format!("Download of {MIRROR_URL} failed; files were {args:?}"),
-            }),
+            _ => Err(hardware_managers::HardwareError::ipa(
+                hardware_managers::IpaClass::ImageDownloadError,
+                format!("Download of {MIRROR_URL} failed; files were {args:?}"),
+            )),
         }
     }
 }

@@ -26,11 +26,11 @@ pub mod raid;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hardware_managers::{IpaClass, IpaError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tracing::{error, info, warn};
 
-use crate::commands::result::CommandError;
 use crate::tools::{SystemTools, Tools};
 use mount::{MountError, MountKind, MountStack, Mounter, SystemMounter};
 
@@ -121,23 +121,14 @@ pub enum BootloaderError {
 }
 
 impl BootloaderError {
-    /// IPA's error shape.
-    pub fn to_command_error(&self) -> CommandError {
-        match self {
-            BootloaderError::DeviceNotFound(d) => CommandError::new(
-                "DeviceNotFound",
-                404,
-                "Error finding the disk or partition device to deploy the image onto",
-                d.clone(),
-            ),
-            BootloaderError::Execution(d) => CommandError::execution(d.clone()),
-            BootloaderError::Disabled(d) => CommandError::new(
-                "InvalidImage",
-                500,
-                "The provided image is not valid for use",
-                d.clone(),
-            ),
-        }
+    /// IPA's error for this failure.
+    pub fn to_ipa_error(&self) -> IpaError {
+        let (class, details) = match self {
+            BootloaderError::DeviceNotFound(d) => (IpaClass::DeviceNotFound, d),
+            BootloaderError::Execution(d) => (IpaClass::CommandExecutionError, d),
+            BootloaderError::Disabled(d) => (IpaClass::InvalidImage, d),
+        };
+        IpaError::new(class, details.clone())
     }
 }
 

@@ -154,7 +154,7 @@ fn whole_disk_without_esp_fails_with_device_not_found_unless_ignored() -> anyhow
     let err = install(&host, &b.disk, &p, Policy::default())
         .err()
         .ok_or_else(|| anyhow::anyhow!("no error"))?;
-    let ce = err.to_command_error();
+    let ce = crate::commands::CommandError::from(err.to_ipa_error());
     assert_eq!((ce.kind.as_str(), ce.code), ("DeviceNotFound", 404));
     assert!(
         ce.details
@@ -230,7 +230,7 @@ fn grub_is_refused_unless_enabled() -> anyhow::Result<()> {
     )
     .err()
     .ok_or_else(|| anyhow::anyhow!("no error"))?;
-    let ce = err.to_command_error();
+    let ce = crate::commands::CommandError::from(err.to_ipa_error());
     assert_eq!(ce.kind, "InvalidImage");
     assert!(ce.details.contains("CVE-2026-43003"), "{}", ce.details);
     assert!(mounter.calls().is_empty());
@@ -329,7 +329,7 @@ fn a_failing_grub_install_reports_its_stderr_and_unmounts() -> anyhow::Result<()
     let err = install(&host, &b.disk, &p, grub_enabled())
         .err()
         .ok_or_else(|| anyhow::anyhow!("no error"))?;
-    let ce = err.to_command_error();
+    let ce = crate::commands::CommandError::from(err.to_ipa_error());
     assert_eq!((ce.kind.as_str(), ce.code), ("CommandExecutionError", 500));
     assert!(
         ce.details.contains(stderr)
@@ -499,7 +499,10 @@ fn unknown_root_uuid_is_device_not_found() -> anyhow::Result<()> {
     )
     .err()
     .ok_or_else(|| anyhow::anyhow!("no error"))?;
-    assert_eq!(err.to_command_error().code, 404);
+    assert_eq!(
+        crate::commands::CommandError::from(err.to_ipa_error()).code,
+        404
+    );
     assert!(mounter.calls().is_empty());
     Ok(())
 }

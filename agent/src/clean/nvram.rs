@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use hardware_managers::ipa_error::PyException;
 use hardware_managers::{ArgInfo, HardwareError, HardwareResult, Step, StepContext, StepKind};
 use regex_automata::dfa::{Automaton, dense};
 use regex_automata::util::syntax;
@@ -151,8 +152,8 @@ fn compile(pattern: &str) -> HardwareResult<dense::DFA<Vec<u32>>> {
 /// A failure when `efi_dir` is missing (not booted through UEFI) or `efibootmgr` fails.
 pub fn clean_nvram(tools: &dyn Tools, efi_dir: &Path, patterns: &Patterns) -> HardwareResult<()> {
     if !efi_dir.is_dir() {
-        return Err(HardwareError::Failed {
-            kind: "HardwareManagerError".into(),
+        return Err(HardwareError::Unexpected {
+            exception: PyException::ProcessExecutionError,
             message: format!(
                 "Cannot clean the UEFI NVRAM: the machine was not booted in UEFI mode ({} is \
                  missing)",
@@ -160,8 +161,8 @@ pub fn clean_nvram(tools: &dyn Tools, efi_dir: &Path, patterns: &Patterns) -> Ha
             ),
         });
     }
-    let failed = |message: String| HardwareError::Failed {
-        kind: "ProcessExecutionError".into(),
+    let failed = |message: String| HardwareError::Unexpected {
+        exception: PyException::ProcessExecutionError,
         message,
     };
     let listing =

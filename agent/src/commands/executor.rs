@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use hardware_managers::{IpaClass, IpaError};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -10,20 +11,39 @@ use super::result::{CommandError, CommandResult};
 use crate::context::AgentContext;
 
 /// Why a command was not accepted. Nothing is stored in any of these cases.
+///
+/// `Display` is IPA's `str(e)` of the matching error, the API's `faultstring`.
 #[derive(Debug, thiserror::Error)]
+#[error("{}", self.to_ipa_error())]
 pub enum DispatchError {
     /// Bad name or unknown command/extension.
-    #[error(transparent)]
     Lookup(#[from] LookupError),
     /// The validator refused the parameters.
-    #[error("{0}")]
     InvalidParams(CommandError),
     /// Another command is still running (HTTP 409).
-    #[error("Agent is busy: executing command {0}")]
     Busy(String),
     /// No command with that id (HTTP 404).
-    #[error("Not found: Command Result with id {0} not found.")]
     NotFound(String),
+}
+
+impl DispatchError {
+    /// The IPA error the API answers with; its code is the HTTP status.
+    pub fn to_ipa_error(&self) -> IpaError {
+        match self {
+            DispatchError::Lookup(e) => e.to_ipa_error(),
+            DispatchError::InvalidParams(ce) => {
+                IpaError::new(IpaClass::InvalidCommandParamsError, ce.details.clone())
+            }
+            DispatchError::Busy(command) => IpaError::new(
+                IpaClass::AgentIsBusy,
+                format!("executing command {command}"),
+            ),
+            DispatchError::NotFound(id) => IpaError::new(
+                IpaClass::RequestedObjectNotFoundError,
+                format!("Command Result with id {id} not found."),
+            ),
+        }
+    }
 }
 
 /// A stored result and the signal that it finished.

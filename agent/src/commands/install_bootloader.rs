@@ -29,7 +29,7 @@ fn run(ctx: &AgentContext, p: &Params) -> Result<CommandOutput, CommandError> {
     let params = InstallBootloaderParams::parse(p).map_err(CommandError::invalid_params)?;
     let device = super::deployer(ctx)
         .install_device()
-        .map_err(|e| e.to_command_error())?;
+        .map_err(|e| CommandError::from(e.to_ipa_error()))?;
     let policy = Policy {
         grub_enabled: ctx.config.enable_bios_bootloader_install
             || ctx
@@ -37,8 +37,8 @@ fn run(ctx: &AgentContext, p: &Params) -> Result<CommandOutput, CommandError> {
                 .is_some_and(|c| c.enable_bios_bootloader_install),
         ignore_failure: ctx.config.ignore_bootloader_failure.unwrap_or(false),
     };
-    let outcome =
-        bootloader::install_here(&device, &params, policy).map_err(|e| e.to_command_error())?;
+    let outcome = bootloader::install_here(&device, &params, policy)
+        .map_err(|e| CommandError::from(e.to_ipa_error()))?;
     if outcome.warnings.is_empty() {
         Ok(CommandOutput::Json(Value::Null))
     } else {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use hardware_managers::{IpaClass, IpaError};
 use serde_json::{Map, Value};
 
 use super::result::{CommandError, CommandOutput};
@@ -38,18 +39,36 @@ pub struct CommandSpec {
     pub validator: Option<Validator>,
 }
 
-/// Why a command name could not be resolved.
+/// Why a command name could not be resolved (`Display`: IPA's `str(e)`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.to_ipa_error())]
 pub enum LookupError {
-    /// The name has no dot.
-    #[error("Invalid command: Command name must be of the form <extension>.<name>")]
+    /// The name has no dot (`InvalidCommandError`, HTTP 400).
     BadName,
-    /// No such extension (HTTP 404).
-    #[error("Not found: Extension with id {0} not found.")]
+    /// No such extension (`RequestedObjectNotFoundError`, HTTP 404).
     UnknownExtension(String),
-    /// Known extension, unknown command (HTTP 400).
-    #[error("Invalid command: Unknown command: {0}")]
+    /// Known extension, unknown command (`InvalidCommandError`, HTTP 400).
     UnknownCommand(String),
+}
+
+impl LookupError {
+    /// IPA's error for this refusal.
+    pub fn to_ipa_error(&self) -> IpaError {
+        match self {
+            LookupError::BadName => IpaError::new(
+                IpaClass::InvalidCommandError,
+                "Command name must be of the form <extension>.<name>",
+            ),
+            LookupError::UnknownExtension(ext) => IpaError::new(
+                IpaClass::RequestedObjectNotFoundError,
+                format!("Extension with id {ext} not found."),
+            ),
+            LookupError::UnknownCommand(cmd) => IpaError::new(
+                IpaClass::InvalidCommandError,
+                format!("Unknown command: {cmd}"),
+            ),
+        }
+    }
 }
 
 /// All commands the agent implements. Unimplemented commands are simply absent.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use hardware_managers::HardwareError;
+use hardware_managers::{HardwareError, IpaClass, IpaError};
 
 /// `command_status` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +26,11 @@ impl CommandStatus {
     }
 }
 
-/// A serialised agent exception: `{"type", "code", "message", "details"}`.
+/// A serialised agent exception: `{"type", "code", "message", "details"}`, IPA's
+/// `RESTError.serialize()`.
+///
+/// This is the wire shape only: it is made from an [`IpaError`] (`From`), the one place where
+/// the typed vocabulary becomes strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}: {details}")]
 pub struct CommandError {
@@ -41,62 +45,57 @@ pub struct CommandError {
     pub details: String,
 }
 
-impl CommandError {
-    /// An error of class `kind`.
-    pub fn new(kind: &str, code: u16, message: &str, details: impl Into<String>) -> Self {
+impl From<IpaError> for CommandError {
+    fn from(e: IpaError) -> Self {
         CommandError {
-            kind: kind.to_string(),
-            code,
-            message: message.to_string(),
-            details: details.into(),
+            kind: e.name().to_string(),
+            code: e.code(),
+            message: e.message().to_string(),
+            details: e.details().to_string(),
         }
+    }
+}
+
+impl From<&HardwareError> for CommandError {
+    fn from(e: &HardwareError) -> Self {
+        e.to_ipa_error().into()
+    }
+}
+
+impl CommandError {
+    /// An error of IPA class `class` with `details`.
+    pub fn ipa(class: IpaClass, details: impl Into<String>) -> Self {
+        IpaError::new(class, details).into()
     }
 
     /// IPA's `CommandExecutionError`: any failure of an async command without a class of its own.
     pub fn execution(details: impl Into<String>) -> Self {
-        Self::new(
-            "CommandExecutionError",
-            500,
-            "Command execution failed",
-            details,
-        )
+        Self::ipa(IpaClass::CommandExecutionError, details)
     }
 
     /// `InvalidCommandParamsError` (HTTP 400 at dispatch).
     pub fn invalid_params(details: impl Into<String>) -> Self {
-        Self::new(
-            "InvalidCommandParamsError",
-            400,
-            "Invalid command parameters",
-            details,
-        )
+        Self::ipa(IpaClass::InvalidCommandParamsError, details)
     }
 
     /// `VersionMismatch`: produces status `CLEAN_VERSION_MISMATCH`.
     pub fn version_mismatch(details: impl Into<String>) -> Self {
-        Self::new(
-            "VersionMismatch",
-            409,
-            "Hardware managers version mismatch, reload agent with correct version",
-            details,
-        )
+        Self::ipa(IpaClass::VersionMismatch, details)
+    }
+
+    /// Whether this error is of class `class`.
+    pub fn is(&self, class: IpaClass) -> bool {
+        self.kind == class.name()
     }
 
     /// Whether this error means a version mismatch.
     pub fn is_version_mismatch(&self) -> bool {
-        self.kind == "VersionMismatch"
+        self.is(IpaClass::VersionMismatch)
     }
 
     /// Maps a hardware-layer error to its IPA class, keeping the detail text.
     pub fn from_hardware(e: &HardwareError) -> Self {
-        let message = match e {
-            HardwareError::Incompatible(_) => "Error performing the hardware method",
-            HardwareError::MethodNotFound(_) => "No HardwareManager found to handle method",
-            HardwareError::DeviceNotFound(_) => "Error finding the disk or partition device",
-            HardwareError::InvalidArgs(_) => "Invalid command parameters",
-            _ => "Hardware manager error",
-        };
-        Self::new(e.ipa_type(), e.code(), message, e.to_string())
+        e.into()
     }
 }
 

@@ -1,6 +1,6 @@
 //! `standby.*`: sync and power actions. (Image commands arrive with the image pipeline.)
 
-use hardware_managers::HardwareError;
+use hardware_managers::{HardwareError, IpaClass};
 use serde_json::Value;
 use tracing::warn;
 
@@ -39,14 +39,9 @@ fn power(
     if let Err(e) = full_sync(ctx) {
         warn!(error = %e, "sync before {} failed; continuing", action.as_str());
     }
-    ctx.power.perform(action).map_err(|e| {
-        CommandError::new(
-            "SystemRebootError",
-            500,
-            "Error rebooting system",
-            e.to_string(),
-        )
-    })?;
+    ctx.power
+        .perform(action)
+        .map_err(|e| CommandError::ipa(IpaClass::SystemRebootError, e.to_string()))?;
     Ok(CommandOutput::Json(Value::Null))
 }
 
@@ -66,7 +61,7 @@ pub fn register_image_commands(r: &mut Registry) {
             super::deployer(ctx)
                 .prepare_image(&info, configdrive.as_deref())
                 .map(CommandOutput::Text)
-                .map_err(|e| e.to_command_error())
+                .map_err(|e| CommandError::from(e.to_ipa_error()))
         },
     );
     r.register(

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use hardware_managers::{HardwareError, Node, Port, StepContext, StepKind};
+use hardware_managers::{HardwareError, IpaClass, IpaError, Node, Port, StepContext, StepKind};
 use serde_json::{Map, Value, json};
 
 use super::registry::{Mode, Params, Registry};
@@ -122,11 +122,28 @@ fn check_versions(ctx: &AgentContext, provided: Option<&Value>) -> Result<(), Co
     Ok(())
 }
 
-fn failure(kind: StepKind) -> (&'static str, &'static str) {
+/// The class IPA wraps a step's non-REST exception into.
+fn failure(kind: StepKind) -> IpaClass {
     match kind {
-        StepKind::Clean => ("CleaningError", "Clean step failed"),
-        StepKind::Deploy => ("DeploymentError", "Deploy step failed"),
-        StepKind::Service => ("ServicingError", "Service step failed"),
+        StepKind::Clean => IpaClass::CleaningError,
+        StepKind::Deploy => IpaClass::DeploymentError,
+        StepKind::Service => IpaClass::ServicingError,
+    }
+}
+
+/// A failed step as IPA's `execute_*_step` reports it: a `RESTError` is re-raised unchanged
+/// (class, code, message and details); any other exception becomes the step kind's error with
+/// `Unexpected exception performing <kind> step <step>. <PythonClass>: <text>`.
+fn step_error(kind: StepKind, step_name: &str, e: &HardwareError) -> IpaError {
+    match e.py_exception() {
+        Some(exception) => IpaError::new(
+            failure(kind),
+            format!(
+                "Unexpected exception performing {} step {step_name}. {exception}: {e}",
+                kind.as_str()
+            ),
+        ),
+        None => e.to_ipa_error(),
     }
 }
 
@@ -168,27 +185,7 @@ fn execute_step(
     let result = ctx
         .chain
         .execute_step(&step_name, &sctx, &args)
-        .map_err(|e| match e {
-            // A manager's own error class (ImageChecksumError, BlockDeviceEraseError, ...) is
-            // kept, as IPA re-raises its agent errors; only foreign failures are wrapped.
-            HardwareError::Failed {
-                kind: class,
-                message: details,
-            } => CommandError::new(&class, 500, failure(kind).1, details),
-            HardwareError::Plugin { .. } | HardwareError::Io { .. } => {
-                let (class, message) = failure(kind);
-                CommandError::new(
-                    class,
-                    500,
-                    message,
-                    format!(
-                        "Error performing {name} step {step_name}. {}: {e}",
-                        e.ipa_type()
-                    ),
-                )
-            }
-            other => CommandError::from_hardware(&other),
-        })?;
+        .map_err(|e| CommandError::from(step_error(kind, &step_name, &e)))?;
     Ok(CommandOutput::Json(json!({
         format!("{name}_result"): result,
         format!("{name}_step"): Value::Object(step),
@@ -198,6 +195,35 @@ fn execute_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_errors_keep_rest_classes_and_wrap_the_others() {
+        let timeout = HardwareError::ipa(IpaClass::ImageDownloadTimeoutError, "slow");
+        let e = step_error(StepKind::Deploy, "write_image", &timeout);
+        assert_eq!(
+            (e.name(), e.code(), e.message(), e.details()),
+            (
+                "ImageDownloadTimeoutError",
+                408,
+                "Image download timeout",
+                "slow"
+            )
+        );
+        let io = HardwareError::io("reading /dev/sda", std::io::Error::other("EIO"));
+        let e = step_error(StepKind::Clean, "erase_devices", &io);
+        assert_eq!((e.name(), e.code()), ("CleaningError", 500));
+        assert_eq!(
+            e.details(),
+            "Unexpected exception performing clean step erase_devices. OSError: \
+             reading /dev/sda: EIO"
+        );
+        let e = step_error(
+            StepKind::Service,
+            "x",
+            &HardwareError::MethodNotFound("x".into()),
+        );
+        assert_eq!(e.name(), "HardwareManagerMethodNotFound");
+    }
 
     #[test]
     fn python_repr_matches_ipa_details() {

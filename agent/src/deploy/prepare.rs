@@ -4,11 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use hardware_managers::Node;
+use hardware_managers::{IpaClass, IpaError, Node};
 use tracing::{info, warn};
 
 use super::settings::DeploySettings;
-use crate::commands::CommandError;
 use crate::config::Config;
 use crate::devices::{Devices, InstallDeviceError};
 use crate::disk::configdrive::{self, ConfigDriveFile, TlsOptions};
@@ -58,31 +57,18 @@ pub enum DeployError {
 }
 
 impl DeployError {
-    /// The serialised agent error.
-    pub fn to_command_error(&self) -> CommandError {
-        match self {
-            DeployError::Image(e) => e.to_command_error(),
-            DeployError::Format(e) => {
-                CommandError::new("InvalidImage", 500, "Invalid image", e.to_string())
-            }
-            DeployError::Qemu(e) => CommandError::new(
-                "ImageWriteError",
-                500,
-                "Error writing image to device",
-                e.to_string(),
-            ),
-            DeployError::Disk(e) => {
-                CommandError::new("DeploymentError", 500, "Deploy step failed", e.to_string())
-            }
-            DeployError::Guard(e) => CommandError::new(
-                "ProtectedDeviceError",
-                500,
-                "Refusing to write to a protected device",
-                e.to_string(),
-            ),
-            DeployError::Hardware(e) => CommandError::from_hardware(e),
-            DeployError::Invalid(m) => CommandError::invalid_params(m.clone()),
-        }
+    /// IPA's error for this failure.
+    pub fn to_ipa_error(&self) -> IpaError {
+        let class = match self {
+            DeployError::Image(e) => return e.to_ipa_error(),
+            DeployError::Hardware(e) => return e.to_ipa_error(),
+            DeployError::Format(_) => IpaClass::InvalidImage,
+            DeployError::Qemu(_) => IpaClass::ImageWriteError,
+            DeployError::Disk(_) => IpaClass::DeploymentError,
+            DeployError::Guard(_) => IpaClass::ProtectedDeviceError,
+            DeployError::Invalid(_) => IpaClass::InvalidCommandParamsError,
+        };
+        IpaError::new(class, self.to_string())
     }
 }
 

@@ -151,28 +151,16 @@ impl AgentSteps {
         let text = self
             .deploy
             .prepare_image(&info, configdrive.as_deref())
-            .map_err(|e| {
-                let ce = e.to_command_error();
-                HardwareError::Failed {
-                    kind: ce.kind,
-                    message: format!("{}: {}", ce.message, ce.details),
-                }
-            })?;
+            .map_err(|e| HardwareError::Ipa(e.to_ipa_error()))?;
         Ok(json!({ "result": format!("prepare_image: {text}") }))
     }
 }
 
-/// A deploy failure as a step failure: the chain's own errors as they are, the rest in IPA's
-/// shape.
+/// A deploy failure as a step failure: the chain's own errors as they are, the rest with their
+/// IPA class.
 fn hardware_error(e: DeployError) -> HardwareError {
     match e {
         DeployError::Hardware(h) => h,
-        other => {
-            let ce = other.to_command_error();
-            HardwareError::Failed {
-                kind: ce.kind,
-                message: format!("{}: {}", ce.message, ce.details),
-            }
-        }
+        other => HardwareError::Ipa(other.to_ipa_error()),
     }
 }

@@ -1,6 +1,6 @@
 //! Errors of the image pipeline, each mapped to the IPA exception class Ironic expects.
 
-use crate::commands::result::CommandError;
+use hardware_managers::{IpaClass, IpaError};
 
 /// Everything that can go wrong while fetching, verifying and writing an image.
 ///
@@ -88,46 +88,36 @@ pub enum ImageError {
 }
 
 impl ImageError {
-    /// IPA's exception class name.
-    pub fn ipa_type(&self) -> &str {
+    /// IPA's exception class.
+    pub fn class(&self) -> IpaClass {
         match self {
-            ImageError::Download { .. } | ImageError::ChecksumSpec(_) => "ImageDownloadError",
-            ImageError::DownloadFatal { .. } => "ImageDownloadFatalError",
-            ImageError::Timeout { .. } => "ImageDownloadTimeoutError",
-            ImageError::Checksum { .. } => "ImageChecksumError",
-            ImageError::Write { .. } | ImageError::TooLarge { .. } => "ImageWriteError",
-            ImageError::OutOfSpace { .. } => "ImageDownloadOutofSpaceError",
-            ImageError::InvalidImage(_) => "InvalidImage",
-            ImageError::InvalidParams(_) => "InvalidCommandParamsError",
-            ImageError::Internal(_) => "CommandExecutionError",
+            ImageError::Download { .. } | ImageError::ChecksumSpec(_) => {
+                IpaClass::ImageDownloadError
+            }
+            ImageError::DownloadFatal { .. } => IpaClass::ImageDownloadFatalError,
+            ImageError::Timeout { .. } => IpaClass::ImageDownloadTimeoutError,
+            ImageError::Checksum { .. } => IpaClass::ImageChecksumError,
+            ImageError::Write { .. } | ImageError::TooLarge { .. } => IpaClass::ImageWriteError,
+            ImageError::OutOfSpace { .. } => IpaClass::ImageDownloadOutofSpaceError,
+            ImageError::InvalidImage(_) => IpaClass::InvalidImage,
+            ImageError::InvalidParams(_) => IpaClass::InvalidCommandParamsError,
+            ImageError::Internal(_) => IpaClass::CommandExecutionError,
         }
+    }
+
+    /// IPA's exception class name.
+    pub fn ipa_type(&self) -> &'static str {
+        self.class().name()
     }
 
     /// IPA's HTTP-ish status code of the class.
     pub fn code(&self) -> u16 {
-        match self {
-            ImageError::Timeout { .. } => 408,
-            ImageError::InvalidParams(_) => 400,
-            _ => 500,
-        }
+        self.class().code()
     }
 
     /// The class message (IPA's `message`).
     pub fn message(&self) -> &'static str {
-        match self {
-            ImageError::Download { .. }
-            | ImageError::DownloadFatal { .. }
-            | ImageError::ChecksumSpec(_) => "Error downloading image",
-            ImageError::Timeout { .. } => "Timeout reached while downloading image",
-            ImageError::Checksum { .. } => "Error verifying image checksum",
-            ImageError::Write { .. } | ImageError::TooLarge { .. } => {
-                "Error writing image to device"
-            }
-            ImageError::OutOfSpace { .. } => "Out of space while writing image",
-            ImageError::InvalidImage(_) => "Invalid image",
-            ImageError::InvalidParams(_) => "Invalid command parameters",
-            ImageError::Internal(_) => "Command execution failed",
-        }
+        self.class().message().unwrap_or_default()
     }
 
     /// The instance details (IPA's `details`).
@@ -177,9 +167,9 @@ impl ImageError {
         matches!(self, ImageError::Download { .. })
     }
 
-    /// The serialised form stored as `command_error`.
-    pub fn to_command_error(&self) -> CommandError {
-        CommandError::new(self.ipa_type(), self.code(), self.message(), self.details())
+    /// The IPA error this is.
+    pub fn to_ipa_error(&self) -> IpaError {
+        IpaError::new(self.class(), self.details())
     }
 
     /// Wraps this error into an `io::Error` so it can cross a `Read` boundary intact.
@@ -229,7 +219,7 @@ mod tests {
                 .starts_with("Error verifying image checksum: ")
         );
         assert!(c.details().contains("expected sha256 aa, got bb"));
-        let ce = c.to_command_error();
+        let ce = crate::commands::CommandError::from(c.to_ipa_error());
         assert_eq!(ce.kind, "ImageChecksumError");
         assert_eq!(ce.code, 500);
         assert_eq!(ce.message, "Error verifying image checksum");

@@ -34,11 +34,13 @@
 //! `size`; numeric operators on string attributes compare the value read as a number (a
 //! non-numeric value does not match); `<all-in>` tests containment of each word.
 
+mod error;
 mod matcher;
 mod parse;
 
 use serde_json::Value;
 
+pub use error::{ExpressionError, HintError, InvalidHint, SkipListError};
 pub use matcher::{HintTarget, Mismatch};
 pub use parse::{
     Condition, Hint, HintKey, HintType, NumOp, RangeBound, RootDeviceHints, StrOp, bool_from_value,
@@ -100,13 +102,16 @@ impl SkipList {
     ///
     /// # Errors
     /// What is wrong, with the index of the entry.
-    pub fn from_value(value: &Value) -> Result<SkipList, String> {
+    pub fn from_value(value: &Value) -> Result<SkipList, SkipListError> {
         let parsed;
         let value = match value {
             Value::String(text) if text.trim().is_empty() => return Ok(SkipList::default()),
             Value::String(text) => {
-                parsed = serde_json::from_str::<Value>(text)
-                    .map_err(|e| format!("{text:?} is not valid JSON: {e}"))?;
+                parsed =
+                    serde_json::from_str::<Value>(text).map_err(|e| SkipListError::BadJson {
+                        text: text.clone(),
+                        reason: e.to_string(),
+                    })?;
                 &parsed
             }
             other => other,
@@ -114,25 +119,29 @@ impl SkipList {
         let entries = match value {
             Value::Null => return Ok(SkipList::default()),
             Value::Array(entries) => entries,
-            other => return Err(format!("expected a list of hint dictionaries, got {other}")),
+            other => return Err(SkipListError::NotAList(other.to_string())),
         };
         let mut list = SkipList::default();
         for (i, entry) in entries.iter().enumerate() {
             let Value::Object(map) = entry else {
-                return Err(format!("entry {i} ({entry}) is not a dictionary"));
+                return Err(SkipListError::NotAnObject {
+                    index: i,
+                    entry: entry.to_string(),
+                });
             };
             if let Some(volume) = map.get("volume_name") {
                 let name = volume.as_str().map(str::trim).unwrap_or_default();
                 if name.is_empty() {
-                    return Err(format!(
-                        "entry {i} ({entry}): volume_name must be a non-empty string"
-                    ));
+                    return Err(SkipListError::VolumeName {
+                        index: i,
+                        entry: entry.to_string(),
+                    });
                 }
                 if map.len() > 1 {
-                    return Err(format!(
-                        "entry {i} ({entry}): a volume_name entry names a RAID volume and \
-                         takes no other key"
-                    ));
+                    return Err(SkipListError::VolumeNameAlone {
+                        index: i,
+                        entry: entry.to_string(),
+                    });
                 }
                 list.raid_volumes.push(name.to_string());
                 continue;
@@ -140,11 +149,15 @@ impl SkipList {
             match RootDeviceHints::from_object(map) {
                 Ok(Some(hints)) => list.disks.push(hints),
                 Ok(None) => {
-                    return Err(format!(
-                        "entry {i} is empty; it would match (and skip) every disk"
-                    ));
+                    return Err(SkipListError::EmptyEntry(i));
                 }
-                Err(e) => return Err(format!("entry {i} ({entry}): {e}")),
+                Err(reason) => {
+                    return Err(SkipListError::Hints {
+                        index: i,
+                        entry: entry.to_string(),
+                        reason,
+                    });
+                }
             }
         }
         Ok(list)

@@ -13,6 +13,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use super::error::{ExpressionError, HintError, InvalidHint};
+
 /// The attributes a hint can name, in IPA's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum HintKey {
@@ -253,23 +255,20 @@ impl RootDeviceHints {
     /// # Errors
     /// A human-readable description of everything wrong with the hints: not an object,
     /// unknown keys, values of the wrong type, unusable operators.
-    pub fn from_value(value: &Value) -> Result<Option<RootDeviceHints>, String> {
+    pub fn from_value(value: &Value) -> Result<Option<RootDeviceHints>, HintError> {
         match value {
             Value::Null => Ok(None),
             Value::String(text) if text.trim().is_empty() => Ok(None),
             Value::String(text) => match serde_json::from_str::<Value>(text) {
                 Ok(Value::Object(map)) => Self::from_object(&map),
-                Ok(other) => Err(format!(
-                    "root device hints must be a JSON object, got {other}"
-                )),
-                Err(e) => Err(format!(
-                    "root device hints {text:?} are not valid JSON: {e}"
-                )),
+                Ok(other) => Err(HintError::NotAnObject(other.to_string())),
+                Err(e) => Err(HintError::BadJson {
+                    text: text.clone(),
+                    reason: e.to_string(),
+                }),
             },
             Value::Object(map) => Self::from_object(map),
-            other => Err(format!(
-                "root device hints must be a JSON object, got {other}"
-            )),
+            other => Err(HintError::NotAnObject(other.to_string())),
         }
     }
 
@@ -277,22 +276,17 @@ impl RootDeviceHints {
     ///
     /// # Errors
     /// As [`from_value`](Self::from_value).
-    pub fn from_object(map: &Map<String, Value>) -> Result<Option<RootDeviceHints>, String> {
+    pub fn from_object(map: &Map<String, Value>) -> Result<Option<RootDeviceHints>, HintError> {
         if map.is_empty() {
             return Ok(None);
         }
-        let unknown: Vec<&str> = map
+        let unknown: Vec<String> = map
             .keys()
             .filter(|k| HintKey::from_name(k).is_none())
-            .map(String::as_str)
+            .cloned()
             .collect();
         if !unknown.is_empty() {
-            let valid: Vec<&str> = HintKey::ALL.iter().map(|k| k.as_str()).collect();
-            return Err(format!(
-                "unknown root device hint(s) {}; valid hints are {}",
-                unknown.join(", "),
-                valid.join(", ")
-            ));
+            return Err(HintError::UnknownKeys { unknown });
         }
         let mut hints = Vec::with_capacity(map.len());
         let mut errors = Vec::new();
@@ -306,11 +300,15 @@ impl RootDeviceHints {
                     condition,
                     expression: expression.clone(),
                 }),
-                Err(e) => errors.push(format!("hint {name:?} = {expression}: {e}")),
+                Err(reason) => errors.push(InvalidHint {
+                    name: name.clone(),
+                    expression: expression.to_string(),
+                    reason,
+                }),
             }
         }
         if !errors.is_empty() {
-            return Err(errors.join("; "));
+            return Err(HintError::Invalid(errors));
         }
         hints.sort_by_key(|h| h.key);
         Ok(Some(RootDeviceHints {
@@ -337,14 +335,14 @@ impl fmt::Display for RootDeviceHints {
 }
 
 /// Parses the expression of one hint.
-fn parse_hint(key: HintKey, expression: &Value) -> Result<Condition, String> {
+fn parse_hint(key: HintKey, expression: &Value) -> Result<Condition, ExpressionError> {
     match key.value_type() {
         HintType::Boolean => bool_from_value(expression).map(Condition::Bool),
         HintType::Integer => {
             let text = match expression {
                 Value::Number(n) => n.to_string(),
                 Value::String(s) => s.clone(),
-                _ => return Err("size must be a positive integer (GiB)".to_string()),
+                _ => return Err(ExpressionError::SizeType),
             };
             parse_size_expression(&text)
         }
@@ -352,22 +350,19 @@ fn parse_hint(key: HintKey, expression: &Value) -> Result<Condition, String> {
             Value::String(s) => parse_string_expression(key, s),
             Value::Array(items) if key.multi_valued() => {
                 if items.is_empty() {
-                    return Err("the list of values is empty".to_string());
+                    return Err(ExpressionError::EmptyList);
                 }
                 let alternatives = items
                     .iter()
                     .map(|item| match item {
                         Value::String(s) => parse_string_expression(key, s),
-                        other => Err(format!("list element {other} is not a string")),
+                        other => Err(ExpressionError::ListElement(other.to_string())),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(Condition::AnyOf(alternatives))
             }
-            Value::Array(_) => Err(format!(
-                "{key} takes a single string (only serial, wwn, wwn_with_extension and \
-                 wwn_vendor_extension accept a list)"
-            )),
-            _ => Err(format!("{key} must be a string")),
+            Value::Array(_) => Err(ExpressionError::SingleValued(key)),
+            _ => Err(ExpressionError::NotAString(key)),
         },
     }
 }
@@ -377,7 +372,7 @@ fn parse_hint(key: HintKey, expression: &Value) -> Result<Condition, String> {
 ///
 /// # Errors
 /// Any other value, with the accepted spellings.
-pub fn bool_from_value(value: &Value) -> Result<bool, String> {
+pub fn bool_from_value(value: &Value) -> Result<bool, ExpressionError> {
     let text = match value {
         Value::Bool(b) => return Ok(*b),
         Value::String(s) => s.clone(),
@@ -387,9 +382,7 @@ pub fn bool_from_value(value: &Value) -> Result<bool, String> {
     match text.trim().to_lowercase().as_str() {
         "1" | "t" | "true" | "on" | "y" | "yes" => Ok(true),
         "0" | "f" | "false" | "off" | "n" | "no" => Ok(false),
-        _ => Err(format!(
-            "{value} is not a boolean; use one of true, false, 1, 0, t, f, on, off, y, n, yes, no"
-        )),
+        _ => Err(ExpressionError::NotABoolean(value.to_string())),
     }
 }
 
@@ -440,29 +433,27 @@ fn split_operator(expression: &str) -> (Option<(&'static str, Operator)>, &str) 
 }
 
 /// The trimmed, lower-cased expression; an error when it is empty.
-fn normalised(expression: &str) -> Result<String, String> {
+fn normalised(expression: &str) -> Result<String, ExpressionError> {
     let e = expression.trim().to_lowercase();
     if e.is_empty() {
-        Err("the expression is empty".to_string())
+        Err(ExpressionError::Empty)
     } else {
         Ok(e)
     }
 }
 
 /// The values of an `<or>` expression (`<or>` already removed): `a <or> b <or> c`.
-fn or_values<'a>(rest: &'a str, spelling: &str) -> Result<Vec<&'a str>, String> {
+fn or_values<'a>(rest: &'a str, spelling: &'static str) -> Result<Vec<&'a str>, ExpressionError> {
     let values: Vec<&str> = rest.split("<or>").map(str::trim).collect();
     if values.iter().any(|v| v.is_empty()) {
-        return Err(format!(
-            "{spelling} needs a value after every <or> (e.g. \"<or> a <or> b\")"
-        ));
+        return Err(ExpressionError::OrValueMissing(spelling));
     }
     Ok(values)
 }
 
 /// A `size` expression: a bare integer (`==`), a numeric operator and an integer, `<or>` of
 /// integers, or `<range-in>`.
-fn parse_size_expression(text: &str) -> Result<Condition, String> {
+fn parse_size_expression(text: &str) -> Result<Condition, ExpressionError> {
     let expression = normalised(text)?;
     let (op, rest) = split_operator(&expression);
     match op {
@@ -470,7 +461,7 @@ fn parse_size_expression(text: &str) -> Result<Condition, String> {
             op: NumOp::Eq,
             value: positive_integer(&expression)?,
         }),
-        Some((spelling, _)) if rest.is_empty() => Err(format!("{spelling} needs a value")),
+        Some((spelling, _)) if rest.is_empty() => Err(ExpressionError::MissingValue(spelling)),
         Some((_, Operator::Num(op))) => Ok(Condition::Number {
             op,
             value: positive_integer(rest)?,
@@ -484,67 +475,60 @@ fn parse_size_expression(text: &str) -> Result<Condition, String> {
                         value: positive_integer(v)?,
                     })
                 })
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, ExpressionError>>()?,
         )),
         Some((_, Operator::RangeIn)) => parse_range(rest),
-        Some((spelling, _)) => Err(format!(
-            "the operator {spelling} does not apply to size; use ==, !=, >=, <=, >, <, = \
-             (meaning >=), <or> or <range-in>"
-        )),
+        Some((spelling, _)) => Err(ExpressionError::SizeOperator(spelling)),
     }
 }
 
 /// A size value: a positive integer number of GiB.
-fn positive_integer(text: &str) -> Result<f64, String> {
+fn positive_integer(text: &str) -> Result<f64, ExpressionError> {
     let n: i64 = text
         .trim()
         .parse()
-        .map_err(|_| format!("{text:?} is not an integer number of GiB"))?;
+        .map_err(|_| ExpressionError::NotAnInteger(text.to_string()))?;
     if n <= 0 {
-        return Err(format!("{n} is not a positive integer number of GiB"));
+        return Err(ExpressionError::NotPositive(n));
     }
     // Exact for every size a disk can have.
     Ok(n as f64)
 }
 
 /// A number for a numeric comparison of a string attribute.
-fn number(text: &str) -> Result<f64, String> {
+fn number(text: &str) -> Result<f64, ExpressionError> {
     let t = text.trim();
     t.parse::<f64>()
         .ok()
         .filter(|v| !v.is_nan())
-        .ok_or_else(|| format!("{t:?} is not a number (numeric operators need one)"))
+        .ok_or_else(|| ExpressionError::NotANumber(t.to_string()))
 }
 
 /// `<range-in>` operands: `[ 10 20 )` — an opening bracket (`[` inclusive, `(` exclusive),
 /// two numbers with low ≤ high, a closing bracket (`]` or `)`).
-fn parse_range(rest: &str) -> Result<Condition, String> {
-    let usage = "<range-in> needs an interval such as \"[ 10 20 )\": [ or ( then two numbers \
-                 then ] or )";
+fn parse_range(rest: &str) -> Result<Condition, ExpressionError> {
     let rest = rest.trim();
     let mut chars = rest.chars();
     let (Some(open), Some(close)) = (chars.next(), chars.next_back()) else {
-        return Err(usage.to_string());
+        return Err(ExpressionError::BadRange);
     };
     let low_inclusive = match open {
         '[' => true,
         '(' => false,
-        _ => return Err(usage.to_string()),
+        _ => return Err(ExpressionError::BadRange),
     };
     let high_inclusive = match close {
         ']' => true,
         ')' => false,
-        _ => return Err(usage.to_string()),
+        _ => return Err(ExpressionError::BadRange),
     };
     let numbers: Vec<&str> = chars.as_str().split_whitespace().collect();
     let [low, high] = numbers[..] else {
-        return Err(usage.to_string());
+        return Err(ExpressionError::BadRange);
     };
     let (low, high) = (number(low)?, number(high)?);
     if low > high {
-        return Err(format!(
-            "<range-in>: the lower bound {low} is greater than the upper bound {high}"
-        ));
+        return Err(ExpressionError::RangeReversed { low, high });
     }
     Ok(Condition::Range {
         low: RangeBound {
@@ -559,7 +543,7 @@ fn parse_range(rest: &str) -> Result<Condition, String> {
 }
 
 /// A string hint's expression.
-fn parse_string_expression(key: HintKey, text: &str) -> Result<Condition, String> {
+fn parse_string_expression(key: HintKey, text: &str) -> Result<Condition, ExpressionError> {
     let expression = normalised(text)?;
     let (op, rest) = split_operator(&expression);
     let equal = |v: &str| Condition::Text {
@@ -568,7 +552,7 @@ fn parse_string_expression(key: HintKey, text: &str) -> Result<Condition, String
     };
     match op {
         None => Ok(equal(&expression)),
-        Some((spelling, _)) if rest.is_empty() => Err(format!("{spelling} needs a value")),
+        Some((spelling, _)) if rest.is_empty() => Err(ExpressionError::MissingValue(spelling)),
         Some((_, Operator::Str(op))) => Ok(Condition::Text {
             op,
             value: normalise_value(key, rest),
@@ -582,8 +566,9 @@ fn parse_string_expression(key: HintKey, text: &str) -> Result<Condition, String
         )),
         Some((_, Operator::Num(op))) => Ok(Condition::Number {
             op,
-            value: number(rest).map_err(|e| {
-                format!("{e}; to compare the text literally write \"s== {expression}\"")
+            value: number(rest).map_err(|e| ExpressionError::NumericText {
+                source: Box::new(e),
+                expression: expression.clone(),
             })?,
         }),
         Some((_, Operator::RangeIn)) => parse_range(rest),

@@ -527,7 +527,7 @@ fn invalid_hints() {
     let mut failures = Vec::new();
     for (hints, expected) in table {
         match RootDeviceHints::from_value(hints) {
-            Err(e) if e.contains(expected) => {}
+            Err(e) if e.to_string().contains(expected) => {}
             other => failures.push(format!(
                 "{hints}: expected error ~ {expected:?}, got {other:?}"
             )),
@@ -536,7 +536,9 @@ fn invalid_hints() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // Every bad hint is reported at once, each naming its key.
-    let e = RootDeviceHints::from_value(&json!({"size": 0, "model": 5})).unwrap_err();
+    let e = RootDeviceHints::from_value(&json!({"size": 0, "model": 5}))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("hint \"size\"") && e.contains("hint \"model\""),
         "{e}"
@@ -720,7 +722,7 @@ fn skip_list_parsing() {
         ),
     ];
     for (value, expected) in table {
-        let e = SkipList::from_value(value).unwrap_err();
+        let e = SkipList::from_value(value).unwrap_err().to_string();
         assert!(e.contains(expected), "{value}: {e}");
     }
     let bad = node(json!({}), json!({"skip_block_devices": [{"size": 0}]}));

@@ -28,8 +28,6 @@ pub const RESERVED_METHODS: &[&str] = &["support", "version", "steps", "initiali
 const STDERR_IN_ERRORS: usize = 4096;
 /// How much stderr is kept from one call (all of it is logged at debug).
 const STDERR_KEPT: usize = 64 << 10;
-/// The error type that `initialize` may also answer to mean "nothing to do".
-const METHOD_NOT_FOUND_TYPE: &str = "HardwareManagerMethodNotFound";
 
 /// The `version` reply.
 #[derive(Debug, Deserialize)]
@@ -99,7 +97,7 @@ impl ExecutableManager {
 
     /// Calls `method` with `args` (a JSON object) and returns the plug-in's `result`.
     ///
-    /// Errors: the plug-in's own error as `Incompatible` or `Failed`; a crash, non-zero exit,
+    /// Errors: the plug-in's own error as `Incompatible` or `Ipa`; a crash, non-zero exit,
     /// timeout (the process group is killed) or malformed output as [`HardwareError::Plugin`].
     pub fn call(&self, method: &str, args: &Value, timeout: Duration) -> HardwareResult<Value> {
         let request = serde_json::to_vec(&Request { method, args })
@@ -201,7 +199,9 @@ impl HardwareManager for ExecutableManager {
     fn initialize(&self) -> HardwareResult<()> {
         match self.call("initialize", &json!({}), self.config.query_timeout) {
             Ok(_) => Ok(()),
-            Err(e) if e.is_incompatible() || e.ipa_type() == METHOD_NOT_FOUND_TYPE => Ok(()),
+            Err(e) if e.is_incompatible() || matches!(e, HardwareError::MethodNotFound(_)) => {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }

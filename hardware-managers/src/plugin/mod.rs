@@ -27,7 +27,8 @@
 //!
 //! * `type` `IncompatibleHardwareMethodError` means "not mine": the chain asks the next
 //!   manager. Plug-ins must answer it for every method they do not implement.
-//! * Any other `type` is the plug-in's failure: [`HardwareError::Failed`] with `kind` = `type`,
+//! * Any other `type` is the plug-in's failure: [`HardwareError::Ipa`] of that class (IPA's own
+//!   class when IPA has it, else the plug-in's name kept as it is),
 //!   reported to Ironic under that class name.
 //! * A non-zero exit, a response that is not JSON, or no response at all is
 //!   [`HardwareError::Plugin`], whose message carries the exit status and the first 4 KiB of
@@ -79,7 +80,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 pub use self::executable::{ExecutableManager, RESERVED_METHODS};
-pub use self::protocol::{ErrorReply, INCOMPATIBLE_ERROR_TYPE, Reply, parse_reply};
+pub use self::protocol::{ErrorReply, Reply, parse_reply};
 use crate::error::{HardwareError, HardwareResult};
 use crate::manager::HardwareManager;
 

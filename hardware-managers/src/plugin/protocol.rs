@@ -4,9 +4,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::HardwareError;
+use crate::ipa_error::{IpaClass, IpaError};
 
-/// The error type a plug-in returns for "this method is not mine".
-pub const INCOMPATIBLE_ERROR_TYPE: &str = "IncompatibleHardwareMethodError";
+/// The class a plug-in error without a `type` gets.
+const UNTYPED_ERROR_CLASS: IpaClass = IpaClass::CommandExecutionError;
 
 /// The request written to the plug-in's stdin.
 #[derive(Debug, Serialize)]
@@ -38,24 +39,29 @@ pub enum Reply {
 /// A plug-in's own error.
 #[derive(Debug, PartialEq)]
 pub struct ErrorReply {
-    /// The error class name (`IncompatibleHardwareMethodError`, `BlockDeviceEraseError`, ...).
+    /// The error class name as the plug-in spelled it (`IncompatibleHardwareMethodError`,
+    /// `BlockDeviceEraseError`, a vendor's own, ...).
     pub kind: String,
     /// Its message.
     pub message: String,
 }
 
 impl ErrorReply {
-    /// The matching [`HardwareError`]: `Incompatible` for "not mine", else `Failed`.
+    /// The matching [`HardwareError`]: `Incompatible` for "not mine", `MethodNotFound` for
+    /// `HardwareManagerMethodNotFound`, else [`HardwareError::Ipa`] with IPA's class when
+    /// `errors.py` defines the name, the plug-in's own class otherwise.
     pub fn into_error(self, method: &str) -> HardwareError {
-        if self.kind == INCOMPATIBLE_ERROR_TYPE {
-            if self.message.is_empty() {
-                return HardwareError::incompatible(method);
+        match IpaClass::from_name(&self.kind) {
+            Some(IpaClass::IncompatibleHardwareMethodError) if self.message.is_empty() => {
+                HardwareError::incompatible(method)
             }
-            return HardwareError::Incompatible(self.message);
-        }
-        HardwareError::Failed {
-            kind: self.kind,
-            message: self.message,
+            Some(IpaClass::IncompatibleHardwareMethodError) => {
+                HardwareError::Incompatible(self.message)
+            }
+            Some(IpaClass::HardwareManagerMethodNotFound) => {
+                HardwareError::MethodNotFound(method.to_string())
+            }
+            _ => HardwareError::Ipa(IpaError::from_name(self.kind, self.message)),
         }
     }
 }
@@ -87,7 +93,7 @@ pub fn parse_reply(stdout: &[u8]) -> Result<Reply, String> {
         return Ok(Reply::Error(ErrorReply {
             kind: body
                 .kind
-                .unwrap_or_else(|| "HardwareManagerError".to_string()),
+                .unwrap_or_else(|| UNTYPED_ERROR_CLASS.name().to_string()),
             message: body.message.unwrap_or_default(),
         }));
     }
@@ -123,9 +129,26 @@ mod tests {
         else {
             panic!("expected an error reply")
         };
-        assert!(
-            matches!(e.into_error("m"), HardwareError::Failed { kind, .. } if kind == "BlockDeviceEraseError")
+        let e = e.into_error("m");
+        assert!(e.is(IpaClass::BlockDeviceEraseError), "{e:?}");
+        assert_eq!(
+            e.to_ipa_error().to_string(),
+            "Error erasing block device: x"
         );
+        let Ok(Reply::Error(e)) =
+            parse_reply(br#"{"error": {"type": "AcmeFirmwareError", "message": "y"}}"#)
+        else {
+            panic!("expected an error reply")
+        };
+        let e = e.into_error("m").to_ipa_error();
+        assert_eq!(
+            (e.name(), e.code(), e.details()),
+            ("AcmeFirmwareError", 500, "y")
+        );
+        let Ok(Reply::Error(e)) = parse_reply(br#"{"error": {"message": "z"}}"#) else {
+            panic!("expected an error reply")
+        };
+        assert_eq!(e.into_error("m").ipa_type(), "CommandExecutionError");
         let Ok(Reply::Error(e)) =
             parse_reply(br#"{"error": {"type": "IncompatibleHardwareMethodError"}}"#)
         else {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hardware_managers::guard::DiskGuard;
 use hardware_managers::hints::{HintTarget, SkipList};
-use hardware_managers::{BlockDevice, HardwareError, HardwareResult, Node};
+use hardware_managers::{BlockDevice, HardwareError, HardwareResult, IpaClass, Node};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
@@ -206,10 +206,7 @@ fn read_report(file: &Path) -> Result<String, String> {
 
 fn cleaning_error(message: String) -> HardwareError {
     tracing::error!("{message}");
-    HardwareError::Failed {
-        kind: "CleaningError".into(),
-        message,
-    }
+    HardwareError::ipa(IpaClass::CleaningError, message)
 }
 
 /// IPA's SMART check: start a long self-test on every disk, then poll each until it reports

@@ -28,7 +28,7 @@ mod tests;
 use std::ffi::OsString;
 use std::time::Duration;
 
-use hardware_managers::{HardwareError, HardwareResult, Step, StepContext, StepKind};
+use hardware_managers::{HardwareError, HardwareResult, IpaClass, Step, StepContext, StepKind};
 use serde_json::{Map, Value, json};
 use tracing::{error, info};
 
@@ -100,10 +100,7 @@ fn margin(run: Duration) -> Duration {
 /// IPA's exception class for a tool that failed.
 fn command_failed(message: String) -> HardwareError {
     error!("{message}");
-    HardwareError::Failed {
-        kind: "CommandExecutionError".into(),
-        message,
-    }
+    HardwareError::ipa(IpaClass::CommandExecutionError, message)
 }
 
 /// The stress-ng command line of `s` (as IPA builds it).

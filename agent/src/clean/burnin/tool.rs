@@ -9,8 +9,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hardware_managers::HardwareError;
 use hardware_managers::process;
+use hardware_managers::{HardwareError, IpaClass};
 
 use crate::tools::{Invocation, Ran, ToolError};
 pub(crate) use crate::tools::{STDERR_IN_ERRORS, tail_text};
@@ -67,12 +67,14 @@ impl Toolbox {
 
     /// The full path of `tool`, or a `CommandExecutionError` naming the package to install.
     pub fn find(&self, tool: Tool) -> Result<PathBuf, HardwareError> {
-        process::find_tool_in(&self.dirs, tool.program).ok_or_else(|| HardwareError::Failed {
-            kind: "CommandExecutionError".into(),
-            message: format!(
-                "{} is not installed in the ramdisk (install the `{}` package)",
-                tool.program, tool.package
-            ),
+        process::find_tool_in(&self.dirs, tool.program).ok_or_else(|| {
+            HardwareError::ipa(
+                IpaClass::CommandExecutionError,
+                format!(
+                    "{} is not installed in the ramdisk (install the `{}` package)",
+                    tool.program, tool.package
+                ),
+            )
         })
     }
 }

@@ -1,7 +1,7 @@
 //! The errors erase steps return: one aggregated `BlockDeviceEraseError` naming every device
 //! that failed and why, or a `ProtectedDeviceError`.
 
-use hardware_managers::HardwareError;
+use hardware_managers::{HardwareError, IpaClass};
 
 use super::protect::Protected;
 
@@ -34,22 +34,22 @@ pub fn aggregate(summary: &str, failures: &[Failure]) -> Result<(), HardwareErro
         .iter()
         .map(|f| format!("\"{}\": {}", f.device, f.reason))
         .collect();
-    Err(HardwareError::Failed {
-        kind: "BlockDeviceEraseError".into(),
-        message: format!("{summary}: {}", list.join("; ")),
-    })
+    Err(HardwareError::ipa(
+        IpaClass::BlockDeviceEraseError,
+        format!("{summary}: {}", list.join("; ")),
+    ))
 }
 
 /// A `ProtectedDeviceError` for every protected device found (nothing was erased).
 pub fn protected(found: &[Protected]) -> HardwareError {
-    HardwareError::Failed {
-        kind: "ProtectedDeviceError".into(),
-        message: found
+    HardwareError::ipa(
+        IpaClass::ProtectedDeviceError,
+        found
             .iter()
             .map(Protected::message)
             .collect::<Vec<_>>()
             .join(" "),
-    }
+    )
 }
 
 #[cfg(test)]

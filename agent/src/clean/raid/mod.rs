@@ -15,7 +15,7 @@ pub mod mdadm;
 mod tests;
 
 use hardware_managers::{
-    ArgInfo, HardwareError, HardwareResult, Node, Step, StepContext, StepKind,
+    ArgInfo, HardwareError, HardwareResult, IpaClass, Node, Step, StepContext, StepKind,
 };
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -130,8 +130,5 @@ pub fn install_device(state: &RaidState, _node: Option<&Node>) -> Option<String>
 
 /// A `SoftwareRAIDError` with `message`.
 fn raid_error(message: impl Into<String>) -> HardwareError {
-    HardwareError::Failed {
-        kind: "SoftwareRAIDError".into(),
-        message: message.into(),
-    }
+    HardwareError::ipa(IpaClass::SoftwareRAIDError, message)
 }

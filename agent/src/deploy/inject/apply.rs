@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use hardware_managers::HardwareResult;
+use hardware_managers::IpaClass;
 use hardware_managers::guard::DiskGuard;
 use tracing::info;
 
@@ -28,7 +29,7 @@ pub(super) fn apply_all(
             guard.check_writable(&disk_of(dev)).map_err(guard_error)?;
             current = Some(Mounted::new(dev, true).map_err(|e| {
                 failed(
-                    "DeploymentError",
+                    IpaClass::DeploymentError,
                     format!("Cannot mount {} for {}: {e}", dev.display(), f.describe()),
                 )
             })?);
@@ -40,14 +41,14 @@ pub(super) fn apply_all(
             // Never None here (fetched before); an error rather than a delete if it were.
             Action::Url(_) => Some(body.as_deref().ok_or_else(|| {
                 failed(
-                    "CommandExecutionError",
+                    IpaClass::CommandExecutionError,
                     format!("no content was downloaded for {}", f.describe()),
                 )
             })?),
         };
         let done = apply_one(&m.dir, f, content).map_err(|e| {
             failed(
-                "CommandExecutionError",
+                IpaClass::CommandExecutionError,
                 format!("Failed to process file {}: {e}", f.describe()),
             )
         })?;

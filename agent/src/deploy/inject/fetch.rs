@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hardware_managers::HardwareResult;
+use hardware_managers::IpaClass;
 use tracing::{info, warn};
 
 use super::error::InjectError;
@@ -61,7 +62,7 @@ pub(super) fn fetch_all(
         };
         let fail = |m: InjectError| {
             failed(
-                "CommandExecutionError",
+                IpaClass::CommandExecutionError,
                 format!("Unable to read data from {url} for {}: {m}", f.describe()),
             )
         };

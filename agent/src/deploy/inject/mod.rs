@@ -47,7 +47,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hardware_managers::guard::{DiskGuard, GuardError};
-use hardware_managers::{ArgInfo, HardwareError, HardwareResult, Node, Port};
+use hardware_managers::{ArgInfo, HardwareError, HardwareResult, IpaClass, Node, Port};
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
@@ -160,13 +160,10 @@ pub fn inject_files(
     Ok(Value::Null)
 }
 
-fn failed(kind: &str, message: impl Into<String>) -> HardwareError {
-    HardwareError::Failed {
-        kind: kind.to_string(),
-        message: message.into(),
-    }
+fn failed(class: IpaClass, message: impl Into<String>) -> HardwareError {
+    HardwareError::ipa(class, message)
 }
 
 fn guard_error(e: GuardError) -> HardwareError {
-    failed("ProtectedDeviceError", e.to_string())
+    failed(IpaClass::ProtectedDeviceError, e.to_string())
 }

@@ -5,7 +5,7 @@
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use hardware_managers::{HardwareError, HardwareResult};
+use hardware_managers::{HardwareError, HardwareResult, IpaClass};
 use tracing::{debug, info, warn};
 
 use super::mount::Mounted;
@@ -28,7 +28,7 @@ pub(super) fn root_disk(env: &Environment<'_>) -> HardwareResult<RootDisk> {
     let device = (env.root_device)()?;
     env.guard.check_writable(&device).map_err(guard_error)?;
     let table = table::read_table(&device)
-        .map_err(|e| failed("DeploymentError", e.to_string()))?
+        .map_err(|e| failed(IpaClass::DeploymentError, e.to_string()))?
         .ok_or_else(|| {
             HardwareError::DeviceNotFound(format!(
                 "{} has no partition table, so no partition can hold the files",
@@ -46,7 +46,7 @@ pub(super) fn root_disk(env: &Environment<'_>) -> HardwareResult<RootDisk> {
         .any(|n| !blockdev::is_block_device(&blockdev::partition_path(&device, *n)));
     if missing {
         blockdev::reread_partitions(&device, &numbers)
-            .map_err(|e| failed("DeploymentError", e.to_string()))?;
+            .map_err(|e| failed(IpaClass::DeploymentError, e.to_string()))?;
     }
     Ok(RootDisk { device, table })
 }

@@ -1,4 +1,5 @@
 use super::*;
+use hardware_managers::IpaClass;
 
 // ---- on loop devices ----------------------------------------------------------------------
 
@@ -265,10 +266,10 @@ fn url_content_and_node_property_files() -> anyhow::Result<()> {
     )
     .err();
     assert!(
-        matches!(&e, Some(HardwareError::Failed { kind, message })
-            if kind == "CommandExecutionError"
-                && message.contains("Unable to read data from")
-                && message.contains("404")),
+        matches!(&e, Some(HardwareError::Ipa(i))
+            if i.is(IpaClass::CommandExecutionError)
+                && i.details().contains("Unable to read data from")
+                && i.details().contains("404")),
         "{e:?}"
     );
     inspect(&lo.partition(1), |m| {
@@ -317,8 +318,8 @@ fn traversal_is_refused_or_contained_on_a_real_filesystem() -> anyhow::Result<()
     )
     .err();
     assert!(
-        matches!(&e, Some(HardwareError::Failed { kind, message })
-            if kind == "CommandExecutionError" && message.contains("too many levels of symbolic links")),
+        matches!(&e, Some(HardwareError::Ipa(i))
+            if i.is(IpaClass::CommandExecutionError) && i.details().contains("too many levels of symbolic links")),
         "{e:?}"
     );
     for path in ["/../x", "/etc/../../x", "/conf/../../../x"] {
@@ -440,8 +441,8 @@ fn the_disk_guard_refuses_a_disk_in_use() -> anyhow::Result<()> {
         ] {
             let e = run_on(&lo, &node(json!({})), &args(files)).err();
             assert!(
-                matches!(&e, Some(HardwareError::Failed { kind, message })
-                    if kind == "ProtectedDeviceError" && message.contains("mounted")),
+                matches!(&e, Some(HardwareError::Ipa(i))
+                    if i.is(IpaClass::ProtectedDeviceError) && i.details().contains("mounted")),
                 "{e:?}"
             );
         }

@@ -1,4 +1,5 @@
 use super::*;
+use hardware_managers::IpaClass;
 
 // ---- validation, templates, step catalogue (no disks) ----------------------------------
 
@@ -228,10 +229,10 @@ fn url_content_verifies_certificates() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let e = fetch_all(std::slice::from_ref(&item), &strict).err();
     assert!(
-        matches!(&e, Some(HardwareError::Failed { kind, message })
-            if kind == "CommandExecutionError"
-                && message.contains(&format!("Unable to read data from {url}"))
-                && message.contains("TLS certificate verification failed (UnknownIssuer)")),
+        matches!(&e, Some(HardwareError::Ipa(i))
+            if i.is(IpaClass::CommandExecutionError)
+                && i.details().contains(&format!("Unable to read data from {url}"))
+                && i.details().contains("TLS certificate verification failed (UnknownIssuer)")),
         "{e:?}"
     );
     assert!(
