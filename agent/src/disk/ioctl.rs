@@ -99,12 +99,13 @@ mod tests {
     fn ioctl_numbers_match_the_kernel_headers() {
         #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
         {
-            assert_eq!(BLKRRPART, 0x125f);
-            assert_eq!(BLKFLSBUF, 0x1261);
-            assert_eq!(BLKGETSIZE64, 0x8008_1272);
-            assert_eq!(BLKSSZGET, 0x1268);
-            assert_eq!(BLKPBSZGET, 0x127b);
-            assert_eq!(BLKZEROOUT, 0x127f);
+            // `as u32`: the request type is `c_int` on musl, `c_ulong` on glibc.
+            assert_eq!(BLKRRPART as u32, 0x125f);
+            assert_eq!(BLKFLSBUF as u32, 0x1261);
+            assert_eq!(BLKGETSIZE64 as u32, 0x8008_1272);
+            assert_eq!(BLKSSZGET as u32, 0x1268);
+            assert_eq!(BLKPBSZGET as u32, 0x127b);
+            assert_eq!(BLKZEROOUT as u32, 0x127f);
         }
         assert_eq!(BLKSSZGET, nix::libc::BLKSSZGET);
         assert_eq!(BLKPBSZGET, nix::libc::BLKPBSZGET);
