@@ -5,6 +5,7 @@
 //! image is being written (which holds the disk, sockets and pipes of its own) would make
 //! `accept` fail with EMFILE. The soft limit is raised to the hard limit (capped), as servers do.
 
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use tracing::{debug, warn};
 
 /// The open-file soft limit the agent asks for (or the hard limit, when lower).
@@ -13,34 +14,22 @@ pub const WANTED_OPEN_FILES: u64 = 65_536;
 /// Raises the soft `RLIMIT_NOFILE` towards [`WANTED_OPEN_FILES`]; returns the soft limit in
 /// effect afterwards (`None` when it cannot be read).
 pub fn raise_open_files() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(e) => {
+            warn!(error = %e, "cannot read the open-file limit");
+            return None;
+        }
     };
-    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        warn!(error = %std::io::Error::last_os_error(), "cannot read the open-file limit");
-        return None;
+    let wanted = WANTED_OPEN_FILES.min(hard);
+    if soft >= wanted {
+        return Some(soft);
     }
-    let wanted = WANTED_OPEN_FILES.min(lim.rlim_max);
-    if lim.rlim_cur >= wanted {
-        return Some(lim.rlim_cur);
+    if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, wanted, hard) {
+        warn!(error = %e, from = soft, to = wanted, "cannot raise the open-file limit");
+        return Some(soft);
     }
-    let raised = libc::rlimit {
-        rlim_cur: wanted,
-        rlim_max: lim.rlim_max,
-    };
-    // SAFETY: `raised` is a valid rlimit; setrlimit only reads it.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-        warn!(error = %std::io::Error::last_os_error(), from = lim.rlim_cur, to = wanted,
-            "cannot raise the open-file limit");
-        return Some(lim.rlim_cur);
-    }
-    debug!(
-        from = lim.rlim_cur,
-        to = wanted,
-        "raised the open-file limit"
-    );
+    debug!(from = soft, to = wanted, "raised the open-file limit");
     Some(wanted)
 }
 

@@ -10,6 +10,8 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use nix::sys::stat::{major, minor};
+
 /// Why a device may not be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GuardError {
@@ -165,7 +167,7 @@ impl DiskGuard {
     /// no block device here; the mount-table check covers those by name.
     fn root_filesystem_on(&self, class: &Path, name: &str, parts: &[String]) -> Option<String> {
         let st_dev = std::fs::metadata(&self.root).ok()?.dev();
-        let root_dev = format!("{}:{}", libc::major(st_dev), libc::minor(st_dev));
+        let root_dev = format!("{}:{}", major(st_dev), minor(st_dev));
         let own: Vec<(String, PathBuf)> = std::iter::once((name.to_string(), class.join(name)))
             .chain(parts.iter().map(|p| (p.clone(), class.join(name).join(p))))
             .collect();
@@ -279,7 +281,7 @@ mod tests {
     /// `major:minor` of the filesystem holding `path`, as sysfs writes a `dev` attribute.
     fn devnum(path: &Path) -> anyhow::Result<String> {
         let d = std::fs::metadata(path)?.dev();
-        Ok(format!("{}:{}\n", libc::major(d), libc::minor(d)))
+        Ok(format!("{}:{}\n", major(d), minor(d)))
     }
 
     #[test]

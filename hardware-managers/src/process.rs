@@ -38,6 +38,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use tracing::{debug, warn};
 
 /// How long to keep waiting for the output pipes after the child itself has exited or was
@@ -351,7 +354,7 @@ fn spawn(cmd: &mut Command) -> Result<Child, RunError> {
     loop {
         match cmd.spawn() {
             Ok(child) => return Ok(child),
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 10 => {
+            Err(e) if e.raw_os_error() == Some(Errno::ETXTBSY as i32) && attempt < 10 => {
                 attempt += 1;
                 thread::sleep(Duration::from_millis(20) * attempt);
             }
@@ -378,13 +381,10 @@ fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitSta
 
 /// Kills the child's process group (the child and everything it started), then reaps it.
 fn kill_group(child: &mut Child) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours. The child was
-        // spawned with `process_group(0)`, so `-pid` names the group it leads; we have not
-        // reaped it yet (or only just did), so the group id cannot have been reused.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // The child was spawned with `process_group(0)`, so its pid names the group it leads;
+        // we have not reaped it yet (or only just did), so the group id cannot have been reused.
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
     }
     let _ = child.kill();
     let _ = child.wait();

@@ -5,51 +5,13 @@
 //! table and probe code is testable on temp files; loop devices cover the block-device paths.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{DiskError, cmd};
+use nix::fcntl::OFlag;
 
-/// `_IOC` direction bits and shift for this architecture (see `asm-generic/ioctl.h`).
-#[cfg(any(
-    target_arch = "powerpc",
-    target_arch = "powerpc64",
-    target_arch = "mips",
-    target_arch = "mips64",
-    target_arch = "sparc",
-    target_arch = "sparc64"
-))]
-mod ioc {
-    pub const NONE: u32 = 1;
-    pub const READ: u32 = 2;
-    pub const DIR_SHIFT: u32 = 29;
-}
-#[cfg(not(any(
-    target_arch = "powerpc",
-    target_arch = "powerpc64",
-    target_arch = "mips",
-    target_arch = "mips64",
-    target_arch = "sparc",
-    target_arch = "sparc64"
-)))]
-mod ioc {
-    pub const NONE: u32 = 0;
-    pub const READ: u32 = 2;
-    pub const DIR_SHIFT: u32 = 30;
-}
-
-const fn ioc(dir: u32, ty: u32, nr: u32, size: usize) -> u32 {
-    (dir << ioc::DIR_SHIFT) | ((size as u32) << 16) | (ty << 8) | nr
-}
-
-/// Re-read the partition table (`_IO(0x12, 95)`).
-const BLKRRPART: u32 = ioc(ioc::NONE, 0x12, 95, 0);
-/// Flush the buffer cache (`_IO(0x12, 97)`).
-const BLKFLSBUF: u32 = ioc(ioc::NONE, 0x12, 97, 0);
-/// Size in bytes (`_IOR(0x12, 114, size_t)`).
-const BLKGETSIZE64: u32 = ioc(ioc::READ, 0x12, 114, std::mem::size_of::<usize>());
+use super::{DiskError, cmd, ioctl};
 
 /// Sector size assumed for regular files.
 pub const FILE_SECTOR_SIZE: u64 = 512;
@@ -74,17 +36,6 @@ pub fn open_write(path: &Path) -> Result<File, DiskError> {
         .map_err(DiskError::io("opening for writing", path))
 }
 
-/// Issues an ioctl without argument.
-fn ioctl_none(file: &File, request: u32) -> std::io::Result<()> {
-    // SAFETY: `file` is an open descriptor for the duration of the call; `request` is an `_IO`
-    // request that takes no argument, so passing 0 reads/writes no memory.
-    let rc = unsafe { libc::ioctl(file.as_raw_fd(), request as libc::Ioctl, 0) };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Size of `path` in bytes: `BLKGETSIZE64` for block devices, the length for regular files.
 pub fn size_bytes(path: &Path) -> Result<u64, DiskError> {
     let file = open_read(path)?;
@@ -92,59 +43,40 @@ pub fn size_bytes(path: &Path) -> Result<u64, DiskError> {
     if !meta.file_type().is_block_device() {
         return Ok(meta.len());
     }
-    let mut size: u64 = 0;
-    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points at a live local.
-    let rc = unsafe {
-        libc::ioctl(
-            file.as_raw_fd(),
-            BLKGETSIZE64 as libc::Ioctl,
-            &mut size as *mut u64,
-        )
-    };
-    if rc < 0 {
-        return Err(DiskError::Io {
-            action: "reading the size (BLKGETSIZE64) of",
-            path: path.to_path_buf(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(size)
+    ioctl::blkgetsize64(&file).map_err(DiskError::io("reading the size (BLKGETSIZE64) of", path))
 }
 
-fn sector_ioctl(path: &Path, request: libc::Ioctl, what: &'static str) -> Result<u64, DiskError> {
+/// A sector size of `path`: `read` (one of the sector-size ioctls) for block devices, 512 for
+/// regular files.
+fn sector_size(
+    path: &Path,
+    read: fn(&File) -> std::io::Result<u32>,
+    what: &'static str,
+) -> Result<u64, DiskError> {
     let file = open_read(path)?;
     let meta = file.metadata().map_err(DiskError::io("inspecting", path))?;
     if !meta.file_type().is_block_device() {
         return Ok(FILE_SECTOR_SIZE);
     }
-    let mut value: libc::c_uint = 0;
-    // SAFETY: BLKSSZGET/BLKPBSZGET write one int through the pointer, which points at a live
-    // local of that size.
-    let rc = unsafe { libc::ioctl(file.as_raw_fd(), request, &mut value as *mut libc::c_uint) };
-    if rc < 0 {
-        return Err(DiskError::Io {
-            action: what,
-            path: path.to_path_buf(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(u64::from(value))
+    read(&file)
+        .map(u64::from)
+        .map_err(DiskError::io(what, path))
 }
 
 /// Logical sector size (`BLKSSZGET`; 512 for regular files).
 pub fn logical_sector_size(path: &Path) -> Result<u64, DiskError> {
-    sector_ioctl(
+    sector_size(
         path,
-        libc::BLKSSZGET,
+        ioctl::blksszget,
         "reading the logical sector size (BLKSSZGET) of",
     )
 }
 
 /// Physical sector size (`BLKPBSZGET`; 512 for regular files).
 pub fn physical_sector_size(path: &Path) -> Result<u64, DiskError> {
-    sector_ioctl(
+    sector_size(
         path,
-        libc::BLKPBSZGET,
+        ioctl::blkpbszget,
         "reading the physical sector size (BLKPBSZGET) of",
     )
 }
@@ -220,7 +152,7 @@ pub fn reread_partitions(disk: &Path, expected: &[u32]) -> Result<(), DiskError>
     }
     for attempt in 1..=3 {
         let file = open_read(disk)?;
-        let kernel_ok = match ioctl_none(&file, BLKRRPART) {
+        let kernel_ok = match ioctl::blkrrpart(&file) {
             Ok(()) => true,
             Err(e) => {
                 tracing::debug!(disk = %disk.display(), error = %e, "BLKRRPART refused");
@@ -260,7 +192,7 @@ pub fn flush(path: &Path) -> Result<(), DiskError> {
     let file = open_read(path)?;
     file.sync_all().map_err(DiskError::io("syncing", path))?;
     if is_block_device(path)
-        && let Err(e) = ioctl_none(&file, BLKFLSBUF)
+        && let Err(e) = ioctl::blkflsbuf(&file)
     {
         tracing::debug!(device = %path.display(), error = %e, "BLKFLSBUF failed");
     }
@@ -287,7 +219,7 @@ pub fn zero_ranges(path: &Path, ranges: &[(u64, u64)]) -> Result<(), DiskError> 
     let mut opts = OpenOptions::new();
     opts.write(true);
     if direct {
-        opts.custom_flags(libc::O_DIRECT);
+        opts.custom_flags(OFlag::O_DIRECT.bits());
     }
     let file = opts
         .open(path)
@@ -325,16 +257,6 @@ pub(crate) fn read_at(file: &File, offset: u64, len: usize) -> std::io::Result<O
 mod tests {
     use super::*;
     use crate::testutil::LoopDevice;
-
-    #[test]
-    fn ioctl_numbers_match_the_kernel_headers() {
-        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-        {
-            assert_eq!(BLKRRPART, 0x125f);
-            assert_eq!(BLKFLSBUF, 0x1261);
-            assert_eq!(BLKGETSIZE64, 0x8008_1272);
-        }
-    }
 
     #[test]
     fn partition_names() {

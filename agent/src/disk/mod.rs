@@ -14,6 +14,7 @@ pub(crate) mod cmd;
 pub mod configdrive;
 pub mod error;
 pub mod gpt_table;
+pub(crate) mod ioctl;
 pub mod layout;
 pub mod mbr;
 pub mod node_info;

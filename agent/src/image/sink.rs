@@ -7,6 +7,8 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use tracing::{info, warn};
 
 use super::buffer::{ALIGN, Block};
@@ -62,7 +64,7 @@ impl std::fmt::Debug for Sink {
 }
 
 fn is_einval(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::EINVAL)
+    e.raw_os_error() == Some(Errno::EINVAL as i32)
 }
 
 impl Sink {
@@ -127,7 +129,7 @@ impl Sink {
     fn open_direct(path: &Path) -> Result<Option<File>, ImageError> {
         match OpenOptions::new()
             .write(true)
-            .custom_flags(libc::O_DIRECT)
+            .custom_flags(OFlag::O_DIRECT.bits())
             .open(path)
         {
             Ok(f) => Ok(Some(f)),
@@ -174,7 +176,7 @@ impl Sink {
     }
 
     fn io_error(&self, what: &str, e: &io::Error) -> ImageError {
-        if e.raw_os_error() == Some(libc::ENOSPC) {
+        if e.raw_os_error() == Some(Errno::ENOSPC as i32) {
             ImageError::OutOfSpace {
                 target: self.path.display().to_string(),
                 written: self.pos,

@@ -5,11 +5,12 @@
 //! order `getifaddrs` would report them.
 
 use std::collections::HashMap;
-use std::ffi::CStr;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
+use nix::ifaddrs::getifaddrs;
+use nix::sys::socket::SockaddrStorage;
 use tracing::debug;
 
 /// The addresses of one interface, in the order the system reported them.
@@ -70,54 +71,27 @@ pub(crate) fn from_file(path: &Path) -> HashMap<String, InterfaceAddrs> {
 /// Addresses by interface name from `getifaddrs(3)`; empty if the call fails.
 pub(crate) fn from_system() -> HashMap<String, InterfaceAddrs> {
     let mut out: HashMap<String, InterfaceAddrs> = HashMap::new();
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: `head` is a valid place for getifaddrs to store the list head; on success the
-    // list stays valid until the matching freeifaddrs below.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        debug!(error = %std::io::Error::last_os_error(), "getifaddrs failed");
-        return out;
-    }
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is non-null and points into the list getifaddrs returned, which is not
-        // freed until after the loop.
-        let ifa = unsafe { &*cur };
-        if let Some((name, addr)) = entry_address(ifa) {
-            out.entry(name).or_default().push(addr);
+    let entries = match getifaddrs() {
+        Ok(entries) => entries,
+        Err(e) => {
+            debug!(error = %e, "getifaddrs failed");
+            return out;
         }
-        cur = ifa.ifa_next;
+    };
+    for entry in entries {
+        if let Some(addr) = entry.address.as_ref().and_then(ip_address) {
+            out.entry(entry.interface_name).or_default().push(addr);
+        }
     }
-    // SAFETY: `head` came from a successful getifaddrs and is freed exactly once; no reference
-    // into the list outlives this point.
-    unsafe { libc::freeifaddrs(head) };
     out
 }
 
-/// The interface name and IP address of one `getifaddrs` entry, if it carries one.
-fn entry_address(ifa: &libc::ifaddrs) -> Option<(String, IpAddr)> {
-    if ifa.ifa_name.is_null() || ifa.ifa_addr.is_null() {
-        return None;
+/// The IP address of one `getifaddrs` entry's address, if it is an IPv4 or IPv6 one.
+fn ip_address(addr: &SockaddrStorage) -> Option<IpAddr> {
+    if let Some(sin) = addr.as_sockaddr_in() {
+        return Some(IpAddr::V4(sin.ip()));
     }
-    // SAFETY: ifa_name is a non-null, NUL-terminated string owned by the getifaddrs list.
-    let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
-        .to_string_lossy()
-        .into_owned();
-    // SAFETY: ifa_addr is non-null and points to a sockaddr whose family field is always valid.
-    let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
-    let addr = match family {
-        libc::AF_INET => {
-            // SAFETY: the family is AF_INET, so the kernel stored a sockaddr_in here.
-            let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
-            IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family is AF_INET6, so the kernel stored a sockaddr_in6 here.
-            let sin6 = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in6>() };
-            IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
-        }
-        _ => return None,
-    };
-    Some((name, addr))
+    addr.as_sockaddr_in6().map(|sin6| IpAddr::V6(sin6.ip()))
 }
 
 #[cfg(test)]

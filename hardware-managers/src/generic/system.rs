@@ -40,24 +40,14 @@ pub(crate) fn hostname(root: &Path) -> HardwareResult<String> {
 
 /// `gethostname(2)`.
 fn system_hostname() -> HardwareResult<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the pointer and length describe `buf`, which lives across the call; the kernel
-    // writes at most `buf.len()` bytes.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return Err(HardwareError::io(
-            "gethostname",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    Ok(String::from_utf8_lossy(&buf[..end]).trim().to_string())
+    let name = nix::unistd::gethostname()
+        .map_err(|e| HardwareError::io("gethostname", std::io::Error::from(e)))?;
+    Ok(name.to_string_lossy().trim().to_string())
 }
 
 /// Flushes dirty pages to disk and, on the real root, asks the kernel to drop its caches.
 pub(crate) fn full_sync(root: &Path) {
-    // SAFETY: sync(2) takes no arguments and cannot fail.
-    unsafe { libc::sync() };
+    nix::unistd::sync();
     if root != Path::new("/") {
         return;
     }

@@ -11,6 +11,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
+use nix::fcntl::OFlag;
 use rand::Rng;
 use rand::rngs::SmallRng;
 use tracing::info;
@@ -49,7 +50,7 @@ pub fn overwrite(dev: &Path, iterations: u32, zeroize: bool) -> Result<(), Strin
     let mut opts = OpenOptions::new();
     opts.write(true);
     if direct {
-        opts.custom_flags(libc::O_DIRECT);
+        opts.custom_flags(OFlag::O_DIRECT.bits());
     }
     let file = opts
         .open(dev)

@@ -1,17 +1,16 @@
 //! Mounting a target filesystem on a private temporary directory, undone on drop.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fs::DirBuilder;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::mount::{MntFlags, umount2};
 use tracing::{debug, error, warn};
 
 use super::error::InjectError;
-use super::walker::cvt;
 use crate::tools::{Invocation, ToolError};
 
 /// How long `mount` may take (a journal replay on a large filesystem).
@@ -74,7 +73,14 @@ impl Drop for Mounted {
                 break;
             }
             let lazy = attempt > UMOUNT_TRIES;
-            match umount(&self.dir, if lazy { libc::MNT_DETACH } else { 0 }) {
+            match umount(
+                &self.dir,
+                if lazy {
+                    MntFlags::MNT_DETACH
+                } else {
+                    MntFlags::empty()
+                },
+            ) {
                 Ok(()) if lazy => {
                     warn!(dir = %self.dir.display(), "the mount was busy; detached it lazily");
                 }
@@ -99,11 +105,8 @@ impl Drop for Mounted {
     }
 }
 
-pub(super) fn umount(dir: &Path, flags: libc::c_int) -> io::Result<()> {
-    let c = CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: `c` is a NUL-terminated path that outlives the call.
-    cvt(unsafe { libc::umount2(c.as_ptr(), flags) }).map(drop)
+pub(super) fn umount(dir: &Path, flags: MntFlags) -> io::Result<()> {
+    umount2(dir, flags).map_err(io::Error::from)
 }
 
 /// Whether something is mounted on `dir` (its device differs from its parent's).

@@ -6,10 +6,15 @@ use std::collections::VecDeque;
 use std::ffi::{CStr, CString};
 use std::fs::{File, Permissions};
 use std::io::{self, Write};
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstatat, mkdirat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use super::error::InjectError;
 use super::validate::MAX_PATH;
@@ -30,11 +35,11 @@ pub(super) enum Kind {
     Other,
 }
 
-pub(super) fn file_kind(st: &libc::stat) -> Kind {
-    match st.st_mode & libc::S_IFMT {
-        libc::S_IFDIR => Kind::Dir,
-        libc::S_IFREG => Kind::File,
-        libc::S_IFLNK => Kind::Link,
+pub(super) fn file_kind(st: &FileStat) -> Kind {
+    match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFDIR => Kind::Dir,
+        SFlag::S_IFREG => Kind::File,
+        SFlag::S_IFLNK => Kind::Link,
         _ => Kind::Other,
     }
 }
@@ -123,7 +128,9 @@ impl<'r> Walker<'r> {
                     }
                     match mkdir_at(self.cur(), &name, DEFAULT_DIR_MODE) {
                         Ok(()) => created_leaf = true,
-                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => created_leaf = false,
+                        Err(e) if e.raw_os_error() == Some(Errno::EEXIST as i32) => {
+                            created_leaf = false
+                        }
                         Err(e) => {
                             return Err(InjectError::io(format!("creating directory {at}"))(e));
                         }
@@ -220,10 +227,17 @@ pub fn delete_file(root_dir: &Path, components: &[String]) -> Result<String, Inj
     let cname = c_name(name.as_bytes())?;
     match unlink_at(w.cur(), &cname) {
         Ok(()) => Ok("deleted".into()),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok("already absent".into()),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EISDIR) | Some(libc::EPERM)) => Err(
-            InjectError::Path(format!("{at} is a directory; only files can be deleted")),
-        ),
+        Err(e) if e.raw_os_error() == Some(Errno::ENOENT as i32) => Ok("already absent".into()),
+        Err(e)
+            if matches!(
+                e.raw_os_error().map(Errno::from_raw),
+                Some(Errno::EISDIR | Errno::EPERM)
+            ) =>
+        {
+            Err(InjectError::Path(format!(
+                "{at} is a directory; only files can be deleted"
+            )))
+        }
         Err(e) => Err(InjectError::io(format!("deleting {at}"))(e)),
     }
 }
@@ -333,72 +347,44 @@ pub fn write_file(
     ))
 }
 
-// Thin wrappers over the `*at` system calls std does not offer.
+// Thin wrappers over nix's `*at` system calls (std does not offer them).
 
 pub(super) fn c_name(name: &[u8]) -> Result<CString, InjectError> {
     CString::new(name).map_err(|_| InjectError::Path("a file name contains a NUL byte".into()))
-}
-
-pub(super) fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
 }
 
 /// Opens the root directory of a mount.
 pub fn open_root(path: &Path) -> io::Result<File> {
     std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags((OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
         .open(path)
 }
 
 /// `lstat` of `name` in `dir`; `None` when it does not exist.
-pub(super) fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<libc::stat>> {
-    let mut st = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `name` is NUL-terminated, `st` is writable memory for one `stat`, and `dir` is an
-    // open descriptor borrowed for the duration of the call.
-    let rc = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    match cvt(rc) {
-        // SAFETY: fstatat succeeded, so it initialised `st`.
-        Ok(_) => Ok(Some(unsafe { st.assume_init() })),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(e),
+pub(super) fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<FileStat>> {
+    match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
+/// `openat` that never follows a final symbolic link and never leaks into a child.
 pub(super) fn open_at(
     dir: BorrowedFd<'_>,
     name: &CStr,
-    flags: libc::c_int,
+    flags: OFlag,
     mode: u32,
 ) -> io::Result<File> {
-    // SAFETY: `name` is NUL-terminated and `dir` is an open descriptor; the mode is passed as
-    // the variadic `mode_t` argument openat expects (ignored without O_CREAT).
-    let fd = cvt(unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-            mode as libc::c_uint,
-        )
-    })?;
-    // SAFETY: openat returned a new descriptor that nothing else owns.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    let flags = flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    let fd = openat(dir, name, flags, Mode::from_bits_truncate(mode))?;
+    Ok(File::from(fd))
 }
 
 /// Opens directory `name` in `dir`, refusing a symbolic link.
 pub(super) fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<File> {
-    open_at(dir, name, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+    open_at(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
 }
 
 /// Opens regular file `name` in `dir` for writing, creating or truncating it; never follows a
@@ -407,38 +393,25 @@ pub(super) fn create_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<File> {
     open_at(
         dir,
         name,
-        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NONBLOCK | libc::O_NOCTTY,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
         DEFAULT_FILE_MODE,
     )
 }
 
 pub(super) fn mkdir_at(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
-    // SAFETY: `name` is NUL-terminated and `dir` is an open descriptor.
-    cvt(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode as libc::mode_t) }).map(drop)
+    mkdirat(dir, name, Mode::from_bits_truncate(mode)).map_err(io::Error::from)
 }
 
+/// Removes a non-directory entry (a symbolic link itself, never its target).
 pub(super) fn unlink_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
-    // SAFETY: `name` is NUL-terminated and `dir` is an open descriptor; flags 0 removes a
-    // non-directory entry (a symbolic link itself, never its target).
-    cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) }).map(drop)
+    unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).map_err(io::Error::from)
 }
 
+/// The target of symbolic link `name` in `dir`; `ENAMETOOLONG` past [`MAX_PATH`] bytes.
 pub(super) fn readlink_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; MAX_PATH + 1];
-    // SAFETY: `name` is NUL-terminated, `dir` is an open descriptor and `buf` is writable for
-    // `buf.len()` bytes.
-    let n = unsafe {
-        libc::readlinkat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast::<libc::c_char>(),
-            buf.len(),
-        )
-    };
-    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-    if n >= buf.len() {
-        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    let target = readlinkat(dir, name)?.into_vec();
+    if target.len() > MAX_PATH {
+        return Err(Errno::ENAMETOOLONG.into());
     }
-    buf.truncate(n);
-    Ok(buf)
+    Ok(target)
 }

@@ -2,14 +2,15 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::Path;
 
-/// `_IO(0x12, 104)`: logical sector size of a block device (int).
-const BLKSSZGET: u64 = 0x1268;
-/// `_IO(0x12, 127)`: zero a byte range `[start, len]` (u64 pair) of a block device.
-const BLKZEROOUT: u64 = 0x127f;
+use nix::fcntl::{FallocateFlags, fallocate};
+use nix::libc::off_t;
+use nix::sys::stat::{major, minor};
+
+use crate::disk::ioctl;
+
 const ZERO_CHUNK: usize = 1 << 20;
 
 /// What `convert` needs to know about a device or file.
@@ -70,15 +71,15 @@ impl DeviceInfo {
         // and its parent directory is the whole disk.
         let sys = format!(
             "/sys/dev/block/{}:{}",
-            libc::major(target.id.0),
-            libc::minor(target.id.0)
+            major(target.id.0),
+            minor(target.id.0)
         );
         let sys = std::fs::canonicalize(sys).ok()?;
         if !sys.join("partition").exists() {
             return None;
         }
         let parent_dev = std::fs::read_to_string(sys.parent()?.join("dev")).ok()?;
-        let own = format!("{}:{}", libc::major(self.id.0), libc::minor(self.id.0));
+        let own = format!("{}:{}", major(self.id.0), minor(self.id.0));
         if parent_dev.trim() != own {
             return None;
         }
@@ -92,15 +93,7 @@ impl DeviceInfo {
 }
 
 fn logical_sector(f: &File) -> std::io::Result<u64> {
-    let mut size: libc::c_int = 0;
-    // SAFETY: BLKSSZGET writes one int through the pointer, which points at a live local;
-    // `f` is an open block device. The request type differs between libcs (`libc::Ioctl`).
-    let r = unsafe { libc::ioctl(f.as_raw_fd(), BLKSSZGET as libc::Ioctl, &mut size) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    u64::try_from(size)
-        .ok()
+    Some(u64::from(ioctl::blksszget(f)?))
         .filter(|s| s.is_power_of_two())
         .ok_or_else(|| std::io::Error::other("bad sector size"))
 }
@@ -141,12 +134,7 @@ fn blk_zeroout(f: &File, start: u64, end: u64, sector: u64) -> std::io::Result<b
     if inner_start >= inner_end {
         return Ok(false);
     }
-    let range: [u64; 2] = [inner_start, inner_end - inner_start];
-    // SAFETY: BLKZEROOUT reads two u64 (start, length) from the pointer, which points at a
-    // live local array; `f` is a block device opened for writing.
-    let r = unsafe { libc::ioctl(f.as_raw_fd(), BLKZEROOUT as libc::Ioctl, range.as_ptr()) };
-    if r != 0 {
-        let err = std::io::Error::last_os_error();
+    if let Err(err) = ioctl::blkzeroout(f, inner_start, inner_end - inner_start) {
         tracing::debug!(%err, "BLKZEROOUT refused; writing zeros");
         return Ok(false);
     }
@@ -157,22 +145,11 @@ fn blk_zeroout(f: &File, start: u64, end: u64, sector: u64) -> std::io::Result<b
 
 /// Punches a hole (reads back as zeros). False when the filesystem cannot.
 fn punch_hole(f: &File, start: u64, end: u64) -> bool {
-    let (Ok(off), Ok(len)) = (
-        libc::off_t::try_from(start),
-        libc::off_t::try_from(end - start),
-    ) else {
+    let (Ok(off), Ok(len)) = (off_t::try_from(start), off_t::try_from(end - start)) else {
         return false;
     };
-    // SAFETY: plain fallocate(2) on an open descriptor; no memory is passed.
-    let r = unsafe {
-        libc::fallocate(
-            f.as_raw_fd(),
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            off,
-            len,
-        )
-    };
-    r == 0
+    let mode = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+    fallocate(f, mode, off, len).is_ok()
 }
 
 fn write_zeros(f: &File, start: u64, end: u64) -> std::io::Result<()> {

@@ -13,6 +13,9 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::Instant;
 
+use nix::libc;
+use nix::sys::resource::{Resource, rlim_t, setrlimit};
+
 use super::QemuError;
 use super::options::ConvertOptions;
 
@@ -71,18 +74,13 @@ fn run_once(
         cmd.env("MALLOC_ARENA_MAX", n.to_string());
     }
     if let Some(limit) = opts.address_space_limit {
-        let rlim = libc::rlimit {
-            rlim_cur: limit as libc::rlim_t,
-            rlim_max: limit as libc::rlim_t,
-        };
+        let limit = limit as rlim_t;
         // SAFETY: the closure runs in the forked child before exec; it only calls setrlimit(2),
-        // which is async-signal-safe, on a value computed before the fork, and allocates nothing.
+        // which is async-signal-safe, on a value computed before the fork, and allocates nothing
+        // (nix's wrapper passes a stack struct and maps the return value to an `Errno`).
         unsafe {
             cmd.pre_exec(move || {
-                if libc::setrlimit(libc::RLIMIT_AS, &rlim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
+                setrlimit(Resource::RLIMIT_AS, limit, limit).map_err(std::io::Error::from)
             });
         }
     }
@@ -166,28 +164,31 @@ pub(super) fn parse_progress(line: &[u8]) -> Option<f64> {
         .filter(|p| (0.0..=100.0).contains(p))
 }
 
-/// Reaps the child with wait4(2) to learn its peak RSS as well as its status.
+/// Reaps the child with wait4(2) to learn its peak RSS as well as its status (nix has no
+/// `wait4`; its `waitpid` returns no resource usage).
 fn wait(child: &Child) -> std::io::Result<(ExitStatus, u64)> {
     let pid = libc::pid_t::try_from(child.id()).map_err(std::io::Error::other)?;
     let mut status: libc::c_int = 0;
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
-        // SAFETY: `pid` is our own unreaped child (std never waits on it by itself: we neither
-        // call `Child::wait` nor drop a handle that would); the pointers are to live locals.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        // SAFETY: an all-zero rusage is a valid value of this plain C struct. `pid` is our own
+        // unreaped child (std never waits on it by itself: we neither call `Child::wait` nor
+        // drop a handle that would); the pointers are to live locals.
+        let (r, usage) = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            let r = libc::wait4(pid, &mut status, 0, &mut usage);
+            (r, usage)
+        };
         if r == pid {
-            break;
+            return Ok((
+                ExitStatus::from_raw(status),
+                u64::try_from(usage.ru_maxrss).unwrap_or(0),
+            ));
         }
         let err = std::io::Error::last_os_error();
         if err.kind() != std::io::ErrorKind::Interrupted {
             return Err(err);
         }
     }
-    Ok((
-        ExitStatus::from_raw(status),
-        u64::try_from(usage.ru_maxrss).unwrap_or(0),
-    ))
 }
 
 fn keep_tail(stream: Option<impl Read>) -> String {

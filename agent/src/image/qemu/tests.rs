@@ -560,11 +560,8 @@ fn vm_hwm_kib() -> u64 {
 }
 
 fn children_max_rss_kib() -> u64 {
-    // SAFETY: an all-zero rusage is a valid value; getrusage writes into the live local.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: plain getrusage(2) into a valid pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    u64::try_from(usage.ru_maxrss).unwrap_or(0)
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0, |u| u64::try_from(u.max_rss()).unwrap_or(0))
 }
 
 /// Run alone in a child process by `agent_rss_does_not_grow_with_the_image`: converts a
