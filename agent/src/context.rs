@@ -40,7 +40,7 @@ pub struct AgentContext {
     /// The node, the lookup `config`, progress, deploy and RAID state (shared with the steps).
     pub state: AgentState,
     /// Recent commands, for the log bundle.
-    pub history: crate::commands::history::CommandHistory,
+    pub history: crate::record::history::CommandHistory,
 }
 
 impl std::fmt::Debug for AgentContext {

@@ -22,6 +22,7 @@ pub mod limits;
 pub mod logbuf;
 pub mod network;
 pub mod power;
+pub mod record;
 pub mod state;
 pub mod stop;
 pub mod tls;

@@ -7,8 +7,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::registry::{LookupError, Mode, Params, Registry};
-use super::result::{CommandError, CommandResult};
 use crate::context::AgentContext;
+use crate::record::result::{CommandError, CommandResult};
 
 /// Why a command was not accepted. Nothing is stored in any of these cases.
 ///

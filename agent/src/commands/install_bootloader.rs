@@ -4,9 +4,9 @@
 use serde_json::{Value, json};
 
 use super::registry::{Mode, Params, Registry};
-use super::result::{CommandError, CommandOutput};
 use crate::bootloader::{self, InstallBootloaderParams, Policy};
 use crate::context::AgentContext;
+use crate::record::result::{CommandError, CommandOutput};
 
 /// Registers `image.install_bootloader`.
 pub fn register(r: &mut Registry) {

@@ -9,8 +9,8 @@ use flate2::write::GzEncoder;
 use serde_json::json;
 
 use super::registry::{Mode, Params, Registry};
-use super::result::{CommandError, CommandOutput};
 use crate::context::AgentContext;
+use crate::record::result::{CommandError, CommandOutput};
 use crate::tools::Invocation;
 
 /// Registers `log.collect_system_logs`.
@@ -31,7 +31,7 @@ pub fn bundle_base64(ctx: &AgentContext) -> std::io::Result<String> {
 
 /// The files of the bundle, with secrets redacted (see [`redact`]): the agent's own log, the journal when there is one, the recent
 /// commands (`commands.json`: names, times, statuses, errors, results; never parameters nor what
-/// results echo of them, see [`super::scrub`]), the inventory,
+/// results echo of them, see [`crate::record::scrub`]), the inventory,
 /// and whatever each hardware manager contributes (dmesg, ip, lsblk, mdstat, efibootmgr, ...).
 pub fn bundle_files(ctx: &AgentContext) -> Vec<(String, Vec<u8>)> {
     let secrets: Vec<String> = [ctx.token(), ctx.config.agent_token.clone()]

@@ -1,21 +1,18 @@
 //! Commands: the registry of extensions, the executor and the five-key result model.
 
 pub mod executor;
-pub mod history;
 pub mod install_bootloader;
 pub mod log;
 pub mod poll;
 pub mod registry;
 pub mod rescue;
-pub mod result;
-pub mod scrub;
 pub mod standby;
 pub mod steps;
 pub mod system;
 
+pub use crate::record::{CommandError, CommandOutput, CommandResult, CommandStatus};
 pub use executor::{DispatchError, Executor};
 pub use registry::{Mode, Params, Registry};
-pub use result::{CommandError, CommandOutput, CommandResult, CommandStatus};
 
 use crate::context::AgentContext;
 use crate::deploy::Deployer;

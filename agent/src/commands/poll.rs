@@ -3,8 +3,8 @@
 use serde_json::Value;
 
 use super::registry::{Mode, Params, Registry};
-use super::result::{CommandError, CommandOutput};
 use crate::context::AgentContext;
+use crate::record::result::{CommandError, CommandOutput};
 
 /// Registers `poll.get_hardware_info` and `poll.get_node_info`.
 pub fn register(r: &mut Registry) {

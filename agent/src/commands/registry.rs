@@ -6,8 +6,8 @@ use std::sync::Arc;
 use hardware_managers::{IpaClass, IpaError};
 use serde_json::{Map, Value};
 
-use super::result::{CommandError, CommandOutput};
 use crate::context::AgentContext;
+use crate::record::result::{CommandError, CommandOutput};
 
 /// Command parameters (`params` of the POST body).
 pub type Params = Map<String, Value>;

@@ -18,8 +18,8 @@ use sha_crypt::{PasswordHasher, PasswordVerifier, ShaCrypt};
 use tracing::{info, warn};
 
 use super::registry::{Mode, Params, Registry};
-use super::result::{CommandError, CommandOutput};
 use crate::context::AgentContext;
+use crate::record::result::{CommandError, CommandOutput};
 use crate::stop::StopReason;
 
 /// The password file, relative to the rescue root (IPA's `PASSWORD_FILE`).

@@ -5,9 +5,9 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::registry::{Mode, Params, Registry};
-use super::result::{CommandError, CommandOutput};
 use crate::context::AgentContext;
 use crate::power::PowerAction;
+use crate::record::result::{CommandError, CommandOutput};
 
 /// Registers `standby.sync`, `standby.power_off` and `standby.run_image`.
 pub fn register(r: &mut Registry) {

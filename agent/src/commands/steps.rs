@@ -6,8 +6,8 @@ use hardware_managers::{HardwareError, IpaClass, IpaError, Node, Port, StepConte
 use serde_json::{Map, Value, json};
 
 use super::registry::{Mode, Params, Registry};
-use super::result::{CommandError, CommandOutput};
 use crate::context::AgentContext;
+use crate::record::result::{CommandError, CommandOutput};
 
 /// Registers `get_<kind>_steps` and `execute_<kind>_step` for clean, deploy and service.
 pub fn register(r: &mut Registry) {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tracing::info;
 
 use super::registry::{Mode, Registry};
-use super::result::CommandOutput;
+use crate::record::result::CommandOutput;
 use crate::stop::StopReason;
 
 /// Registers `system.lockdown`.

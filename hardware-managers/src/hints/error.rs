@@ -1,7 +1,7 @@
 //! Why root-device hints or a skip list could not be parsed. Each becomes an
 //! `InvalidCommandParamsError` (HTTP 400 class) where a node's hints reach a command.
 
-use super::parse::HintKey;
+use super::key::HintKey;
 
 /// What is wrong with one hint's expression.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -4,7 +4,8 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::parse::{Condition, Hint, HintKey, NumOp, RootDeviceHints, StrOp, quote};
+use super::key::HintKey;
+use super::parse::{Condition, Hint, NumOp, RootDeviceHints, StrOp, quote};
 use crate::inventory::BlockDevice;
 
 /// Bytes per GiB: `size` hints are in GiB.

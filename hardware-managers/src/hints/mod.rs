@@ -35,15 +35,17 @@
 //! non-numeric value does not match); `<all-in>` tests containment of each word.
 
 mod error;
+mod key;
 mod matcher;
 mod parse;
 
 use serde_json::Value;
 
 pub use error::{ExpressionError, HintError, InvalidHint, SkipListError};
+pub use key::{HintKey, HintType};
 pub use matcher::{HintTarget, Mismatch};
 pub use parse::{
-    Condition, Hint, HintKey, HintType, NumOp, RangeBound, RootDeviceHints, StrOp, bool_from_value,
+    Condition, Hint, NumOp, RangeBound, RootDeviceHints, StrOp, bool_from_value,
     normalise_device_value, quote,
 };
 

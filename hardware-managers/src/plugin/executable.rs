@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use tracing::debug;
 
-use super::PluginConfig;
+use super::config::PluginConfig;
 use super::protocol::{self, Reply, Request};
 use crate::error::{HardwareError, HardwareResult};
 use crate::inventory::{BlockDevice, BootInfo, Cpu, Memory, NetworkInterface, SystemVendorInfo};

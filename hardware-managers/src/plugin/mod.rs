@@ -67,6 +67,7 @@
 //! [`PluginConfig::query_timeout`]. Responses are limited to
 //! [`PluginConfig::max_response_bytes`].
 
+mod config;
 mod executable;
 mod protocol;
 
@@ -75,10 +76,10 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tracing::{info, warn};
 
+pub use self::config::PluginConfig;
 pub use self::executable::{ExecutableManager, RESERVED_METHODS};
 pub use self::protocol::{ErrorReply, Reply, parse_reply};
 use crate::error::{HardwareError, HardwareResult};
@@ -86,28 +87,6 @@ use crate::manager::HardwareManager;
 
 /// Default directory scanned for plug-in managers.
 pub const DEFAULT_PLUGIN_DIR: &str = "/etc/ironic-agent/hardware-managers.d";
-
-/// Limits for plug-in calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PluginConfig {
-    /// Limit for every call except steps (`support`, `version`, inventory queries, ...).
-    pub query_timeout: Duration,
-    /// Limit for step calls (firmware updates and burn-in can take hours).
-    pub step_timeout: Duration,
-    /// Largest response read from stdout; a larger one is an error.
-    pub max_response_bytes: usize,
-}
-
-impl Default for PluginConfig {
-    /// 30 s for queries, 6 h for steps, 64 MiB responses.
-    fn default() -> Self {
-        PluginConfig {
-            query_timeout: Duration::from_secs(30),
-            step_timeout: Duration::from_secs(6 * 3600),
-            max_response_bytes: 64 << 20,
-        }
-    }
-}
 
 /// Every executable file in `dir` becomes a manager (sorted by file name). A missing directory
 /// yields no managers.

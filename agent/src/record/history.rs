@@ -12,9 +12,8 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::registry::Params;
 use super::result::{CommandError, CommandResult, CommandStatus};
 use super::scrub;
 
@@ -92,7 +91,7 @@ impl CommandHistory {
 
     /// Records that `full_name` started as command `id` with `params` (which are not
     /// recorded; their sensitive values are kept out of the command's result and error).
-    pub fn started(&self, id: &str, full_name: &str, params: &Params) {
+    pub fn started(&self, id: &str, full_name: &str, params: &Map<String, Value>) {
         let entry = HistoryEntry {
             id: id.to_string(),
             command_name: full_name.to_string(),
@@ -142,20 +141,20 @@ impl CommandHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::result::CommandOutput;
+    use crate::record::result::CommandOutput;
 
     #[test]
     fn keeps_the_newest_and_shortens_big_results() {
         let h = CommandHistory::default();
         for i in 0..HISTORY_LEN + 3 {
-            h.started(&format!("id{i}"), "standby.sync", &Params::new());
+            h.started(&format!("id{i}"), "standby.sync", &Map::new());
         }
         let e = h.entries();
         assert_eq!(e.len(), HISTORY_LEN);
         assert_eq!(e[0].id, "id3");
 
         let mut r = CommandResult::running("collect_system_logs");
-        h.started(&r.id, "log.collect_system_logs", &Params::new());
+        h.started(&r.id, "log.collect_system_logs", &Map::new());
         let big = serde_json::json!({"system_logs": "x".repeat(10_000)});
         let big_len = serde_json::to_vec(&big)
             .map(|b| b.len())
@@ -171,7 +170,7 @@ mod tests {
         );
 
         let mut f = CommandResult::running("prepare_image");
-        h.started(&f.id, "standby.prepare_image", &Params::new());
+        h.started(&f.id, "standby.prepare_image", &Map::new());
         f.finish(Err(CommandError::execution("disk full")), true);
         h.finished(&f);
         let last = h.entries().pop().expect("an entry");
