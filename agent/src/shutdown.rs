@@ -41,16 +41,16 @@ pub struct Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.inner
-            .running
-            .send_modify(|n| *n = n.saturating_sub(1));
+        self.inner.running.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
 impl Shutdown {
     /// Asks every watcher to stop. Idempotent.
     pub fn request(&self) {
-        self.inner.requested.send_if_modified(|r| !std::mem::replace(r, true));
+        self.inner
+            .requested
+            .send_if_modified(|r| !std::mem::replace(r, true));
     }
 
     /// Whether a shutdown was requested.

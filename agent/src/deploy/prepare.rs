@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use super::node_info;
 use crate::commands::CommandError;
 use crate::context::AgentContext;
-use crate::disk::configdrive::{self, ConfigDriveFile, TlsOptions};
+use crate::disk::configdrive::{self, ConfigDriveFile};
 use crate::disk::layout::{self, LayoutRequest};
 use crate::disk::uuids::{self, PartitionUuids};
 use crate::disk::{DiskError, MIB, blockdev, table, wipe};
@@ -123,6 +123,7 @@ pub fn download_options(ctx: &AgentContext) -> DownloadOptions {
             .as_ref()
             .and_then(|c| c.tls_min_version.clone())
             .unwrap_or_else(|| "1.2".into()),
+        shutdown: Some(ctx.shutdown.clone()),
         ..DownloadOptions::default()
     };
     if let Some(t) = secs("ipa-image-download-connection-timeout") {
@@ -178,14 +179,15 @@ pub fn prepare_image(
     info!(image = %info.id, device = %device.display(), "preparing image");
     let opts = download_options(ctx);
     let expected = resolve_checksum(info, md5_enabled(ctx), &opts)?;
-    let tls = TlsOptions {
-        insecure: ctx.config.insecure,
-        cafile: ctx.config.cafile.as_deref(),
-        tls_min: &opts.tls_min_version,
-    };
     let tmp = std::env::temp_dir();
+    let stop = Some(ctx.shutdown.subscribe());
     let drive = match configdrive.filter(|c| !c.trim().is_empty()) {
-        Some(c) => Some(configdrive::prepare(c, &tls, &tmp)?),
+        Some(c) => Some(super::configdrive::prepare(
+            c,
+            &opts.tls_settings(),
+            &tmp,
+            stop,
+        )?),
         None => None,
     };
     let permitted = permitted_formats(ctx);

@@ -42,7 +42,8 @@ impl Blocking {
         self.stop.as_ref().is_some_and(|s| *s.borrow())
     }
 
-    /// Runs `fut` to completion, or until the shutdown.
+    /// Runs `fut` to completion, or until the shutdown. Futures that need the runtime when
+    /// they are made (a request with a timeout) must be made inside an `async` block.
     pub fn run<F: Future>(&self, fut: F) -> Result<F::Output, FetchError> {
         let Some(stop) = self.stop.clone() else {
             return Ok(self.rt.block_on(fut));
@@ -65,7 +66,8 @@ impl Blocking {
         phase: TimeoutPhase,
         fut: F,
     ) -> Result<F::Output, FetchError> {
-        self.run(tokio::time::timeout(limit, fut))?
+        // The timer is made inside the runtime (it needs its context).
+        self.run(async move { tokio::time::timeout(limit, fut).await })?
             .map_err(|_| FetchError::Timeout {
                 phase,
                 after: limit,
@@ -74,7 +76,7 @@ impl Blocking {
 
     /// Sleeps `d`, or until the shutdown.
     pub fn pause(&self, d: Duration) -> Result<(), FetchError> {
-        self.run(tokio::time::sleep(d))
+        self.run(async move { tokio::time::sleep(d).await })
     }
 }
 

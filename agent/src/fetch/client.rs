@@ -74,8 +74,9 @@ fn with_proxies(
 /// Builds a client: the agent's TLS settings (system roots plus `cafile`, or none with
 /// `insecure`; minimum version), proxies, timeouts, `http(s)`-only redirects.
 pub fn build(s: &ClientSettings) -> Result<reqwest::Client, FetchError> {
-    let tls = crate::tls::client_config(s.tls.insecure, s.tls.cafile.as_deref(), &s.tls.min_version)
-        .map_err(|e| FetchError::Settings(format!("outbound TLS settings: {e}")))?;
+    let tls =
+        crate::tls::client_config(s.tls.insecure, s.tls.cafile.as_deref(), &s.tls.min_version)
+            .map_err(|e| FetchError::Settings(format!("outbound TLS settings: {e}")))?;
     let mut b = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .connect_timeout(s.connect_timeout)
@@ -146,6 +147,10 @@ mod tests {
                 })
             );
         }
-        assert!(check_url("/etc/passwd").err().is_some_and(|e| e.is_refusal()));
+        assert!(
+            check_url("/etc/passwd")
+                .err()
+                .is_some_and(|e| e.is_refusal())
+        );
     }
 }

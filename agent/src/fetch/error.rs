@@ -47,8 +47,13 @@ pub enum FetchError {
     #[error("{0}")]
     Interrupted(String),
     /// More than the caller's size bound.
-    #[error("the content is larger than {0} bytes")]
-    TooLarge(u64),
+    #[error("the content is larger than {limit} bytes ({size} announced or received)")]
+    TooLarge {
+        /// The announced length, or the bytes received when reading stopped.
+        size: u64,
+        /// The bound.
+        limit: u64,
+    },
     /// The client could not be built (CA file, proxy URL).
     #[error("{0}")]
     Settings(String),
@@ -78,7 +83,7 @@ impl FetchError {
             FetchError::RefusedScheme { .. }
             | FetchError::RefusedRedirect(_)
             | FetchError::Certificate(_)
-            | FetchError::TooLarge(_)
+            | FetchError::TooLarge { .. }
             | FetchError::Settings(_) => true,
             FetchError::Status(code) => (400..500).contains(code),
             _ => false,
@@ -89,6 +94,26 @@ impl FetchError {
     /// statuses other than 2xx and 4xx).
     pub fn is_retryable(&self) -> bool {
         !self.is_refusal() && *self != FetchError::Stopped
+    }
+
+    /// Classifies a status other than 2xx. A redirection reaches the caller only when it was
+    /// not followed (a `Location` that is not `http(s)://`, or none): refused.
+    pub fn from_status(status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap) -> Self {
+        if !status.is_redirection() {
+            return FetchError::Status(status.as_u16());
+        }
+        let to = headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| reqwest::Url::parse(l).ok());
+        FetchError::RefusedRedirect(match to {
+            // The target URL itself is not repeated (it may carry credentials).
+            Some(u) => format!(
+                "HTTP {status}: the server redirected to a {}:// URL",
+                u.scheme()
+            ),
+            None => format!("HTTP {status} without a usable Location"),
+        })
     }
 
     /// Classifies a client error (`phase`: what the request was waiting for).
@@ -142,7 +167,12 @@ mod tests {
         assert!(FetchError::Status(404).is_refusal());
         assert!(FetchError::Status(503).is_retryable());
         assert!(FetchError::Status(304).is_retryable());
-        assert!(FetchError::RefusedScheme { scheme: "file".into() }.is_refusal());
+        assert!(
+            FetchError::RefusedScheme {
+                scheme: "file".into()
+            }
+            .is_refusal()
+        );
         assert!(!FetchError::Stopped.is_retryable());
         assert!(!FetchError::Stopped.is_refusal());
         let t = FetchError::Timeout {

@@ -50,14 +50,14 @@ fn get_once(
 ) -> Result<Vec<u8>, FetchError> {
     let t = retry.timeout;
     let mut resp = b
-        .run_for(t, TimeoutPhase::Response, c.get(url).send())?
+        .run_for(t, TimeoutPhase::Response, async { c.get(url).send().await })?
         .map_err(|e| FetchError::from_reqwest(e, TimeoutPhase::Response, t))?;
     let status = resp.status();
     if !status.is_success() {
-        return Err(FetchError::Status(status.as_u16()));
+        return Err(FetchError::from_status(status, resp.headers()));
     }
-    if resp.content_length().is_some_and(|l| l > limit) {
-        return Err(FetchError::TooLarge(limit));
+    if let Some(size) = resp.content_length().filter(|l| *l > limit) {
+        return Err(FetchError::TooLarge { size, limit });
     }
     let mut body = Vec::new();
     // Bounded by `limit`.
@@ -65,8 +65,9 @@ fn get_once(
         .run_for(t, TimeoutPhase::Read, resp.chunk())?
         .map_err(|e| FetchError::from_reqwest(e, TimeoutPhase::Read, t))?
     {
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(FetchError::TooLarge(limit));
+        let size = (body.len() + chunk.len()) as u64;
+        if size > limit {
+            return Err(FetchError::TooLarge { size, limit });
         }
         body.extend_from_slice(&chunk);
     }
@@ -118,7 +119,13 @@ mod tests {
         let once = RetryPolicy::once(Duration::from_secs(5));
         let get = |p: &str| get_bytes(&format!("{base}{p}"), &settings(), &once, 1000, None);
         assert_eq!(get("/small")?, b"hello");
-        assert_eq!(get("/big").err(), Some(FetchError::TooLarge(1000)));
+        assert_eq!(
+            get("/big").err(),
+            Some(FetchError::TooLarge {
+                size: 5000,
+                limit: 1000
+            })
+        );
         assert_eq!(get("/gone").err(), Some(FetchError::Status(404)));
         Ok(())
     }
@@ -133,7 +140,10 @@ mod tests {
         let started = Instant::now();
         for url in ["file:///etc/hostname", "ftp://127.0.0.1/x"] {
             let e = get_bytes(url, &settings(), &slow, 1000, None).err();
-            assert!(matches!(e, Some(FetchError::RefusedScheme { .. })), "{url}: {e:?}");
+            assert!(
+                matches!(e, Some(FetchError::RefusedScheme { .. })),
+                "{url}: {e:?}"
+            );
         }
         let to_file = raw_server(
             "HTTP/1.1 302 Found\r\nLocation: file:///etc/hostname\r\nContent-Length: 0\r\n\r\n"
@@ -145,7 +155,11 @@ mod tests {
             matches!(&e, Some(FetchError::RefusedRedirect(m)) if m.contains("file://")),
             "{e:?}"
         );
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         Ok(())
     }
 
@@ -169,7 +183,11 @@ mod tests {
                 after: p.timeout
             })
         );
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         Ok(())
     }
 

@@ -77,6 +77,9 @@ mod tests {
         assert_eq!(p.retries, 2);
         assert_eq!(p.interval, Duration::from_secs(10));
         assert_eq!(p.attempts(), 3);
-        assert_eq!(RetryPolicy::from_kernel_params(|_| None), RetryPolicy::default());
+        assert_eq!(
+            RetryPolicy::from_kernel_params(|_| None),
+            RetryPolicy::default()
+        );
     }
 }
