@@ -69,6 +69,7 @@ impl From<DispatchError> for ApiError {
             DispatchError::Lookup(_) => StatusCode::BAD_REQUEST,
             DispatchError::InvalidParams(_) => StatusCode::BAD_REQUEST,
             DispatchError::Busy(_) => StatusCode::CONFLICT,
+            DispatchError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         };
         let text = match &e {
             DispatchError::InvalidParams(ce) => {

@@ -24,6 +24,9 @@ pub enum DispatchError {
     /// No command with that id (HTTP 404).
     #[error("Not found: Command Result with id {0} not found.")]
     NotFound(String),
+    /// The agent is shutting down (SIGTERM); no new command starts (HTTP 503).
+    #[error("The agent is shutting down")]
+    ShuttingDown,
 }
 
 /// A stored result and the signal that it finished.
@@ -137,6 +140,9 @@ impl Executor {
             if let Some(last) = entries.last().filter(|e| !e.is_finished()) {
                 return Err(DispatchError::Busy(last.snapshot().command_name));
             }
+            if self.context.shutdown.is_requested() {
+                return Err(DispatchError::ShuttingDown);
+            }
             if let Some(validate) = spec.validator {
                 validate(&self.context, &params).map_err(DispatchError::InvalidParams)?;
             }
@@ -156,7 +162,10 @@ impl Executor {
         let context = self.context.clone();
         let task_entry = entry.clone();
         let command_name = name.to_string();
+        // Counted until its result is stored, so that a shutdown can wait for it.
+        let running = self.context.shutdown.running();
         let task = tokio::task::spawn_blocking(move || {
+            let _running = running;
             let outcome = (spec.handler)(&context, params);
             context.clear_progress();
             match &outcome {
