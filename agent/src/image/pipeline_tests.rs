@@ -798,3 +798,49 @@ fn a_server_that_stalls_after_the_headers_fails_within_the_retry_budget() -> any
     assert!(all(&std::fs::read(&t.path)?, 0xAA), "nothing written");
     Ok(())
 }
+
+#[test]
+fn a_shutdown_stops_the_download_at_once_and_wipes() -> anyhow::Result<()> {
+    // 3 MiB announced, 2 MiB sent (past the held-back first MiB), then silence.
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
+        3 * MIB,
+        "z".repeat((2 * MIB) as usize)
+    );
+    let (url, _) = raw_server(head, Duration::from_secs(60))?;
+    let dir = tempfile::tempdir()?;
+    let t = disk(dir.path(), 4 * MIB)?;
+    let shutdown = crate::shutdown::Shutdown::default();
+    let o = DownloadOptions {
+        shutdown: Some(shutdown.clone()),
+        block_size: 256 << 10,
+        ..quick_retries(Duration::from_secs(30), 5, Duration::from_secs(5))
+    };
+    let trigger = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        shutdown.request();
+        Instant::now()
+    });
+    let err = run(
+        &info(vec![format!("{url}/img.raw")]),
+        &digest(HashAlgo::Sha256, b"x"),
+        &t,
+        &o,
+    )
+    .err()
+    .context("must fail")?;
+    let stopped_at = Instant::now();
+    let requested_at = trigger
+        .join()
+        .map_err(|_| anyhow::anyhow!("trigger thread panicked"))?;
+    assert_eq!(err, ImageError::Stopped);
+    assert_eq!(err.ipa_type(), "CommandExecutionError");
+    assert!(
+        stopped_at.duration_since(requested_at) < Duration::from_secs(2),
+        "stopped {:?} after the request",
+        stopped_at.duration_since(requested_at)
+    );
+    let disk = std::fs::read(&t.path)?;
+    assert!(all(&disk[..MIB as usize], 0), "first MiB wiped");
+    Ok(())
+}
