@@ -3,7 +3,7 @@
 use reqwest::redirect::{Attempt, Policy};
 use reqwest::{NoProxy, Proxy};
 
-use super::error::FetchError;
+use super::error::{FetchError, RedirectRefused};
 use super::settings::{ClientSettings, Proxies};
 
 /// Redirects followed before giving up (as browsers and `requests`).
@@ -11,11 +11,6 @@ pub const MAX_REDIRECTS: usize = 10;
 
 /// `User-Agent` of every outbound request.
 pub const USER_AGENT: &str = concat!("ironic-agent/", env!("CARGO_PKG_VERSION"));
-
-/// Why a redirect was not followed (found again by [`FetchError::from_reqwest`]).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct RedirectRefused(pub(crate) String);
 
 /// Follows redirects to `http(s)://` only, at most [`MAX_REDIRECTS`]. The target URL is never
 /// put in the error (it may carry credentials).

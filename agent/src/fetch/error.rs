@@ -14,6 +14,12 @@ pub enum TimeoutPhase {
     Read,
 }
 
+/// Why the client's redirect policy did not follow a redirect (found again in the error's
+/// causes by [`FetchError::from_reqwest`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct RedirectRefused(pub(crate) String);
+
 /// A failed fetch. The text never contains the URL (callers name it, redacted).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
@@ -120,8 +126,7 @@ impl FetchError {
     pub fn from_reqwest(e: reqwest::Error, phase: TimeoutPhase, timeout: Duration) -> Self {
         let e = e.without_url();
         let e = &e;
-        if let Some(r) = sources(e).find_map(|c| c.downcast_ref::<super::client::RedirectRefused>())
-        {
+        if let Some(r) = sources(e).find_map(|c| c.downcast_ref::<RedirectRefused>()) {
             return FetchError::RefusedRedirect(r.0.clone());
         }
         if e.is_redirect() {
