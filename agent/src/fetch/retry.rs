@@ -42,23 +42,6 @@ impl RetryPolicy {
     pub fn attempts(&self) -> u32 {
         self.retries.saturating_add(1)
     }
-
-    /// The policy from IPA's kernel parameters (`ipa-image-download-connection-timeout`,
-    /// `-retries`, `-retry-interval`, whole seconds), defaults for those absent or unparsable.
-    pub fn from_kernel_params(get: impl Fn(&str) -> Option<String>) -> Self {
-        let secs = |key: &str| get(key).and_then(|v| v.trim().parse::<u64>().ok());
-        let mut p = RetryPolicy::default();
-        if let Some(t) = secs("ipa-image-download-connection-timeout") {
-            p.timeout = Duration::from_secs(t.max(1));
-        }
-        if let Some(r) = secs("ipa-image-download-connection-retries") {
-            p.retries = u32::try_from(r).unwrap_or(u32::MAX);
-        }
-        if let Some(i) = secs("ipa-image-download-connection-retry-interval") {
-            p.interval = Duration::from_secs(i);
-        }
-        p
-    }
 }
 
 #[cfg(test)]
@@ -66,20 +49,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kernel_params_and_defaults() {
-        let p = RetryPolicy::from_kernel_params(|k| match k {
-            "ipa-image-download-connection-timeout" => Some("0".into()),
-            "ipa-image-download-connection-retries" => Some("2".into()),
-            "ipa-image-download-connection-retry-interval" => Some("x".into()),
-            _ => None,
-        });
-        assert_eq!(p.timeout, Duration::from_secs(1));
-        assert_eq!(p.retries, 2);
-        assert_eq!(p.interval, Duration::from_secs(10));
-        assert_eq!(p.attempts(), 3);
+    fn ipa_defaults() {
+        let p = RetryPolicy::default();
         assert_eq!(
-            RetryPolicy::from_kernel_params(|_| None),
-            RetryPolicy::default()
+            (p.timeout, p.retries, p.interval),
+            (Duration::from_secs(60), 9, Duration::from_secs(10))
         );
+        assert_eq!(p.attempts(), 10);
+        assert_eq!(RetryPolicy::once(p.timeout).attempts(), 1);
     }
 }
