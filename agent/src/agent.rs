@@ -1,5 +1,5 @@
 //! The agent's life cycle: managers → inspection → lookup → API + heartbeats, until a rescue
-//! or a lockdown stops them (or a signal ends the process).
+//! or a lockdown stops them, or a signal ends the process (failing the running command first).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use crate::deploy::steps::AgentSteps;
 use crate::devices::Devices;
 use crate::logbuf::LogBuffer;
 use crate::power::{Power, RecordingPower, SystemPower};
+use crate::shutdown::Shutdown;
 use crate::state::AgentState;
 use crate::stop::StopReason;
 use crate::tls;
@@ -121,14 +122,55 @@ async fn wait_for_macs(ctx: &Arc<AgentContext>) -> Vec<String> {
     }
 }
 
-/// Runs the agent until it is stopped.
+/// How long a shutdown waits for the running command to fail cleanly (an image download stops
+/// at once and the write fails, wiping the partition-table areas; other commands may not stop).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the agent until SIGTERM or SIGINT, in whatever state it is. Then the running command,
+/// if any, is asked to stop and waited for (at most [`SHUTDOWN_GRACE`]), and new commands are
+/// refused.
 pub async fn run(config: Config, logs: LogBuffer) -> anyhow::Result<()> {
+    // Listening from the start, so that a signal ends the agent in every state.
+    let signal = termination()?;
+    let shutdown = Shutdown::default();
+    let result = tokio::select! {
+        r = serve(config, logs, shutdown.clone()) => r,
+        name = signal => {
+            info!(signal = name, "shutting down");
+            Ok(())
+        }
+    };
+    shutdown.request();
+    if !shutdown.wait_idle(SHUTDOWN_GRACE).await {
+        warn!(grace = ?SHUTDOWN_GRACE, "the running command did not stop in time; exiting anyway");
+    }
+    result
+}
+
+/// Resolves on SIGTERM or SIGINT (with the signal's name); the handlers are installed at once.
+fn termination() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
+}
+
+/// The agent's life until a signal ends it (never returns `Ok` otherwise).
+async fn serve(config: Config, logs: LogBuffer, shutdown: Shutdown) -> anyhow::Result<()> {
     info!(version = crate::AGENT_VERSION, "ironic-agent starting");
     if !config.hardware_initialization_delay.is_zero() {
         tokio::time::sleep(config.hardware_initialization_delay).await;
     }
     let chain_config = config.clone();
-    let state = AgentState::default();
+    let state = AgentState {
+        shutdown,
+        ..AgentState::default()
+    };
     let chain_state = state.clone();
     let chain = tokio::task::spawn_blocking(move || build_chain(&chain_config, &chain_state))
         .await
@@ -145,8 +187,7 @@ pub async fn run(config: Config, logs: LogBuffer) -> anyhow::Result<()> {
             marker = %crate::commands::rescue::marker_path(&cfg.rescue_root).display(),
             "rescue marker found: this node is rescued; not serving the API"
         );
-        wait_for_shutdown().await;
-        return Ok(());
+        return std::future::pending().await;
     }
 
     let mut node_uuid = cfg.node_uuid.clone();
@@ -264,30 +305,18 @@ pub async fn run(config: Config, logs: LogBuffer) -> anyhow::Result<()> {
         _ => None,
     };
 
-    tokio::select! {
-        _ = wait_for_shutdown() => {
-            info!("shutting down");
-            server.abort();
-            if let Some(h) = heartbeats {
-                h.abort();
-            }
-            return Ok(());
-        }
-        reason = ctx.stop.wait() => {
-            // The server returns once the command that stopped it delivered its response.
-            if let Err(e) = server.await {
-                warn!(error = %e, "API server task ended abnormally");
-            }
-            if let Some(h) = heartbeats {
-                h.abort();
-            }
-            after_stop(&ctx, reason).await;
-        }
+    let reason = ctx.stop.wait().await;
+    // The server returns once the command that stopped it delivered its response.
+    if let Err(e) = server.await {
+        warn!(error = %e, "API server task ended abnormally");
     }
-    // As IPA: the process stays (a restarted agent could never get its token back).
-    wait_for_shutdown().await;
-    info!("shutting down");
-    Ok(())
+    if let Some(h) = heartbeats {
+        h.abort();
+    }
+    after_stop(&ctx, reason).await;
+    // As IPA: the process stays (a restarted agent could never get its token back), until a
+    // signal ends it.
+    std::future::pending().await
 }
 
 /// How long the NICs stay up after the API closed, for the last response to leave the machine.
@@ -333,26 +362,4 @@ async fn nic_ipv4(ctx: &Arc<AgentContext>, ifname: &str) -> Option<IpAddr> {
     .await
     .ok()
     .flatten()
-}
-
-async fn wait_for_shutdown() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

@@ -30,6 +30,8 @@ pub struct AgentContext {
     pub network: Arc<dyn crate::network::Network>,
     /// Set by `rescue.finalize_rescue` / `system.lockdown`: the API and heartbeats stop.
     pub stop: crate::stop::StopSignal,
+    /// Set on SIGTERM/SIGINT: the running command's download stops and it fails cleanly.
+    pub shutdown: crate::shutdown::Shutdown,
     /// In-memory copy of the agent's own log.
     pub logs: LogBuffer,
     /// Process start, seconds since the epoch (`/v1/status.started_at`).
@@ -84,6 +86,7 @@ impl AgentContext {
             power,
             network,
             stop: crate::stop::StopSignal::default(),
+            shutdown: state.shutdown.clone(),
             logs,
             started_at,
             heartbeat_now: Notify::new(),

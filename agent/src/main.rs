@@ -44,7 +44,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(ironic_agent::agent::run(config, logs)) {
+    let result = runtime.block_on(ironic_agent::agent::run(config, logs));
+    // A command that did not stop within the grace period is not waited for again.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -11,6 +11,7 @@ use hardware_managers::Node;
 use crate::config::lookup::LookupConfig;
 use crate::disk::uuids::PartitionUuids;
 use crate::image::Progress;
+use crate::shutdown::Shutdown;
 
 /// Every shared state handle, made once at start-up: the agent context holds them, and each
 /// step or command is handed (a clone of) the ones it uses.
@@ -26,6 +27,8 @@ pub struct AgentState {
     pub deploy: Arc<DeployState>,
     /// The software RAID this agent created (its root volume).
     pub raid: Arc<RaidState>,
+    /// SIGTERM/SIGINT: what long operations watch to fail cleanly at once.
+    pub shutdown: Shutdown,
 }
 
 /// A value learned while the agent runs (e.g. from lookup), unset until then.

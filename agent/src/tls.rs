@@ -485,8 +485,9 @@ mod tests {
 
     #[test]
     fn config_drive_downloads_verify_certificates() -> anyhow::Result<()> {
+        use crate::deploy::configdrive::download;
         use crate::disk::DiskError;
-        use crate::disk::configdrive::{TlsOptions, download};
+        use crate::fetch::TlsSettings;
         // Not base64 (the NUL and 0xff): used as raw image bytes.
         let image = b"\0\xffraw config drive".to_vec();
         let server = testing::https_server(image.clone())?;
@@ -494,23 +495,23 @@ mod tests {
         let ca = server.ca_file(dir.path())?;
         let url = format!("{}/configdrive", server.url);
 
-        match download(&url, &TlsOptions::default(), dir.path()) {
+        match download(&url, &TlsSettings::default(), dir.path(), None) {
             Err(DiskError::ConfigDriveDownload { message, .. }) => {
                 assert_refused("config drive", &message);
             }
             other => anyhow::bail!("expected a refused certificate, got {other:?}"),
         }
         for tls in [
-            TlsOptions {
-                cafile: Some(&ca),
-                ..TlsOptions::default()
+            TlsSettings {
+                cafile: Some(ca.clone()),
+                ..TlsSettings::default()
             },
-            TlsOptions {
+            TlsSettings {
                 insecure: true,
-                ..TlsOptions::default()
+                ..TlsSettings::default()
             },
         ] {
-            let file = download(&url, &tls, dir.path())?;
+            let file = download(&url, &tls, dir.path(), None)?;
             assert_eq!(std::fs::read(file.path())?, image, "{tls:?}");
         }
         Ok(())

@@ -10,7 +10,8 @@
 //!   fails the deploy; the half-written disk has no partition table;
 //! * images larger than the target disk: refused up front from the announced length, or failed
 //!   at the end of the device (chunked download, compressed image), never SUCCEEDED;
-//! * two conductors on one database, the agent failing over from the first to the second.
+//! * two conductors on one database, the agent failing over from the first to the second;
+//! * SIGTERM mid-write: the command fails (first MiB wiped) and the agent exits within seconds.
 //!
 //! Covered elsewhere: a conductor down at boot (`agent_shim.rs`
 //! `lookup_gives_up_when_the_conductor_is_down`), a dead first `ipa-api-url` (`agent_shim.rs`
@@ -630,7 +631,7 @@ fn agent_killed_mid_write_fails_the_deploy() -> anyhow::Result<()> {
 
 /// An agent with a token from the kernel command line, driven directly.
 struct DirectAgent {
-    _proc: Proc,
+    proc: Proc,
     base: String,
 }
 
@@ -652,12 +653,23 @@ impl DirectAgent {
         )?;
         let base = format!("http://127.0.0.1:{port}");
         wait_agent_api(&base, T)?;
-        Ok(DirectAgent { _proc: proc, base })
+        Ok(DirectAgent { proc, base })
     }
 
     /// `deploy.execute_deploy_step(write_image)` of `url` onto `device` (named as root
     /// device hint), waited for.
     fn write_image(&self, url: &str, sha: &str, device: &Path) -> anyhow::Result<Value> {
+        self.start_write_image(url, sha, device, true)
+    }
+
+    /// [`DirectAgent::write_image`], waited for or not.
+    fn start_write_image(
+        &self,
+        url: &str,
+        sha: &str,
+        device: &Path,
+        wait: bool,
+    ) -> anyhow::Result<Value> {
         let info = json!({"id": "big", "urls": [url], "os_hash_algo": "sha256",
             "os_hash_value": sha, "stream_raw_images": true, "disk_format": "raw"});
         let step = json!({"step": "write_image", "interface": "deploy", "priority": 0,
@@ -667,7 +679,7 @@ impl DirectAgent {
         let body = json!({"name": "deploy.execute_deploy_step",
             "params": {"step": step, "node": node, "ports": []}});
         let (s, v) = http_post(
-            &format!("{}/v1/commands/?agent_token={TOKEN}&wait=true", self.base),
+            &format!("{}/v1/commands/?agent_token={TOKEN}&wait={wait}", self.base),
             &body.to_string(),
         )?;
         if s != 200 {
@@ -770,6 +782,70 @@ fn images_larger_than_the_disk_fail_cleanly() -> anyhow::Result<()> {
     // The agent is still healthy.
     let (s, _) = http_get(&format!("{}/v1/status", agent.base))?;
     assert_eq!(s, 200);
+    Ok(())
+}
+
+/// SIGTERM while the agent writes an image from a slow server: the download stops at once,
+/// the command fails (its partition-table areas wiped, as after any failed write) and the
+/// process exits within seconds, not after the download.
+#[test]
+fn sigterm_mid_write_fails_the_command_and_exits_promptly() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let images = images_dir(dir.path())?;
+    let size = 64 * MIB;
+    let raw = images.join("slow.raw");
+    whole_disk_image(&raw, size, size)?;
+    let server = ImageServer::start(&images)?;
+    // 64 MiB at 2 MiB/s: half a minute, far longer than the shutdown may take.
+    server.set_fault(
+        "slow.raw",
+        Fault::Throttle {
+            bytes_per_sec: 2 * MIB,
+        },
+    );
+    let lo = LoopDevice::create(&dir.path().join("disk.img"), 2 * size)?;
+    sh(&format!(
+        "dd if=/dev/urandom of={} bs=1M count=1 status=none conv=fsync",
+        lo.path.display()
+    ))?;
+    old_table(&lo.path)?;
+    let mut agent = DirectAgent::start(dir.path(), &lo.path)?;
+    let v = agent.start_write_image(
+        &format!("{}/slow.raw", server.url),
+        &sha256_file(&raw)?,
+        &lo.path,
+        false,
+    )?;
+    assert_eq!(v["command_status"], "RUNNING", "{v}");
+    // Past the held-back first MiB, so that the disk has been written (the old table is
+    // already gone: metadata is wiped before a write starts).
+    wait_for(T, "image data to flow", || {
+        (server.bytes_served() > 5 * MIB).then_some(())
+    })?;
+
+    let pid = agent.proc.child.id().to_string();
+    let sent = Instant::now();
+    sh(&format!("kill -TERM {pid}"))?;
+    let code = agent
+        .proc
+        .wait_exit(Duration::from_secs(8))
+        .context("the agent must exit within seconds of SIGTERM while a download is running")?;
+    let took = sent.elapsed();
+    assert!(took < Duration::from_secs(5), "exited after {took:?}");
+    assert_eq!(code, Some(0), "a clean exit");
+    assert!(
+        server.bytes_served() < size / 2,
+        "the download went on after SIGTERM ({} bytes)",
+        server.bytes_served()
+    );
+    // Not the image's first MiB (its partition table): never written, and wiped.
+    assert!(zero(&read_range(&lo.path, 0, MIB)?), "first MiB wiped");
+    let log = agent.proc.output();
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(
+        log.contains("command failed") && log.contains("the agent is shutting down"),
+        "the running command must be failed, not abandoned: {log}"
+    );
     Ok(())
 }
 

@@ -62,6 +62,10 @@ impl IntoResponse for ApiError {
 
 impl From<DispatchError> for ApiError {
     fn from(e: DispatchError) -> Self {
+        if matches!(e, DispatchError::ShuttingDown) {
+            // Not an IPA class: the agent is stopping and takes no new command.
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
         // As IPA's API: the error class's code is the status, `str(e)` the faultstring.
         let e = e.to_ipa_error();
         let status = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -24,6 +24,9 @@ pub enum DispatchError {
     Busy(String),
     /// No command with that id (HTTP 404).
     NotFound(String),
+    /// The agent is shutting down (SIGTERM); no new command starts (HTTP 503).
+    #[error("The agent is shutting down")]
+    ShuttingDown,
 }
 
 impl DispatchError {
@@ -42,6 +45,10 @@ impl DispatchError {
                 IpaClass::RequestedObjectNotFoundError,
                 format!("Command Result with id {id} not found."),
             ),
+            // Answered with 503 by the API before this is asked; as a class, IPA's generic one.
+            DispatchError::ShuttingDown => {
+                IpaError::new(IpaClass::CommandExecutionError, self.to_string())
+            }
         }
     }
 }
@@ -157,6 +164,9 @@ impl Executor {
             if let Some(last) = entries.last().filter(|e| !e.is_finished()) {
                 return Err(DispatchError::Busy(last.snapshot().command_name));
             }
+            if self.context.shutdown.is_requested() {
+                return Err(DispatchError::ShuttingDown);
+            }
             if let Some(validate) = spec.validator {
                 validate(&self.context, &params).map_err(DispatchError::InvalidParams)?;
             }
@@ -176,7 +186,10 @@ impl Executor {
         let context = self.context.clone();
         let task_entry = entry.clone();
         let command_name = name.to_string();
+        // Counted until its result is stored, so that a shutdown can wait for it.
+        let running = self.context.shutdown.running();
         let task = tokio::task::spawn_blocking(move || {
+            let _running = running;
             let outcome = (spec.handler)(&context, params);
             context.clear_progress();
             match &outcome {

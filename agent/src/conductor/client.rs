@@ -61,22 +61,22 @@ impl std::fmt::Debug for IronicClient {
     }
 }
 
-/// Builds the outbound HTTP client with the agent's TLS settings.
+/// Builds the outbound HTTP client ([`crate::fetch::client::build`]) with the agent's TLS
+/// settings, `timeout` for connecting and for each request.
 pub fn http_client(
     config: &Config,
     timeout: Duration,
     tls_min: &str,
 ) -> Result<reqwest::Client, ClientError> {
-    let tls = crate::tls::client_config(config.insecure, config.cafile.as_deref(), tls_min)
-        .map_err(|e| ClientError::Build(e.to_string()))?;
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .pool_max_idle_per_host(2)
-        .user_agent(concat!("ironic-agent/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ClientError::Build(e.to_string()))
+    let tls = crate::fetch::TlsSettings {
+        min_version: tls_min.to_string(),
+        ..crate::fetch::TlsSettings::from_config(config)
+    };
+    let settings = crate::fetch::ClientSettings {
+        max_idle_per_host: 2,
+        ..crate::fetch::ClientSettings::new(tls, timeout)
+    };
+    crate::fetch::client::build(&settings).map_err(|e| ClientError::Build(e.to_string()))
 }
 
 /// Extracts `faultstring` from Ironic's `{"error_message": "<json>"}` (string or dict form).

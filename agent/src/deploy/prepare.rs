@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::settings::DeploySettings;
 use crate::config::Config;
 use crate::devices::{Devices, InstallDeviceError};
-use crate::disk::configdrive::{self, ConfigDriveFile, TlsOptions};
+use crate::disk::configdrive::{self, ConfigDriveFile};
 use crate::disk::layout::{self, LayoutRequest};
 use crate::disk::node_info;
 use crate::disk::uuids::{self, PartitionUuids};
@@ -102,7 +102,8 @@ impl Deployer {
     pub fn new(devices: Devices, config: &Config, state: &AgentState) -> Self {
         Deployer {
             devices,
-            settings: DeploySettings::new(config, state.lookup.clone()),
+            settings: DeploySettings::new(config, state.lookup.clone())
+                .with_shutdown(state.shutdown.clone()),
             node: state.node.clone(),
             progress: state.progress.clone(),
             state: state.deploy.clone(),
@@ -149,14 +150,15 @@ fn prepare_image(
     info!(image = %info.id, device = %device.display(), "preparing image");
     let opts = d.settings.download_options();
     let expected = resolve_checksum(info, d.settings.md5_enabled(), &opts)?;
-    let tls = TlsOptions {
-        insecure: opts.insecure,
-        cafile: opts.cafile.as_deref(),
-        tls_min: &opts.tls_min_version,
-    };
     let tmp = std::env::temp_dir();
+    let stop = Some(d.settings.shutdown().subscribe());
     let drive = match configdrive.filter(|c| !c.trim().is_empty()) {
-        Some(c) => Some(configdrive::prepare(c, &tls, &tmp)?),
+        Some(c) => Some(super::configdrive::prepare(
+            c,
+            &opts.tls_settings(),
+            &tmp,
+            stop,
+        )?),
         None => None,
     };
     let permitted = d.settings.permitted_formats();

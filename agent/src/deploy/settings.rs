@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::lookup::LookupConfig;
 use crate::config::{Config, KernelParams};
 use crate::image::options::DownloadOptions;
+use crate::shutdown::Shutdown;
 use crate::state::Shared;
 
 /// Formats the agent accepts when the conductor did not say (IPA's default).
@@ -20,6 +21,7 @@ pub struct DeploySettings {
     cafile: Option<PathBuf>,
     kernel: KernelParams,
     lookup: Arc<Shared<LookupConfig>>,
+    shutdown: Shutdown,
 }
 
 impl DeploySettings {
@@ -30,7 +32,19 @@ impl DeploySettings {
             cafile: config.cafile.clone(),
             kernel: config.kernel.clone(),
             lookup,
+            shutdown: Shutdown::default(),
         }
+    }
+
+    /// These settings, with downloads that stop when `shutdown` is requested.
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// What long operations of a deploy watch to stop at once (SIGTERM).
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
     }
 
     /// The kernel command line (step priorities, download tuning).
@@ -55,6 +69,7 @@ impl DeploySettings {
                 .as_ref()
                 .and_then(|c| c.tls_min_version.clone())
                 .unwrap_or_else(|| "1.2".into()),
+            shutdown: Some(self.shutdown.clone()),
             ..DownloadOptions::default()
         };
         if let Some(t) = secs("ipa-image-download-connection-timeout") {

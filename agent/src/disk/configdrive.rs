@@ -1,12 +1,12 @@
-//! Config drives: decode the value Ironic sends (gzip+base64 inline, or an `http(s)://` URL to
-//! such data or to a raw image) into a bounded temp file, write it to a partition, and, for
-//! whole-disk images, find or create the `config-2` partition at the end of the disk.
+//! Config drives: decode the value Ironic sends (gzip+base64 inline, or the downloaded content
+//! of an `http(s)://` URL: such data or a raw image) into a bounded temp file, write it to a
+//! partition, and, for whole-disk images, find or create the `config-2` partition at the end
+//! of the disk. Fetching a URL is not done here (see `deploy::configdrive`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT;
 
@@ -18,33 +18,6 @@ use super::{DiskError, MIB, probe};
 pub const MAX_CONFIGDRIVE_BYTES: u64 = 64 * MIB;
 /// Size of the partition created at the end of a whole-disk image.
 pub const CONFIGDRIVE_PARTITION_MIB: u64 = 64;
-/// Largest download accepted (base64 of a gzip of at most 64 MiB, with slack).
-const MAX_DOWNLOAD_BYTES: u64 = 96 * MIB;
-/// Download timeout (IPA: 60 s).
-const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// TLS settings for downloading a config drive (the agent's `insecure`, `cafile`,
-/// `tls_min_version`).
-#[derive(Debug, Clone, Copy)]
-pub struct TlsOptions<'a> {
-    /// Skip certificate verification.
-    pub insecure: bool,
-    /// Extra CA bundle.
-    pub cafile: Option<&'a Path>,
-    /// Minimum TLS version (`1.2` or `1.3`).
-    pub tls_min: &'a str,
-}
-
-impl Default for TlsOptions<'_> {
-    fn default() -> Self {
-        TlsOptions {
-            insecure: false,
-            cafile: None,
-            tls_min: "1.2",
-        }
-    }
-}
-
 /// A decoded config drive in a temp file, removed when dropped.
 #[derive(Debug)]
 pub struct ConfigDriveFile {
@@ -245,84 +218,16 @@ pub fn decode_inline(value: &str, tmpdir: &Path) -> Result<ConfigDriveFile, Disk
     Ok(finish(out, size))
 }
 
-/// Downloads a config drive from an `http(s)://` URL with the agent's TLS settings (60 s
-/// timeout; 4xx/5xx are errors), then decodes it like an inline value, except that content
-/// which is not base64 is used as raw bytes (gunzipped if gzip).
-pub fn download(
-    url: &str,
-    tls: &TlsOptions<'_>,
-    tmpdir: &Path,
-) -> Result<ConfigDriveFile, DiskError> {
-    let fail = |message: String| DiskError::ConfigDriveDownload {
-        url: url.to_string(),
-        message,
-    };
-    let config = crate::tls::client_config(tls.insecure, tls.cafile, tls.tls_min)
-        .map_err(|e| fail(e.to_string()))?;
-    let client = reqwest::blocking::Client::builder()
-        .tls_backend_preconfigured(config)
-        .timeout(DOWNLOAD_TIMEOUT)
-        .connect_timeout(DOWNLOAD_TIMEOUT)
-        .user_agent(concat!("ironic-agent/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| fail(e.to_string()))?;
-    let resp = client
-        .get(url)
-        .send()
-        .map_err(|e| fail(crate::tls::describe_error(&e.without_url())))?;
-    let status = resp.status();
-    if status.is_client_error() || status.is_server_error() {
-        return Err(fail(format!("HTTP {status}")));
-    }
-    let mut raw = TempFile::create(tmpdir, "configdrive-download-")?;
-    let got = std::io::copy(&mut resp.take(MAX_DOWNLOAD_BYTES + 1), &mut raw.file)
-        .map_err(|e| fail(e.to_string()))?;
-    if got > MAX_DOWNLOAD_BYTES {
-        return Err(DiskError::ConfigDriveTooLarge {
-            size: got,
-            max: MAX_DOWNLOAD_BYTES,
-        });
-    }
-    // Base64 text throughout, or raw bytes?
-    let mut base64 = got > 0;
-    let mut off = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    while base64 && off < got {
-        let n = raw
-            .file
-            .read_at(&mut buf, off)
-            .map_err(DiskError::io("reading", &raw.path))?;
-        if n == 0 {
-            break;
-        }
-        base64 = buf[..n].iter().copied().all(is_base64_byte);
-        off += n as u64;
-    }
+/// Decodes downloaded content like an inline value, except that content which is not base64
+/// throughout is used as raw bytes (gunzipped if gzip).
+pub fn decode_downloaded(raw: &[u8], tmpdir: &Path) -> Result<ConfigDriveFile, DiskError> {
+    let base64 = !raw.is_empty() && raw.iter().copied().all(is_base64_byte);
     if !base64 {
-        tracing::info!(
-            url,
-            "downloaded config drive is not base64; treating it as binary"
-        );
+        tracing::info!("downloaded config drive is not base64; treating it as binary");
     }
-    let src = File::open(&raw.path).map_err(DiskError::io("opening", &raw.path))?;
     let mut out = TempFile::create(tmpdir, "configdrive-")?;
-    let size = decode_into(Box::new(src), base64, Origin::Download, &mut out)?;
+    let size = decode_into(Box::new(raw), base64, Origin::Download, &mut out)?;
     Ok(finish(out, size))
-}
-
-/// Decodes `value` as Ironic sends it: an `http(s)://` URL is downloaded, anything else is an
-/// inline gzip+base64 value.
-pub fn prepare(
-    value: &str,
-    tls: &TlsOptions<'_>,
-    tmpdir: &Path,
-) -> Result<ConfigDriveFile, DiskError> {
-    let trimmed = value.trim();
-    if trimmed.starts_with("http://") || trimmed.starts_with("https://") {
-        download(trimmed, tls, tmpdir)
-    } else {
-        decode_inline(value, tmpdir)
-    }
 }
 
 /// Copies the config drive image `file` onto `target` (a partition) and flushes it. Fails if the
@@ -421,7 +326,6 @@ pub fn ensure_configdrive_partition(disk: &Path, iso: &Path) -> Result<PathBuf, 
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::io::Write as _;
 
     use base64::Engine as _;
@@ -457,7 +361,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let img = config_drive_image(dir.path())?;
         let value = b64_wrapped(&gzip(&img)?);
-        let cd = prepare(&value, &TlsOptions::default(), dir.path())?;
+        let cd = decode_inline(&value, dir.path())?;
         assert_eq!(std::fs::read(cd.path())?, img);
         assert_eq!((cd.size(), cd.size_mib()), (img.len() as u64, 2));
         let path = cd.path().to_path_buf();
@@ -500,41 +404,6 @@ mod tests {
     }
 
     #[test]
-    fn local_paths_and_other_schemes_are_never_read() -> anyhow::Result<()> {
-        // Only http(s):// is fetched; anything else must be inline data, so a path or a
-        // file:// URL is decoded as (bad) base64 and refused; no local file is opened.
-        let dir = tempfile::tempdir()?;
-        for value in [
-            "file:///etc/passwd",
-            "/etc/passwd",
-            "../../../../etc/shadow",
-            "ftp://127.0.0.1/cd.iso",
-            " file:///dev/vda",
-        ] {
-            let e = prepare(value, &TlsOptions::default(), dir.path()).err();
-            assert!(
-                matches!(e, Some(DiskError::ConfigDriveInvalid(_))),
-                "{value}: {e:?}"
-            );
-        }
-        assert_eq!(std::fs::read_dir(dir.path())?.count(), 0, "temp files left");
-        // The decoded drive is a private file of the temp directory.
-        use std::os::unix::fs::PermissionsExt as _;
-        let image = config_drive_image(dir.path())?;
-        let file = prepare(
-            &STANDARD.encode(gzip(&image)?),
-            &TlsOptions::default(),
-            dir.path(),
-        )?;
-        assert_eq!(file.path().parent(), Some(dir.path()));
-        assert_eq!(
-            std::fs::metadata(file.path())?.permissions().mode() & 0o777,
-            0o600
-        );
-        Ok(())
-    }
-
-    #[test]
     fn inline_raw_image_is_accepted() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let img = config_drive_image(dir.path())?;
@@ -543,44 +412,19 @@ mod tests {
         Ok(())
     }
     #[test]
-    fn downloads_base64_raw_gzip_and_raw_image() -> anyhow::Result<()> {
+    fn downloaded_base64_gzip_and_raw_content() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let img = config_drive_image(dir.path())?;
         let gz = gzip(&img)?;
-        let base = crate::testutil::serve_routes(HashMap::from([
-            ("/b64", (200, b64_wrapped(&gz).into_bytes())),
-            ("/gz", (200, gz.clone())),
-            ("/raw", (200, img.clone())),
-            ("/boom", (500, b"oops".to_vec())),
-        ]))?;
-        let tls = TlsOptions::default();
-        for path in ["/b64", "/gz", "/raw"] {
-            let cd = prepare(&format!("{base}{path}"), &tls, dir.path())?;
-            assert_eq!(std::fs::read(cd.path())?, img, "{path}");
+        for raw in [b64_wrapped(&gz).into_bytes(), gz, img.clone()] {
+            let cd = decode_downloaded(&raw, dir.path())?;
+            assert_eq!(std::fs::read(cd.path())?, img);
         }
-        for path in ["/missing", "/boom"] {
-            let e = prepare(&format!("{base}{path}"), &tls, dir.path()).err();
-            assert!(
-                matches!(e, Some(DiskError::ConfigDriveDownload { .. })),
-                "{path}: {e:?}"
-            );
-        }
-        // From a blocking task of a tokio runtime, as the command executor calls it.
-        let rt = tokio::runtime::Runtime::new()?;
-        let url = format!("{base}/b64");
-        let tmp = dir.path().to_path_buf();
-        let got = rt.block_on(async move {
-            tokio::task::spawn_blocking(move || {
-                prepare(&url, &TlsOptions::default(), &tmp).map(|cd| std::fs::read(cd.path()))
-            })
-            .await
-        })???;
-        assert_eq!(got, img);
+        let e = decode_downloaded(b"", dir.path()).err();
+        assert!(matches!(e, Some(DiskError::ConfigDriveInvalid(_))), "{e:?}");
         Ok(())
     }
 
-    /// A whole-disk "image" (GPT or msdos with one 16 MiB partition) written at the start of a
-    /// larger loop disk.
     fn whole_disk(dir: &Path, kind: TableKind, parts: usize) -> anyhow::Result<LoopDevice> {
         let image = sparse(dir, "image.raw", 48 << 20)?;
         let specs: Vec<table::PartitionSpec> = (0..parts)

@@ -24,7 +24,7 @@ pub mod uuids;
 pub mod wipe;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use error::DiskError;
 

@@ -9,7 +9,7 @@ use hardware_managers::{IpaClass, IpaError};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImageError {
     /// A transport failure (connection, timeout between chunks, 5xx, truncated body) that
-    /// remained after the per-URL retries; the whole download may be retried.
+    /// remained after IPA's retries on every URL.
     #[error("{}: {}", self.message(), self.details())]
     Download {
         /// The URL (or URLs) tried.
@@ -19,7 +19,8 @@ pub enum ImageError {
         /// Bytes of the image received before giving up.
         bytes: u64,
     },
-    /// Every URL answered with a client error (4xx): retrying cannot help.
+    /// Every URL was refused (4xx, not `http(s)://`, a redirect elsewhere, a certificate
+    /// that does not verify): retrying cannot help.
     #[error("{}: {}", self.message(), self.details())]
     DownloadFatal {
         /// `url: status` for each URL.
@@ -85,6 +86,9 @@ pub enum ImageError {
     /// A bug: a pipeline thread panicked.
     #[error("{}: {}", self.message(), self.details())]
     Internal(String),
+    /// The agent is shutting down (SIGTERM): the download stopped, the write failed.
+    #[error("{}: {}", self.message(), self.details())]
+    Stopped,
 }
 
 impl ImageError {
@@ -101,7 +105,7 @@ impl ImageError {
             ImageError::OutOfSpace { .. } => IpaClass::ImageDownloadOutofSpaceError,
             ImageError::InvalidImage(_) => IpaClass::InvalidImage,
             ImageError::InvalidParams(_) => IpaClass::InvalidCommandParamsError,
-            ImageError::Internal(_) => IpaClass::CommandExecutionError,
+            ImageError::Internal(_) | ImageError::Stopped => IpaClass::CommandExecutionError,
         }
     }
 
@@ -159,12 +163,10 @@ impl ImageError {
             ImageError::OutOfSpace { target, written } => {
                 format!("no space left on {target} after {written} bytes")
             }
+            ImageError::Stopped => "the agent is shutting down; the image download was \
+                                    stopped and the write abandoned"
+                .into(),
         }
-    }
-
-    /// Whether starting the whole download again may help (transport failures only).
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, ImageError::Download { .. })
     }
 
     /// The IPA error this is.
@@ -229,15 +231,7 @@ mod tests {
             target: "/dev/x".into(),
         };
         assert!(t.to_string().contains("image larger than target: 3 > 2"));
-        assert!(!t.is_retryable());
-        assert!(
-            ImageError::Download {
-                url: "u".into(),
-                reason: "r".into(),
-                bytes: 0
-            }
-            .is_retryable()
-        );
+        assert_eq!(ImageError::Stopped.ipa_type(), "CommandExecutionError");
     }
 
     #[test]

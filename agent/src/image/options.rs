@@ -1,11 +1,14 @@
-//! Settings of one image download: IPA's timeouts and retry counts, TLS, buffer sizes and the
-//! caller's check of the image's first bytes.
+//! Settings of one image download: IPA's timeouts and retry counts, TLS, buffer sizes, the
+//! caller's check of the image's first bytes and the agent's shutdown.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use super::head::HeadCheck;
+
+use crate::fetch::{RetryPolicy, TlsSettings};
+use crate::shutdown::Shutdown;
 
 /// HTTP basic credentials.
 #[derive(Clone, PartialEq, Eq)]
@@ -32,13 +35,12 @@ pub struct DownloadOptions {
     /// (`image_download_connection_timeout`, 60 s).
     pub connection_timeout: Duration,
     /// Retries per URL after the first attempt (`image_download_connection_retries`, 9).
+    /// With the two others, the only retry layer: nothing restarts the whole download.
     pub retries: u32,
     /// Pause between attempts (`image_download_connection_retry_interval`, 10 s).
     pub retry_interval: Duration,
     /// Wall-time cap of one download (`image_download_max_duration`, off).
     pub max_duration: Option<Duration>,
-    /// Times the whole download is started over after a transport failure (IPA: 10).
-    pub download_attempts: u32,
     /// Reconnections (resumes) allowed within one download, whatever their cause; bounds
     /// a server that keeps dropping the connection after sending a little.
     pub max_reconnects: u32,
@@ -60,6 +62,9 @@ pub struct DownloadOptions {
     pub direct_io: bool,
     /// Check of the first decompressed bytes before anything is written.
     pub head_check: Option<HeadCheck>,
+    /// The agent's shutdown: once requested, the download stops at once and the write fails
+    /// (wiping the partition-table areas, as after any failure).
+    pub shutdown: Option<Shutdown>,
 }
 
 impl fmt::Debug for DownloadOptions {
@@ -69,7 +74,6 @@ impl fmt::Debug for DownloadOptions {
             .field("retries", &self.retries)
             .field("retry_interval", &self.retry_interval)
             .field("max_duration", &self.max_duration)
-            .field("download_attempts", &self.download_attempts)
             .field("max_reconnects", &self.max_reconnects)
             .field("insecure", &self.insecure)
             .field("cafile", &self.cafile)
@@ -79,6 +83,7 @@ impl fmt::Debug for DownloadOptions {
             .field("queue_depth", &self.queue_depth)
             .field("direct_io", &self.direct_io)
             .field("head_check", &self.head_check.as_ref().map(|_| "<fn>"))
+            .field("shutdown", &self.shutdown.is_some())
             .finish()
     }
 }
@@ -86,11 +91,10 @@ impl fmt::Debug for DownloadOptions {
 impl Default for DownloadOptions {
     fn default() -> Self {
         DownloadOptions {
-            connection_timeout: Duration::from_secs(60),
-            retries: 9,
-            retry_interval: Duration::from_secs(10),
+            connection_timeout: RetryPolicy::default().timeout,
+            retries: RetryPolicy::default().retries,
+            retry_interval: RetryPolicy::default().interval,
             max_duration: None,
-            download_attempts: 10,
             max_reconnects: 1000,
             insecure: false,
             cafile: None,
@@ -102,11 +106,30 @@ impl Default for DownloadOptions {
             queue_depth: 4,
             direct_io: true,
             head_check: None,
+            shutdown: None,
         }
     }
 }
 
 impl DownloadOptions {
+    /// IPA's three retry settings as a [`RetryPolicy`].
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            timeout: self.connection_timeout,
+            retries: self.retries,
+            interval: self.retry_interval,
+        }
+    }
+
+    /// The outbound TLS settings.
+    pub fn tls_settings(&self) -> TlsSettings {
+        TlsSettings {
+            insecure: self.insecure,
+            cafile: self.cafile.clone(),
+            min_version: self.tls_min_version.clone(),
+        }
+    }
+
     /// `block_size` rounded to a usable value (4 KiB multiple, 64 KiB to 64 MiB).
     pub(crate) fn effective_block_size(&self) -> usize {
         let b = self.block_size.clamp(64 << 10, 64 << 20);

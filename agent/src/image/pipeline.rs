@@ -98,32 +98,12 @@ fn run(
     progress: &Progress,
     stage: Stage,
 ) -> Result<StreamOutcome, ImageError> {
-    on_own_thread(|| run_attempts(info, expected, target, opts, progress, stage))
-}
-
-fn run_attempts(
-    info: &ImageInfo,
-    expected: &ExpectedChecksum,
-    target: &Target,
-    opts: &DownloadOptions,
-    progress: &Progress,
-    stage: Stage,
-) -> Result<StreamOutcome, ImageError> {
-    progress.set_stage(Stage::Starting);
-    let attempts = opts.download_attempts.max(1);
-    // Bounded by `attempts`.
-    for attempt in 1..=attempts {
-        match run_once(info, expected, target, opts, progress, stage) {
-            Err(e) if e.is_retryable() && attempt < attempts => {
-                warn!(image = %info.id, attempt, of = attempts, error = %e,
-                      "image download failed; starting it over");
-                thread::sleep(opts.retry_interval);
-                progress.set_stage(Stage::Starting);
-            }
-            other => return other,
-        }
-    }
-    Err(ImageError::Internal("download attempts exhausted".into()))
+    // One download: its retries are the source's (IPA's three settings), with no restart of
+    // the whole download on top.
+    on_own_thread(|| {
+        progress.set_stage(Stage::Starting);
+        run_once(info, expected, target, opts, progress, stage)
+    })
 }
 
 fn run_once(

@@ -55,7 +55,6 @@ fn opts() -> DownloadOptions {
         connection_timeout: Duration::from_secs(3),
         retries: 2,
         retry_interval: Duration::from_millis(20),
-        download_attempts: 1,
         ..Default::default()
     }
 }
@@ -167,7 +166,7 @@ fn raw_image_lands_identical_on_a_loop_device_and_bad_checksum_wipes_it() -> any
         })?;
     let wrong = digest(HashAlgo::Sha256, b"another image");
     let err = run(&i, &wrong, &t, &opts()).err().context("must fail")?;
-    assert_eq!(err.ipa_type(), "ImageChecksumError");
+    assert_eq!(err.class().name(), "ImageChecksumError");
     let mut all_dev = Vec::new();
     std::fs::File::open(&lo.path)?.read_to_end(&mut all_dev)?;
     assert!(all(&all_dev[..MIB as usize], 0), "first MiB wiped");
@@ -222,10 +221,7 @@ fn wrong_checksum_fails_at_once_and_wipes_both_ends() -> anyhow::Result<()> {
     srv.route("/img.raw", data.clone(), Faults::default());
     let dir = tempfile::tempdir()?;
     let t = disk(dir.path(), 8 * MIB)?;
-    let o = DownloadOptions {
-        download_attempts: 3,
-        ..opts()
-    };
+    let o = DownloadOptions { ..opts() };
     let wrong = digest(HashAlgo::Sha256, b"not the image");
     let err = run(&info(vec![srv.url("/img.raw")]), &wrong, &t, &o)
         .err()
@@ -266,7 +262,6 @@ fn truncated_downloads_fail_after_retries_and_wipe() -> anyhow::Result<()> {
     let t = disk(dir.path(), 6 * MIB)?;
     let o = DownloadOptions {
         retries: 1,
-        download_attempts: 2,
         block_size: 512 << 10,
         ..opts()
     };
@@ -278,11 +273,12 @@ fn truncated_downloads_fail_after_retries_and_wipe() -> anyhow::Result<()> {
     )
     .err()
     .context("must fail")?;
-    assert_eq!(err.ipa_type(), "ImageDownloadError", "{err}");
+    assert_eq!(err.class().name(), "ImageDownloadError", "{err}");
     assert!(err.details().contains("img.raw"), "{err}");
-    // Two whole attempts; each: one full request, then resumes that get nothing.
+    // One attempt (no restart of the whole download): one full request, then `retries + 1`
+    // resumes that get nothing.
     let st = srv.stats("/img.raw");
-    assert_eq!(st.requests, 6, "{st:?}");
+    assert_eq!(st.requests, 3, "{st:?}");
     let disk = std::fs::read(&t.path)?;
     let mib = MIB as usize;
     assert!(all(&disk[..mib], 0));
@@ -317,15 +313,12 @@ fn every_url_refused_is_fatal_and_leaves_the_disk_alone() -> anyhow::Result<()> 
     );
     let dir = tempfile::tempdir()?;
     let t = disk(dir.path(), 2 * MIB)?;
-    let o = DownloadOptions {
-        download_attempts: 3,
-        ..opts()
-    };
+    let o = DownloadOptions { ..opts() };
     let i = info(vec![srv.url("/missing"), srv.url("/forbidden")]);
     let err = run(&i, &digest(HashAlgo::Sha256, b"x"), &t, &o)
         .err()
         .context("must fail")?;
-    assert_eq!(err.ipa_type(), "ImageDownloadFatalError");
+    assert_eq!(err.class().name(), "ImageDownloadFatalError");
     let d = err.details();
     assert!(d.contains("404") && d.contains("403"), "{d}");
     assert_eq!(srv.stats("/missing").requests, 1);
@@ -487,7 +480,6 @@ fn the_download_time_cap_gives_a_408_timeout() -> anyhow::Result<()> {
     let t = disk(dir.path(), 4 * MIB)?;
     let o = DownloadOptions {
         max_duration: Some(Duration::from_millis(300)),
-        download_attempts: 3,
         ..opts()
     };
     let err = run(
@@ -498,7 +490,7 @@ fn the_download_time_cap_gives_a_408_timeout() -> anyhow::Result<()> {
     )
     .err()
     .context("must fail")?;
-    assert_eq!(err.ipa_type(), "ImageDownloadTimeoutError");
+    assert_eq!(err.class().name(), "ImageDownloadTimeoutError");
     assert_eq!(err.code(), 408);
     assert_eq!(srv.stats("/img").requests, 1, "a timeout is not retried");
     Ok(())
@@ -578,7 +570,7 @@ fn the_head_check_rejects_before_anything_is_written() -> anyhow::Result<()> {
     )
     .err()
     .context("must fail")?;
-    assert_eq!(err.ipa_type(), "InvalidImage");
+    assert_eq!(err.class().name(), "InvalidImage");
     assert!(all(&std::fs::read(&t.path)?, 0xAA));
     Ok(())
 }
@@ -602,7 +594,7 @@ fn empty_and_corrupt_images_are_invalid() -> anyhow::Result<()> {
         )
         .err()
         .context("must fail")?;
-        assert_eq!(err.ipa_type(), "InvalidImage", "{path}: {err}");
+        assert_eq!(err.class().name(), "InvalidImage", "{path}: {err}");
     }
     Ok(())
 }
@@ -722,5 +714,188 @@ fn small_raw_images_are_written_to_a_loop_device() -> anyhow::Result<()> {
             "{len}: bytes after the first MiB changed"
         );
     }
+    Ok(())
+}
+
+/// A server on 127.0.0.1 that answers every request with `head` (status line, headers and
+/// any body bytes) and then holds the connection open, silent, for `hold`. Returns its base
+/// URL and the count of requests.
+fn raw_server(
+    head: String,
+    hold: Duration,
+) -> anyhow::Result<(String, Arc<std::sync::atomic::AtomicU32>)> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}", l.local_addr()?);
+    let count = Arc::new(AtomicU32::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(64) {
+            let Ok(mut c) = c else { continue };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let head = head.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = c.read(&mut buf);
+                let _ = c.write_all(head.as_bytes());
+                std::thread::sleep(hold);
+            });
+        }
+    });
+    Ok((url, count))
+}
+
+/// IPA's three settings with small values, and everything else at its default (so that a
+/// second retry layer on top, if any, would show).
+fn quick_retries(timeout: Duration, retries: u32, interval: Duration) -> DownloadOptions {
+    DownloadOptions {
+        connection_timeout: timeout,
+        retries,
+        retry_interval: interval,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn refused_schemes_fail_at_once_with_the_fatal_class() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let t = disk(dir.path(), MIB)?;
+    let o = quick_retries(Duration::from_secs(2), 5, Duration::from_secs(2));
+    for url in ["file:///etc/hostname", "ftp://127.0.0.1:9/img.raw"] {
+        let started = Instant::now();
+        let err = run(
+            &info(vec![url.into()]),
+            &digest(HashAlgo::Sha256, b"x"),
+            &t,
+            &o,
+        )
+        .err()
+        .context("must fail")?;
+        assert_eq!(
+            err.class().name(),
+            "ImageDownloadFatalError",
+            "{url}: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{url}: took {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(all(&std::fs::read(&t.path)?, 0xAA), "nothing written");
+    Ok(())
+}
+
+#[test]
+fn a_redirect_to_a_file_url_fails_at_once() -> anyhow::Result<()> {
+    let (url, requests) = raw_server(
+        "HTTP/1.1 302 Found\r\nLocation: file:///etc/hostname\r\nContent-Length: 0\r\n\
+         Connection: close\r\n\r\n"
+            .into(),
+        Duration::ZERO,
+    )?;
+    let dir = tempfile::tempdir()?;
+    let t = disk(dir.path(), MIB)?;
+    let o = quick_retries(Duration::from_secs(2), 5, Duration::from_secs(2));
+    let started = Instant::now();
+    let err = run(
+        &info(vec![format!("{url}/img.raw")]),
+        &digest(HashAlgo::Sha256, b"x"),
+        &t,
+        &o,
+    )
+    .err()
+    .context("must fail")?;
+    assert_eq!(err.class().name(), "ImageDownloadFatalError", "{err}");
+    assert!(err.details().contains("file://"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    Ok(())
+}
+
+#[test]
+fn a_server_that_stalls_after_the_headers_fails_within_the_retry_budget() -> anyhow::Result<()> {
+    // Headers, then nothing: every attempt waits the timeout for data, then the interval.
+    let (url, requests) = raw_server(
+        "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n".into(),
+        Duration::from_secs(60),
+    )?;
+    let dir = tempfile::tempdir()?;
+    let t = disk(dir.path(), 2 * MIB)?;
+    let (timeout, retries, interval) = (Duration::from_secs(1), 2, Duration::from_millis(500));
+    let o = quick_retries(timeout, retries, interval);
+    let started = Instant::now();
+    let err = run(
+        &info(vec![format!("{url}/img.raw")]),
+        &digest(HashAlgo::Sha256, b"x"),
+        &t,
+        &o,
+    )
+    .err()
+    .context("must fail")?;
+    let took = started.elapsed();
+    // IPA raises ImageDownloadError for a read that times out (its ImageDownloadTimeoutError
+    // is only for image_download_max_duration).
+    assert_eq!(err.class().name(), "ImageDownloadError", "{err}");
+    assert!(err.details().contains("no data for 1 s"), "{err}");
+    let budget = (timeout + interval) * (retries + 1) + Duration::from_secs(2);
+    assert!(took < budget, "took {took:?}, budget {budget:?}");
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        retries + 1,
+        "one request per attempt, no restart of the whole download"
+    );
+    assert!(all(&std::fs::read(&t.path)?, 0xAA), "nothing written");
+    Ok(())
+}
+
+#[test]
+fn a_shutdown_stops_the_download_at_once_and_wipes() -> anyhow::Result<()> {
+    // 3 MiB announced, 2 MiB sent (past the held-back first MiB), then silence.
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
+        3 * MIB,
+        "z".repeat((2 * MIB) as usize)
+    );
+    let (url, _) = raw_server(head, Duration::from_secs(60))?;
+    let dir = tempfile::tempdir()?;
+    let t = disk(dir.path(), 4 * MIB)?;
+    let shutdown = crate::shutdown::Shutdown::default();
+    let o = DownloadOptions {
+        shutdown: Some(shutdown.clone()),
+        block_size: 256 << 10,
+        ..quick_retries(Duration::from_secs(30), 5, Duration::from_secs(5))
+    };
+    let trigger = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        shutdown.request();
+        Instant::now()
+    });
+    let err = run(
+        &info(vec![format!("{url}/img.raw")]),
+        &digest(HashAlgo::Sha256, b"x"),
+        &t,
+        &o,
+    )
+    .err()
+    .context("must fail")?;
+    let stopped_at = Instant::now();
+    let requested_at = trigger
+        .join()
+        .map_err(|_| anyhow::anyhow!("trigger thread panicked"))?;
+    assert_eq!(err, ImageError::Stopped);
+    assert_eq!(err.class().name(), "CommandExecutionError");
+    assert!(
+        stopped_at.duration_since(requested_at) < Duration::from_secs(2),
+        "stopped {:?} after the request",
+        stopped_at.duration_since(requested_at)
+    );
+    let disk = std::fs::read(&t.path)?;
+    assert!(all(&disk[..MIB as usize], 0), "first MiB wiped");
     Ok(())
 }

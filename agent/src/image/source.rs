@@ -2,11 +2,13 @@
 //! over between URLs and resuming with `Range` from the last byte consumed when a connection
 //! drops, so a 10 GiB download that breaks at 9 GiB costs 1 GiB more, not 10.
 //!
-//! Internally the async client runs on a private single-threaded runtime driven by the reading
-//! thread itself: the connection is polled on the thread that consumes the bytes, with no
-//! hand-off to a helper thread per chunk. A source must therefore be used (and dropped) on a
-//! plain thread, not inside an async runtime; the pipeline entry points and [`fetch_text`]
-//! run it on threads of their own.
+//! The client, the error classes and the retry policy are [`crate::fetch`]'s: a refusal (4xx,
+//! not `http(s)://`, a redirect elsewhere, a certificate) moves to the next URL at once; what
+//! may pass is retried `retries` times, `retry_interval` apart, and nothing restarts the
+//! download on top of that. The async client runs on a private single-threaded runtime
+//! driven by the reading thread itself ([`Blocking`]), whose waits also end on the agent's
+//! shutdown. A source must therefore be used (and dropped) on a plain thread, not inside an
+//! async runtime; the pipeline entry points and [`fetch_text`] run it on threads of their own.
 
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
@@ -14,12 +16,14 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use bytes::{Buf, Bytes};
 use reqwest::header::{AUTHORIZATION, CONTENT_RANGE, HeaderValue, RANGE};
-use reqwest::{Client, NoProxy, Proxy, Response, StatusCode};
+use reqwest::{Client, Response, StatusCode};
 use tracing::{info, warn};
 
 use super::error::ImageError;
 use super::info::{ImageInfo, redact_url};
 use super::options::{BasicAuth, DownloadOptions};
+use crate::fetch::blocking::Blocking;
+use crate::fetch::{ClientSettings, FetchError, Proxies, RetryPolicy, TimeoutPhase};
 
 #[derive(Clone)]
 enum Auth {
@@ -27,14 +31,6 @@ enum Auth {
     /// Sent verbatim (decoded `image_request_authorization`).
     Header(HeaderValue),
     Basic(BasicAuth),
-}
-
-/// Why one attempt to open a URL failed.
-enum Attempt {
-    /// A client error (4xx): this URL will not work, go to the next one.
-    Refused(String),
-    /// Worth retrying (connection error, timeout, 5xx, bad resume answer).
-    Failed(String),
 }
 
 /// One URL's last failure, and whether it was a refusal (4xx).
@@ -46,13 +42,11 @@ struct UrlFailure {
 
 /// A resumable, failing-over HTTP download exposed as a byte stream.
 pub struct HttpSource {
-    rt: tokio::runtime::Runtime,
+    rt: Blocking,
     client: Client,
-    timeout: Duration,
+    policy: RetryPolicy,
     urls: Vec<String>,
     auth: Auth,
-    retries: u32,
-    retry_interval: Duration,
     max_duration: Option<Duration>,
     max_reconnects: u32,
     started: Instant,
@@ -82,66 +76,34 @@ impl std::fmt::Debug for HttpSource {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    // Bounded: error chains are short, but never loop forever on a cyclic one.
-    for _ in 0..8 {
-        let Some(c) = cur else { break };
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
-}
-
 fn nonempty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn env_proxy(names: [&str; 2]) -> Option<String> {
-    names
-        .iter()
-        .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+/// The client settings: the agent's TLS, IPA's timeout for connecting and between reads,
+/// `image_info`'s proxies.
+fn client_settings(info: &ImageInfo, opts: &DownloadOptions) -> ClientSettings {
+    let given = info.proxies.clone().unwrap_or_default();
+    ClientSettings {
+        tls: opts.tls_settings(),
+        proxies: Proxies {
+            http: given.http,
+            https: given.https,
+            no_proxy: info.no_proxy.clone(),
+        },
+        connect_timeout: opts.connection_timeout,
+        read_timeout: Some(opts.connection_timeout),
+        total_timeout: None,
+        max_idle_per_host: 1,
+    }
 }
 
-/// Builds the client: agent TLS settings, IPA's timeouts, image_info's proxies.
-fn build_client(info: &ImageInfo, opts: &DownloadOptions) -> Result<Client, ImageError> {
-    let tls =
-        crate::tls::client_config(opts.insecure, opts.cafile.as_deref(), &opts.tls_min_version)
-            .map_err(|e| ImageError::InvalidParams(format!("outbound TLS settings: {e}")))?;
-    let mut b = Client::builder()
-        .tls_backend_preconfigured(tls)
-        .connect_timeout(opts.connection_timeout)
-        .read_timeout(opts.connection_timeout)
-        .pool_max_idle_per_host(1)
-        .user_agent(concat!("ironic-agent/", env!("CARGO_PKG_VERSION")));
-    let no_proxy = nonempty(&info.no_proxy);
-    let given = info.proxies.clone().unwrap_or_default();
-    // With an explicit no_proxy, the environment's proxies are re-added with it applied (IPA
-    // exports no_proxy into its environment); otherwise reqwest reads the environment itself.
-    let http = nonempty(&given.http)
-        .map(String::from)
-        .or_else(|| no_proxy.and_then(|_| env_proxy(["http_proxy", "HTTP_PROXY"])));
-    let https = nonempty(&given.https)
-        .map(String::from)
-        .or_else(|| no_proxy.and_then(|_| env_proxy(["https_proxy", "HTTPS_PROXY"])));
-    let bad_proxy = |p: &str, e: reqwest::Error| {
-        ImageError::InvalidParams(format!("invalid proxy URL {}: {e}", redact_url(p)))
-    };
-    if let Some(p) = &http {
-        let proxy = Proxy::http(p.as_str()).map_err(|e| bad_proxy(p, e))?;
-        b = b.proxy(proxy.no_proxy(no_proxy.and_then(NoProxy::from_string)));
+/// The image error for a client that cannot be built.
+fn settings_error(e: FetchError) -> ImageError {
+    match e {
+        FetchError::Stopped => ImageError::Stopped,
+        other => ImageError::InvalidParams(other.to_string()),
     }
-    if let Some(p) = &https {
-        let proxy = Proxy::https(p.as_str()).map_err(|e| bad_proxy(p, e))?;
-        b = b.proxy(proxy.no_proxy(no_proxy.and_then(NoProxy::from_string)));
-    }
-    b.build()
-        .map_err(|e| ImageError::InvalidParams(format!("building the HTTP client: {e}")))
 }
 
 /// `image_request_authorization` (base64 of a header value) first, then image_info's
@@ -204,23 +166,20 @@ impl HttpSource {
         if urls.is_empty() {
             return Err(ImageError::InvalidParams("no image URL".into()));
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| ImageError::Internal(format!("starting the HTTP runtime: {e}")))?;
-        // The client's connection pool registers with the runtime it is built in.
-        let client = {
-            let _guard = rt.enter();
-            build_client(info, opts)?
-        };
+        let stop = opts
+            .shutdown
+            .as_ref()
+            .map(crate::shutdown::Shutdown::subscribe);
+        let rt = Blocking::new(stop).map_err(settings_error)?;
+        let client = rt
+            .client(&client_settings(info, opts))
+            .map_err(settings_error)?;
         Ok(HttpSource {
             rt,
             client,
-            timeout: opts.connection_timeout,
+            policy: opts.retry_policy(),
             urls: urls.to_vec(),
             auth: build_auth(info, opts)?,
-            retries: opts.retries,
-            retry_interval: opts.retry_interval,
             max_duration: opts.max_duration.filter(|d| !d.is_zero()),
             max_reconnects: opts.max_reconnects,
             started: Instant::now(),
@@ -280,12 +239,12 @@ impl HttpSource {
         }
     }
 
-    fn sleep_before_retry(&self) {
-        let mut pause = self.retry_interval;
+    fn sleep_before_retry(&self) -> Result<(), ImageError> {
+        let mut pause = self.policy.interval;
         if let Some(max) = self.max_duration {
             pause = pause.min(max.saturating_sub(self.started.elapsed()));
         }
-        std::thread::sleep(pause);
+        self.rt.pause(pause).map_err(|_| ImageError::Stopped)
     }
 
     /// The error once every URL has failed.
@@ -338,19 +297,19 @@ impl HttpSource {
         warn!(
             url = %self.url(),
             attempt = self.failures,
-            of = self.retries.saturating_add(1),
+            of = self.policy.attempts(),
             at_byte = self.pos,
             %reason,
             "image download attempt failed"
         );
         self.record(reason, false);
-        if self.failures > self.retries {
+        if self.failures > self.policy.retries {
             self.next_url();
             if self.idx >= self.urls.len() {
                 return Err(self.exhausted());
             }
         } else {
-            self.sleep_before_retry();
+            self.sleep_before_retry()?;
         }
         Ok(())
     }
@@ -403,17 +362,20 @@ impl HttpSource {
                     self.since_connect = 0;
                     return Ok(());
                 }
-                Err(Attempt::Refused(reason)) => {
+                Err(FetchError::Stopped) => return Err(ImageError::Stopped),
+                Err(e) if e.is_refusal() => {
+                    let reason = e.to_string();
                     warn!(url = %redact_url(&url), %reason, "image URL refused");
                     self.record(reason, true);
                     self.next_url();
                 }
-                Err(Attempt::Failed(reason)) => self.attempt_failed(reason)?,
+                Err(e) => self.attempt_failed(e.to_string())?,
             }
         }
     }
 
-    fn try_open(&mut self, url: &str) -> Result<Response, Attempt> {
+    fn try_open(&mut self, url: &str) -> Result<Response, FetchError> {
+        crate::fetch::client::check_url(url)?;
         let mut req = self.client.get(url);
         if self.pos > 0 {
             req = req.header(RANGE, format!("bytes={}-", self.pos));
@@ -423,36 +385,18 @@ impl HttpSource {
             Auth::Header(h) => req.header(AUTHORIZATION, h.clone()),
             Auth::Basic(b) => req.basic_auth(&b.user, Some(&b.password)),
         };
-        let t = self.timeout;
-        let resp = match self
+        let t = self.policy.timeout;
+        let resp = self
             .rt
-            .block_on(async move { tokio::time::timeout(t, req.send()).await })
-        {
-            Err(_) => {
-                return Err(Attempt::Failed(format!(
-                    "no response within {} s",
-                    t.as_secs_f64()
-                )));
-            }
-            // A refused certificate will not verify on a retry: move on at once.
-            Ok(Err(e)) if crate::tls::is_certificate_error(&e) => {
-                return Err(Attempt::Refused(crate::tls::describe_error(
-                    &e.without_url(),
-                )));
-            }
-            Ok(Err(e)) => return Err(Attempt::Failed(error_chain(&e.without_url()))),
-            Ok(Ok(r)) => r,
-        };
+            .run_for(t, TimeoutPhase::Response, async move { req.send().await })?
+            .map_err(|e| FetchError::from_reqwest(e, TimeoutPhase::Response, t))?;
         let status = resp.status();
-        if status.is_client_error() {
-            return Err(Attempt::Refused(format!("HTTP {status}")));
-        }
         if !status.is_success() {
-            return Err(Attempt::Failed(format!("HTTP {status}")));
+            return Err(FetchError::from_status(status, resp.headers()));
         }
         if self.pos == 0 {
             if status == StatusCode::PARTIAL_CONTENT {
-                return Err(Attempt::Failed("unrequested HTTP 206".into()));
+                return Err(FetchError::Interrupted("unrequested HTTP 206".into()));
             }
             self.total = resp.content_length();
             return Ok(resp);
@@ -465,12 +409,12 @@ impl HttpSource {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
                 let Some((start, _end, total)) = parse_content_range(header) else {
-                    return Err(Attempt::Failed(format!(
+                    return Err(FetchError::Interrupted(format!(
                         "HTTP 206 with unusable Content-Range `{header}`"
                     )));
                 };
                 if start != self.pos {
-                    return Err(Attempt::Failed(format!(
+                    return Err(FetchError::Interrupted(format!(
                         "asked to resume at byte {} but the server sent from byte {start}",
                         self.pos
                     )));
@@ -478,7 +422,7 @@ impl HttpSource {
                 if let (Some(t), Some(known)) = (total, self.total)
                     && t != known
                 {
-                    return Err(Attempt::Failed(format!(
+                    return Err(FetchError::Interrupted(format!(
                         "image size changed on the server: {known} then {t} bytes"
                     )));
                 }
@@ -490,7 +434,7 @@ impl HttpSource {
                 if let (Some(len), Some(known)) = (resp.content_length(), self.total)
                     && len != known
                 {
-                    return Err(Attempt::Failed(format!(
+                    return Err(FetchError::Interrupted(format!(
                         "image size changed on the server: {known} then {len} bytes"
                     )));
                 }
@@ -503,19 +447,14 @@ impl HttpSource {
     }
 
     /// The next chunk of the current response (`None` at its end).
-    fn next_chunk(&mut self) -> Result<Option<Bytes>, String> {
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, FetchError> {
         let Some(resp) = self.resp.as_mut() else {
             return Ok(None);
         };
-        let t = self.timeout;
-        match self
-            .rt
-            .block_on(async { tokio::time::timeout(t, resp.chunk()).await })
-        {
-            Err(_) => Err(format!("no data for {} s", t.as_secs_f64())),
-            Ok(Err(e)) => Err(error_chain(&e.without_url())),
-            Ok(Ok(c)) => Ok(c),
-        }
+        let t = self.policy.timeout;
+        self.rt
+            .run_for(t, TimeoutPhase::Read, resp.chunk())?
+            .map_err(|e| FetchError::from_reqwest(e, TimeoutPhase::Read, t))
     }
 
     fn read_inner(&mut self, buf: &mut [u8]) -> Result<usize, ImageError> {
@@ -571,7 +510,8 @@ impl HttpSource {
                     );
                     return Ok(0);
                 }
-                Err(reason) => self.connection_lost(reason)?,
+                Err(FetchError::Stopped) => return Err(ImageError::Stopped),
+                Err(e) => self.connection_lost(e.to_string())?,
             }
         }
     }
@@ -601,14 +541,8 @@ pub fn fetch_text(
 pub(crate) fn on_own_thread<T: Send>(
     f: impl FnOnce() -> Result<T, ImageError> + Send,
 ) -> Result<T, ImageError> {
-    std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("image-http".into())
-            .spawn_scoped(s, f)
-            .map_err(|e| ImageError::Internal(format!("cannot start a thread: {e}")))?
-            .join()
-            .unwrap_or_else(|_| Err(ImageError::Internal("an image thread panicked".into())))
-    })
+    crate::fetch::blocking::on_own_thread("image-http", f)
+        .unwrap_or_else(|e| Err(ImageError::Internal(e)))
 }
 
 fn fetch_text_here(
@@ -687,8 +621,8 @@ mod tests {
     }
 
     #[test]
-    fn client_builds_with_proxies() -> Result<(), ImageError> {
-        let mut info = ImageInfo {
+    fn client_settings_take_image_info_proxies() {
+        let info = ImageInfo {
             proxies: Some(super::super::info::Proxies {
                 http: Some("http://127.0.0.1:3128".into()),
                 https: None,
@@ -696,12 +630,9 @@ mod tests {
             no_proxy: Some("127.0.0.1,localhost".into()),
             ..Default::default()
         };
-        build_client(&info, &DownloadOptions::default())?;
-        info.proxies = Some(super::super::info::Proxies {
-            http: Some("::not a url::".into()),
-            https: None,
-        });
-        assert!(build_client(&info, &DownloadOptions::default()).is_err());
-        Ok(())
+        let s = client_settings(&info, &DownloadOptions::default());
+        assert_eq!(s.proxies.http.as_deref(), Some("http://127.0.0.1:3128"));
+        assert_eq!(s.proxies.no_proxy.as_deref(), Some("127.0.0.1,localhost"));
+        assert_eq!(s.read_timeout, Some(RetryPolicy::default().timeout));
     }
 }
