@@ -128,6 +128,7 @@ impl AgentSteps {
             retries: opts.retries,
             retry_interval: opts.retry_interval,
             max_bytes: inject::MAX_CONTENT_BYTES,
+            shutdown: opts.shutdown.clone(),
         };
         let root_device = || self.deploy.install_device().map_err(hardware_error);
         let env = inject::Environment {
