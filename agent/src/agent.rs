@@ -260,7 +260,7 @@ async fn serve(config: Config, logs: LogBuffer, shutdown: Shutdown) -> anyhow::R
                 .dispatch("get_hostname", |m| m.get_hostname())
                 .unwrap_or_default();
             let generated = tls::generate_cert(ip, &hostname)?;
-            // TLS 1.3 only, unless the conductor asks for 1.2 (spec §8).
+            // TLS 1.3 only, unless the conductor asks for 1.2.
             let min = tls::server_min_version(response.config.tls_min_version.as_deref());
             let server = tls::server_config(&generated, min)?;
             info!(%ip, tls_min = %min, "auto-TLS certificate generated");

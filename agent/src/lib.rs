@@ -17,7 +17,6 @@ pub mod devices;
 pub mod disk;
 pub mod efibootmgr;
 pub mod fetch;
-pub mod guard;
 pub mod image;
 pub mod limits;
 pub mod logbuf;

@@ -86,7 +86,6 @@ impl ProgressSlot {
 #[derive(Debug, Default)]
 pub struct DeployState {
     uuids: Mutex<Option<PartitionUuids>>,
-    image_id: Mutex<Option<String>>,
 }
 
 impl DeployState {
@@ -99,12 +98,9 @@ impl DeployState {
             .unwrap_or_default()
     }
 
-    pub(crate) fn record(&self, id: &str, uuids: PartitionUuids) {
+    pub(crate) fn record(&self, uuids: PartitionUuids) {
         if let Ok(mut u) = self.uuids.lock() {
             *u = Some(uuids);
-        }
-        if let Ok(mut i) = self.image_id.lock() {
-            *i = Some(id.to_string());
         }
     }
 }

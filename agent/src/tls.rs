@@ -100,7 +100,7 @@ static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TL
 pub const DEFAULT_SERVER_MIN_VERSION: &str = "1.2";
 
 /// The minimum TLS version for the agent's own API from lookup's `tls_min_version`: TLS 1.3
-/// only when the conductor says `1.3` (Ironic's lookup does by default, spec §7.3), TLS 1.2
+/// only when the conductor says `1.3` (Ironic's lookup does by default), TLS 1.2
 /// and up when it says `1.2` or nothing (IPA's default). An unknown value gets the strictest
 /// version we serve, 1.3, with a warning.
 pub fn server_min_version(from_lookup: Option<&str>) -> &'static str {

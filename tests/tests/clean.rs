@@ -1,5 +1,5 @@
 //! End-to-end cleaning: the real shim drives the real agent over HTTP on 127.0.0.1, as
-//! Ironic does (spec §14.1), on a loop device over a file this test creates holding a GPT
+//! Ironic does, on a loop device over a file this test creates holding a GPT
 //! and an ext4 filesystem. The agent may only write that device (`--allow-device`).
 //!
 //! 1. Manual cleaning with a step the agent does not offer fails cleanly: `clean failed`

@@ -1,4 +1,4 @@
-//! GRUB from the deployed image, run in a chroot (spec §17 step 4).
+//! GRUB from the deployed image, run in a chroot.
 //!
 //! The root partition (found by `root_uuid`) is mounted on a fresh directory; `/dev`,
 //! `/proc` and `/run` are bound into it and sysfs mounted on its `/sys` (plus efivarfs when

@@ -1,4 +1,4 @@
-//! `image.install_bootloader` (spec §17): makes the deployed disk bootable.
+//! `image.install_bootloader`: makes the deployed disk bootable.
 //!
 //! 1. **UEFI boot entries** ([`uefi_setup`]), when the ramdisk runs under UEFI and has
 //!    `efibootmgr`: the ESP of the install device (by type, else by `efi_system_part_uuid`)

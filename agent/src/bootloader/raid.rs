@@ -1,4 +1,4 @@
-//! ESPs of a software-RAID install device (spec §13.4).
+//! ESPs of a software-RAID install device.
 //!
 //! A RAID built by this agent under UEFI has an ESP on every member disk, mirrored as a
 //! metadata-1.0 RAID-1 named `esp` (the firmware reads each half as a plain FAT). When an

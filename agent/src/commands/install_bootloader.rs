@@ -1,4 +1,4 @@
-//! `image.install_bootloader` (spec §17): the command around [`crate::bootloader`], which
+//! `image.install_bootloader`: the command around [`crate::bootloader`], which
 //! installs on the device the deploy chose, with the agent's and the conductor's policy.
 
 use serde_json::{Value, json};

@@ -1,4 +1,6 @@
-//! `standby.*`: sync and power actions. (Image commands arrive with the image pipeline.)
+//! `standby.*` commands that do not write an image: sync, power off and run the deployed image
+//! (`standby.prepare_image` and the other image commands are registered by
+//! [`register_image_commands`]).
 
 use hardware_managers::{HardwareError, IpaClass};
 use serde_json::Value;

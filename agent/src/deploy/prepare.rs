@@ -192,7 +192,7 @@ fn prepare_image(
         PartitionUuids::WholeDisk(w) => format!("root_uuid={}", w.root_uuid),
         PartitionUuids::Empty(_) => String::new(),
     };
-    d.state.record(&info.id, uuids);
+    d.state.record(uuids);
     let snap = progress.snapshot();
     info!(
         image = %info.id, device = %device.display(), bytes = snap.bytes_written,

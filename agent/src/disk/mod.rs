@@ -2,7 +2,7 @@
 //! config drives, `get_partition_uuids` results and metadata wipes.
 //!
 //! Every public function that **writes** takes the device path and must only be called after the
-//! agent's disk guard ([`crate::guard::DiskGuard::check_writable`]) accepted that device. Nothing in
+//! agent's disk guard ([`hardware_managers::guard::DiskGuard::check_writable`]) accepted that device. Nothing in
 //! this module checks the guard itself.
 //!
 //! External tools the ramdisk must ship for this module: `partx` (util-linux; only when the kernel

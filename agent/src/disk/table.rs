@@ -505,7 +505,7 @@ pub fn add_partition_at_end(
     Ok(entry)
 }
 
-/// After a whole-disk image was written to `disk` (spec §16.6, end): moves the backup GPT to the
+/// After a whole-disk image was written to `disk`: moves the backup GPT to the
 /// end of a larger disk, makes the kernel see the partitions, and fails when the image holds no
 /// partition at all (IPA: "No partitions found on the device"). Returns the table.
 ///

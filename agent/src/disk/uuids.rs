@@ -1,4 +1,4 @@
-//! The result of `standby.get_partition_uuids` (spec §16.9), typed, serialising to exactly
+//! The result of `standby.get_partition_uuids`, typed, serialising to exactly
 //! IPA's keys.
 
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! Which digest the downloaded image must match (spec §16.5): `os_hash_*` first, then the
+//! Which digest the downloaded image must match: `os_hash_*` first, then the
 //! `checksum` value or checksum-file URL.
 
 use tracing::{info, warn};

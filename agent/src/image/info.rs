@@ -1,4 +1,4 @@
-//! `image_info` as Ironic sends it (spec §16.1), and IPA's validator for it.
+//! `image_info` as Ironic sends it, and IPA's validator for it.
 
 use std::fmt;
 

@@ -214,12 +214,6 @@ impl HttpSource {
         self.pos
     }
 
-    /// Bytes received from the network, including any prefix re-sent by a server that
-    /// ignored `Range` and was skipped.
-    pub fn bytes_received(&self) -> u64 {
-        self.received
-    }
-
     /// Connects now (trying URLs in order), so the size is known before reading.
     pub fn open(&mut self) -> Result<(), ImageError> {
         if self.resp.is_none() && !self.done {

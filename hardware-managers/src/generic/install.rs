@@ -1,4 +1,4 @@
-//! Choosing the install disk (wire spec §15): the skip list removes disks first; then the
+//! Choosing the install disk: the skip list removes disks first; then the
 //! first disk matching the root-device hints, or without hints the smallest disk of at
 //! least 4 GiB.
 

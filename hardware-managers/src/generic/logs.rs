@@ -1,4 +1,4 @@
-//! System state for the log bundle (wire spec §12.8): outputs of standard tools and a few
+//! System state for the log bundle: outputs of standard tools and a few
 //! procfs files. A tool that is not installed is skipped silently; one that hangs is killed.
 
 use std::fs;

@@ -1,6 +1,5 @@
 //! The generic manager against fake /sys, /proc and /dev trees, plus one read-only smoke test
 //! on the real root.
-#![allow(clippy::unwrap_used)]
 
 use std::fs;
 use std::os::unix::fs::symlink;

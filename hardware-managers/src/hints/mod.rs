@@ -1,4 +1,4 @@
-//! Root-device hints and the disk skip list (wire spec §15).
+//! Root-device hints and the disk skip list.
 //!
 //! * [`root_device_hints`] reads a node's hints (`instance_info.root_device`, falling back to
 //!   `properties.root_device`; either a JSON object or a string holding one) into a validated

@@ -1,4 +1,4 @@
-//! Parsing root-device hint dictionaries (wire spec §15.1) into typed conditions.
+//! Parsing root-device hint dictionaries into typed conditions.
 //!
 //! A hint dictionary maps a device attribute to an expression: an optional operator followed
 //! by one or more values, in the language of oslo.utils' `specs_matcher`. Everything is

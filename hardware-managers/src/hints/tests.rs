@@ -1,5 +1,4 @@
 //! Table-driven tests of hint parsing and matching.
-#![allow(clippy::unwrap_used)]
 
 use serde_json::{Value, json};
 

@@ -1,5 +1,5 @@
 //! Burn-in: `burnin_cpu`, `burnin_memory` (stress-ng) and `burnin_disk` (fio), as IPA's
-//! generic manager offers them (wire spec §12.1, §12.7).
+//! generic manager offers them.
 //!
 //! All three are on the `deploy` interface with priority 0 (run only when asked for), are
 //! abortable and need no reboot. They are clean steps; `burnin_cpu` and `burnin_memory` are

@@ -1,6 +1,5 @@
 //! Burn-in tests: step metadata, settings, and real stress-ng / fio runs (fio only on loop
 //! devices these tests create).
-#![allow(clippy::unwrap_used)]
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -1,5 +1,5 @@
-//! Disk erasure: `erase_devices`, `erase_devices_metadata`, `erase_devices_express` (wire
-//! spec §12.1–12.6), offered under the generic manager's name.
+//! Disk erasure: `erase_devices`, `erase_devices_metadata`, `erase_devices_express`,
+//! offered under the generic manager's name.
 //!
 //! * `erase_devices` (clean, priority 10): every disk, in parallel
 //!   (`disk_erasure_concurrency`): NVMe secure erase (`nvme format`, or `nvme sanitize` when

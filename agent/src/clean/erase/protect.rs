@@ -1,4 +1,4 @@
-//! The special-filesystem guard (wire spec §12.6): a disk holding a shared-disk cluster
+//! The special-filesystem guard: a disk holding a shared-disk cluster
 //! filesystem (IBM GPFS, VMware VMFS, Red Hat GFS2) may be a SAN volume other machines use, so
 //! erase steps refuse it with `ProtectedDeviceError` unless the node sets
 //! `driver_internal_info.wipe_special_filesystems` to false.

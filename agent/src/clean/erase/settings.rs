@@ -1,5 +1,6 @@
-//! The erase settings Ironic puts in `node.driver_internal_info` before cleaning (wire spec
-//! §12.2), parsed once into [`EraseSettings`].
+//! The erase settings Ironic puts in `node.driver_internal_info` before cleaning
+//! (`agent_erase_devices_iterations`, `agent_erase_devices_zeroize`, …), parsed once into
+//! [`EraseSettings`].
 
 use hardware_managers::{HardwareError, HardwareResult, Node};
 use serde_json::{Map, Value};
@@ -26,7 +27,7 @@ pub struct EraseSettings {
     pub concurrency: usize,
     /// `agent_erase_skip_read_only`: skip read-only disks instead of failing (default false).
     pub skip_read_only: bool,
-    /// `wipe_special_filesystems`: when false, the shared-disk filesystem guard (§12.6) is off
+    /// `wipe_special_filesystems`: when false, the shared-disk filesystem guard is off
     /// (default true: the guard is on).
     pub wipe_special_filesystems: bool,
 }

@@ -1,5 +1,5 @@
 //! `delete_configuration`: stop every software RAID array, erase the member superblocks and
-//! the holder disks' partitions (wire spec §13.3).
+//! the holder disks' partitions.
 //!
 //! Arrays named in `properties.skip_block_devices` (`{"volume_name": ...}`) are kept, and so
 //! are the partition tables of their holder disks; other arrays on those disks only have their

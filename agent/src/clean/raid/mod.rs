@@ -1,6 +1,6 @@
 //! Software RAID with mdadm: `create_configuration`, `delete_configuration` (clean and
 //! service steps on the `raid` interface) and `apply_configuration` (deploy and service step),
-//! as IPA's generic manager does them (wire spec §13).
+//! as IPA's generic manager does them.
 //!
 //! `config` parses and validates `target_raid_config` before anything is touched, `layout`
 //! plans every partition, `mdadm` wraps the tool, `create` and `delete` carry the work out.

@@ -25,9 +25,6 @@ pub enum InjectError {
         #[source]
         source: io::Error,
     },
-    /// Downloading URL content failed.
-    #[error("{0}")]
-    Download(String),
     /// Mounting a filesystem failed.
     #[error("{0}")]
     Mount(String),

@@ -2,7 +2,7 @@
 //! written.
 //!
 //! `disk_format` in `image_info` is a claim, not a fact: an image is inspected before anything
-//! interprets it (spec §16.6). Each format has its own small parser that recognises the format
+//! interprets it. Each format has its own small parser that recognises the format
 //! by its magic, reads the virtual size, and refuses the features that would make `qemu-img`
 //! open other files or otherwise misbehave:
 //!
@@ -174,13 +174,6 @@ fn incomplete_message(format: &str, needed: Option<u64>) -> String {
     }
 }
 
-impl FormatError {
-    /// True for a verdict on the image (IPA's `InvalidImage`), false for an I/O failure.
-    pub fn is_invalid_image(&self) -> bool {
-        !matches!(self, FormatError::Io { .. })
-    }
-}
-
 /// Detects the format of an image from its first bytes.
 ///
 /// `head` must hold at least [`MIN_HEAD_BYTES`] (or the whole image when it is smaller);
@@ -261,7 +254,7 @@ fn inspect_source(src: &dyn ByteSource) -> Result<DetectedFormat, FormatError> {
     Ok(detected)
 }
 
-/// Applies Ironic's rules to a detected format (spec §16.6):
+/// Applies Ironic's rules to a detected format:
 ///
 /// * it must be in `permitted` (`permitted_image_formats`); a raw image with a GPT (`gpt`)
 ///   is also allowed when `raw` is permitted;

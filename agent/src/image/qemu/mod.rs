@@ -3,7 +3,7 @@
 //! # Design: spool on the target disk's tail
 //!
 //! IPA downloads a non-raw image to `/tmp` (a tmpfs: RAM) and converts it from there, so the
-//! image must fit in memory (spec §20). We download it instead onto the **end of the target
+//! image must fit in memory. We download it instead onto the **end of the target
 //! disk** (the pipeline's sink writes there, [`plan_spool`] says where), then `qemu-img
 //! convert` reads that region as its source and writes raw output from byte 0 of the same
 //! disk:
