@@ -207,18 +207,31 @@ fn check_components(components: &[String]) -> Result<(), InjectError> {
     }
 }
 
+/// The root of a delete or write: `components` checked, `root_dir` opened, and the path split
+/// into its parent directories and its final name.
+fn open_target<'c>(
+    root_dir: &Path,
+    components: &'c [String],
+) -> Result<(File, &'c String, Vec<Vec<u8>>), InjectError> {
+    check_components(components)?;
+    let root =
+        open_root(root_dir).map_err(InjectError::io(format!("opening {}", root_dir.display())))?;
+    let Some((name, parents)) = components.split_last() else {
+        return Err(InjectError::Path("the path names no file".into()));
+    };
+    Ok((
+        root,
+        name,
+        parents.iter().map(|c| c.as_bytes().to_vec()).collect(),
+    ))
+}
+
 /// Deletes the file (or symbolic link itself) at `components` below the directory `root_dir`,
 /// which is treated as `/`. A missing file or directory is not an error; a directory is.
 /// Returns what happened, for the log.
 pub fn delete_file(root_dir: &Path, components: &[String]) -> Result<String, InjectError> {
-    check_components(components)?;
-    let root =
-        open_root(root_dir).map_err(InjectError::io(format!("opening {}", root_dir.display())))?;
+    let (root, name, parents) = open_target(root_dir, components)?;
     let mut w = Walker::new(root.as_fd());
-    let Some((name, parents)) = components.split_last() else {
-        return Err(InjectError::Path("the path names no file".into()));
-    };
-    let parents = parents.iter().map(|c| c.as_bytes().to_vec());
     // Delete: a missing directory means there is nothing to delete.
     if !w.walk(parents, None)? {
         return Ok("already absent".into());
@@ -251,14 +264,8 @@ pub fn write_file(
     content: &[u8],
     attrs: FileAttrs,
 ) -> Result<String, InjectError> {
-    check_components(components)?;
-    let root =
-        open_root(root_dir).map_err(InjectError::io(format!("opening {}", root_dir.display())))?;
+    let (root, name, parents) = open_target(root_dir, components)?;
     let mut w = Walker::new(root.as_fd());
-    let Some((name, parents)) = components.split_last() else {
-        return Err(InjectError::Path("the path names no file".into()));
-    };
-    let parents = parents.iter().map(|c| c.as_bytes().to_vec());
 
     if !w.walk(parents, Some(attrs.dirmode))? {
         return Err(InjectError::Path(
