@@ -311,13 +311,7 @@ pub fn ensure_configdrive_partition(disk: &Path, iso: &Path) -> Result<PathBuf, 
         }
     };
     let all = table::read_table(disk)?
-        .map(|t| {
-            t.partitions
-                .iter()
-                .filter(|p| !p.is_extended())
-                .map(|p| p.number)
-                .collect::<Vec<_>>()
-        })
+        .map(|t| t.data_numbers())
         .unwrap_or_else(|| vec![number]);
     blockdev::reread_partitions(disk, &all)?;
     write_configdrive(&node, iso)?;

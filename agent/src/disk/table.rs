@@ -183,6 +183,15 @@ impl PartitionTable {
     pub fn numbers(&self) -> Vec<u32> {
         self.partitions.iter().map(|p| p.number).collect()
     }
+
+    /// The numbers of the partitions that hold data (all but an msdos extended container).
+    pub fn data_numbers(&self) -> Vec<u32> {
+        self.partitions
+            .iter()
+            .filter(|p| !p.is_extended())
+            .map(|p| p.number)
+            .collect()
+    }
 }
 
 fn from_gpt(g: &gpt_table::Gpt) -> PartitionTable {
@@ -523,13 +532,7 @@ pub fn finish_whole_disk_image(disk: &Path) -> Result<PartitionTable, DiskError>
                 format!("No partitions found on the device {}", disk.display()),
             )
         })?;
-    let numbers: Vec<u32> = table
-        .partitions
-        .iter()
-        .filter(|p| !p.is_extended())
-        .map(|p| p.number)
-        .collect();
-    blockdev::reread_partitions(disk, &numbers)?;
+    blockdev::reread_partitions(disk, &table.data_numbers())?;
     Ok(table)
 }
 

@@ -35,12 +35,7 @@ pub(super) fn root_disk(env: &Environment<'_>) -> HardwareResult<RootDisk> {
                 device.display()
             ))
         })?;
-    let numbers: Vec<u32> = table
-        .partitions
-        .iter()
-        .filter(|p| !p.is_extended())
-        .map(|p| p.number)
-        .collect();
+    let numbers = table.data_numbers();
     let missing = numbers
         .iter()
         .any(|n| !blockdev::is_block_device(&blockdev::partition_path(&device, *n)));
