@@ -7,6 +7,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
@@ -143,6 +144,36 @@ pub fn md_superblock(dev: &Path, start: u64, size: u64) -> anyhow::Result<()> {
         .write_all_at(&sb, at)?;
     blockdev::flush(dev)?;
     Ok(())
+}
+
+/// A server on 127.0.0.1 that answers every request with `head` (status line, headers and
+/// any body bytes) and then holds the connection open, silent, for `hold`. Returns its base
+/// URL and the count of requests.
+pub fn raw_server(
+    head: String,
+    hold: Duration,
+) -> anyhow::Result<(String, std::sync::Arc<std::sync::atomic::AtomicU32>)> {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}", l.local_addr()?);
+    let count = std::sync::Arc::new(AtomicU32::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(64) {
+            let Ok(mut c) = c else { continue };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let head = head.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = c.read(&mut buf);
+                let _ = c.write_all(head.as_bytes());
+                std::thread::sleep(hold);
+            });
+        }
+    });
+    Ok((url, count))
 }
 
 /// Serves fixed answers on 127.0.0.1 until the process ends: `routes` maps a request target

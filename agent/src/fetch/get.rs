@@ -77,8 +77,6 @@ fn get_once(
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::io::{Read, Write};
-    use std::net::TcpListener;
     use std::time::{Duration, Instant};
 
     use super::*;
@@ -86,27 +84,6 @@ mod tests {
 
     fn settings() -> ClientSettings {
         ClientSettings::new(TlsSettings::default(), Duration::from_secs(5))
-    }
-
-    /// A server that answers every request with `head` (raw HTTP head and body), then
-    /// keeps the connection open without sending more, for `hold`.
-    fn raw_server(head: String, hold: Duration) -> anyhow::Result<String> {
-        let l = TcpListener::bind("127.0.0.1:0")?;
-        let url = format!("http://{}", l.local_addr()?);
-        std::thread::spawn(move || {
-            for c in l.incoming().take(16) {
-                let Ok(mut c) = c else { continue };
-                let head = head.clone();
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 4096];
-                    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-                    let _ = c.read(&mut buf);
-                    let _ = c.write_all(head.as_bytes());
-                    std::thread::sleep(hold);
-                });
-            }
-        });
-        Ok(url)
     }
 
     #[test]
@@ -145,11 +122,12 @@ mod tests {
                 "{url}: {e:?}"
             );
         }
-        let to_file = raw_server(
+        let to_file = crate::testutil::raw_server(
             "HTTP/1.1 302 Found\r\nLocation: file:///etc/hostname\r\nContent-Length: 0\r\n\r\n"
                 .into(),
             Duration::ZERO,
-        )?;
+        )?
+        .0;
         let e = get_bytes(&to_file, &settings(), &slow, 1000, None).err();
         assert!(
             matches!(&e, Some(FetchError::RefusedRedirect(m)) if m.contains("file://")),
@@ -165,10 +143,11 @@ mod tests {
 
     #[test]
     fn a_stalled_body_times_out_within_the_policy() -> anyhow::Result<()> {
-        let url = raw_server(
+        let url = crate::testutil::raw_server(
             "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc".into(),
             Duration::from_secs(30),
-        )?;
+        )?
+        .0;
         let p = RetryPolicy {
             timeout: Duration::from_millis(500),
             retries: 1,
@@ -193,10 +172,11 @@ mod tests {
 
     #[test]
     fn a_shutdown_ends_the_wait() -> anyhow::Result<()> {
-        let url = raw_server(
+        let url = crate::testutil::raw_server(
             "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc".into(),
             Duration::from_secs(30),
-        )?;
+        )?
+        .0;
         let shutdown = crate::shutdown::Shutdown::default();
         let s = shutdown.clone();
         std::thread::spawn(move || {

@@ -717,35 +717,6 @@ fn small_raw_images_are_written_to_a_loop_device() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A server on 127.0.0.1 that answers every request with `head` (status line, headers and
-/// any body bytes) and then holds the connection open, silent, for `hold`. Returns its base
-/// URL and the count of requests.
-fn raw_server(
-    head: String,
-    hold: Duration,
-) -> anyhow::Result<(String, Arc<std::sync::atomic::AtomicU32>)> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let url = format!("http://{}", l.local_addr()?);
-    let count = Arc::new(AtomicU32::new(0));
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for c in l.incoming().take(64) {
-            let Ok(mut c) = c else { continue };
-            seen.fetch_add(1, Ordering::SeqCst);
-            let head = head.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = c.read(&mut buf);
-                let _ = c.write_all(head.as_bytes());
-                std::thread::sleep(hold);
-            });
-        }
-    });
-    Ok((url, count))
-}
-
 /// IPA's three settings with small values, and everything else at its default (so that a
 /// second retry layer on top, if any, would show).
 fn quick_retries(timeout: Duration, retries: u32, interval: Duration) -> DownloadOptions {
@@ -789,7 +760,7 @@ fn refused_schemes_fail_at_once_with_the_fatal_class() -> anyhow::Result<()> {
 
 #[test]
 fn a_redirect_to_a_file_url_fails_at_once() -> anyhow::Result<()> {
-    let (url, requests) = raw_server(
+    let (url, requests) = crate::testutil::raw_server(
         "HTTP/1.1 302 Found\r\nLocation: file:///etc/hostname\r\nContent-Length: 0\r\n\
          Connection: close\r\n\r\n"
             .into(),
@@ -821,7 +792,7 @@ fn a_redirect_to_a_file_url_fails_at_once() -> anyhow::Result<()> {
 #[test]
 fn a_server_that_stalls_after_the_headers_fails_within_the_retry_budget() -> anyhow::Result<()> {
     // Headers, then nothing: every attempt waits the timeout for data, then the interval.
-    let (url, requests) = raw_server(
+    let (url, requests) = crate::testutil::raw_server(
         "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n".into(),
         Duration::from_secs(60),
     )?;
@@ -862,7 +833,7 @@ fn a_shutdown_stops_the_download_at_once_and_wipes() -> anyhow::Result<()> {
         3 * MIB,
         "z".repeat((2 * MIB) as usize)
     );
-    let (url, _) = raw_server(head, Duration::from_secs(60))?;
+    let (url, _) = crate::testutil::raw_server(head, Duration::from_secs(60))?;
     let dir = tempfile::tempdir()?;
     let t = disk(dir.path(), 4 * MIB)?;
     let shutdown = crate::shutdown::Shutdown::default();
