@@ -515,6 +515,25 @@ def superblock_probe(tmp):
     return notes
 
 
+def lldp():
+    def tlv(t, v):
+        return bytes([(t << 1) | (len(v) >> 8), len(v) & 0xFF]) + v
+
+    def vlan(vid, name):
+        return tlv(127, b"\x00\x80\xc2\x03" + vid.to_bytes(2, "big") + bytes([len(name)]) + name)
+
+    base = (
+        tlv(1, b"\x04\x52\x54\x00\x12\x34\x56")
+        + tlv(2, b"\x05Ethernet1/7")
+        + tlv(3, b"\x00\x78")
+        + tlv(5, b"tor-1")
+    )
+    seed("lldp", "switch", base + vlan(100, b"provisioning") + vlan(200, b"tenant") + tlv(0, b""))
+    seed("lldp", "padded", base + tlv(0, b"") + bytes(20))
+    seed("lldp", "no-end", base + b"\x01")
+    seed("lldp", "org", base + tlv(127, b"\x00\x12\x0f\x01\x03\x6c\x03\x00\x10") + tlv(0, b""))
+
+
 def main():
     if not SPEC.is_dir():
         sys.exit(f"{SPEC} not found (set SPEC_DIR)")
@@ -524,6 +543,7 @@ def main():
     root_device_hints()
     plugin_protocol()
     inject_walker()
+    lldp()
     with tempfile.TemporaryDirectory(prefix="fuzz-seeds-") as tmp:
         notes = superblock_probe(Path(tmp))
     for n in notes:

@@ -22,6 +22,7 @@ pub mod guard;
 pub mod hints;
 pub mod inventory;
 pub mod ipa_error;
+pub mod lldp;
 pub mod manager;
 pub mod node;
 pub mod plugin;
