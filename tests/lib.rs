@@ -16,6 +16,7 @@ pub mod image_server;
 pub mod images;
 pub mod loadgen;
 pub mod qemu;
+pub mod vswitch;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
