@@ -32,7 +32,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use tokio::net::TcpListener;
+use axum::serve::{Listener, ListenerExt};
 use tower_http::services::ServeDir;
 
 use crate::agent_client::AgentClientOptions;
@@ -153,13 +153,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` completes.
-pub async fn serve<F>(listener: TcpListener, state: AppState, shutdown: F) -> std::io::Result<()>
+/// Serves `router(state)` on `listener` (a [`TcpListener`](tokio::net::TcpListener), or a
+/// [`TlsListener`](crate::tls::TlsListener) for HTTPS) until `shutdown` completes.
+pub async fn serve<L, F>(listener: L, state: AppState, shutdown: F) -> std::io::Result<()>
 where
+    L: Listener<Addr = SocketAddr>,
     F: Future<Output = ()> + Send + 'static,
 {
+    // `tap_io` gives every listener the `ConnectInfo<SocketAddr>` the request log reads.
     axum::serve(
-        listener,
+        listener.tap_io(|_| {}),
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)

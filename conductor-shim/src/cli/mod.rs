@@ -35,7 +35,10 @@ pub mod output;
 pub mod progress;
 mod rescue;
 mod serve;
+mod tls;
 mod view;
+
+pub use tls::{PkiArgs, ServeTlsArgs};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,6 +109,10 @@ pub enum Command {
     /// `instance_info`, the node to `rescue wait`; the agent started on it (the rescue
     /// ramdisk) is sent `rescue.finalize_rescue` on its first heartbeat (needs `serve`).
     Rescue(RescueArgs),
+    /// Write a lab CA (`ca.crt`, `ca.key`), a server certificate signed by it for the given
+    /// IPs and `localhost` (`server.crt`, `server.key`) and with `--client` a client
+    /// certificate (`client.crt`, `client.key`), for `serve --tls-*` and the agent's `cafile`.
+    Pki(PkiArgs),
 }
 
 /// `rescue` options.
@@ -202,6 +209,9 @@ pub struct ServeArgs {
     /// How to reach agents.
     #[command(flatten)]
     pub agent: AgentConnArgs,
+    /// HTTPS.
+    #[command(flatten)]
+    pub tls: ServeTlsArgs,
 }
 
 /// `deploy` options.
@@ -542,6 +552,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => deploy::run(&cli, args),
         Command::Clean(args) => clean::run_clean(&cli, args),
         Command::Rescue(args) => rescue::run(&cli, args),
+        Command::Pki(args) => tls::run_pki(&cli, args),
     }
 }
 
