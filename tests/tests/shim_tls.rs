@@ -209,6 +209,12 @@ fn mutual_tls_refuses_clients_without_a_certificate_of_the_ca() -> anyhow::Resul
     assert_eq!(resp.status().as_u16(), 200);
     let body: serde_json::Value = resp.json()?;
     assert_eq!(body["name"], "OpenStack Ironic API", "{body}");
+    // Links name the scheme the client used.
+    assert_eq!(
+        body["default_version"]["links"][0]["href"],
+        format!("{}/v1/", shim.url),
+        "{body}"
+    );
     assert_eq!(requests(&shim, "path=/ ", 200), 1);
     Ok(())
 }

@@ -40,6 +40,13 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
     if let Some(dir) = &args.images {
         anyhow::ensure!(dir.is_dir(), "--images {}: not a directory", dir.display());
     }
+    // Bad certificate files fail before anything listens.
+    let tls = args
+        .tls
+        .files()
+        .map(|files| crate::tls::server_config(&files))
+        .transpose()
+        .context("setting up HTTPS")?;
     let store = cli.open_store()?;
     let config = ServerConfig {
         heartbeat_timeout: args.heartbeat_timeout,
@@ -64,14 +71,8 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
             collect: args.deploy_logs_collect,
             dir: Some(deploy_logs_dir(cli, args)),
         },
+        https: tls.is_some(),
     };
-    // Bad certificate files fail before anything listens.
-    let tls = args
-        .tls
-        .files()
-        .map(|files| crate::tls::server_config(&files))
-        .transpose()
-        .context("setting up HTTPS")?;
     tracing::info!(?config, db = %cli.db.display(), https = tls.is_some(), mutual_tls = args.tls.tls_client_ca.is_some(), "starting");
     let state = AppState::new(SharedStore::new(store), config);
     let listener = TcpListener::bind(&args.listen)
