@@ -29,12 +29,28 @@ pub enum TlsError {
         /// What went wrong.
         message: String,
     },
-    /// rustls refused the certificate, key or client CA.
+    /// rustls refused the server certificate with its key (e.g. a key of another
+    /// certificate).
+    #[error("--tls-cert {cert} with --tls-key {key}: {reason}")]
+    CertifiedKey {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// rustls's reason.
+        reason: rustls::Error,
+    },
+    /// rustls refused a setting.
     #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
     /// The client CA could not make a verifier.
-    #[error("--tls-client-ca: {0}")]
-    ClientVerifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("--tls-client-ca {path}: {message}")]
+    ClientCa {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// The PEM files of an HTTPS server.
@@ -80,20 +96,33 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
         message: e.to_string(),
     })?;
     let builder = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(rustls::ALL_VERSIONS)?;
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .map_err(TlsError::Rustls)?;
     let builder = match &files.client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => {
+            let err = |message: String| TlsError::ClientCa {
+                path: path.clone(),
+                message,
+            };
             let mut roots = rustls::RootCertStore::empty();
             for cert in certificates("--tls-client-ca", path)? {
-                roots.add(cert)?;
+                roots.add(cert).map_err(|e| err(e.to_string()))?;
             }
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| err(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_single_cert(chain, key)?;
+    let mut config =
+        builder
+            .with_single_cert(chain, key)
+            .map_err(|reason| TlsError::CertifiedKey {
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+                reason,
+            })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
