@@ -231,7 +231,9 @@ impl Shim {
 
     /// Starts `conductor-shim serve` on `127.0.0.1:port` with database `db` and `extra` flags,
     /// logging to `dir/<name>.log`, waiting until it answers: a second conductor sharing a
-    /// database, or a killed one started again on the same port and database.
+    /// database, or a killed one started again on the same port and database. With
+    /// `--tls-cert` among `extra` (see [`Shim::start_https`]) the URL is `https://` and the
+    /// shim counts as started once it printed its `listening on` line.
     pub fn start_at(
         dir: &Path,
         port: u16,
