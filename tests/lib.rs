@@ -232,7 +232,9 @@ impl Shim {
 
     /// Starts `conductor-shim serve` on `127.0.0.1:port` with database `db` and `extra` flags,
     /// logging to `dir/<name>.log`, waiting until it answers: a second conductor sharing a
-    /// database, or a killed one started again on the same port and database.
+    /// database, or a killed one started again on the same port and database. With
+    /// `--tls-cert` among `extra` (see [`Shim::start_https`]) the URL is `https://` and the
+    /// shim counts as started once it printed its `listening on` line.
     pub fn start_at(
         dir: &Path,
         port: u16,
@@ -246,15 +248,26 @@ impl Shim {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(extra);
         let proc = Proc::spawn(name, cmd, &dir.join(format!("{name}.log")))?;
-        let url = format!("http://127.0.0.1:{port}");
+        let https = extra.contains(&"--tls-cert");
+        let scheme = if https { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{port}");
         let shim = Shim {
             proc,
             url,
             db: db.to_path_buf(),
         };
-        wait_for(Duration::from_secs(20), "the shim to answer", || {
-            http_get(&format!("{}/", shim.url)).ok()
-        })?;
+        if https {
+            // The shared client trusts no CA (and may lack the client certificate the shim
+            // asks for): wait for the start-up line, printed once the port is bound.
+            let listening = format!("conductor-shim listening on {}", shim.url);
+            wait_for(Duration::from_secs(20), "the shim to listen", || {
+                shim.proc.output().contains(&listening).then_some(())
+            })?;
+        } else {
+            wait_for(Duration::from_secs(20), "the shim to answer", || {
+                http_get(&format!("{}/", shim.url)).ok()
+            })?;
+        }
         Ok(shim)
     }
 
@@ -310,7 +323,19 @@ impl Shim {
         Shim::start(dir, &flags)
     }
 
-    /// The kernel command line of an agent that looks its node up through this shim.
+    /// [`Shim::start`] serving HTTPS with the server certificate of `pki` (a directory written
+    /// by [`shim_pki`]) and `extra` flags (e.g. `--tls-client-ca PKI/ca.crt`).
+    pub fn start_https(dir: &Path, pki: &Path, extra: &[&str]) -> anyhow::Result<Shim> {
+        let cert = pki.join("server.crt").display().to_string();
+        let key = pki.join("server.key").display().to_string();
+        let mut flags = vec!["--tls-cert", &cert, "--tls-key", &key];
+        flags.extend_from_slice(extra);
+        Shim::start(dir, &flags)
+    }
+
+    /// The kernel command line of an agent that looks its node up through this shim
+    /// (`ipa-api-url=https://...` for an HTTPS shim: the agent then needs the CA, e.g.
+    /// `--cafile PKI/ca.crt`).
     pub fn lookup_cmdline(&self) -> String {
         format!("ipa-api-url={} ipa-lookup-timeout=30", self.url)
     }
@@ -376,6 +401,23 @@ fn deploy_args(node: &str, url: &str, sha256: &str, device: &Path) -> Vec<String
         "--root-hint".into(),
         format!("name={}", device.display()),
     ]
+}
+
+/// `conductor-shim pki --out DIR/pki --ip 127.0.0.1 [--client]`: a CA with a server
+/// certificate for 127.0.0.1 (and a client certificate); returns the directory.
+pub fn shim_pki(dir: &Path, client: bool) -> anyhow::Result<PathBuf> {
+    let out = dir.join("pki");
+    let mut cmd = Command::new(bin("conductor-shim"));
+    cmd.arg("pki")
+        .arg("--out")
+        .arg(&out)
+        .args(["--ip", "127.0.0.1"]);
+    if client {
+        cmd.arg("--client");
+    }
+    let done = cmd.output().context("running conductor-shim pki")?;
+    assert_success(&done, "conductor-shim pki");
+    Ok(out)
 }
 
 /// Flags for an agent listening on `127.0.0.1:port`, advertising 127.0.0.1 and allowed to

@@ -22,6 +22,8 @@
 //! - [`agent_client`]: the HTTP client for the agent's `/v1/commands/` API.
 //! - [`lockdown`]: `system.lockdown` for nodes that must not be powered off.
 //! - [`inventory`]: a typed summary of the inspection inventory for display.
+//! - [`tls`]: serving the API over HTTPS (server certificate, optional client CA).
+//! - [`pki`]: a lab CA with server and client certificates (`conductor-shim pki`).
 //! - [`cli`]: the command-line interface.
 
 pub mod agent_client;
@@ -36,6 +38,7 @@ pub mod mac;
 pub mod mask;
 pub mod model;
 pub mod node_dict;
+pub mod pki;
 pub mod pyjson;
 pub mod ramdisk_logs;
 pub mod rescue;
@@ -44,4 +47,5 @@ pub mod steps;
 pub mod store;
 pub mod timefmt;
 pub mod timeouts;
+pub mod tls;
 pub mod token;

@@ -155,7 +155,12 @@ pub async fn continue_inspection(
 
     if new_endpoint {
         let (token, node) = issue_token(&state, node.uuid).await?;
-        let body = LookupResponse::new(&node, Some(token), &state.config, &base_url(&headers));
+        let body = LookupResponse::new(
+            &node,
+            Some(token),
+            &state.config,
+            &base_url(&state.config, &headers),
+        );
         Ok((StatusCode::ACCEPTED, Json(body)).into_response())
     } else {
         Ok((

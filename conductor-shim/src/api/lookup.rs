@@ -278,6 +278,6 @@ pub async fn lookup(
         &node,
         token,
         &state.config,
-        &base_url(&headers),
+        &base_url(&state.config, &headers),
     )))
 }

@@ -32,7 +32,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use tokio::net::TcpListener;
+use axum::serve::{Listener, ListenerExt};
 use tower_http::services::ServeDir;
 
 use crate::agent_client::AgentClientOptions;
@@ -76,6 +76,8 @@ pub struct ServerConfig {
     /// When the agent's logs are collected and where they are stored
     /// (`[agent]deploy_logs_*`).
     pub ramdisk_logs: crate::ramdisk_logs::RamdiskLogs,
+    /// The API is served over HTTPS (`serve --tls-cert`): links say `https://`.
+    pub https: bool,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +94,7 @@ impl Default for ServerConfig {
             images_dir: None,
             enable_bios_bootloader_install: false,
             ramdisk_logs: Default::default(),
+            https: false,
         }
     }
 }
@@ -153,27 +156,31 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` completes.
-pub async fn serve<F>(listener: TcpListener, state: AppState, shutdown: F) -> std::io::Result<()>
+/// Serves `router(state)` on `listener` (a [`TcpListener`](tokio::net::TcpListener), or a
+/// [`TlsListener`](crate::tls::TlsListener) for HTTPS) until `shutdown` completes.
+pub async fn serve<L, F>(listener: L, state: AppState, shutdown: F) -> std::io::Result<()>
 where
+    L: Listener<Addr = SocketAddr>,
     F: Future<Output = ()> + Send + 'static,
 {
+    // `tap_io` gives every listener the `ConnectInfo<SocketAddr>` the request log reads.
     axum::serve(
-        listener,
+        listener.tap_io(|_| {}),
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
 }
 
-/// The `http://host[:port]` the client used, for links (Ironic's `host_url`).
-pub fn base_url(headers: &HeaderMap) -> String {
+/// The `http(s)://host[:port]` the client used, for links (Ironic's `host_url`).
+pub fn base_url(config: &ServerConfig, headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '"', '\\']))
         .unwrap_or("localhost:6385");
-    format!("http://{host}")
+    let scheme = if config.https { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }
 
 async fn not_found() -> ApiError {
@@ -214,4 +221,23 @@ async fn log_request(request: Request, next: Next) -> Response {
         "request"
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_has_the_scheme_served_and_the_host_asked_for() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "192.0.2.1:6385".parse().unwrap());
+        let mut config = ServerConfig::default();
+        assert_eq!(base_url(&config, &headers), "http://192.0.2.1:6385");
+        config.https = true;
+        assert_eq!(base_url(&config, &headers), "https://192.0.2.1:6385");
+        assert_eq!(
+            base_url(&config, &HeaderMap::new()),
+            "https://localhost:6385"
+        );
+    }
 }

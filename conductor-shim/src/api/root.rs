@@ -1,11 +1,12 @@
 //! `GET /` (Ironic's version discovery document) and `GET /v1/`.
 
 use axum::Json;
+use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use super::base_url;
 use super::version::{MAX_VERSION, MIN_VERSION};
+use super::{AppState, base_url};
 
 /// A link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,8 +95,8 @@ fn version_info(base: &str) -> VersionInfo {
 }
 
 /// `GET /`.
-pub async fn root(headers: HeaderMap) -> Json<RootDoc> {
-    let base = base_url(&headers);
+pub async fn root(State(state): State<AppState>, headers: HeaderMap) -> Json<RootDoc> {
+    let base = base_url(&state.config, &headers);
     Json(RootDoc {
         name: "OpenStack Ironic API",
         description: "Ironic is an OpenStack project which enables the provision and \
@@ -106,8 +107,8 @@ pub async fn root(headers: HeaderMap) -> Json<RootDoc> {
 }
 
 /// `GET /v1` and `GET /v1/`.
-pub async fn v1(headers: HeaderMap) -> Json<V1Doc> {
-    let base = base_url(&headers);
+pub async fn v1(State(state): State<AppState>, headers: HeaderMap) -> Json<V1Doc> {
+    let base = base_url(&state.config, &headers);
     Json(V1Doc {
         id: "v1",
         links: vec![

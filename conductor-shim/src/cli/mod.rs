@@ -4,13 +4,16 @@
 //! conductor-shim [--db PATH] [--json] serve [--listen ADDR] [--heartbeat-timeout SECS]
 //!                [--no-require-tls] [--fast-track true|false] [--agent-tls-min 1.2|1.3]
 //!                [--deploy-callback-timeout SECS] [--check-provision-state-interval SECS]
-//! conductor-shim node create [--name N] [--uuid U] [--mac MAC]... [--state STATE]
-//!                [--property k=v]... [--driver-info k=v]... [--instance-info k=v]...
 //!                [--images DIR] [--command-wait-interval SECS] [--command-wait-attempts N]
 //!                [--erase-devices-priority N] [--erase-devices-metadata-priority N]
 //!                [--clean-step-priority-override IFACE.STEP=N]...
 //!                [--shred-random-overwrite-iterations N]
-//!                [--shred-final-overwrite-with-zeros true|false] [--disable-power-off]
+//!                [--shred-final-overwrite-with-zeros true|false]
+//!                [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
+//! conductor-shim pki --out DIR --ip IP [--ip IP]... [--client]
+//! conductor-shim node create [--name N] [--uuid U] [--mac MAC]... [--state STATE]
+//!                [--property k=v]... [--driver-info k=v]... [--instance-info k=v]...
+//!                [--disable-power-off]
 //! conductor-shim node list | show NODE | delete NODE | set-state NODE STATE [--reset-agent]
 //! conductor-shim node manage NODE
 //! conductor-shim node provide NODE [--no-wait] [--timeout SECS]
@@ -26,6 +29,15 @@
 //! conductor-shim clean NODE --step [IFACE.]NAME[:k=v,...]... [--no-wait] [--timeout SECS]
 //! conductor-shim rescue NODE --password PW [--no-wait] [--timeout SECS]
 //! ```
+//!
+//! HTTPS: `serve --tls-cert server.crt --tls-key server.key` serves the API over TLS 1.2/1.3
+//! and prints `conductor-shim listening on https://ADDR`; agents then need
+//! `ipa-api-url=https://ADDR` and the CA (`--cafile ca.crt`, IPA's `[DEFAULT]cafile`, or the
+//! virtual-media `ironic-tls.conf`). With `--tls-client-ca ca.crt` every client must present
+//! a certificate signed by that CA (mutual TLS); others fail the handshake. `pki` writes a lab
+//! CA (`ca.crt`, `ca.key`), a server certificate for the given IPs and `localhost`
+//! (`server.crt`, `server.key`) and with `--client` a client certificate (`client.crt`,
+//! `client.key`); it never overwrites a file.
 
 mod agent;
 mod clean;
@@ -35,7 +47,10 @@ pub mod output;
 pub mod progress;
 mod rescue;
 mod serve;
+mod tls;
 mod view;
+
+pub use tls::{PkiArgs, ServeTlsArgs};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,6 +121,10 @@ pub enum Command {
     /// `instance_info`, the node to `rescue wait`; the agent started on it (the rescue
     /// ramdisk) is sent `rescue.finalize_rescue` on its first heartbeat (needs `serve`).
     Rescue(RescueArgs),
+    /// Write a lab CA (`ca.crt`, `ca.key`), a server certificate signed by it for the given
+    /// IPs and `localhost` (`server.crt`, `server.key`) and with `--client` a client
+    /// certificate (`client.crt`, `client.key`), for `serve --tls-*` and the agent's `cafile`.
+    Pki(PkiArgs),
 }
 
 /// `rescue` options.
@@ -202,6 +221,9 @@ pub struct ServeArgs {
     /// How to reach agents.
     #[command(flatten)]
     pub agent: AgentConnArgs,
+    /// HTTPS.
+    #[command(flatten)]
+    pub tls: ServeTlsArgs,
 }
 
 /// `deploy` options.
@@ -542,6 +564,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => deploy::run(&cli, args),
         Command::Clean(args) => clean::run_clean(&cli, args),
         Command::Rescue(args) => rescue::run(&cli, args),
+        Command::Pki(args) => tls::run_pki(&cli, args),
     }
 }
 

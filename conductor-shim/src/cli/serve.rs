@@ -1,4 +1,5 @@
-//! `serve`: runs the API until SIGTERM or Ctrl-C.
+//! `serve`: runs the API (HTTP, or HTTPS with `--tls-cert`/`--tls-key`) until SIGTERM or
+//! Ctrl-C.
 
 use std::io::Write;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use crate::api::{self, AppState, ServerConfig};
 use crate::clean::{CleanOptions, EraseSettings, PriorityOverrides};
 use crate::deploy::DeployOptions;
 use crate::store::SharedStore;
+use crate::tls::TlsListener;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -38,6 +40,13 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
     if let Some(dir) = &args.images {
         anyhow::ensure!(dir.is_dir(), "--images {}: not a directory", dir.display());
     }
+    // Bad certificate files fail before anything listens.
+    let tls = args
+        .tls
+        .files()
+        .map(|files| crate::tls::server_config(&files))
+        .transpose()
+        .context("setting up HTTPS")?;
     let store = cli.open_store()?;
     let config = ServerConfig {
         heartbeat_timeout: args.heartbeat_timeout,
@@ -62,20 +71,22 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
             collect: args.deploy_logs_collect,
             dir: Some(deploy_logs_dir(cli, args)),
         },
+        https: tls.is_some(),
     };
-    tracing::info!(?config, db = %cli.db.display(), "starting");
+    tracing::info!(?config, db = %cli.db.display(), https = tls.is_some(), mutual_tls = args.tls.tls_client_ca.is_some(), "starting");
     let state = AppState::new(SharedStore::new(store), config);
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     {
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "conductor-shim listening on http://{addr}")?;
+        writeln!(stdout, "conductor-shim listening on {scheme}://{addr}")?;
         if let Some(dir) = &args.images {
             writeln!(
                 stdout,
-                "serving images from {} at http://{addr}/images/",
+                "serving images from {} at {scheme}://{addr}/images/",
                 dir.display()
             )?;
         }
@@ -88,9 +99,16 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         timeout_options(args),
     ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(api::serve(listener, state, async {
+    let stopped = async {
         let _ = stop_rx.await;
-    }));
+    };
+    let mut server = match tls {
+        None => tokio::spawn(api::serve(listener, state, stopped)),
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls).context("starting the TLS listener")?;
+            tokio::spawn(api::serve(listener, state, stopped))
+        }
+    };
     tokio::select! {
         finished = &mut server => {
             return finished.context("server task failed")?.context("serving");
