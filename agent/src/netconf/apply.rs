@@ -404,10 +404,23 @@ pub fn apply_plan(plan: &Plan, ops: &dyn NetOps) -> ApplyReport {
             push(&mut dhcp, i.clone());
         }
     }
-    let mut work: Vec<String> = not_created.iter().cloned().collect();
-    work.sort();
+    // In plan order, breadth first.
+    let mut work: Vec<String> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            NetStep::CreateBond { name, .. } | NetStep::CreateVlan { name, .. }
+                if not_created.contains(name) =>
+            {
+                Some(name.clone())
+            }
+            _ => None,
+        })
+        .collect();
     let mut seen: HashSet<String> = HashSet::new();
-    while let Some(i) = work.pop() {
+    let mut next = 0;
+    while let Some(i) = work.get(next).cloned() {
+        next += 1;
         if !seen.insert(i.clone()) {
             continue;
         }
