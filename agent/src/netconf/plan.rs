@@ -181,6 +181,8 @@ struct Planner<'a> {
     /// Physical interfaces planned (not bond members), in order, with their link.
     physical: Vec<(String, &'a Link)>,
     bonds: Vec<(Bond, &'a Link)>,
+    /// Bond member → its bond.
+    enslaved: HashMap<String, String>,
     /// VLANs planned: the step and the link.
     vlans: Vec<(NetStep, &'a Link)>,
     uses: HashMap<String, Use>,
@@ -206,6 +208,7 @@ impl<'a> Planner<'a> {
             taken: nics.iter().map(|n| n.name.clone()).collect(),
             physical: Vec::new(),
             bonds: Vec::new(),
+            enslaved: HashMap::new(),
             vlans: Vec::new(),
             uses: HashMap::new(),
             steps: Vec::new(),
@@ -276,7 +279,6 @@ impl<'a> Planner<'a> {
     }
 
     fn resolve_bonds(&mut self) {
-        let mut enslaved: HashSet<String> = HashSet::new();
         for (_, link) in self.links_of(LinkKind::Bond) {
             let id = &link.id;
             let mode = match link.bond_mode.as_deref() {
@@ -301,7 +303,7 @@ impl<'a> Planner<'a> {
                     .is_some_and(|l| l.kind() == LinkKind::Physical);
                 match self.iface_of.get(member.as_str()) {
                     Some(nic) if physical => {
-                        if enslaved.contains(nic) || members.contains(nic) {
+                        if self.enslaved.contains_key(nic) || members.contains(nic) {
                             self.warn(format!(
                                 "bond {id:?}: member {member:?} ({nic}) is already in a bond: \
                                  left out"
@@ -375,7 +377,9 @@ impl<'a> Planner<'a> {
                 },
             };
             self.taken.insert(name.clone());
-            enslaved.extend(members.iter().cloned());
+            for m in &members {
+                self.enslaved.insert(m.clone(), name.clone());
+            }
             for m in &members {
                 self.uses(m).lower = true;
             }
@@ -391,7 +395,8 @@ impl<'a> Planner<'a> {
             ));
         }
         // Members are configured through their bond.
-        self.physical.retain(|(nic, _)| !enslaved.contains(nic));
+        let enslaved = &self.enslaved;
+        self.physical.retain(|(nic, _)| !enslaved.contains_key(nic));
     }
 
     fn bond_option(
@@ -473,6 +478,13 @@ impl<'a> Planner<'a> {
             }
             return last;
         };
+        if let Some(bond) = self.enslaved.get(&parent) {
+            let message = format!(
+                "vlan {id:?}: its vlan_link {parent_link:?} is a member of bond {bond}: skipped"
+            );
+            self.warn(message);
+            return true;
+        }
         let mac = match link.vlan_mac_address.as_deref() {
             None => None,
             Some(text) => {
@@ -613,6 +625,14 @@ impl<'a> Planner<'a> {
                 self.warn(format!("network {label} {why}: skipped"));
                 continue;
             };
+            if let Some(bond) = self.enslaved.get(&iface) {
+                let message = format!(
+                    "network {label} is on link {:?}, a member of bond {bond}: skipped",
+                    net.link
+                );
+                self.warn(message);
+                continue;
+            }
             match net.kind() {
                 NetworkKind::Dhcp => self.uses(&iface).dhcp = true,
                 NetworkKind::Slaac => self.uses(&iface).configured = true,

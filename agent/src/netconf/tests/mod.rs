@@ -148,6 +148,7 @@ fn glean_liberty_bonds_and_vlans() {
         nic("eth11", "52:54:00:00:00:01"),
     ];
     let p = plan(&data, &nics);
+    assert_well_formed(&p, &nics);
     let bonds: Vec<_> = p
         .steps
         .iter()
@@ -436,6 +437,7 @@ fn bad_data_is_warned_about_and_skipped() {
         nic("eth2", "not a mac"),
     ];
     let p = plan(&data, &nics);
+    assert_well_formed(&p, &nics);
     let w = p.warnings.join("\n");
     for expected in [
         "link 4 has no id",
@@ -798,4 +800,98 @@ fn vlan_plan_feeds_apply() {
     let report = apply_plan(&p, &ops);
     assert_eq!(report.configured, ["eth0.100"]);
     assert_eq!(report.dhcp, ["eth0.100"]);
+}
+
+/// What every plan must satisfy (the fuzz target `network_data` checks the same).
+fn assert_well_formed(p: &Plan, nics: &[ObservedNic]) {
+    let mut exists: std::collections::HashSet<String> =
+        nics.iter().map(|n| n.name.clone()).collect();
+    for step in &p.steps {
+        for need in step.needs() {
+            assert!(exists.contains(need), "{step:?} needs {need}: {p:#?}");
+        }
+        if let NetStep::CreateBond { name, .. } | NetStep::CreateVlan { name, .. } = step {
+            assert!(addr::valid_ifname(name), "{step:?}");
+            assert!(exists.insert(name.clone()), "{name} created twice");
+        }
+        if let NetStep::AddRoute { dest, prefix, .. } = step {
+            assert_eq!(addr::network_of(*dest, *prefix), *dest, "{step:?}");
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for d in &p.dhcp {
+        assert!(seen.insert(d) && exists.contains(d), "{d} in {:?}", p.dhcp);
+    }
+}
+
+#[test]
+fn networks_and_vlans_on_bond_members_are_refused() {
+    let data = parsed(
+        r#"{"links": [
+          {"id": "a", "type": "phy", "ethernet_mac_address": "52:54:00:00:00:01"},
+          {"id": "b", "type": "phy", "ethernet_mac_address": "52:54:00:00:00:02"},
+          {"id": "bond", "type": "bond", "bond_links": ["a", "b"], "bond_mode": "4"},
+          {"id": "v", "type": "vlan", "vlan_link": "a", "vlan_id": 10}],
+          "networks": [{"id": "n", "type": "ipv4_dhcp", "link": "a"},
+                       {"id": "m", "type": "ipv4_dhcp", "link": "bond"}]}"#,
+    );
+    let nics = [
+        nic("eth0", "52:54:00:00:00:01"),
+        nic("eth1", "52:54:00:00:00:02"),
+    ];
+    let p = plan(&data, &nics);
+    assert_well_formed(&p, &nics);
+    let w = p.warnings.join("\n");
+    assert!(
+        w.contains("network \"n\" is on link \"a\", a member of bond bond0"),
+        "{w}"
+    );
+    assert!(
+        w.contains("vlan \"v\": its vlan_link \"a\" is a member of bond bond0"),
+        "{w}"
+    );
+    assert_eq!(p.dhcp, ["bond0"]);
+}
+
+/// Every sample, and every sample with one byte changed or cut short at many places, parses
+/// or fails cleanly, and plans into a well-formed plan (a small deterministic fuzz run).
+#[test]
+fn mutated_samples_never_panic() {
+    let nics = [
+        nic("eth0", "bc:76:4e:20:d7:2f"),
+        nic("eth1", "52:54:00:aa:00:01"),
+        nic("eth2", "bc:76:4e:05:7b:13"),
+        nic("eth3", "bc:76:4e:05:7b:15"),
+        nic("eth4", "bc:76:4e:12:a4:bc"),
+    ];
+    let samples = [
+        include_str!("fixtures/glean_liberty.json"),
+        include_str!("fixtures/glean_rax_iad.json"),
+        include_str!("fixtures/glean_vexxhost.json"),
+        include_str!("fixtures/nova_metadata_doc.json"),
+        BOND_VLAN,
+    ];
+    let mut planned = 0;
+    for sample in samples {
+        let bytes = sample.as_bytes();
+        let mut variants = vec![sample.to_string()];
+        for i in (0..bytes.len()).step_by(9) {
+            variants.push(String::from_utf8_lossy(&bytes[..i]).into_owned());
+            for b in [b'0', b'"', b'9', b'-', b'.', b':', b'/', b'}', b'n'] {
+                let mut m = bytes.to_vec();
+                m[i] = b;
+                variants.push(String::from_utf8_lossy(&m).into_owned());
+            }
+        }
+        for v in variants {
+            if let Ok(data) = parse(&v) {
+                let p = plan(&data, &nics);
+                assert_well_formed(&p, &nics);
+                let report = apply_plan(&p, &RecordingNetOps::in_memory());
+                assert_eq!(report.dhcp, p.dhcp);
+                planned += 1;
+            }
+        }
+    }
+    assert!(planned > 100, "{planned}");
 }
