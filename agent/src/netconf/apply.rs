@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::plan::{NetStep, Plan};
+use super::plan::Plan;
+use super::step::NetStep;
 use crate::network::SYS_CLASS_NET;
 use crate::tools::{Invocation, ToolError};
 

@@ -5,7 +5,7 @@
 //! Three layers, each usable alone:
 //! - [`parse`] reads the document into [`NetworkData`] ([`model`]), leniently: numbers as
 //!   strings, `null`s, unknown fields are all accepted.
-//! - [`plan`] turns it, with the machine's NICs ([`ObservedNic`]), into a [`Plan`]: ordered
+//! - [`plan()`] turns it, with the machine's NICs ([`ObservedNic`]), into a [`Plan`]: ordered
 //!   [`NetStep`]s, the interfaces still needing DHCP, and warnings. [`plan_vlans`] does the
 //!   same for `ipa-enable-vlan-interfaces` ([`vlans`]). Both are pure.
 //! - [`apply_plan`] carries a plan out through a [`NetOps`]: [`SystemNetOps`] (`ip`, bonding
@@ -33,6 +33,7 @@ pub mod addr;
 pub mod apply;
 pub mod model;
 pub mod plan;
+pub mod step;
 pub mod vlans;
 
 #[cfg(test)]
@@ -45,5 +46,6 @@ pub use apply::{
 pub use model::{
     Link, LinkKind, NetDataError, Network, NetworkData, NetworkKind, Num, Route, Service, parse,
 };
-pub use plan::{NetStep, ObservedNic, Plan, plan};
+pub use plan::{ObservedNic, Plan, plan};
+pub use step::NetStep;
 pub use vlans::{VlanPlan, needs_lldp, plan_vlans};

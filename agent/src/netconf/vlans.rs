@@ -12,7 +12,8 @@
 //! refused with a warning here, and an entry repeated is created once.
 
 use super::addr::{normalize_mac, valid_ifname};
-use super::plan::{NetStep, ObservedNic};
+use super::plan::ObservedNic;
+use super::step::NetStep;
 
 /// The VLAN interfaces to create.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
