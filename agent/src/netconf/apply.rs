@@ -106,13 +106,31 @@ impl SystemNetOps {
             )?;
         }
         let bonding = bond_dir.join("bonding");
+        // Applying the same plan again (the ramdisk's /init, then the agent) finds the bond
+        // configured: what already holds is left alone, as the kernel refuses to change the
+        // mode of a bond with slaves even to the same value.
+        let current = |file: &str| {
+            std::fs::read_to_string(bonding.join(file))
+                .ok()
+                .and_then(|t| t.split_whitespace().next().map(str::to_string))
+        };
+        let slaves = std::fs::read_to_string(bonding.join("slaves")).unwrap_or_default();
+        let slaves: Vec<&str> = slaves.split_whitespace().collect();
         // The mode can only change while the bond is down and has no slaves: first.
-        Self::write_sys(&bonding.join("mode"), mode)?;
+        if current("mode").as_deref() != Some(mode) {
+            Self::write_sys(&bonding.join("mode"), mode)?;
+        }
         for (option, value) in options {
-            Self::write_sys(&bonding.join(option), value)?;
+            if current(option).as_deref() != Some(value.as_str()) {
+                Self::write_sys(&bonding.join(option), value)?;
+            }
         }
         let mut enslaved = 0;
         for member in members {
+            if slaves.contains(&member.as_str()) {
+                enslaved += 1;
+                continue;
+            }
             let joined = self
                 .ip(&ip_args(&["link", "set", "dev", member, "down"]))
                 .and_then(|()| Self::write_sys(&bonding.join("slaves"), &format!("+{member}")));
@@ -238,8 +256,16 @@ impl NetOps for SystemNetOps {
                 search,
             } => self.write_resolv_conf(&resolv_conf_text(nameservers, search)),
             other => {
-                for args in ip_commands(other) {
-                    self.ip(&args)?;
+                for (n, args) in ip_commands(other).iter().enumerate() {
+                    // A VLAN interface made by an earlier run is not added again.
+                    if n == 0
+                        && let NetStep::CreateVlan { name, .. } = other
+                        && self.sys_class_net.join(name).exists()
+                    {
+                        info!(interface = %name, "VLAN interface already exists");
+                        continue;
+                    }
+                    self.ip(args)?;
                 }
                 Ok(())
             }

@@ -28,6 +28,10 @@
 //! not be planned) keeps DHCP, and a NIC the data configures statically does not get it. After
 //! [`apply_plan`], interfaces whose configuration failed, and the NICs under a bond or VLAN
 //! that could not be created, are added back ([`ApplyReport::dhcp`]).
+//!
+//! Applying a plan twice (the ramdisk's `/init`, then the agent) is harmless: addresses and
+//! routes are `replace`d, an existing VLAN interface is kept, and a bond's mode, options and
+//! slaves are written only when they differ.
 
 pub mod addr;
 pub mod apply;

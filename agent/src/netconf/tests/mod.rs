@@ -711,6 +711,33 @@ fn system_ops_write_bonding_sysfs_and_resolv_conf() -> anyhow::Result<()> {
     assert_eq!(std::fs::read_to_string(bonding.join("miimon"))?, "100");
     assert_eq!(std::fs::read_to_string(bonding.join("lacp_rate"))?, "fast");
     assert_eq!(std::fs::read_to_string(bonding.join("slaves"))?, "+eth0");
+    // Again (a second run): the bond is left as it is; `false` as `ip` proves no member is
+    // taken down again.
+    std::fs::write(bonding.join("mode"), "active-backup 1\n")?;
+    std::fs::write(bonding.join("slaves"), "eth0\n")?;
+    std::fs::write(bonding.join("miimon"), "100\n")?;
+    std::fs::write(bonding.join("lacp_rate"), "fast 1\n")?;
+    SystemNetOps::with_paths(&root, &sys, "false").apply(&NetStep::CreateBond {
+        name: "bond0".into(),
+        mode: "active-backup".into(),
+        options: vec![
+            ("miimon".into(), "100".into()),
+            ("lacp_rate".into(), "fast".into()),
+        ],
+        members: vec!["eth0".into()],
+    })?;
+    assert_eq!(
+        std::fs::read_to_string(bonding.join("mode"))?,
+        "active-backup 1\n"
+    );
+    // An existing VLAN interface is not added again.
+    std::fs::create_dir_all(sys.join("eth0.5"))?;
+    SystemNetOps::with_paths(&root, &sys, "false").apply(&NetStep::CreateVlan {
+        parent: "eth0".into(),
+        id: 5,
+        name: "eth0.5".into(),
+        mac: None,
+    })?;
     // A bond that does not exist yet is asked of bonding_masters.
     let missing = ops.apply(&NetStep::CreateBond {
         name: "bond1".into(),
