@@ -6,7 +6,7 @@ TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 
 # Every target, in the order the smoke run takes them (used by the scripts that source this).
 # shellcheck disable=SC2034
-TARGETS=(api_request kernel_cmdline image_info root_device_hints superblock_probe plugin_protocol inject_walker lldp)
+TARGETS=(api_request kernel_cmdline image_info root_device_hints superblock_probe plugin_protocol inject_walker lldp network_data)
 
 # Largest input per target (libFuzzer -max_len): real inputs plus room to grow.
 max_len() {
@@ -19,6 +19,7 @@ max_len() {
         plugin_protocol) echo 16384 ;;
         inject_walker) echo 4096 ;;      # up to 64 short commands
         lldp) echo 1600 ;;               # one frame, as the capture reads it
+        network_data) echo 16384 ;;      # real documents are a few KiB
         *) echo "unknown fuzz target $1" >&2; return 1 ;;
     esac
 }

@@ -44,6 +44,27 @@ def compact(v):
     return json.dumps(v, separators=(", ", ": "))
 
 
+# ---- network_data --------------------------------------------------------------------------
+
+NETCONF_FIXTURES = FUZZ.parent / "agent/src/netconf/tests/fixtures"
+
+
+def network_data():
+    """The netconf unit tests' samples (glean, Nova), their MACs replaced by the target's two
+    fake NICs (52:54:00:aa:00:01 and :02) so that planning goes past MAC matching; one with an
+    ipa-enable-vlan-interfaces value after a NUL byte."""
+    fakes = ["52:54:00:aa:00:01", "52:54:00:AA:00:02"]
+    for f in sorted(NETCONF_FIXTURES.glob("*.json")):
+        doc = json.loads(f.read_text())
+        macs = {}
+        for link in doc.get("links") or []:
+            mac = link.get("ethernet_mac_address")
+            if mac and link.get("type") not in ("bond", "vlan"):
+                link["ethernet_mac_address"] = macs.setdefault(mac, fakes[len(macs) % 2])
+        seed("network_data", f.stem, compact(doc))
+    seed("network_data", "vlan-spec", "{}\0eth0.100, 52:54:00:aa:00:02.7,eth1,all")
+
+
 # ---- inject_walker -------------------------------------------------------------------------
 
 # Trees like the walker's unit tests: links to `/`, climbing `..`, absolute links to the host
@@ -544,6 +565,7 @@ def main():
     plugin_protocol()
     inject_walker()
     lldp()
+    network_data()
     with tempfile.TemporaryDirectory(prefix="fuzz-seeds-") as tmp:
         notes = superblock_probe(Path(tmp))
     for n in notes:
