@@ -82,7 +82,7 @@ fn good_answer_sets_the_clock_ahead() {
     });
     let clock = RecordingClock::default();
     let before = SystemTime::now();
-    let sample = sync(&[addr.clone()], T, &clock).expect("sync");
+    let sample = sync(std::slice::from_ref(&addr), T, &clock).expect("sync");
     h.join().expect("responder");
     assert_eq!(sample.server.to_string(), addr);
     assert_eq!(sample.stratum, 2);
