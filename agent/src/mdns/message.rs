@@ -581,3 +581,31 @@ mod tests {
         assert!(Name::parse("a.B").same(&Name::parse("A.b.")));
     }
 }
+
+#[cfg(test)]
+mod seed_tests {
+    use super::*;
+
+    /// The fuzz seeds (`fuzz/make_seeds.py`) are valid messages that survive a round trip.
+    #[test]
+    fn fuzz_seeds_decode() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/mdns_message");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let mut seen = 0;
+        for e in entries.flatten() {
+            if !e.file_name().to_string_lossy().starts_with("seed-") {
+                continue;
+            }
+            seen += 1;
+            let data = std::fs::read(e.path()).expect("read seed");
+            let m = Message::decode(&data).unwrap_or_else(|err| panic!("{:?}: {err}", e.path()));
+            let again = Message::decode(&m.encode().expect("encode")).expect("decode");
+            assert_eq!(again, m);
+            assert!(m.records().count() > 0 || !m.questions.is_empty());
+        }
+        assert!(seen >= 4, "{seen} seeds");
+    }
+}
