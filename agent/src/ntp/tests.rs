@@ -26,7 +26,13 @@ enum Answer {
 }
 
 fn responder(answer: Answer) -> (String, JoinHandle<()>) {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind responder");
+    responder_on(
+        UdpSocket::bind("127.0.0.1:0").expect("bind responder"),
+        answer,
+    )
+}
+
+fn responder_on(sock: UdpSocket, answer: Answer) -> (String, JoinHandle<()>) {
     let addr = sock.local_addr().expect("local addr").to_string();
     sock.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
@@ -182,4 +188,22 @@ fn server_spellings_resolve() {
         sync(&[], T, &RecordingClock::default()),
         Err(NtpError::NoServers)
     ));
+}
+
+#[test]
+fn ipv6_loopback_server() {
+    // Skipped where the host has no IPv6 loopback.
+    let Ok(sock) = UdpSocket::bind("[::1]:0") else {
+        return;
+    };
+    let (addr, h) = responder_on(
+        sock,
+        Answer::Good {
+            ahead: Duration::from_secs(1),
+        },
+    );
+    assert!(addr.starts_with("[::1]:"), "{addr}");
+    let sample = query_with(&addr, T, &RecordingClock::default()).expect("query over IPv6");
+    assert!(sample.server.is_ipv6());
+    h.join().expect("responder");
 }
