@@ -6,7 +6,7 @@ TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 
 # Every target, in the order the smoke run takes them (used by the scripts that source this).
 # shellcheck disable=SC2034
-TARGETS=(api_request kernel_cmdline image_info root_device_hints superblock_probe plugin_protocol inject_walker lldp network_data)
+TARGETS=(api_request kernel_cmdline image_info root_device_hints superblock_probe plugin_protocol inject_walker lldp network_data mdns_message)
 
 # Largest input per target (libFuzzer -max_len): real inputs plus room to grow.
 max_len() {
@@ -20,6 +20,7 @@ max_len() {
         inject_walker) echo 4096 ;;      # up to 64 short commands
         lldp) echo 1600 ;;               # one frame, as the capture reads it
         network_data) echo 16384 ;;      # real documents are a few KiB
+        mdns_message) echo 9000 ;;       # largest mDNS message (RFC 6762 section 17)
         *) echo "unknown fuzz target $1" >&2; return 1 ;;
     esac
 }

@@ -553,6 +553,51 @@ def lldp():
     seed("lldp", "padded", base + tlv(0, b"") + bytes(20))
     seed("lldp", "no-end", base + b"\x01")
     seed("lldp", "org", base + tlv(127, b"\x00\x12\x0f\x01\x03\x6c\x03\x00\x10") + tlv(0, b""))
+# ---- mdns_message --------------------------------------------------------------------------
+
+def _dns_name(name):
+    out = b""
+    for label in name.rstrip(".").split("."):
+        out += bytes([len(label)]) + label.encode()
+    return out + b"\0"
+
+
+def _dns_rr(name, rtype, rdata, cls=0x8001, ttl=120):
+    return name + struct.pack(">HHIH", rtype, cls, ttl, len(rdata)) + rdata
+
+
+def mdns_message():
+    """Answers as an mDNS responder (e.g. Ironic's or avahi) sends them: uncompressed and
+    with compression pointers, IPv4 and IPv6, a hostname outside .local, and a query."""
+    inst = _dns_name("baremetal._openstack._tcp.local")
+    host = _dns_name("ironic.local")
+    txt = b"".join(bytes([len(s)]) + s for s in
+                   [b"path=/baremetal", b"protocol=http", b"ipa_ntp_server=192.0.2.1", b"flag"])
+    srv = struct.pack(">HHH", 0, 0, 6385) + host
+    head = struct.pack(">HHHHHH", 0, 0x8400, 0, 3, 0, 2)
+    seed("mdns_message", "plain", head
+         + _dns_rr(_dns_name("_openstack._tcp.local"), 12, inst, cls=1)
+         + _dns_rr(inst, 33, srv) + _dns_rr(inst, 16, txt)
+         + _dns_rr(host, 1, bytes([192, 0, 2, 10]))
+         + _dns_rr(host, 28, bytes.fromhex("20010db8000000000000000000000010")))
+    # Compressed: the question at offset 12 names the instance; records point back to it.
+    q = inst + struct.pack(">HH", 33, 0x8001)
+    ptr_inst = b"\xc0\x0c"
+    ptr_local = bytes([0xc0, 12 + 1 + len("baremetal") + 1 + len("_openstack") + 1 + len("_tcp")])
+    named = b"\x06ironic" + ptr_local
+    srv_c = struct.pack(">HHH", 0, 0, 80) + named
+    seed("mdns_message", "compressed", struct.pack(">HHHHHH", 0x1234, 0x8400, 1, 2, 0, 1) + q
+         + _dns_rr(ptr_inst, 33, srv_c) + _dns_rr(ptr_inst, 16, b"\x05path=")
+         + _dns_rr(b"\x06ironic" + ptr_local, 1, bytes([192, 0, 2, 11])))
+    srv_n = struct.pack(">HHH", 0, 0, 443) + _dns_name("ironic.example.com")
+    seed("mdns_message", "named-host", struct.pack(">HHHHHH", 0, 0x8400, 0, 3, 0, 0)
+         + _dns_rr(inst, 33, srv_n) + _dns_rr(inst, 16, b"\x00")
+         + _dns_rr(_dns_name("ironic.example.com"), 1, bytes([192, 0, 2, 12])))
+    seed("mdns_message", "query", struct.pack(">HHHHHH", 7, 0, 3, 0, 0, 0)
+         + _dns_name("_openstack._tcp.local") + struct.pack(">HH", 12, 0x8001)
+         + inst + struct.pack(">HH", 33, 0x8001)
+         + bytes([0xc0, 12 + len(_dns_name("_openstack._tcp.local")) + 4])
+         + struct.pack(">HH", 16, 0x8001))
 
 
 def main():
@@ -566,6 +611,7 @@ def main():
     inject_walker()
     lldp()
     network_data()
+    mdns_message()
     with tempfile.TemporaryDirectory(prefix="fuzz-seeds-") as tmp:
         notes = superblock_probe(Path(tmp))
     for n in notes:

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use hardware_managers::{BlockDevice, HardwareError, Inventory};
+use hardware_managers::{BlockDevice, HardwareError, Inventory, NetworkInterface};
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::client::{http_client, ironic_fault};
 use crate::context::AgentContext;
@@ -59,11 +59,21 @@ pub enum InspectionError {
     Post(String),
 }
 
-/// Runs the configured collectors.
+/// Runs the configured collectors, waiting first for the PXE NIC's address (today's
+/// behaviour; see [`collect_with`]).
 pub async fn collect(
     ctx: &std::sync::Arc<AgentContext>,
 ) -> Result<InspectionData, InspectionError> {
-    wait_for_dhcp(ctx).await;
+    collect_with(ctx, false).await
+}
+
+/// Runs the configured collectors after [`wait_for_dhcp`] (every interface when
+/// `all_interfaces`: `ipa-inspection-dhcp-all-interfaces`).
+pub async fn collect_with(
+    ctx: &std::sync::Arc<AgentContext>,
+    all_interfaces: bool,
+) -> Result<InspectionData, InspectionError> {
+    wait_for_dhcp(ctx, all_interfaces).await;
     let c = ctx.clone();
     let data = tokio::task::spawn_blocking(move || collect_blocking(&c))
         .await
@@ -139,39 +149,102 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
     })
 }
 
-/// Waits (bounded by `ipa-inspection-dhcp-wait-timeout`) until the PXE NIC, or any NIC when
-/// there is no `BOOTIF`, has an IPv4 address.
-async fn wait_for_dhcp(ctx: &std::sync::Arc<AgentContext>) {
+/// How often [`wait_for_ipv4`] lists the interfaces again.
+pub const DHCP_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Waits (bounded by `ipa-inspection-dhcp-wait-timeout`, 0 for no wait) until the interfaces
+/// inspection needs have IPv4 addresses; see [`wait_for_ipv4`].
+pub async fn wait_for_dhcp(ctx: &std::sync::Arc<AgentContext>, all_interfaces: bool) -> bool {
     let limit = ctx.config.inspection_dhcp_wait_timeout;
-    if limit.is_zero() {
-        return;
-    }
-    let deadline = tokio::time::Instant::now() + limit;
     let pxe_mac = ctx.config.bootif.as_deref().map(bootif_mac);
+    wait_for_ipv4(
+        limit,
+        pxe_mac.as_deref(),
+        all_interfaces,
+        DHCP_RETRY_INTERVAL,
+        || {
+            let c = ctx.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    c.chain
+                        .dispatch("list_network_interfaces", |m| m.list_network_interfaces())
+                })
+                .await
+                .ok()
+                .and_then(Result::ok)
+            }
+        },
+    )
+    .await
+}
+
+/// Which listed interfaces still lack an IPv4 address. With `all_interfaces`, every one
+/// (IPA's `inspection_dhcp_all_interfaces`); otherwise the one whose MAC is `pxe_mac`
+/// (`BOOTIF`) or, without `BOOTIF`, any one (none is missing once one has an address).
+pub fn missing_ipv4(
+    nics: &[NetworkInterface],
+    pxe_mac: Option<&str>,
+    all_interfaces: bool,
+) -> Vec<String> {
+    if all_interfaces {
+        return nics
+            .iter()
+            .filter(|n| n.ipv4_address.is_none())
+            .map(|n| n.name.clone())
+            .collect();
+    }
+    let wanted: Vec<&NetworkInterface> = nics
+        .iter()
+        .filter(|n| pxe_mac.is_none_or(|mac| n.mac_address.eq_ignore_ascii_case(mac)))
+        .collect();
+    if wanted.iter().any(|n| n.ipv4_address.is_some()) {
+        return Vec::new();
+    }
+    match (wanted.is_empty(), pxe_mac) {
+        (true, Some(mac)) => vec![mac.to_string()],
+        (true, None) => vec!["(any interface)".to_string()],
+        (false, _) => wanted.iter().map(|n| n.name.clone()).collect(),
+    }
+}
+
+/// Lists the interfaces (`list`, `None` when listing failed) every `interval` until none is
+/// [`missing_ipv4`] or `timeout` passed (a zero timeout does not wait at all). Returns whether
+/// the addresses came; a timeout is logged with the interfaces still missing one.
+pub async fn wait_for_ipv4<F, Fut>(
+    timeout: Duration,
+    pxe_mac: Option<&str>,
+    all_interfaces: bool,
+    interval: Duration,
+    mut list: F,
+) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<Vec<NetworkInterface>>>,
+{
+    if timeout.is_zero() {
+        return true;
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let c = ctx.clone();
-        let nics = tokio::task::spawn_blocking(move || {
-            c.chain
-                .dispatch("list_network_interfaces", |m| m.list_network_interfaces())
-        })
-        .await;
-        let ready = match nics {
-            Ok(Ok(nics)) => nics.iter().any(|n| {
-                n.ipv4_address.is_some()
-                    && pxe_mac
-                        .as_ref()
-                        .is_none_or(|mac| n.mac_address.eq_ignore_ascii_case(mac))
-            }),
-            _ => false,
+        let missing = match list().await {
+            Some(nics) => missing_ipv4(&nics, pxe_mac, all_interfaces),
+            None => vec!["(listing the interfaces failed)".to_string()],
         };
-        if ready {
-            return;
+        if missing.is_empty() {
+            return true;
         }
+        debug!(
+            ?missing,
+            "still waiting for interfaces to get IPv4 addresses"
+        );
         if tokio::time::Instant::now() >= deadline {
-            warn!("no IPv4 address on the PXE interface after {limit:?}; inspecting anyway");
-            return;
+            warn!(
+                ?missing,
+                "not all network interfaces received IPv4 addresses in {timeout:?}; inspecting anyway"
+            );
+            return false;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 
@@ -249,5 +322,84 @@ mod tests {
     fn bootif_to_mac() {
         assert_eq!(bootif_mac("01-52-54-00-AB-cd-ef"), "52:54:00:ab:cd:ef");
         assert_eq!(bootif_mac("52:54:00:ab:cd:ef"), "52:54:00:ab:cd:ef");
+    }
+
+    fn nic(name: &str, mac: &str, ip: Option<&str>) -> NetworkInterface {
+        NetworkInterface {
+            name: name.into(),
+            mac_address: mac.into(),
+            ipv4_address: ip.map(String::from),
+            ipv6_address: None,
+            has_carrier: true,
+            lldp: None,
+            vendor: None,
+            product: None,
+            client_id: None,
+            biosdevname: None,
+            speed_mbps: None,
+            pci_address: None,
+            driver: None,
+        }
+    }
+
+    #[test]
+    fn which_interfaces_are_missing_an_address() {
+        let nics = [
+            nic("eth0", "52:54:00:00:00:01", Some("192.0.2.5")),
+            nic("eth1", "52:54:00:00:00:02", None),
+        ];
+        // The PXE NIC only.
+        assert!(missing_ipv4(&nics, Some("52:54:00:00:00:01"), false).is_empty());
+        assert_eq!(
+            missing_ipv4(&nics, Some("52:54:00:00:00:02"), false),
+            ["eth1"]
+        );
+        assert_eq!(
+            missing_ipv4(&nics, Some("52:54:00:00:00:09"), false),
+            ["52:54:00:00:00:09"]
+        );
+        // No BOOTIF: any NIC with an address will do (this agent's rule; IPA does not wait).
+        assert!(missing_ipv4(&nics, None, false).is_empty());
+        assert_eq!(missing_ipv4(&[], None, false), ["(any interface)"]);
+        // All interfaces, BOOTIF or not.
+        assert_eq!(
+            missing_ipv4(&nics, Some("52:54:00:00:00:01"), true),
+            ["eth1"]
+        );
+        assert_eq!(missing_ipv4(&nics, None, true), ["eth1"]);
+        assert!(missing_ipv4(&nics[..1], None, true).is_empty());
+    }
+
+    #[tokio::test]
+    async fn waits_for_every_interface_when_asked() {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let list = || {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let second = (n >= 2).then_some("192.0.2.6");
+            async move {
+                Some(vec![
+                    nic("eth0", "52:54:00:00:00:01", Some("192.0.2.5")),
+                    nic("eth1", "52:54:00:00:00:02", second),
+                ])
+            }
+        };
+        let t = Duration::from_secs(5);
+        let ms = Duration::from_millis(10);
+        assert!(wait_for_ipv4(t, Some("52:54:00:00:00:01"), false, ms, list).await);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(wait_for_ipv4(t, Some("52:54:00:00:00:01"), true, ms, list).await);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_the_timeout_and_zero_does_not_wait() {
+        let started = std::time::Instant::now();
+        let never = || async { Some(vec![nic("eth0", "52:54:00:00:00:01", None)]) };
+        let ms = Duration::from_millis(20);
+        assert!(!wait_for_ipv4(Duration::from_millis(100), None, true, ms, never).await);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        let failing = || async { None };
+        assert!(!wait_for_ipv4(Duration::from_millis(50), None, false, ms, failing).await);
+        assert!(wait_for_ipv4(Duration::ZERO, None, true, ms, never).await);
     }
 }
