@@ -20,6 +20,7 @@ pub mod fetch;
 pub mod image;
 pub mod limits;
 pub mod logbuf;
+pub mod media;
 pub mod network;
 pub mod power;
 pub mod record;
