@@ -1,16 +1,26 @@
-//! Agent configuration: IPA's kernel parameters, overridden by command-line flags.
+//! Agent configuration, layered as IPA's: built-in defaults < kernel command line <
+//! `parameters.txt` on virtual media < configuration files < command-line flags.
 
 pub mod cmdline;
+pub mod early;
+pub mod files;
+pub mod ini;
 pub mod lookup;
+pub mod options;
+pub mod vmedia;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 
+use crate::media::Notes;
+
 pub use self::cmdline::KernelParams;
+pub use self::early::EarlyLog;
+pub use self::files::ConfValues;
 
 /// Default agent API port (IPA's).
 pub const DEFAULT_PORT: u16 = 9999;
@@ -92,6 +102,28 @@ pub struct Flags {
     /// otherwise (kernel: ipa-ignore-bootloader-failure).
     #[arg(long)]
     pub ignore_bootloader_failure: bool,
+    /// An IPA configuration file (repeatable; later files win). Replaces the default file
+    /// (`~/ironic-python-agent.conf` or `/etc/ironic-python-agent.conf`).
+    #[arg(long, value_name = "PATH")]
+    pub config_file: Vec<PathBuf>,
+    /// A directory of IPA configuration files, its `*.conf` read in name order (repeatable).
+    /// Replaces the default directories (`ironic-python-agent.conf.d` in `~` or `/etc`, and
+    /// `/etc/ironic-python-agent.d`).
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Vec<PathBuf>,
+    /// Root of the default configuration paths and of where virtual-media configuration is
+    /// copied to (tests; `$HOME` is not searched unless this is `/`).
+    #[arg(long, default_value = "/", hide = true, value_name = "DIR")]
+    pub etc_root: PathBuf,
+    /// The sysfs root scanned for virtual media (tests).
+    #[arg(long, default_value = "/sys", hide = true, value_name = "DIR")]
+    pub sys_root: PathBuf,
+    /// The device directory scanned for virtual media (tests).
+    #[arg(long, default_value = "/dev", hide = true, value_name = "DIR")]
+    pub dev_root: PathBuf,
+    /// Loop devices may be virtual media (tests).
+    #[arg(long, hide = true)]
+    pub vmedia_allow_loop: bool,
 }
 
 fn parse_power_mode(s: &str) -> Result<PowerMode, String> {
@@ -186,7 +218,39 @@ pub struct Config {
     pub enable_bios_bootloader_install: bool,
     /// `ignore_bootloader_failure`: `None` when not configured.
     pub ignore_bootloader_failure: Option<bool>,
-    /// Kernel parameters, for anything read directly.
+    /// `ipa-api-url=mdns`: the API URL is to be discovered by mDNS (`api_urls` is empty).
+    pub api_url_mdns: bool,
+    /// Client certificate presented to the Ironic API (`certfile`; only with `keyfile`).
+    pub certfile: Option<PathBuf>,
+    /// Its private key (`keyfile`).
+    pub keyfile: Option<PathBuf>,
+    /// NTP servers (`ntp_server`, comma separated).
+    pub ntp_server: Vec<String>,
+    /// Fail when the clock cannot be synchronised (`fail_if_clock_not_set`).
+    pub fail_if_clock_not_set: bool,
+    /// Checks for a suitable disk before giving up (`disk_wait_attempts`).
+    pub disk_wait_attempts: u32,
+    /// Pause between those checks (`disk_wait_delay`).
+    pub disk_wait_delay: Duration,
+    /// Attempts at finding the IPv4 address to advertise (`ip_lookup_attempts`).
+    pub ip_lookup_attempts: u32,
+    /// Pause between them (`ip_lookup_sleep`, kernel: ipa-ip-lookup-timeout).
+    pub ip_lookup_sleep: Duration,
+    /// Wait for DHCP on every NIC, not only the PXE one (`inspection_dhcp_all_interfaces`).
+    pub inspection_dhcp_all_interfaces: bool,
+    /// How long to listen for LLDP (`lldp_timeout`).
+    pub lldp_timeout: Duration,
+    /// Collect LLDP for the inventory (`collect_lldp`).
+    pub collect_lldp: bool,
+    /// VLAN interfaces to bring up (`enable_vlan_interfaces`), raw; `None` when empty.
+    pub enable_vlan_interfaces: Option<String>,
+    /// Booted with `boot_method=vmedia`.
+    pub boot_method_vmedia: bool,
+    /// What the configuration was read from, in order (for the logs).
+    pub sources: Vec<String>,
+    /// Kernel parameters, for anything read directly: the command line with `parameters.txt`
+    /// and the configuration files' values of options that have a kernel parameter merged over
+    /// it.
     pub kernel: KernelParams,
 }
 
@@ -226,6 +290,21 @@ impl std::fmt::Debug for Config {
             debug,
             enable_bios_bootloader_install,
             ignore_bootloader_failure,
+            api_url_mdns,
+            certfile,
+            keyfile,
+            ntp_server,
+            fail_if_clock_not_set,
+            disk_wait_attempts,
+            disk_wait_delay,
+            ip_lookup_attempts,
+            ip_lookup_sleep,
+            inspection_dhcp_all_interfaces,
+            lldp_timeout,
+            collect_lldp,
+            enable_vlan_interfaces,
+            boot_method_vmedia,
+            sources,
             kernel,
         } = self;
         f.debug_struct("Config")
@@ -269,29 +348,106 @@ impl std::fmt::Debug for Config {
                 enable_bios_bootloader_install,
             )
             .field("ignore_bootloader_failure", ignore_bootloader_failure)
+            .field("api_url_mdns", api_url_mdns)
+            .field("certfile", certfile)
+            .field("keyfile", keyfile)
+            .field("ntp_server", ntp_server)
+            .field("fail_if_clock_not_set", fail_if_clock_not_set)
+            .field("disk_wait_attempts", disk_wait_attempts)
+            .field("disk_wait_delay", disk_wait_delay)
+            .field("ip_lookup_attempts", ip_lookup_attempts)
+            .field("ip_lookup_sleep", ip_lookup_sleep)
+            .field(
+                "inspection_dhcp_all_interfaces",
+                inspection_dhcp_all_interfaces,
+            )
+            .field("lldp_timeout", lldp_timeout)
+            .field("collect_lldp", collect_lldp)
+            .field("enable_vlan_interfaces", enable_vlan_interfaces)
+            .field("boot_method_vmedia", boot_method_vmedia)
+            .field("sources", sources)
             .field("kernel", kernel)
             .finish()
     }
 }
 
 impl Config {
-    /// Reads the kernel command line named by `flags.cmdline` and merges the flags over it.
-    pub fn load(flags: &Flags) -> anyhow::Result<Self> {
+    /// Loads the configuration as IPA does: the kernel command line named by `flags.cmdline`;
+    /// with `boot_method=vmedia`, `parameters.txt` of the virtual-media floppy over it and the
+    /// configuration copied from the virtual-media ISO or config drive; the configuration files
+    /// ([`files`]); the flags over everything. What was read from where, and anything ignored,
+    /// goes to `early` (logged once the logger exists).
+    pub fn load(flags: &Flags, early: &mut EarlyLog) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(&flags.cmdline)
             .with_context(|| format!("reading kernel command line {}", flags.cmdline.display()))?;
-        Self::from_parts(flags, KernelParams::parse(&text))
+        let mut kernel = KernelParams::parse(&text);
+        let mut sources = vec![format!("kernel command line {}", flags.cmdline.display())];
+        if vmedia::booted_from_vmedia(&kernel) {
+            let roots = crate::media::BlockRoots {
+                sys: flags.sys_root.clone(),
+                dev: flags.dev_root.clone(),
+                allow_loop: flags.vmedia_allow_loop,
+            };
+            if let Some((device, params)) = vmedia::read_params(&roots, early)? {
+                kernel.merge(&params);
+                sources.push(format!("{} on {}", vmedia::PARAMS_FILE, device.display()));
+            }
+            if let Some((device, copied)) = vmedia::copy_config(&roots, &flags.etc_root, early) {
+                sources.push(format!(
+                    "{} file(s) copied from {}",
+                    copied.len(),
+                    device.display()
+                ));
+            }
+        } else {
+            early.note(
+                tracing::Level::DEBUG,
+                "not booted with boot_method=vmedia: virtual media not looked for".into(),
+            );
+        }
+        let search = files::SearchRoots {
+            root: flags.etc_root.clone(),
+            home: (flags.etc_root == Path::new("/"))
+                .then(|| std::env::var_os("HOME").map(PathBuf::from))
+                .flatten(),
+        };
+        let paths = files::files_to_read(&search, &flags.config_file, &flags.config_dir)?;
+        let conf = files::read_files(&paths, early)?;
+        sources.extend(paths.iter().map(|p| p.display().to_string()));
+        let mut config = Self::from_sources(flags, kernel, &conf)?;
+        config.sources = sources;
+        for s in &config.sources {
+            early.note(tracing::Level::INFO, format!("configuration read from {s}"));
+        }
+        Ok(config)
     }
 
     /// Builds the configuration from parsed kernel parameters and flags (flags win).
     pub fn from_parts(flags: &Flags, kernel: KernelParams) -> anyhow::Result<Self> {
+        Self::from_sources(flags, kernel, &ConfValues::default())
+    }
+
+    /// Builds the configuration from kernel parameters (with `parameters.txt` already merged),
+    /// configuration-file values (over the kernel parameters) and flags (over both).
+    pub fn from_sources(
+        flags: &Flags,
+        mut kernel: KernelParams,
+        conf: &ConfValues,
+    ) -> anyhow::Result<Self> {
+        // `ipa-debug` overrides the files' `debug`, as IPA's set_override does.
+        let kernel_debug = kernel.get_bool("ipa-debug");
+        conf.merge_into(&mut kernel);
         let k = &kernel;
-        let api_urls = split_urls(flags.api_url.as_deref().or(k.get("ipa-api-url")));
-        for url in &api_urls {
-            if url == "mdns" {
-                bail!(
-                    "ipa-api-url=mdns: mDNS discovery is not supported by this agent; give the URL"
-                );
+        let api_url_raw = flags.api_url.as_deref().or(k.get("ipa-api-url"));
+        let mut api_urls = split_urls(api_url_raw);
+        let api_url_mdns = api_urls.iter().any(|u| u == "mdns");
+        if api_url_mdns {
+            if api_urls.len() > 1 {
+                bail!("ipa-api-url: `mdns` cannot be combined with URLs");
             }
+            api_urls.clear();
+        }
+        for url in &api_urls {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 bail!("invalid API URL `{url}`: must start with http:// or https://");
             }
@@ -358,6 +514,30 @@ impl Config {
                 None => Ok(Duration::from_secs(default)),
             }
         };
+        let count = |key: &str, default: u32, min: u32| -> anyhow::Result<u32> {
+            match k.get(key) {
+                Some(v) => v
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= min)
+                    .with_context(|| format!("{key}={v} is not an integer of at least {min}")),
+                None => Ok(default),
+            }
+        };
+        let path = |name: &str| conf.get(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let certfile = path("certfile");
+        let keyfile = path("keyfile");
+        let ntp_server = k
+            .get("ipa-ntp-server")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Config {
             api_urls,
             inspection_callback_urls,
@@ -380,9 +560,9 @@ impl Config {
             global_request_id: k.get("ipa-global-request-id").map(String::from),
             bootif: k.get("BOOTIF").map(String::from),
             allow_devices: flags.allow_device.clone(),
-            auto_tls: !flags.no_auto_tls,
+            auto_tls: !flags.no_auto_tls && conf.get_bool("enable_auto_tls").unwrap_or(true),
             insecure: flags.insecure || k.get_bool("ipa-insecure").unwrap_or(false),
-            cafile: flags.cafile.clone(),
+            cafile: flags.cafile.clone().or_else(|| path("cafile")),
             ironic_api_version,
             lookup_timeout: secs("ipa-lookup-timeout", 600)?,
             lookup_interval: secs("ipa-lookup-interval", 1)?,
@@ -393,7 +573,10 @@ impl Config {
             power: flags.power.clone(),
             network: flags.network.clone(),
             rescue_root: flags.rescue_root.clone(),
-            debug: flags.debug || k.get_bool("ipa-debug").unwrap_or(false),
+            debug: flags.debug
+                || kernel_debug
+                    .or_else(|| conf.get_bool("debug"))
+                    .unwrap_or(false),
             enable_bios_bootloader_install: flags.enable_bios_bootloader_install
                 || k.get_bool("ipa-enable-bios-bootloader-install")
                     .unwrap_or(false),
@@ -402,6 +585,27 @@ impl Config {
             } else {
                 k.get_bool("ipa-ignore-bootloader-failure")
             },
+            api_url_mdns,
+            certfile,
+            keyfile,
+            ntp_server,
+            fail_if_clock_not_set: conf.get_bool("fail_if_clock_not_set").unwrap_or(false),
+            disk_wait_attempts: count("ipa-disk-wait-attempts", 10, 0)?,
+            disk_wait_delay: secs("ipa-disk-wait-delay", 3)?,
+            ip_lookup_attempts: count("ipa-ip-lookup-attempts", 6, 1)?,
+            ip_lookup_sleep: secs("ipa-ip-lookup-timeout", 10)?,
+            inspection_dhcp_all_interfaces: k
+                .get_bool("ipa-inspection-dhcp-all-interfaces")
+                .unwrap_or(false),
+            lldp_timeout: secs("ipa-lldp-timeout", 30)?,
+            collect_lldp: k.get_bool("ipa-collect-lldp").unwrap_or(false),
+            enable_vlan_interfaces: k
+                .get("ipa-enable-vlan-interfaces")
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(String::from),
+            boot_method_vmedia: vmedia::booted_from_vmedia(k),
+            sources: Vec::new(),
             kernel,
         })
     }
@@ -538,11 +742,9 @@ mod tests {
     fn bad_values_are_clear_errors() {
         let bad = |cmd: &str| Config::from_parts(&flags(&[]), KernelParams::parse(cmd)).err();
         assert!(bad("ipa-api-url=ftp://x").is_some());
-        assert!(
-            bad("ipa-api-url=mdns")
-                .map(|e| e.to_string().contains("mDNS"))
-                .unwrap_or(false)
-        );
+        assert!(bad("ipa-api-url=mdns,http://a:1").is_some());
+        assert!(bad("ipa-ip-lookup-attempts=0").is_some());
+        assert!(bad("ipa-disk-wait-attempts=many").is_some());
         assert!(bad("ipa-listen-port=99999").is_some());
         assert!(bad("ipa-lookup-timeout=soon").is_some());
         // Past Duration's range, infinite or NaN: errors, never a panic (fuzz/kernel_cmdline).
@@ -585,6 +787,223 @@ mod tests {
         assert_eq!(c.rescue_root, PathBuf::from("/tmp/r"));
         assert!(Flags::try_parse_from(["a", "--network", "record:"]).is_err());
         assert!(Flags::try_parse_from(["a", "--network", "off"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn mdns_api_url_is_a_flag_not_an_error() -> anyhow::Result<()> {
+        let c = Config::from_parts(&flags(&[]), KernelParams::parse("ipa-api-url=mdns"))?;
+        assert!(c.api_url_mdns);
+        assert!(c.api_urls.is_empty());
+        let c = Config::from_parts(&flags(&[]), KernelParams::parse("ipa-api-url=http://a:1"))?;
+        assert!(!c.api_url_mdns);
+        Ok(())
+    }
+
+    #[test]
+    fn ipa_defaults_of_the_new_options() -> anyhow::Result<()> {
+        let c = Config::from_parts(&flags(&[]), KernelParams::parse(""))?;
+        assert_eq!(c.certfile, None);
+        assert_eq!(c.keyfile, None);
+        assert!(c.ntp_server.is_empty());
+        assert!(!c.fail_if_clock_not_set);
+        assert_eq!(c.disk_wait_attempts, 10);
+        assert_eq!(c.disk_wait_delay, Duration::from_secs(3));
+        assert_eq!(c.ip_lookup_attempts, 6);
+        assert_eq!(c.ip_lookup_sleep, Duration::from_secs(10));
+        assert!(!c.inspection_dhcp_all_interfaces);
+        assert_eq!(c.lldp_timeout, Duration::from_secs(30));
+        assert!(!c.collect_lldp);
+        assert_eq!(c.enable_vlan_interfaces, None);
+        assert!(!c.boot_method_vmedia);
+        assert!(c.auto_tls);
+        let c = Config::from_parts(
+            &flags(&[]),
+            KernelParams::parse(
+                "ipa-ntp-server=10.0.0.1,ntp.example.org ipa-disk-wait-attempts=2 \
+                 ipa-disk-wait-delay=1 ipa-ip-lookup-attempts=3 ipa-ip-lookup-timeout=4 \
+                 ipa-inspection-dhcp-all-interfaces=1 ipa-lldp-timeout=2.5 ipa-collect-lldp=1 \
+                 ipa-enable-vlan-interfaces=eth0.100 boot_method=vmedia",
+            ),
+        )?;
+        assert_eq!(c.ntp_server, vec!["10.0.0.1", "ntp.example.org"]);
+        assert_eq!(c.disk_wait_attempts, 2);
+        assert_eq!(c.disk_wait_delay, Duration::from_secs(1));
+        assert_eq!(c.ip_lookup_attempts, 3);
+        assert_eq!(c.ip_lookup_sleep, Duration::from_secs(4));
+        assert!(c.inspection_dhcp_all_interfaces);
+        assert_eq!(c.lldp_timeout, Duration::from_millis(2500));
+        assert!(c.collect_lldp);
+        assert_eq!(c.enable_vlan_interfaces.as_deref(), Some("eth0.100"));
+        assert!(c.boot_method_vmedia);
+        Ok(())
+    }
+
+    fn conf(text: &str) -> anyhow::Result<ConfValues> {
+        let mut v = ConfValues::default();
+        v.apply(Path::new("/test.conf"), text, &mut Vec::new())?;
+        Ok(v)
+    }
+
+    /// One option set at every layer: default < kernel < parameters.txt < file < flag.
+    #[test]
+    fn precedence_table() -> anyhow::Result<()> {
+        let url = |kernel: &str,
+                   params: &str,
+                   file: &str,
+                   flag: &[&str]|
+         -> anyhow::Result<Vec<String>> {
+            let mut k = KernelParams::parse(kernel);
+            k.merge(&KernelParams::parse_params_file(params));
+            Ok(Config::from_sources(&flags(flag), k, &conf(file)?)?.api_urls)
+        };
+        let (k, p, f) = (
+            "ipa-api-url=http://kernel:1",
+            "ipa-api-url=http://params:1",
+            "[DEFAULT]\napi_url = http://file:1\n",
+        );
+        let flag = ["--api-url", "http://flag:1"];
+        assert!(url("", "", "", &[])?.is_empty(), "default: none");
+        assert_eq!(url(k, "", "", &[])?, vec!["http://kernel:1"]);
+        assert_eq!(url(k, p, "", &[])?, vec!["http://params:1"]);
+        assert_eq!(url(k, p, f, &[])?, vec!["http://file:1"]);
+        assert_eq!(url(k, p, f, &flag)?, vec!["http://flag:1"]);
+        assert_eq!(url("", "", f, &[])?, vec!["http://file:1"]);
+
+        // The same for a number and a boolean.
+        let timeout = |kernel: &str, file: &str| -> anyhow::Result<Duration> {
+            Ok(
+                Config::from_sources(&flags(&[]), KernelParams::parse(kernel), &conf(file)?)?
+                    .lookup_timeout,
+            )
+        };
+        assert_eq!(timeout("", "")?, Duration::from_secs(600));
+        assert_eq!(timeout("ipa-lookup-timeout=5", "")?, Duration::from_secs(5));
+        assert_eq!(
+            timeout("ipa-lookup-timeout=5", "[DEFAULT]\nlookup_timeout=7\n")?,
+            Duration::from_secs(7)
+        );
+        let insecure = |kernel: &str, file: &str, flag: &[&str]| -> anyhow::Result<bool> {
+            Ok(
+                Config::from_sources(&flags(flag), KernelParams::parse(kernel), &conf(file)?)?
+                    .insecure,
+            )
+        };
+        assert!(insecure("ipa-insecure=1", "", &[])?);
+        assert!(!insecure(
+            "ipa-insecure=1",
+            "[DEFAULT]\ninsecure = false\n",
+            &[]
+        )?);
+        assert!(insecure(
+            "",
+            "[DEFAULT]\ninsecure = false\n",
+            &["--insecure"]
+        )?);
+        Ok(())
+    }
+
+    #[test]
+    fn file_only_options() -> anyhow::Result<()> {
+        let c = Config::from_sources(
+            &flags(&[]),
+            KernelParams::parse(""),
+            &conf(
+                "[DEFAULT]\ncafile = /etc/ironic-python-agent/ironic.crt\ncertfile = /c.pem\n\
+                 keyfile = /k.pem\nenable_auto_tls = false\nfail_if_clock_not_set = true\n\
+                 debug = true\n",
+            )?,
+        )?;
+        assert_eq!(
+            c.cafile.as_deref(),
+            Some(Path::new("/etc/ironic-python-agent/ironic.crt"))
+        );
+        assert_eq!(c.certfile.as_deref(), Some(Path::new("/c.pem")));
+        assert_eq!(c.keyfile.as_deref(), Some(Path::new("/k.pem")));
+        assert!(!c.auto_tls, "enable_auto_tls=false is --no-auto-tls");
+        assert!(c.fail_if_clock_not_set);
+        assert!(c.debug);
+        // The flag's CA wins; ipa-debug=0 on the kernel command line overrides the file's
+        // debug (IPA's set_override), --debug overrides both.
+        let file = conf("[DEFAULT]\ncafile = /file.crt\ndebug = true\n")?;
+        let c = Config::from_sources(
+            &flags(&["--cafile", "/flag.crt"]),
+            KernelParams::parse("ipa-debug=0"),
+            &file,
+        )?;
+        assert_eq!(c.cafile.as_deref(), Some(Path::new("/flag.crt")));
+        assert!(!c.debug);
+        let c = Config::from_sources(
+            &flags(&["--debug"]),
+            KernelParams::parse("ipa-debug=0"),
+            &file,
+        )?;
+        assert!(c.debug);
+        Ok(())
+    }
+
+    #[test]
+    fn load_reads_files_and_reports_them() -> anyhow::Result<()> {
+        let t = tempfile::tempdir()?;
+        let root = t.path().join("root");
+        let dropin = root.join("etc/ironic-python-agent.d");
+        std::fs::create_dir_all(&dropin)?;
+        std::fs::write(
+            dropin.join("ironic-tls.conf"),
+            "[DEFAULT]\ncafile = /etc/ironic-python-agent/ironic.crt\nunknown_thing = 1\n",
+        )?;
+        let cmdline = t.path().join("cmdline");
+        std::fs::write(&cmdline, "ipa-api-url=http://k:1 ipa-lookup-timeout=5\n")?;
+        let (cmd_s, root_s) = (cmdline.display().to_string(), root.display().to_string());
+        let mut early = EarlyLog::default();
+        let c = Config::load(
+            &flags(&["--cmdline", &cmd_s, "--etc-root", &root_s]),
+            &mut early,
+        )?;
+        assert_eq!(
+            c.cafile.as_deref(),
+            Some(Path::new("/etc/ironic-python-agent/ironic.crt"))
+        );
+        assert_eq!(c.api_urls, vec!["http://k:1"]);
+        assert_eq!(c.sources.len(), 2, "{:?}", c.sources);
+        let shown: Vec<&str> = early.lines().iter().map(|(_, l)| l.as_str()).collect();
+        assert!(
+            shown.iter().any(|l| l.contains("unknown_thing is not an")),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|l| l.contains("configuration read from") && l.contains("ironic-tls.conf")),
+            "{shown:?}"
+        );
+
+        // An explicit directory replaces the drop-in one; a malformed file is FILE:LINE.
+        let dir = t.path().join("conf.d");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(
+            dir.join("10-bad.conf"),
+            "[DEFAULT]\nlisten_port = 9998\nnot an assignment\n",
+        )?;
+        let dir_s = dir.display().to_string();
+        let e = Config::load(
+            &flags(&[
+                "--cmdline",
+                &cmd_s,
+                "--etc-root",
+                &root_s,
+                "--config-dir",
+                &dir_s,
+            ]),
+            &mut EarlyLog::default(),
+        )
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+        assert!(
+            e.contains(&format!("{}:3: ", dir.join("10-bad.conf").display())),
+            "{e}"
+        );
         Ok(())
     }
 
