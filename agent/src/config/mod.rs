@@ -416,6 +416,14 @@ impl Config {
         sources.extend(paths.iter().map(|p| p.display().to_string()));
         let mut config = Self::from_sources(flags, kernel, &conf)?;
         config.sources = sources;
+        if config.certfile.is_some() != config.keyfile.is_some() {
+            early.note(
+                tracing::Level::WARN,
+                "Only one of 'keyfile' and 'certfile' options is defined in config file. Its \
+                 value will be ignored."
+                    .into(),
+            );
+        }
         for s in &config.sources {
             early.note(tracing::Level::INFO, format!("configuration read from {s}"));
         }
