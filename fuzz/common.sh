@@ -6,7 +6,7 @@ TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 
 # Every target, in the order the smoke run takes them (used by the scripts that source this).
 # shellcheck disable=SC2034
-TARGETS=(api_request kernel_cmdline image_info root_device_hints superblock_probe plugin_protocol inject_walker)
+TARGETS=(api_request kernel_cmdline image_info root_device_hints superblock_probe plugin_protocol inject_walker ipa_conf)
 
 # Largest input per target (libFuzzer -max_len): real inputs plus room to grow.
 max_len() {
@@ -18,6 +18,7 @@ max_len() {
         superblock_probe) echo 266240 ;; # 260 KiB: the VHDX region table sits at 192 KiB
         plugin_protocol) echo 16384 ;;
         inject_walker) echo 4096 ;;      # up to 64 short commands
+        ipa_conf) echo 8192 ;;           # IPA's configuration files are a few lines
         *) echo "unknown fuzz target $1" >&2; return 1 ;;
     esac
 }
