@@ -19,9 +19,14 @@ impl EarlyLog {
 
     /// Logs every line through `tracing` (call right after the subscriber is installed).
     pub fn emit(&self) {
-        let mut sink = crate::media::TracingNotes;
         for (level, line) in &self.lines {
-            sink.note(*level, format!("early log: {line}"));
+            match *level {
+                Level::ERROR => tracing::error!("early log: {line}"),
+                Level::WARN => tracing::warn!("early log: {line}"),
+                Level::INFO => tracing::info!("early log: {line}"),
+                Level::DEBUG => tracing::debug!("early log: {line}"),
+                Level::TRACE => tracing::trace!("early log: {line}"),
+            }
         }
     }
 

@@ -159,6 +159,20 @@ impl ConfValues {
                     option: e.key.clone(),
                     message,
                 })?;
+            let shown = if super::cmdline::is_secret(spec.name) {
+                "***"
+            } else {
+                value.as_str()
+            };
+            notes.note(
+                Level::DEBUG,
+                format!(
+                    "{}:{}: [DEFAULT] {} = {shown}",
+                    file.display(),
+                    e.line,
+                    spec.name
+                ),
+            );
             self.values.insert(
                 spec.name,
                 FileValue {
