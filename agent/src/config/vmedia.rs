@@ -243,6 +243,107 @@ mod tests {
         Ok(())
     }
 
+    /// An ext4 image labelled `label` holding the files of `content` (`mkfs.ext4 -d`).
+    fn ext4_image(dir: &Path, name: &str, label: &str, content: &Path) -> anyhow::Result<PathBuf> {
+        let img = dir.join(name);
+        std::fs::File::create(&img)?.set_len(8 << 20)?;
+        let out = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", label, "-d"])
+            .arg(content)
+            .arg(&img)
+            .output()
+            .map_err(|e| anyhow::anyhow!("mkfs.ext4 is required by this test: {e}"))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "mkfs.ext4: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(img)
+    }
+
+    /// The whole vmedia path of `Config::load` on real loop devices (ext4: this host has no
+    /// vfat or iso9660), made to look like CD-ROM drives by a fake sysfs: `parameters.txt` on
+    /// `ir-vfd-dev` merged over the command line, `ironic-tls.conf` and the CA copied from
+    /// `config-2` into the etc root and read from there, both devices unmounted afterwards.
+    #[test]
+    fn load_with_virtual_media_on_loop_devices() -> anyhow::Result<()> {
+        use crate::config::{Config, EarlyLog, Flags};
+        use crate::testutil::LoopDevice;
+        use clap::Parser;
+
+        let t = tempfile::tempdir()?;
+        let floppy = t.path().join("floppy");
+        std::fs::create_dir_all(&floppy)?;
+        std::fs::write(
+            floppy.join(PARAMS_FILE),
+            "ipa-api-url=http://10.9.9.9:6385 ipa-lookup-timeout=77\nipa-debug=1\n",
+        )?;
+        let iso = t.path().join("iso");
+        std::fs::create_dir_all(iso.join("etc/ironic-python-agent.d"))?;
+        std::fs::create_dir_all(iso.join("etc/ironic-python-agent"))?;
+        std::fs::write(iso.join("etc/ironic-python-agent/ironic.crt"), "CA")?;
+        std::fs::write(
+            iso.join("etc/ironic-python-agent.d/ironic-tls.conf"),
+            "[DEFAULT]\ncafile = /etc/ironic-python-agent/ironic.crt\nlookup_timeout = 88\n",
+        )?;
+        let vfd = LoopDevice::attach(&ext4_image(t.path(), "vfd.img", "IR-VFD-DEV", &floppy)?)?;
+        let cd = LoopDevice::attach(&ext4_image(t.path(), "cd.img", "config-2", &iso)?)?;
+
+        let tree = FakeTree::new()?;
+        for lo in [&vfd, &cd] {
+            let name = lo
+                .path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            tree.add(&FakeDev {
+                scsi_type: Some("5"),
+                ..dev(name, "virtual", 16384)
+            })?;
+        }
+        let cmdline = t.path().join("cmdline");
+        std::fs::write(&cmdline, "boot_method=vmedia ipa-api-url=http://kernel:1\n")?;
+        let root = t.path().join("root");
+        let arg = |p: &Path| p.display().to_string();
+        let flags = Flags::parse_from([
+            "ironic-agent".to_string(),
+            format!("--cmdline={}", arg(&cmdline)),
+            format!("--etc-root={}", arg(&root)),
+            format!("--sys-root={}", arg(&tree.roots.sys)),
+            "--dev-root=/dev".into(),
+            "--vmedia-allow-loop".into(),
+        ]);
+        let mut early = EarlyLog::default();
+        let c = Config::load(&flags, &mut early)?;
+        let lines: Vec<&str> = early.lines().iter().map(|(_, l)| l.as_str()).collect();
+        assert!(c.boot_method_vmedia);
+        assert_eq!(c.api_urls, vec!["http://10.9.9.9:6385"], "{lines:#?}");
+        assert!(c.debug);
+        assert_eq!(
+            c.lookup_timeout,
+            std::time::Duration::from_secs(88),
+            "the copied file wins over parameters.txt"
+        );
+        assert_eq!(
+            c.cafile.as_deref(),
+            Some(Path::new("/etc/ironic-python-agent/ironic.crt"))
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/ironic-python-agent/ironic.crt"))?,
+            "CA"
+        );
+        assert_eq!(c.sources.len(), 4, "{:?}", c.sources);
+        assert!(c.sources[1].contains(&arg(&vfd.path)), "{:?}", c.sources);
+        // Nothing stays mounted.
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+        let (vfd_s, cd_s) = (arg(&vfd.path), arg(&cd.path));
+        assert!(
+            !mounts.contains(&format!(" {vfd_s} ")) && !mounts.contains(&format!(" {cd_s} ")),
+            "{mounts}"
+        );
+        Ok(())
+    }
+
     #[test]
     fn boot_method() {
         assert!(booted_from_vmedia(&KernelParams::parse(
