@@ -69,8 +69,8 @@ pub struct SearchRoots {
     pub home: Option<PathBuf>,
 }
 
-/// One option's value from a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One option's value from a file. `Debug` leaves the value out (it may be the agent token).
+#[derive(Clone, PartialEq, Eq)]
 pub struct FileValue {
     /// The checked value.
     pub value: String,
@@ -80,12 +80,40 @@ pub struct FileValue {
     pub line: usize,
 }
 
-/// The options read from every file, the latest value of each.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+impl std::fmt::Debug for FileValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileValue")
+            .field("file", &self.file)
+            .field("line", &self.line)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The options read from every file, the latest value of each. `Debug` shows secret values
+/// (the agent token) as `***`.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ConfValues {
     values: BTreeMap<&'static str, FileValue>,
     /// The files read, in order.
     pub files: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for ConfValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut map = f.debug_map();
+        for (name, v) in &self.values {
+            let shown = if super::cmdline::is_secret(name) {
+                "***"
+            } else {
+                v.value.as_str()
+            };
+            map.entry(
+                name,
+                &format_args!("{shown:?} ({}:{})", v.file.display(), v.line),
+            );
+        }
+        map.finish()
+    }
 }
 
 impl ConfValues {
@@ -372,6 +400,14 @@ mod tests {
             k.get("cafile"),
             None,
             "file-only options stay out of the kernel map"
+        );
+        let mut secret = ConfValues::default();
+        secret.apply(&a, "[DEFAULT]\nagent_token = tok-secret-0123\n", &mut notes)?;
+        assert_eq!(secret.get("agent_token"), Some("tok-secret-0123"));
+        let shown = format!("{secret:?} {notes:?}");
+        assert!(
+            !shown.contains("tok-secret") && shown.contains("***"),
+            "{shown}"
         );
         Ok(())
     }
