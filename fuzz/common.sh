@@ -6,7 +6,7 @@ TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 
 # Every target, in the order the smoke run takes them (used by the scripts that source this).
 # shellcheck disable=SC2034
-TARGETS=(api_request kernel_cmdline image_info root_device_hints superblock_probe plugin_protocol inject_walker lldp network_data mdns_message)
+TARGETS=(api_request kernel_cmdline image_info root_device_hints superblock_probe plugin_protocol inject_walker lldp network_data mdns_message ipa_conf)
 
 # Largest input per target (libFuzzer -max_len): real inputs plus room to grow.
 max_len() {
@@ -21,6 +21,7 @@ max_len() {
         lldp) echo 1600 ;;               # one frame, as the capture reads it
         network_data) echo 16384 ;;      # real documents are a few KiB
         mdns_message) echo 9000 ;;       # largest mDNS message (RFC 6762 section 17)
+        ipa_conf) echo 8192 ;;           # IPA's configuration files are a few lines
         *) echo "unknown fuzz target $1" >&2; return 1 ;;
     esac
 }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ironic_agent::config::{Config, Flags};
+use ironic_agent::config::{Config, EarlyLog, Flags};
 use ironic_agent::logbuf::{LogBuffer, TeeWriter};
 use tracing_subscriber::EnvFilter;
 
@@ -12,9 +12,11 @@ const LOG_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
-    let config = match Config::load(&flags) {
+    let mut early = EarlyLog::default();
+    let config = match Config::load(&flags, &mut early) {
         Ok(c) => c,
         Err(e) => {
+            early.print_stderr();
             eprintln!("ironic-agent: configuration error: {e:#}");
             return ExitCode::from(2);
         }
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         .with_writer(TeeWriter::new(logs.clone()))
         .with_ansi(false)
         .init();
+    early.emit();
     ironic_agent::limits::raise_open_files();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -27,6 +27,14 @@ pub enum TlsError {
         /// What went wrong.
         message: String,
     },
+    /// The client certificate or key could not be read or parsed.
+    #[error("reading client certificate/key {path}: {message}")]
+    ClientIdentity {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
     /// `tls_min_version` was not 1.2 or 1.3.
     #[error("unsupported TLS minimum version `{0}` (want 1.2 or 1.3)")]
     Version(String),
@@ -146,14 +154,37 @@ pub fn client_config(
     cafile: Option<&Path>,
     min_version: &str,
 ) -> Result<rustls::ClientConfig, TlsError> {
+    client_config_with_identity(insecure, cafile, min_version, None)
+}
+
+/// A client certificate and its key (PEM files: IPA's `certfile` and `keyfile`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIdentityFiles<'a> {
+    /// The certificate chain.
+    pub certfile: &'a Path,
+    /// Its private key.
+    pub keyfile: &'a Path,
+}
+
+/// [`client_config`] presenting `identity` to servers that ask for a client certificate.
+pub fn client_config_with_identity(
+    insecure: bool,
+    cafile: Option<&Path>,
+    min_version: &str,
+    identity: Option<ClientIdentityFiles<'_>>,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let identity = identity.map(load_identity).transpose()?;
     let provider = Arc::new(provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions(min_version)?)?;
     let config = if insecure {
-        builder
+        let b = builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-            .with_no_client_auth()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)));
+        match identity {
+            Some((certs, key)) => b.with_client_auth_cert(certs, key)?,
+            None => b.with_no_client_auth(),
+        }
     } else {
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
@@ -174,9 +205,32 @@ pub fn client_config(
                 roots.add(c).map_err(|e| ca_err(e.to_string()))?;
             }
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        let b = builder.with_root_certificates(roots);
+        match identity {
+            Some((certs, key)) => b.with_client_auth_cert(certs, key)?,
+            None => b.with_no_client_auth(),
+        }
     };
     Ok(config)
+}
+
+type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn load_identity(files: ClientIdentityFiles<'_>) -> Result<Identity, TlsError> {
+    let err = |path: &Path, message: String| TlsError::ClientIdentity {
+        path: path.display().to_string(),
+        message,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(files.certfile)
+        .map_err(|e| err(files.certfile, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(files.certfile, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err(files.certfile, "no certificates found".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(files.keyfile)
+        .map_err(|e| err(files.keyfile, e.to_string()))?;
+    Ok((certs, key))
 }
 
 /// The refused-certificate reason when `e` is rustls's certificate error, directly or inside
@@ -437,6 +491,42 @@ mod tests {
         let bad = dir.path().join("ca.pem");
         std::fs::write(&bad, "not a pem")?;
         assert!(client_config(false, Some(&bad), "1.2").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn client_identity_is_loaded() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let cert = rcgen::CertificateParams::new(vec!["agent".to_string()])?.self_signed(&key)?;
+        let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&c, cert.pem())?;
+        std::fs::write(&k, key.serialize_pem())?;
+        let id = ClientIdentityFiles {
+            certfile: &c,
+            keyfile: &k,
+        };
+        let cfg = client_config_with_identity(false, None, "1.2", Some(id))?;
+        assert!(cfg.client_auth_cert_resolver.has_certs());
+        let cfg = client_config_with_identity(true, None, "1.2", Some(id))?;
+        assert!(cfg.client_auth_cert_resolver.has_certs());
+        assert!(
+            !client_config(false, None, "1.2")?
+                .client_auth_cert_resolver
+                .has_certs()
+        );
+        let swapped = ClientIdentityFiles {
+            certfile: &k,
+            keyfile: &c,
+        };
+        let e = client_config_with_identity(false, None, "1.2", Some(swapped))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("client certificate/key") && e.contains("k.pem"),
+            "{e}"
+        );
         Ok(())
     }
 

@@ -70,7 +70,7 @@ pub fn http_client(
 ) -> Result<reqwest::Client, ClientError> {
     let tls = crate::fetch::TlsSettings {
         min_version: tls_min.to_string(),
-        ..crate::fetch::TlsSettings::from_config(config)
+        ..crate::fetch::TlsSettings::for_ironic(config)
     };
     let settings = crate::fetch::ClientSettings {
         max_idle_per_host: 2,

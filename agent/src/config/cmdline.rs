@@ -47,6 +47,41 @@ impl KernelParams {
         KernelParams { params }
     }
 
+    /// Parses IPA's `parameters.txt` of the virtual-media floppy (`_read_params_from_file`):
+    /// whitespace-separated `key=value` tokens, no quoting; a later duplicate wins.
+    pub fn parse_params_file(text: &str) -> Self {
+        let params = text
+            .split_whitespace()
+            .filter_map(|t| t.split_once('='))
+            .filter(|(k, _)| !k.is_empty())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        KernelParams { params }
+    }
+
+    /// Sets `key` to `value`, replacing any earlier value.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.params.insert(key.to_string(), value.to_string());
+    }
+
+    /// Every parameter of `other` over these (`other` wins), as IPA merges `parameters.txt`
+    /// over the kernel command line.
+    pub fn merge(&mut self, other: &KernelParams) {
+        for (k, v) in other.iter() {
+            self.set(k, v);
+        }
+    }
+
+    /// The number of parameters.
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
     /// The raw value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.params.get(key).map(String::as_str)
@@ -131,6 +166,25 @@ mod tests {
             p.get("ipa-agent-token"),
             Some("tok-0123456789abcdef0123456789abcdef")
         );
+    }
+
+    #[test]
+    fn parameters_txt_is_split_on_whitespace_and_merged_over() {
+        let file = KernelParams::parse_params_file(
+            "ipa-api-url=http://10.0.0.1:6385\nboot_method=vmedia \t ipa-debug=1\n\
+             noequals =x x==y ipa-debug=0 q=\"a\n",
+        );
+        assert_eq!(file.get("ipa-api-url"), Some("http://10.0.0.1:6385"));
+        assert_eq!(file.get("ipa-debug"), Some("0"), "a later duplicate wins");
+        assert_eq!(file.get("x"), Some("=y"));
+        assert_eq!(file.get("q"), Some("\"a"), "no quote handling, as IPA");
+        assert_eq!(file.get("noequals"), None);
+        assert_eq!(file.get(""), None);
+        let mut k = KernelParams::parse("ipa-api-url=http://k:1 BOOTIF=01-aa");
+        k.merge(&file);
+        assert_eq!(k.get("ipa-api-url"), Some("http://10.0.0.1:6385"));
+        assert_eq!(k.get("BOOTIF"), Some("01-aa"));
+        assert_eq!(k.len(), 6);
     }
 
     #[test]

@@ -1,16 +1,26 @@
-//! Agent configuration: IPA's kernel parameters, overridden by command-line flags.
+//! Agent configuration, layered as IPA's: built-in defaults < kernel command line <
+//! `parameters.txt` on virtual media < configuration files < command-line flags.
 
 pub mod cmdline;
+pub mod early;
+pub mod files;
+pub mod ini;
 pub mod lookup;
+pub mod options;
+pub mod vmedia;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 
+use crate::media::Notes;
+
 pub use self::cmdline::KernelParams;
+pub use self::early::EarlyLog;
+pub use self::files::ConfValues;
 
 /// Default agent API port (IPA's).
 pub const DEFAULT_PORT: u16 = 9999;
@@ -92,6 +102,28 @@ pub struct Flags {
     /// otherwise (kernel: ipa-ignore-bootloader-failure).
     #[arg(long)]
     pub ignore_bootloader_failure: bool,
+    /// An IPA configuration file (repeatable; later files win). Replaces the default file
+    /// (`~/ironic-python-agent.conf` or `/etc/ironic-python-agent.conf`).
+    #[arg(long, value_name = "PATH")]
+    pub config_file: Vec<PathBuf>,
+    /// A directory of IPA configuration files, its `*.conf` read in name order (repeatable).
+    /// Replaces the default directories (`ironic-python-agent.conf.d` in `~` or `/etc`, and
+    /// `/etc/ironic-python-agent.d`).
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Vec<PathBuf>,
+    /// Root of the default configuration paths and of where virtual-media configuration is
+    /// copied to (tests; `$HOME` is not searched unless this is `/`).
+    #[arg(long, default_value = "/", hide = true, value_name = "DIR")]
+    pub etc_root: PathBuf,
+    /// The sysfs root scanned for virtual media (tests).
+    #[arg(long, default_value = "/sys", hide = true, value_name = "DIR")]
+    pub sys_root: PathBuf,
+    /// The device directory scanned for virtual media (tests).
+    #[arg(long, default_value = "/dev", hide = true, value_name = "DIR")]
+    pub dev_root: PathBuf,
+    /// Loop devices may be virtual media (tests).
+    #[arg(long, hide = true)]
+    pub vmedia_allow_loop: bool,
 }
 
 fn parse_power_mode(s: &str) -> Result<PowerMode, String> {
@@ -186,7 +218,39 @@ pub struct Config {
     pub enable_bios_bootloader_install: bool,
     /// `ignore_bootloader_failure`: `None` when not configured.
     pub ignore_bootloader_failure: Option<bool>,
-    /// Kernel parameters, for anything read directly.
+    /// `ipa-api-url=mdns`: the API URL is to be discovered by mDNS (`api_urls` is empty).
+    pub api_url_mdns: bool,
+    /// Client certificate presented to the Ironic API (`certfile`; only with `keyfile`).
+    pub certfile: Option<PathBuf>,
+    /// Its private key (`keyfile`).
+    pub keyfile: Option<PathBuf>,
+    /// NTP servers (`ntp_server`, comma separated).
+    pub ntp_server: Vec<String>,
+    /// Fail when the clock cannot be synchronised (`fail_if_clock_not_set`).
+    pub fail_if_clock_not_set: bool,
+    /// Checks for a suitable disk before giving up (`disk_wait_attempts`).
+    pub disk_wait_attempts: u32,
+    /// Pause between those checks (`disk_wait_delay`).
+    pub disk_wait_delay: Duration,
+    /// Attempts at finding the IPv4 address to advertise (`ip_lookup_attempts`).
+    pub ip_lookup_attempts: u32,
+    /// Pause between them (`ip_lookup_sleep`, kernel: ipa-ip-lookup-timeout).
+    pub ip_lookup_sleep: Duration,
+    /// Wait for DHCP on every NIC, not only the PXE one (`inspection_dhcp_all_interfaces`).
+    pub inspection_dhcp_all_interfaces: bool,
+    /// How long to listen for LLDP (`lldp_timeout`).
+    pub lldp_timeout: Duration,
+    /// Collect LLDP for the inventory (`collect_lldp`).
+    pub collect_lldp: bool,
+    /// VLAN interfaces to bring up (`enable_vlan_interfaces`), raw; `None` when empty.
+    pub enable_vlan_interfaces: Option<String>,
+    /// Booted with `boot_method=vmedia`.
+    pub boot_method_vmedia: bool,
+    /// What the configuration was read from, in order (for the logs).
+    pub sources: Vec<String>,
+    /// Kernel parameters, for anything read directly: the command line with `parameters.txt`
+    /// and the configuration files' values of options that have a kernel parameter merged over
+    /// it.
     pub kernel: KernelParams,
 }
 
@@ -226,6 +290,21 @@ impl std::fmt::Debug for Config {
             debug,
             enable_bios_bootloader_install,
             ignore_bootloader_failure,
+            api_url_mdns,
+            certfile,
+            keyfile,
+            ntp_server,
+            fail_if_clock_not_set,
+            disk_wait_attempts,
+            disk_wait_delay,
+            ip_lookup_attempts,
+            ip_lookup_sleep,
+            inspection_dhcp_all_interfaces,
+            lldp_timeout,
+            collect_lldp,
+            enable_vlan_interfaces,
+            boot_method_vmedia,
+            sources,
             kernel,
         } = self;
         f.debug_struct("Config")
@@ -269,29 +348,114 @@ impl std::fmt::Debug for Config {
                 enable_bios_bootloader_install,
             )
             .field("ignore_bootloader_failure", ignore_bootloader_failure)
+            .field("api_url_mdns", api_url_mdns)
+            .field("certfile", certfile)
+            .field("keyfile", keyfile)
+            .field("ntp_server", ntp_server)
+            .field("fail_if_clock_not_set", fail_if_clock_not_set)
+            .field("disk_wait_attempts", disk_wait_attempts)
+            .field("disk_wait_delay", disk_wait_delay)
+            .field("ip_lookup_attempts", ip_lookup_attempts)
+            .field("ip_lookup_sleep", ip_lookup_sleep)
+            .field(
+                "inspection_dhcp_all_interfaces",
+                inspection_dhcp_all_interfaces,
+            )
+            .field("lldp_timeout", lldp_timeout)
+            .field("collect_lldp", collect_lldp)
+            .field("enable_vlan_interfaces", enable_vlan_interfaces)
+            .field("boot_method_vmedia", boot_method_vmedia)
+            .field("sources", sources)
             .field("kernel", kernel)
             .finish()
     }
 }
 
 impl Config {
-    /// Reads the kernel command line named by `flags.cmdline` and merges the flags over it.
-    pub fn load(flags: &Flags) -> anyhow::Result<Self> {
+    /// Loads the configuration as IPA does: the kernel command line named by `flags.cmdline`;
+    /// with `boot_method=vmedia`, `parameters.txt` of the virtual-media floppy over it and the
+    /// configuration copied from the virtual-media ISO or config drive; the configuration files
+    /// ([`files`]); the flags over everything. What was read from where, and anything ignored,
+    /// goes to `early` (logged once the logger exists).
+    pub fn load(flags: &Flags, early: &mut EarlyLog) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(&flags.cmdline)
             .with_context(|| format!("reading kernel command line {}", flags.cmdline.display()))?;
-        Self::from_parts(flags, KernelParams::parse(&text))
+        let mut kernel = KernelParams::parse(&text);
+        let mut sources = vec![format!("kernel command line {}", flags.cmdline.display())];
+        if vmedia::booted_from_vmedia(&kernel) {
+            let roots = crate::media::BlockRoots {
+                sys: flags.sys_root.clone(),
+                dev: flags.dev_root.clone(),
+                allow_loop: flags.vmedia_allow_loop,
+            };
+            if let Some((device, params)) = vmedia::read_params(&roots, early)? {
+                kernel.merge(&params);
+                sources.push(format!("{} on {}", vmedia::PARAMS_FILE, device.display()));
+            }
+            if let Some((device, copied)) = vmedia::copy_config(&roots, &flags.etc_root, early) {
+                sources.push(format!(
+                    "{} file(s) copied from {}",
+                    copied.len(),
+                    device.display()
+                ));
+            }
+        } else {
+            early.note(
+                tracing::Level::DEBUG,
+                "not booted with boot_method=vmedia: virtual media not looked for".into(),
+            );
+        }
+        let search = files::SearchRoots {
+            root: flags.etc_root.clone(),
+            home: (flags.etc_root == Path::new("/"))
+                .then(|| std::env::var_os("HOME").map(PathBuf::from))
+                .flatten(),
+        };
+        let paths = files::files_to_read(&search, &flags.config_file, &flags.config_dir)?;
+        let conf = files::read_files(&paths, early)?;
+        sources.extend(paths.iter().map(|p| p.display().to_string()));
+        let mut config = Self::from_sources(flags, kernel, &conf)?;
+        config.sources = sources;
+        if config.certfile.is_some() != config.keyfile.is_some() {
+            early.note(
+                tracing::Level::WARN,
+                "Only one of 'keyfile' and 'certfile' options is defined in config file. Its \
+                 value will be ignored."
+                    .into(),
+            );
+        }
+        for s in &config.sources {
+            early.note(tracing::Level::INFO, format!("configuration read from {s}"));
+        }
+        Ok(config)
     }
 
     /// Builds the configuration from parsed kernel parameters and flags (flags win).
     pub fn from_parts(flags: &Flags, kernel: KernelParams) -> anyhow::Result<Self> {
+        Self::from_sources(flags, kernel, &ConfValues::default())
+    }
+
+    /// Builds the configuration from kernel parameters (with `parameters.txt` already merged),
+    /// configuration-file values (over the kernel parameters) and flags (over both).
+    pub fn from_sources(
+        flags: &Flags,
+        mut kernel: KernelParams,
+        conf: &ConfValues,
+    ) -> anyhow::Result<Self> {
+        // `ipa-debug` overrides the files' `debug`, as IPA's set_override does.
+        let kernel_debug = kernel.get_bool("ipa-debug");
+        conf.merge_into(&mut kernel);
         let k = &kernel;
-        let api_urls = split_urls(flags.api_url.as_deref().or(k.get("ipa-api-url")));
-        for url in &api_urls {
-            if url == "mdns" {
-                bail!(
-                    "ipa-api-url=mdns: mDNS discovery is not supported by this agent; give the URL"
-                );
+        let api_url_raw = flags.api_url.as_deref().or(k.get("ipa-api-url"));
+        let mut api_urls = split_urls(api_url_raw);
+        let api_url_mdns = api_urls.iter().any(|u| u == "mdns");
+        if api_url_mdns {
+            if api_urls.len() > 1 {
+                bail!("ipa-api-url: `mdns` cannot be combined with URLs");
             }
+            api_urls.clear();
+        }
+        for url in &api_urls {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 bail!("invalid API URL `{url}`: must start with http:// or https://");
             }
@@ -358,6 +522,30 @@ impl Config {
                 None => Ok(Duration::from_secs(default)),
             }
         };
+        let count = |key: &str, default: u32, min: u32| -> anyhow::Result<u32> {
+            match k.get(key) {
+                Some(v) => v
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= min)
+                    .with_context(|| format!("{key}={v} is not an integer of at least {min}")),
+                None => Ok(default),
+            }
+        };
+        let path = |name: &str| conf.get(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let certfile = path("certfile");
+        let keyfile = path("keyfile");
+        let ntp_server = k
+            .get("ipa-ntp-server")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Config {
             api_urls,
             inspection_callback_urls,
@@ -380,9 +568,9 @@ impl Config {
             global_request_id: k.get("ipa-global-request-id").map(String::from),
             bootif: k.get("BOOTIF").map(String::from),
             allow_devices: flags.allow_device.clone(),
-            auto_tls: !flags.no_auto_tls,
+            auto_tls: !flags.no_auto_tls && conf.get_bool("enable_auto_tls").unwrap_or(true),
             insecure: flags.insecure || k.get_bool("ipa-insecure").unwrap_or(false),
-            cafile: flags.cafile.clone(),
+            cafile: flags.cafile.clone().or_else(|| path("cafile")),
             ironic_api_version,
             lookup_timeout: secs("ipa-lookup-timeout", 600)?,
             lookup_interval: secs("ipa-lookup-interval", 1)?,
@@ -393,7 +581,10 @@ impl Config {
             power: flags.power.clone(),
             network: flags.network.clone(),
             rescue_root: flags.rescue_root.clone(),
-            debug: flags.debug || k.get_bool("ipa-debug").unwrap_or(false),
+            debug: flags.debug
+                || kernel_debug
+                    .or_else(|| conf.get_bool("debug"))
+                    .unwrap_or(false),
             enable_bios_bootloader_install: flags.enable_bios_bootloader_install
                 || k.get_bool("ipa-enable-bios-bootloader-install")
                     .unwrap_or(false),
@@ -402,6 +593,27 @@ impl Config {
             } else {
                 k.get_bool("ipa-ignore-bootloader-failure")
             },
+            api_url_mdns,
+            certfile,
+            keyfile,
+            ntp_server,
+            fail_if_clock_not_set: conf.get_bool("fail_if_clock_not_set").unwrap_or(false),
+            disk_wait_attempts: count("ipa-disk-wait-attempts", 10, 0)?,
+            disk_wait_delay: secs("ipa-disk-wait-delay", 3)?,
+            ip_lookup_attempts: count("ipa-ip-lookup-attempts", 6, 1)?,
+            ip_lookup_sleep: secs("ipa-ip-lookup-timeout", 10)?,
+            inspection_dhcp_all_interfaces: k
+                .get_bool("ipa-inspection-dhcp-all-interfaces")
+                .unwrap_or(false),
+            lldp_timeout: secs("ipa-lldp-timeout", 30)?,
+            collect_lldp: k.get_bool("ipa-collect-lldp").unwrap_or(false),
+            enable_vlan_interfaces: k
+                .get("ipa-enable-vlan-interfaces")
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(String::from),
+            boot_method_vmedia: vmedia::booted_from_vmedia(k),
+            sources: Vec::new(),
             kernel,
         })
     }
@@ -457,142 +669,4 @@ pub fn parse_version(v: &str) -> anyhow::Result<(u32, u32)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn flags(args: &[&str]) -> Flags {
-        let mut v = vec!["ironic-agent"];
-        v.extend_from_slice(args);
-        Flags::parse_from(v)
-    }
-
-    #[test]
-    fn kernel_params_become_config() -> anyhow::Result<()> {
-        let k = KernelParams::parse(
-            "ipa-api-url=http://a:6385/,http://b:6385 ipa-agent-token=tok ipa-listen-port=9998 \
-             ipa-lookup-timeout=5 ipa-global-request-id=req-1 BOOTIF=01-aa ipa-insecure=1 \
-             ipa-inspection-callback-url=http://a:6385/v1/continue_inspection",
-        );
-        let c = Config::from_parts(&flags(&[]), k)?;
-        assert_eq!(c.api_urls, vec!["http://a:6385", "http://b:6385"]);
-        assert_eq!(c.agent_token.as_deref(), Some("tok"));
-        assert_eq!(c.listen, "[::]:9998".parse::<SocketAddr>()?);
-        assert_eq!(c.lookup_timeout, Duration::from_secs(5));
-        assert_eq!(c.bootif.as_deref(), Some("01-aa"));
-        assert!(c.insecure);
-        assert_eq!(
-            c.inspection_urls(),
-            vec!["http://a:6385/v1/continue_inspection"]
-        );
-        assert_eq!(c.inspection_collectors, vec!["default", "logs"]);
-        Ok(())
-    }
-
-    #[test]
-    fn debug_never_shows_the_token() -> anyhow::Result<()> {
-        let token = "tok-0123456789abcdef0123456789abcdef-x";
-        let c = Config::from_parts(
-            &flags(&[]),
-            KernelParams::parse(&format!("ipa-agent-token={token} ipa-debug=1")),
-        )?;
-        assert_eq!(c.agent_token.as_deref(), Some(token));
-        for shown in [format!("{c:?}"), format!("{c:#?}")] {
-            assert!(!shown.contains("tok-0123"), "{shown}");
-            assert!(shown.contains("ipa-debug"), "{shown}");
-        }
-        assert!(
-            format!("{c:?}").contains(r#"agent_token: Some("***")"#),
-            "{c:?}"
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn flags_override_kernel() -> anyhow::Result<()> {
-        let k = KernelParams::parse("ipa-api-url=http://a:1 ipa-advertise-host=1.1.1.1");
-        let c = Config::from_parts(
-            &flags(&[
-                "--api-url",
-                "http://127.0.0.1:6385",
-                "--listen",
-                "127.0.0.1:0",
-                "--advertise-host",
-                "127.0.0.1",
-                "--allow-device",
-                "/dev/loop7",
-                "--no-auto-tls",
-                "--power",
-                "record:/tmp/p",
-            ]),
-            k,
-        )?;
-        assert_eq!(c.api_urls, vec!["http://127.0.0.1:6385"]);
-        assert_eq!(c.advertise_host.as_deref(), Some("127.0.0.1"));
-        assert_eq!(c.allow_devices, vec![PathBuf::from("/dev/loop7")]);
-        assert!(!c.auto_tls);
-        assert_eq!(c.power, PowerMode::Record(PathBuf::from("/tmp/p")));
-        Ok(())
-    }
-
-    #[test]
-    fn bad_values_are_clear_errors() {
-        let bad = |cmd: &str| Config::from_parts(&flags(&[]), KernelParams::parse(cmd)).err();
-        assert!(bad("ipa-api-url=ftp://x").is_some());
-        assert!(
-            bad("ipa-api-url=mdns")
-                .map(|e| e.to_string().contains("mDNS"))
-                .unwrap_or(false)
-        );
-        assert!(bad("ipa-listen-port=99999").is_some());
-        assert!(bad("ipa-lookup-timeout=soon").is_some());
-        // Past Duration's range, infinite or NaN: errors, never a panic (fuzz/kernel_cmdline).
-        for v in ["1.611e300", "1e20", "inf", "NaN", "-1"] {
-            assert!(bad(&format!("ipa-lookup-interval={v}")).is_some(), "{v}");
-        }
-        let c = Config::from_parts(&flags(&[]), KernelParams::parse("ipa-lookup-interval=-0"));
-        assert_eq!(c.ok().map(|c| c.lookup_interval), Some(Duration::ZERO));
-        assert!(bad("ipa-ironic-api-version=abc").is_some());
-        assert!(Flags::try_parse_from(["a", "--power", "record:"]).is_err());
-    }
-
-    #[test]
-    fn advertise_port_follows_listen_unless_set() -> anyhow::Result<()> {
-        let c = Config::from_parts(&flags(&[]), KernelParams::parse("ipa-listen-port=9998"))?;
-        assert_eq!(
-            c.advertise_port, None,
-            "resolved to the bound port at start"
-        );
-        let c = Config::from_parts(&flags(&[]), KernelParams::parse("ipa-advertise-port=443"))?;
-        assert_eq!(c.advertise_port, Some(443));
-        let c = Config::from_parts(
-            &flags(&["--advertise-port", "8443"]),
-            KernelParams::parse("ipa-advertise-port=443"),
-        )?;
-        assert_eq!(c.advertise_port, Some(8443));
-        Ok(())
-    }
-
-    #[test]
-    fn network_and_rescue_root_flags() -> anyhow::Result<()> {
-        let c = Config::from_parts(&flags(&[]), KernelParams::parse(""))?;
-        assert_eq!(c.network, NetworkMode::System);
-        assert_eq!(c.rescue_root, PathBuf::from("/"));
-        let c = Config::from_parts(
-            &flags(&["--network", "record:/tmp/n", "--rescue-root", "/tmp/r"]),
-            KernelParams::parse(""),
-        )?;
-        assert_eq!(c.network, NetworkMode::Record(PathBuf::from("/tmp/n")));
-        assert_eq!(c.rescue_root, PathBuf::from("/tmp/r"));
-        assert!(Flags::try_parse_from(["a", "--network", "record:"]).is_err());
-        assert!(Flags::try_parse_from(["a", "--network", "off"]).is_err());
-        Ok(())
-    }
-
-    #[test]
-    fn no_urls_means_no_inspection() -> anyhow::Result<()> {
-        let c = Config::from_parts(&flags(&[]), KernelParams::parse(""))?;
-        assert!(c.api_urls.is_empty());
-        assert!(c.inspection_urls().is_empty());
-        Ok(())
-    }
-}
+mod tests;

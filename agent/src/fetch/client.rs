@@ -69,9 +69,21 @@ fn with_proxies(
 /// Builds a client: the agent's TLS settings (system roots plus `cafile`, or none with
 /// `insecure`; minimum version), proxies, timeouts, `http(s)`-only redirects.
 pub fn build(s: &ClientSettings) -> Result<reqwest::Client, FetchError> {
-    let tls =
-        crate::tls::client_config(s.tls.insecure, s.tls.cafile.as_deref(), &s.tls.min_version)
-            .map_err(|e| FetchError::Settings(format!("outbound TLS settings: {e}")))?;
+    let identity = s
+        .tls
+        .client_identity
+        .as_ref()
+        .map(|i| crate::tls::ClientIdentityFiles {
+            certfile: &i.certfile,
+            keyfile: &i.keyfile,
+        });
+    let tls = crate::tls::client_config_with_identity(
+        s.tls.insecure,
+        s.tls.cafile.as_deref(),
+        &s.tls.min_version,
+        identity,
+    )
+    .map_err(|e| FetchError::Settings(format!("outbound TLS settings: {e}")))?;
     let mut b = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .connect_timeout(s.connect_timeout)

@@ -19,4 +19,4 @@ pub mod settings;
 pub use error::{FetchError, TimeoutPhase};
 pub use get::get_bytes;
 pub use retry::RetryPolicy;
-pub use settings::{ClientSettings, Proxies, TlsSettings};
+pub use settings::{ClientIdentity, ClientSettings, Proxies, TlsSettings};

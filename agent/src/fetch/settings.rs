@@ -13,6 +13,17 @@ pub struct TlsSettings {
     pub cafile: Option<PathBuf>,
     /// Lowest TLS version (`1.2` or `1.3`).
     pub min_version: String,
+    /// Client certificate presented to servers that ask (IPA's `certfile`/`keyfile`).
+    pub client_identity: Option<ClientIdentity>,
+}
+
+/// A client certificate and its private key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The certificate (chain).
+    pub certfile: PathBuf,
+    /// The private key.
+    pub keyfile: PathBuf,
 }
 
 impl Default for TlsSettings {
@@ -21,17 +32,35 @@ impl Default for TlsSettings {
             insecure: false,
             cafile: None,
             min_version: "1.2".into(),
+            client_identity: None,
         }
     }
 }
 
 impl TlsSettings {
-    /// The configuration's `insecure` and `cafile`, TLS 1.2 or later.
+    /// The configuration's `insecure` and `cafile`, TLS 1.2 or later, no client certificate.
     pub fn from_config(config: &crate::config::Config) -> Self {
         TlsSettings {
             insecure: config.insecure,
             cafile: config.cafile.clone(),
             ..TlsSettings::default()
+        }
+    }
+
+    /// [`TlsSettings::from_config`] with the configuration's client certificate when both
+    /// `certfile` and `keyfile` are set (IPA ignores one without the other): for the Ironic
+    /// API and inspection endpoints, as IPA's `get_ssl_client_options`.
+    pub fn for_ironic(config: &crate::config::Config) -> Self {
+        let client_identity = match (&config.certfile, &config.keyfile) {
+            (Some(c), Some(k)) => Some(ClientIdentity {
+                certfile: c.clone(),
+                keyfile: k.clone(),
+            }),
+            _ => None,
+        };
+        TlsSettings {
+            client_identity,
+            ..TlsSettings::from_config(config)
         }
     }
 }
@@ -89,5 +118,37 @@ impl ClientSettings {
             total_timeout: Some(timeout),
             max_idle_per_host: 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::{ConfValues, Config, Flags, KernelParams};
+
+    #[test]
+    fn client_identity_only_with_both_files() -> anyhow::Result<()> {
+        let flags = Flags::parse_from(["ironic-agent"]);
+        let with = |text: &str| -> anyhow::Result<TlsSettings> {
+            let mut conf = ConfValues::default();
+            conf.apply(std::path::Path::new("/t.conf"), text, &mut Vec::new())?;
+            let config = Config::from_sources(&flags, KernelParams::parse(""), &conf)?;
+            Ok(TlsSettings::for_ironic(&config))
+        };
+        let both = with("[DEFAULT]\ncertfile = /c.pem\nkeyfile = /k.pem\n")?;
+        assert_eq!(
+            both.client_identity,
+            Some(ClientIdentity {
+                certfile: "/c.pem".into(),
+                keyfile: "/k.pem".into()
+            })
+        );
+        assert_eq!(
+            with("[DEFAULT]\ncertfile = /c.pem\n")?.client_identity,
+            None
+        );
+        Ok(())
     }
 }

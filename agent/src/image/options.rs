@@ -127,6 +127,7 @@ impl DownloadOptions {
             insecure: self.insecure,
             cafile: self.cafile.clone(),
             min_version: self.tls_min_version.clone(),
+            client_identity: None,
         }
     }
 

@@ -64,6 +64,7 @@ pub(super) fn fetch_all(
                 insecure: s.insecure,
                 cafile: s.cafile.clone(),
                 min_version: s.tls_min.clone(),
+                client_identity: None,
             },
             s.timeout,
         )
