@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ironic_agent::config::{Config, EarlyLog, Flags};
+use ironic_agent::config::{AgentCommand, Config, EarlyLog, Flags};
 use ironic_agent::logbuf::{LogBuffer, TeeWriter};
 use tracing_subscriber::EnvFilter;
 
@@ -34,6 +34,9 @@ fn main() -> ExitCode {
         .with_ansi(false)
         .init();
     early.emit();
+    if let Some(AgentCommand::NetworkSetup(args)) = &flags.command {
+        return network_setup(&config, &flags, args);
+    }
     ironic_agent::limits::raise_open_files();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -57,4 +60,32 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `ironic-agent network-setup`: one `dhcp IFACE` line on stdout per interface left to DHCP.
+fn network_setup(
+    config: &Config,
+    flags: &Flags,
+    args: &ironic_agent::config::NetworkSetupArgs,
+) -> ExitCode {
+    use std::io::Write;
+    let opts = ironic_agent::netsetup::Options {
+        record: args.record.clone(),
+        state: args.state.clone(),
+        root: flags.etc_root.clone(),
+        sys: flags.sys_root.clone(),
+        roots: ironic_agent::media::BlockRoots {
+            sys: flags.sys_root.clone(),
+            dev: flags.dev_root.clone(),
+            allow_loop: flags.vmedia_allow_loop,
+        },
+    };
+    let report = ironic_agent::netsetup::run(config, &opts);
+    let mut out = std::io::stdout().lock();
+    for iface in &report.dhcp {
+        if writeln!(out, "dhcp {iface}").is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }

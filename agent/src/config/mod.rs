@@ -124,6 +124,30 @@ pub struct Flags {
     /// Loop devices may be virtual media (tests).
     #[arg(long, hide = true)]
     pub vmedia_allow_loop: bool,
+    /// A one-shot task instead of the agent.
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
+}
+
+/// One-shot tasks of the agent binary.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AgentCommand {
+    /// Configures what DHCP cannot, before the DHCP clients and the agent start: a config
+    /// drive's or virtual-media ISO's network_data.json (bonds, VLANs, static addresses,
+    /// routes, DNS) and the VLANs of ipa-enable-vlan-interfaces. Prints `dhcp IFACE` for each
+    /// interface left to DHCP; logs go to stderr.
+    NetworkSetup(NetworkSetupArgs),
+}
+
+/// Options of `network-setup`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NetworkSetupArgs {
+    /// Record the configuration steps to this file (JSON lines) instead of applying them.
+    #[arg(long, value_name = "PATH")]
+    pub record: Option<PathBuf>,
+    /// The state file written at the end.
+    #[arg(long, value_name = "PATH", default_value = crate::netsetup::DEFAULT_STATE)]
+    pub state: PathBuf,
 }
 
 fn parse_power_mode(s: &str) -> Result<PowerMode, String> {
