@@ -470,6 +470,13 @@ pub fn start_agent_with(
     flags: &[&str],
 ) -> anyhow::Result<Proc> {
     let cmdline_file = dir.join(format!("{name}.cmdline"));
+    // The host's disks are never the deploy target: one look for a root device instead of
+    // IPA's 10 × 3 s wait, unless the test sets the parameter itself.
+    let cmdline = if cmdline.contains("ipa-disk-wait-attempts") {
+        cmdline.to_string()
+    } else {
+        format!("{} ipa-disk-wait-attempts=1", cmdline.trim_end())
+    };
     std::fs::write(&cmdline_file, cmdline)?;
     let plugins = dir.join(format!("{name}.plugins"));
     std::fs::create_dir_all(&plugins)?;

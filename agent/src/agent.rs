@@ -29,9 +29,6 @@ use crate::tls;
 
 /// How long to wait for a NIC with a MAC before inspecting/looking up anyway.
 const NIC_WAIT: Duration = Duration::from_secs(60);
-/// IPA's `ip_lookup_attempts` / `ip_lookup_sleep`.
-const IP_LOOKUP_ATTEMPTS: u32 = 6;
-const IP_LOOKUP_SLEEP: Duration = Duration::from_secs(10);
 
 /// Builds the hardware-manager chain: the generic manager, offering the agent's own steps
 /// (working on this chain's devices and on `state`), plus every plug-in.
@@ -161,8 +158,12 @@ fn termination() -> anyhow::Result<impl std::future::Future<Output = &'static st
 }
 
 /// The agent's life until a signal ends it (never returns `Ok` otherwise).
-async fn serve(config: Config, logs: LogBuffer, shutdown: Shutdown) -> anyhow::Result<()> {
+async fn serve(mut config: Config, logs: LogBuffer, shutdown: Shutdown) -> anyhow::Result<()> {
     info!(version = crate::AGENT_VERSION, "ironic-agent starting");
+    if config.api_url_mdns {
+        discover_api(&mut config).await?;
+    }
+    sync_clock(&config).await?;
     if !config.hardware_initialization_delay.is_zero() {
         tokio::time::sleep(config.hardware_initialization_delay).await;
     }
@@ -176,6 +177,7 @@ async fn serve(config: Config, logs: LogBuffer, shutdown: Shutdown) -> anyhow::R
         .await
         .context("hardware manager set-up task")??;
     info!(chain = ?chain, "hardware managers loaded");
+    wait_for_disks(&config, &chain).await;
     let power = power_for(&config.power);
     let ctx = Arc::new(AgentContext::with_state(config, chain, power, logs, state));
     let cfg = &ctx.config;
@@ -199,7 +201,7 @@ async fn serve(config: Config, logs: LogBuffer, shutdown: Shutdown) -> anyhow::R
     };
 
     if !cfg.inspection_urls().is_empty() {
-        match inspection::collect(&ctx).await {
+        match inspection::collect_with(&ctx, cfg.inspection_dhcp_all_interfaces).await {
             Ok(data) => match inspection::post(&ctx, &data).await {
                 Ok(Some(uuid)) => node_uuid = Some(uuid),
                 Ok(None) => warn!("inspection accepted but no node UUID returned"),
@@ -240,7 +242,9 @@ async fn serve(config: Config, logs: LogBuffer, shutdown: Shutdown) -> anyhow::R
             };
             let ip = match ip {
                 Some(ip) => ip,
-                None => advertise::find(&c.urls(), IP_LOOKUP_ATTEMPTS, IP_LOOKUP_SLEEP).await?,
+                None => {
+                    advertise::find(&c.urls(), cfg.ip_lookup_attempts, cfg.ip_lookup_sleep).await?
+                }
             };
             Some(ip.to_string())
         }
@@ -362,4 +366,78 @@ async fn nic_ipv4(ctx: &Arc<AgentContext>, ifname: &str) -> Option<IpAddr> {
     .await
     .ok()
     .flatten()
+}
+
+/// `ipa-api-url=mdns`: the Ironic API from mDNS (service `baremetal`), as IPA; the
+/// `inspection_callback_url` and `ntp_server` the service announces (IPA's default
+/// `[mdns] allowed_overrides`) override the configuration. Not finding it is fatal, as in IPA.
+async fn discover_api(config: &mut Config) -> anyhow::Result<()> {
+    use crate::mdns;
+    info!("looking for the Ironic API over mDNS");
+    let endpoint = mdns::get_endpoint(mdns::BAREMETAL, &mdns::LookupOptions::default())
+        .await
+        .context("ipa-api-url=mdns: no Ironic API found over mDNS")?;
+    info!(url = %endpoint.url, "Ironic API found over mDNS");
+    config.api_urls = vec![endpoint.url.trim_end_matches('/').to_string()];
+    for o in endpoint.overrides(Some(mdns::DEFAULT_ALLOWED_OVERRIDES)) {
+        info!(option = %o.option, value = %o.value, "configuration from mDNS");
+        match o.option.as_str() {
+            "inspection_callback_url" => {
+                config.inspection_callback_urls = vec![o.value.trim_end_matches('/').to_string()];
+            }
+            "ntp_server" => {
+                config.ntp_server = o
+                    .value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+            }
+            other => warn!(option = other, "mDNS option not applied"),
+        }
+    }
+    Ok(())
+}
+
+/// `ipa-ntp-server`: sets the clock before the first TLS connection, as IPA does first thing;
+/// a failure is fatal only with `fail_if_clock_not_set`.
+async fn sync_clock(config: &Config) -> anyhow::Result<()> {
+    if config.ntp_server.is_empty() {
+        return Ok(());
+    }
+    let servers = config.ntp_server.clone();
+    let fail = config.fail_if_clock_not_set;
+    let sample = tokio::task::spawn_blocking(move || {
+        // IPA syncs the hardware clock only before a reboot or power-off (standby's sync).
+        let clock = crate::ntp::SystemClock {
+            sync_hardware_clock: false,
+        };
+        crate::ntp::sync_at_startup(&servers, crate::ntp::DEFAULT_TIMEOUT, fail, &clock)
+    })
+    .await
+    .context("clock task")?
+    .context("setting the clock from ipa-ntp-server (fail_if_clock_not_set)")?;
+    if let Some(s) = sample {
+        info!(server = %s.server, offset_ms = s.offset_nanos / 1_000_000, "clock set from NTP");
+    }
+    Ok(())
+}
+
+/// IPA's `wait_for_disks`: up to `ipa-disk-wait-attempts` looks, `ipa-disk-wait-delay` apart,
+/// for a root device before inspection and lookup (storage controllers may still be probing).
+async fn wait_for_disks(config: &Config, chain: &Arc<Chain>) {
+    let (attempts, delay) = (config.disk_wait_attempts, config.disk_wait_delay);
+    let chain = chain.clone();
+    let waited = tokio::task::spawn_blocking(move || {
+        crate::startup::wait_for_disks(attempts, delay, || {
+            chain
+                .dispatch("get_os_install_device", |m| m.get_os_install_device(None))
+                .is_ok()
+        })
+    })
+    .await;
+    if let Err(e) = waited {
+        warn!(error = %e, "disk wait task failed");
+    }
 }
