@@ -363,7 +363,7 @@ MODULES_BOOT=(
     # filesystems
     crc32c_generic ext4 vfat fat nls_cp437 nls_iso8859_1 nls_ascii nls_utf8 xfs isofs
     # network
-    af_packet? ipv6? 8021q
+    af_packet? ipv6? 8021q bonding
 )
 # In the ramdisk but only loaded when needed: by the agent (ipmi), or by /init's coldplug for
 # the devices present (drivers of common server NICs, RAID/HBA controllers, USB keyboards and

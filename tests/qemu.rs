@@ -98,6 +98,16 @@ pub enum Nic {
         /// Forwarded ports.
         hostfwd: Vec<(u16, u16)>,
     },
+    /// A UDP "cable" to a userspace switch (`tests/bin/vswitch.rs`): each Ethernet frame is one
+    /// datagram from 127.0.0.1:`local_port` to 127.0.0.1:`remote_port`.
+    Udp {
+        /// The guest NIC's MAC.
+        mac: String,
+        /// QEMU's own port.
+        local_port: u16,
+        /// The switch's port.
+        remote_port: u16,
+    },
     /// A tap device that already exists (in the network namespace QEMU runs in).
     Tap {
         /// The guest NIC's MAC.
@@ -120,6 +130,11 @@ pub struct VmSpec {
     pub virtio_disks: Vec<PathBuf>,
     /// Raw files attached as NVMe namespaces: `(file, controller serial)`.
     pub nvme_disks: Vec<(PathBuf, String)>,
+    /// ISO images attached as SATA CD-ROM drives (sr0, sr1, ...; a BMC's virtual CD).
+    pub cdroms: Vec<PathBuf>,
+    /// Raw files attached as USB mass-storage disks behind an xHCI controller (a BMC's virtual
+    /// floppy or USB stick).
+    pub usb_disks: Vec<PathBuf>,
     /// `-smbios` arguments, e.g. `type=1,manufacturer=Acme`.
     pub smbios: Vec<String>,
     /// NICs in PCI order (eth0, eth1, ...).
@@ -146,6 +161,8 @@ impl VmSpec {
             memory_mib: 1024,
             virtio_disks: Vec::new(),
             nvme_disks: Vec::new(),
+            cdroms: Vec::new(),
+            usb_disks: Vec::new(),
             smbios: Vec::new(),
             nics: Vec::new(),
             append: String::new(),
@@ -260,6 +277,34 @@ impl Vm {
             cmd.arg("-device")
                 .arg(format!("nvme,drive=nv{i},serial={serial}"));
         }
+        for (i, iso) in spec.cdroms.iter().enumerate() {
+            cmd.arg("-drive").arg(format!(
+                "file={},if=none,id=cd{i},format=raw,media=cdrom,readonly=on",
+                iso.display()
+            ));
+            match spec.arch {
+                // q35's AHCI controller has six ports: ide.0 ... ide.5.
+                Arch::X86_64 => cmd
+                    .arg("-device")
+                    .arg(format!("ide-cd,drive=cd{i},bus=ide.{i}")),
+                Arch::Aarch64 => cmd
+                    .arg("-device")
+                    .arg(format!("virtio-scsi-pci,id=scsi{i}"))
+                    .arg("-device")
+                    .arg(format!("scsi-cd,drive=cd{i},bus=scsi{i}.0")),
+            };
+        }
+        if !spec.usb_disks.is_empty() {
+            cmd.args(["-device", "qemu-xhci,id=xhci"]);
+        }
+        for (i, disk) in spec.usb_disks.iter().enumerate() {
+            cmd.arg("-drive").arg(format!(
+                "file={},if=none,id=usb{i},format=raw",
+                disk.display()
+            ));
+            cmd.arg("-device")
+                .arg(format!("usb-storage,bus=xhci.0,drive=usb{i},removable=on"));
+        }
         for s in &spec.smbios {
             cmd.args(["-smbios", s]);
         }
@@ -272,6 +317,16 @@ impl Vm {
                     }
                     (nd, mac)
                 }
+                Nic::Udp {
+                    mac,
+                    local_port,
+                    remote_port,
+                } => (
+                    format!(
+                        "socket,id=n{i},udp=127.0.0.1:{remote_port},localaddr=127.0.0.1:{local_port}"
+                    ),
+                    mac,
+                ),
                 Nic::Tap { mac, ifname } => (
                     format!("tap,id=n{i},ifname={ifname},script=no,downscript=no"),
                     mac,
@@ -539,8 +594,15 @@ pub fn test_os_dir(arch: Arch) -> anyhow::Result<PathBuf> {
 
 /// Lower-case hex SHA-256 of the file at `path`, streamed.
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    sha256_file_prefix(path, u64::MAX)
+}
+
+/// Lower-case hex SHA-256 of the first `len` bytes of the file at `path` (all of it when
+/// shorter): the image written at the start of a VM's disk.
+pub fn sha256_file_prefix(path: &Path, len: u64) -> anyhow::Result<String> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut f = f.take(len);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
