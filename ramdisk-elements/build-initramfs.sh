@@ -358,19 +358,22 @@ MODULES_BOOT=(
     failover net_failover virtio_net virtio_blk virtio_scsi virtio_rng
     # disks
     nvme ahci libata sd_mod sr_mod sg loop
+    # USB disks (a BMC's virtual floppy or stick): bound as soon as the bus enumerates them,
+    # without udev
+    usb_storage
     # RAID and device-mapper
     md_mod raid0 raid1 raid10 raid456 dm_mod
     # filesystems
     crc32c_generic ext4 vfat fat nls_cp437 nls_iso8859_1 nls_ascii nls_utf8 xfs isofs
     # network
-    af_packet? ipv6? 8021q bonding
+    af_packet? ipv6? 8021q
 )
 # In the ramdisk but only loaded when needed: by the agent (ipmi), or by /init's coldplug for
 # the devices present (drivers of common server NICs, RAID/HBA controllers, USB keyboards and
 # sticks). Drivers needing firmware files get none: Debian ships firmware separately.
-# (crc32c_intel: by its CPU-feature alias, only where the CPU has SSE4.2; efivarfs: by /init on
-# UEFI machines.)
-MODULES_ONDEMAND=(ipmi_msghandler ipmi_devintf ipmi_si crc32c_intel? efivarfs)
+# (bonding: by network-setup, without its default bond0; crc32c_intel: by its CPU-feature alias,
+# only where the CPU has SSE4.2; efivarfs: by /init on UEFI machines.)
+MODULES_ONDEMAND=(ipmi_msghandler ipmi_devintf ipmi_si crc32c_intel? efivarfs bonding)
 MODULES_HW=(
     e1000 e1000e igb igbvf ixgbe ixgbevf i40e iavf ice tg3 bnxt_en r8169 mlx4_en mlx5_core
     vmxnet3 ena? qede? be2net?

@@ -594,15 +594,8 @@ pub fn test_os_dir(arch: Arch) -> anyhow::Result<PathBuf> {
 
 /// Lower-case hex SHA-256 of the file at `path`, streamed.
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    sha256_file_prefix(path, u64::MAX)
-}
-
-/// Lower-case hex SHA-256 of the first `len` bytes of the file at `path` (all of it when
-/// shorter): the image written at the start of a VM's disk.
-pub fn sha256_file_prefix(path: &Path, len: u64) -> anyhow::Result<String> {
     use std::io::Read;
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut f = f.take(len);
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

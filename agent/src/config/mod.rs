@@ -412,6 +412,10 @@ impl Config {
                 dev: flags.dev_root.clone(),
                 allow_loop: flags.vmedia_allow_loop,
             };
+            // Without an API URL on the command line the parameters floppy is where it must
+            // come from: wait for that one (USB storage appears late); else for any.
+            let floppy = kernel.get("ipa-api-url").is_none();
+            vmedia::wait_for_devices(&roots, floppy, vmedia::DEVICE_WAIT, early);
             if let Some((device, params)) = vmedia::read_params(&roots, early)? {
                 kernel.merge(&params);
                 sources.push(format!("{} on {}", vmedia::PARAMS_FILE, device.display()));

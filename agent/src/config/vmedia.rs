@@ -45,6 +45,61 @@ pub fn booted_from_vmedia(kernel: &KernelParams) -> bool {
     kernel.get("boot_method") == Some("vmedia")
 }
 
+/// How long a virtual-media boot waits for its devices to show up (USB mass storage is scanned
+/// a second or more after its controller's driver loads; without udev, nothing else waits).
+pub const DEVICE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Waits (at most `timeout`, polling twice a second) for virtual media: with `floppy`, until
+/// the parameters floppy (`ir-vfd-dev`, or a device whose model says "virtual media") exists —
+/// the configuration has nowhere else to come from; otherwise until any device labelled
+/// `ir-vfd-dev`, `config-2` or `vmedia_boot_iso` does. Returns whether it was found; logged
+/// either way.
+pub fn wait_for_devices(
+    roots: &BlockRoots,
+    floppy: bool,
+    timeout: std::time::Duration,
+    notes: &mut dyn Notes,
+) -> bool {
+    let all = [PARAMS_LABEL, CONFIG_LABELS[0], CONFIG_LABELS[1]];
+    let labels: &[&str] = if floppy { &all[..1] } else { &all };
+    let start = std::time::Instant::now();
+    loop {
+        let mut found = crate::media::find_by_labels(roots, labels);
+        if floppy {
+            found.extend(virtual_media_model_device(roots));
+        }
+        if !found.is_empty() {
+            if !start.elapsed().is_zero() {
+                notes.note(
+                    Level::INFO,
+                    format!(
+                        "Virtual media {} found after {:.1} s",
+                        found
+                            .iter()
+                            .map(|d| d.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        start.elapsed().as_secs_f64()
+                    ),
+                );
+            }
+            return true;
+        }
+        if start.elapsed() >= timeout {
+            notes.note(
+                Level::WARN,
+                format!(
+                    "boot_method=vmedia but no device labelled {} after {} s",
+                    labels.join(", "),
+                    timeout.as_secs()
+                ),
+            );
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// IPA's `_get_vmedia_params`: the parameters of `parameters.txt` on the virtual-media floppy
 /// (found by label, else by the "virtual media" model), with the device; `None` without one.
 pub fn read_params(
@@ -204,6 +259,55 @@ mod tests {
             notes.iter().all(|n| n.1.ends_with("not found")),
             "{notes:?}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn waits_for_labelled_devices_bounded() -> anyhow::Result<()> {
+        let t = FakeTree::new()?;
+        t.add(&dev("sda", SATA, 100))?;
+        let mut notes = Vec::new();
+        let start = std::time::Instant::now();
+        assert!(!wait_for_devices(
+            &t.roots,
+            false,
+            std::time::Duration::from_secs(1),
+            &mut notes
+        ));
+        assert!(start.elapsed() >= std::time::Duration::from_secs(1));
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.1.contains("no device labelled ir-vfd-dev")),
+            "{notes:?}"
+        );
+        let img = t.dir.path().join("cd.img");
+        let out = std::process::Command::new("mkfs.vfat")
+            .args(["-C", "-n", "CONFIG-2"])
+            .arg(&img)
+            .arg("1440")
+            .output()
+            .map_err(|e| anyhow::anyhow!("mkfs.vfat is required by this test: {e}"))?;
+        anyhow::ensure!(out.status.success(), "mkfs.vfat failed");
+        t.add(&FakeDev {
+            image: Some(&img),
+            ..dev("sr0", SATA, 2880)
+        })?;
+        let start = std::time::Instant::now();
+        assert!(wait_for_devices(
+            &t.roots,
+            false,
+            std::time::Duration::from_secs(30),
+            &mut notes
+        ));
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        // A config-2 disk is not the parameters floppy.
+        assert!(!wait_for_devices(
+            &t.roots,
+            true,
+            std::time::Duration::from_millis(600),
+            &mut notes
+        ));
         Ok(())
     }
 

@@ -99,6 +99,15 @@ impl SystemNetOps {
         members: &[String],
     ) -> Result<(), NetOpError> {
         let bond_dir = self.sys_class_net.join(name);
+        let masters = self.sys_class_net.join("bonding_masters");
+        if !masters.exists() {
+            // Loaded on demand, without the `bond0` the module makes by default (it would
+            // show in every inventory).
+            Invocation::new("modprobe", IP_TIMEOUT)
+                .args(["bonding", "max_bonds=0"])
+                .keep_stderr_tail(crate::tools::STDERR_IN_ERRORS)
+                .run_ok()?;
+        }
         if !bond_dir.join("bonding").is_dir() {
             Self::write_sys(
                 &self.sys_class_net.join("bonding_masters"),
