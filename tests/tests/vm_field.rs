@@ -14,9 +14,10 @@
 //!   `etc/ironic-python-agent.d/ironic-tls.conf` naming the CA of the shim's private PKI. The
 //!   agent looks up over the VLAN, is inspected (the inventory shows the bond and the VLAN) and
 //!   the shim deploys an image onto its disk.
-//! - [`x86_64_cmdline_vlan_ipv6_static_untrusted_ca`]: `ipa-enable-vlan-interfaces=eth0.100` on
-//!   the kernel command line, DHCPv4 only on VLAN 100 (dnsmasq), where a plain-HTTP shim takes
-//!   the inspection; a config drive (label `config-2`) gives eth1 a static IPv6 address, the only
+//! - [`x86_64_cmdline_vlan_ipv6_static_untrusted_ca`]: `ipa-enable-vlan-interfaces=eth0.100,eth1`
+//!   with `ipa-collect-lldp=1` on the kernel command line (VLAN 100 on eth0 by name, and on eth1
+//!   because the switch announces it there by LLDP), DHCPv4 only on VLAN 100 (dnsmasq), where a
+//!   plain-HTTP shim takes the inspection; a config drive (label `config-2`) gives eth1 a static IPv6 address, the only
 //!   way to the HTTPS shim of the lookup. That shim's CA is not given to the agent (no
 //!   `ironic-tls.conf`): lookup fails with the named certificate error, after reaching the shim
 //!   over IPv6.
@@ -78,7 +79,14 @@ struct FieldNet {
 }
 
 impl FieldNet {
-    fn create(dir: &Path, name: &str, taps: &[TapPort], guest_nics: usize) -> anyhow::Result<Self> {
+    /// `lldp`: the VLANs the switch announces by LLDP on its trunks (none: no LLDP).
+    fn create(
+        dir: &Path,
+        name: &str,
+        taps: &[TapPort],
+        guest_nics: usize,
+        lldp: &[u16],
+    ) -> anyhow::Result<Self> {
         let ns = format!("iat-{name}-{}", std::process::id());
         run(&["ip", "netns", "add", &ns])?;
         let mut net = FieldNet {
@@ -111,6 +119,10 @@ impl FieldNet {
             cmd.args(["--port", &format!("tap:{},access={}", t.name, t.vlan)]);
         }
         cmd.args(["--native-vlan", &NATIVE_VLAN.to_string()]);
+        if !lldp.is_empty() {
+            let vids: Vec<String> = lldp.iter().map(u16::to_string).collect();
+            cmd.args(["--lldp", &vids.join(",")]);
+        }
         let sw = Proc::spawn("vswitch", cmd, &dir.join("vswitch.log"))?;
         net.procs.push(sw);
         let log = dir.join("vswitch.log");
@@ -317,6 +329,7 @@ fn x86_64_vmedia_no_dhcp_bond_vlan_tls() -> anyhow::Result<()> {
             addrs: vec!["192.0.2.1/24"],
         }],
         2,
+        &[],
     )?;
     let (ca, cert, key) = pki(d, &[SHIM_V4, SHIM_V6])?;
     let images = test_os_dir(Arch::X86_64)?;
@@ -519,6 +532,7 @@ fn x86_64_cmdline_vlan_ipv6_static_untrusted_ca() -> anyhow::Result<()> {
             },
         ],
         2,
+        &[VLAN],
     )?;
     let leases = net.dhcp("tap0", "192.0.2.50,192.0.2.99")?;
     let (_ca, cert, key) = pki(d, &[SHIM_V4, SHIM_V6])?;
@@ -574,7 +588,8 @@ fn x86_64_cmdline_vlan_ipv6_static_untrusted_ca() -> anyhow::Result<()> {
     spec.append = format!(
         "loglevel=4 ipa-api-url=https://[{SHIM_V6}]:{tls_port} \
          ipa-inspection-callback-url=http://{SHIM_V4}:{http_port}/v1/continue_inspection \
-         ipa-enable-vlan-interfaces=eth0.{VLAN} ipa-inspection-dhcp-wait-timeout=0"
+         ipa-enable-vlan-interfaces=eth0.{VLAN},eth1 ipa-collect-lldp=1 ipa-lldp-timeout=15 \
+         ipa-inspection-dhcp-wait-timeout=0"
     );
     let mut vm = Vm::start(&spec, &d.join("console.log"))?;
 
@@ -599,6 +614,9 @@ fn x86_64_cmdline_vlan_ipv6_static_untrusted_ca() -> anyhow::Result<()> {
     assert_eq!(vlan["mac_address"], macs[0].as_str());
     let eth1 = by_name(&ifaces, "eth1").with_context(ctx)?;
     assert_eq!(eth1["ipv6_address"], GUEST_V6, "{}", ctx());
+    // `eth1` alone: the VLANs the switch announces there by LLDP.
+    let lldp_vlan = by_name(&ifaces, &format!("eth1.{VLAN}")).with_context(ctx)?;
+    assert_eq!(lldp_vlan["mac_address"], macs[1].as_str());
     let l = std::fs::read_to_string(&leases).unwrap_or_default();
     assert!(
         l.contains(&vlan_v4),
