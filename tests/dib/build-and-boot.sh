@@ -14,6 +14,10 @@
 #   5. waits (BOOT_TIMEOUT, 240 s) for the lookup and two heartbeats, runs
 #      poll.get_hardware_info through the shim, prints build time, ramdisk size, time to the
 #      first heartbeat; kills QEMU and the shim, removes its work directory.
+#   Field cases: the VM boots with boot_method=vmedia and a CD-ROM labelled config-2 whose
+#   etc/ironic-python-agent.d/field.conf sets advertise_port (copied and read as IPA does; the
+#   heartbeat's agent_url proves it), and ipa-enable-vlan-interfaces=MAC.100 (ironic-agent-network
+#   .service creates the VLAN; the inventory must list it).
 # On failure it prints the serial console log and exits non-zero.
 #
 # Needs root (apt, and DIB's chroot/mount work through sudo), network access to the Debian
@@ -75,7 +79,7 @@ apt_install() {
 }
 # DIB needs sudo even as root; debootstrap builds the Debian tree; qemu-img and mksquashfs are
 # called by DIB's block-device and image code. Keep an already installed (newer) qemu-utils.
-apt_install sudo debootstrap qemu-utils squashfs-tools cpio gzip curl file
+apt_install sudo debootstrap qemu-utils squashfs-tools cpio gzip curl file genisoimage
 command -v qemu-system-x86_64 >/dev/null || apt_install qemu-system-x86
 
 # The ironic-ramdisk-base element ships as data files of the ironic-python-agent-builder wheel.
@@ -183,8 +187,17 @@ curl -sf "http://127.0.0.1:$shim_port/" >/dev/null || die "conductor-shim did no
 shim node create --name "$node" --mac "$mac" --state manageable >/dev/null
 
 # ---------------------------------------------------------------------------------------------
-cmdline="console=ttyS0 ipa-api-url=http://10.0.2.2:$shim_port ipa-insecure=1"
-cmdline+=" ipa-advertise-host=127.0.0.1 ipa-advertise-port=$agent_port"
+# Field cases (issue 15): a virtual-media boot whose ISO (label config-2) carries an IPA
+# configuration file with the advertise port (without it the agent advertises 9999, which the
+# shim cannot reach), and a VLAN made by the agent from ipa-enable-vlan-interfaces (MAC.VLAN:
+# the NIC's name depends on the distribution's naming scheme).
+mkdir -p "$work/iso/etc/ironic-python-agent.d"
+printf '[DEFAULT]\n# from the virtual-media ISO\nadvertise_port = %s\n' "$agent_port" \
+    >"$work/iso/etc/ironic-python-agent.d/field.conf"
+genisoimage -quiet -r -J -V config-2 -o "$work/config.iso" "$work/iso" ||
+    die "genisoimage failed (apt-get install genisoimage)"
+cmdline="console=ttyS0 boot_method=vmedia ipa-api-url=http://10.0.2.2:$shim_port ipa-insecure=1"
+cmdline+=" ipa-advertise-host=127.0.0.1 ipa-enable-vlan-interfaces=$mac.100"
 qemu-img create -q -f qcow2 "$work/disk0.qcow2" 10G
 log "booting under TCG (no KVM): hostfwd 127.0.0.1:$agent_port -> guest :9999"
 echo "kernel command line: $cmdline"
@@ -194,6 +207,8 @@ timeout $((boot_timeout + 120)) qemu-system-x86_64 -M q35 -m 2048 -smp 2 -nograp
     -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$agent_port-:9999" \
     -device "virtio-net-pci,netdev=n0,mac=$mac" \
     -drive "if=none,id=d0,file=$work/disk0.qcow2,format=qcow2" -device virtio-blk-pci,drive=d0,serial=dib-disk0 \
+    -drive "if=none,id=cd0,file=$work/config.iso,format=raw,media=cdrom,readonly=on" \
+    -device ide-cd,drive=cd0,bus=ide.0 \
     </dev/null >"$work/serial.log" 2>&1 &
 qemu_pid=$!
 
@@ -231,7 +246,7 @@ while :; do
 done
 case "$url" in
     https://127.0.0.1:$agent_port) ;;
-    *) die "agent_url is $url, expected https://127.0.0.1:$agent_port (auto-TLS, advertised hostfwd)" ;;
+    *) die "agent_url is $url, expected https://127.0.0.1:$agent_port (auto-TLS, advertise_port from the ISO's configuration file)" ;;
 esac
 
 log "conductor-shim agent $node poll.get_hardware_info (shim -> hostfwd -> agent, TLS)"
@@ -256,6 +271,11 @@ print("  interfaces: " + ", ".join(f"{i.get('name')} {i.get('mac_address')} {i.g
 print("  disks: " + ", ".join(f"{d.get('name')} {int(d.get('size', 0)) >> 30} GiB" for d in disks))
 if not any(str(i.get("mac_address", "")).lower() == "52:54:00:12:34:56" for i in ifaces) or not disks:
     sys.exit("the inventory misses the VM's NIC or disk")
+vlans = [i for i in ifaces if str(i.get("name", "")).endswith(".100")
+         and str(i.get("mac_address", "")).lower() == "52:54:00:12:34:56"]
+if not vlans:
+    sys.exit("no VLAN 100 interface on the NIC (ipa-enable-vlan-interfaces=MAC.100)")
+print(f"  VLAN from ipa-enable-vlan-interfaces: {vlans[0]['name']}")
 PY
 
 ok=1
