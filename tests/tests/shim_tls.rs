@@ -218,3 +218,77 @@ fn mutual_tls_refuses_clients_without_a_certificate_of_the_ca() -> anyhow::Resul
     assert_eq!(requests(&shim, "path=/ ", 200), 1);
     Ok(())
 }
+
+/// IPA's `certfile`/`keyfile`/`cafile` from a configuration file (as Ironic's virtual-media
+/// `ironic-tls.conf` gives `cafile`): the agent presents its client certificate to an Ironic
+/// API that requires one, and looks up; without `certfile`/`keyfile` the API refuses it.
+#[test]
+fn agent_presents_its_client_certificate_from_a_config_file() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = shim_pki(dir.path(), true)?;
+    let client_ca = pki.join("ca.crt").display().to_string();
+    let shim = Shim::start_https(
+        dir.path(),
+        &pki,
+        &["--heartbeat-timeout", "4", "--tls-client-ca", &client_ca],
+    )?;
+    shim.create_host_node("n1", "manageable")?;
+    let conf = |name: &str, with_cert: bool| -> anyhow::Result<String> {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d)?;
+        let mut text = format!(
+            "[DEFAULT]\napi_url = {}\ncafile = {}\n",
+            shim.url,
+            pki.join("ca.crt").display()
+        );
+        if with_cert {
+            text.push_str(&format!(
+                "certfile = {}\nkeyfile = {}\n",
+                pki.join("client.crt").display(),
+                pki.join("client.key").display()
+            ));
+        }
+        std::fs::write(d.join("ironic-tls.conf"), text)?;
+        Ok(d.display().to_string())
+    };
+
+    // Without a client certificate: the handshake is refused, no lookup.
+    let refused_dir = conf("refused.d", false)?;
+    let mut flags = agent_flags(free_port());
+    flags.extend(["--config-dir".into(), refused_dir]);
+    let refused = start_agent(
+        dir.path(),
+        "refused",
+        "ipa-lookup-timeout=30",
+        &as_strs(&flags),
+    )?;
+    wait_for(T, "the shim refusing a client without certificate", || {
+        shim_log(&shim)
+            .lines()
+            .any(|l| l.contains("TLS handshake failed"))
+            .then_some(())
+    })?;
+    assert_eq!(requests(&shim, "path=/v1/lookup", 200), 0);
+    drop(refused);
+
+    // With certfile/keyfile: lookup and heartbeats.
+    let accepted_dir = conf("accepted.d", true)?;
+    let port = free_port();
+    let mut flags = agent_flags(port);
+    flags.extend(["--config-dir".into(), accepted_dir]);
+    let agent = start_agent(
+        dir.path(),
+        "agent",
+        "ipa-lookup-timeout=30",
+        &as_strs(&flags),
+    )?;
+    let n = shim.wait_first_heartbeat("n1", T)?;
+    assert_eq!(
+        dii(&n, "agent_url").and_then(|u| u.as_str()),
+        Some(format!("https://127.0.0.1:{port}").as_str()),
+        "{n}\n{}",
+        agent.output()
+    );
+    assert_eq!(requests(&shim, "path=/v1/lookup", 200), 1);
+    Ok(())
+}
