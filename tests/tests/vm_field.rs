@@ -14,6 +14,9 @@
 //!   `etc/ironic-python-agent.d/ironic-tls.conf` naming the CA of the shim's private PKI. The
 //!   agent looks up over the VLAN, is inspected (the inventory shows the bond and the VLAN) and
 //!   the shim deploys an image onto its disk.
+//! - [`x86_64_ipv6_only_static_bond_vlan`]: the same bond and VLAN, IPv6 only (static address and
+//!   default route from a `config-2` config drive), the API URL on the command line: inspection,
+//!   lookup, heartbeats and a deploy over IPv6.
 //! - [`x86_64_cmdline_vlan_ipv6_static_untrusted_ca`]: `ipa-enable-vlan-interfaces=eth0.100,eth1`
 //!   with `ipa-collect-lldp=1` on the kernel command line (VLAN 100 on eth0 by name, and on eth1
 //!   because the switch announces it there by LLDP), DHCPv4 only on VLAN 100 (dnsmasq), where a
@@ -500,6 +503,154 @@ fn x86_64_vmedia_no_dhcp_bond_vlan_tls() -> anyhow::Result<()> {
         "x86_64-field-vmedia",
         &json!({
             "test": "x86_64-field-vmedia",
+            "arch": "x86_64",
+            "firmware": "bios",
+            "inspection_s": inspected.as_secs_f64(),
+            "first_heartbeat_s": first_heartbeat.as_secs_f64(),
+            "deploy_s": deployed.as_secs_f64(),
+        }),
+    )
+}
+
+/// The IPv6-only variant of the DHCP-less site: the same bond of both NICs with VLAN 100 on top,
+/// a static IPv6 address and default route from a config drive (label `config-2`), the API URL
+/// on the kernel command line; lookup, inspection, heartbeats (the shim calls the agent back on
+/// its IPv6 address) and a deploy, all over IPv6.
+#[test]
+fn x86_64_ipv6_only_static_bond_vlan() -> anyhow::Result<()> {
+    let _one_at_a_time = VM_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let mut net = FieldNet::create(
+        d,
+        "v6",
+        &[TapPort {
+            name: "tap0",
+            vlan: VLAN,
+            addrs: vec!["2001:db8:100::1/64"],
+        }],
+        2,
+        &[],
+    )?;
+    let images = test_os_dir(Arch::X86_64)?;
+    let image_name = "whole-disk-uefi.img";
+    let image = images.join(image_name);
+    let sha = sha256_file(&image)?;
+    let port = free_port();
+    let db = net.shim(
+        "shim",
+        port,
+        "http",
+        &["--images", images.to_str().context("path")?],
+    )?;
+    let api = format!("http://[2001:db8:100::1]:{port}");
+    let macs = [guest_mac(1), guest_mac(2)];
+    net.shim_cli(
+        &db,
+        &[
+            "node",
+            "create",
+            "--name",
+            "v6",
+            "--state",
+            "inspect wait",
+            "--mac",
+            &macs[0],
+            "--mac",
+            &macs[1],
+        ],
+    )?;
+    let network_data = json!({
+        "links": [
+            {"id": "port0", "type": "phy", "ethernet_mac_address": macs[0]},
+            {"id": "port1", "type": "phy", "ethernet_mac_address": macs[1]},
+            {"id": "bond0", "type": "bond", "bond_links": ["port0", "port1"],
+             "bond_mode": "active-backup"},
+            {"id": "prov", "type": "vlan", "vlan_link": "bond0", "vlan_id": VLAN}
+        ],
+        "networks": [
+            {"id": "prov-v6", "type": "ipv6", "link": "prov", "ip_address": "2001:db8:100::10",
+             "netmask": "ffff:ffff:ffff:ffff::",
+             "routes": [{"network": "::", "netmask": "::", "gateway": "2001:db8:100::1"}]}
+        ],
+        "services": [{"type": "dns", "address": "2001:db8:100::53"}]
+    });
+    let iso = iso(
+        &d.join("config-drive.iso"),
+        "config-2",
+        &[(
+            "openstack/latest/network_data.json",
+            serde_json::to_vec(&network_data)?,
+        )],
+    )?;
+    let root = sparse_disk(&d.join("root.raw"), ROOT_DISK)?;
+    let mut spec = VmSpec::new(Arch::X86_64, Firmware::Bios);
+    spec.netns = Some(net.ns.clone());
+    spec.nics = net.nics(&macs);
+    spec.cdroms.push(iso);
+    spec.virtio_disks.push(root.clone());
+    spec.append = format!(
+        "loglevel=4 ipa-api-url={api} ipa-inspection-callback-url={api}/v1/continue_inspection \
+         ipa-inspection-dhcp-wait-timeout=0 ironic_agent.allow_device=/dev/vda"
+    );
+    let mut vm = Vm::start(&spec, &d.join("console.log"))?;
+
+    let n = wait_vm(&mut vm, BOOT, "inspection over IPv6", || {
+        net.node(&db, "v6")
+            .ok()
+            .filter(|n| n.get("inventory").is_some_and(|i| !i.is_null()))
+    })?;
+    let inspected = vm.started.elapsed();
+    let ifaces = interfaces(&n["inventory"]);
+    let ctx = || format!("interfaces: {ifaces:#?}\nconsole:\n{}", vm.console());
+    let vlan = by_name(&ifaces, &format!("bond0.{VLAN}")).with_context(ctx)?;
+    assert_eq!(vlan["ipv6_address"], "2001:db8:100::10", "{}", ctx());
+    assert!(vlan["ipv4_address"].is_null(), "IPv6 only: {}", ctx());
+    by_name(&ifaces, "bond0").with_context(ctx)?;
+
+    let n = wait_vm(&mut vm, BOOT, "the first heartbeat over IPv6", || {
+        net.node(&db, "v6").ok().filter(|n| {
+            n["driver_internal_info"]["agent_heartbeat_count"]
+                .as_u64()
+                .is_some_and(|c| c >= 1)
+        })
+    })?;
+    let first_heartbeat = vm.started.elapsed();
+    assert_eq!(
+        n["driver_internal_info"]["agent_url"],
+        "https://[2001:db8:100::10]:9999"
+    );
+    let t_deploy = std::time::Instant::now();
+    let url = format!("{api}/images/{image_name}");
+    let checksum = format!("sha256:{sha}");
+    if let Err(e) = net.shim_cli(
+        &db,
+        &[
+            "deploy",
+            "v6",
+            "--image",
+            &url,
+            "--checksum",
+            &checksum,
+            "--timeout",
+            "600",
+        ],
+    ) {
+        bail!("deploy failed: {e:#}\nconsole:\n{}", vm.console());
+    }
+    let deployed = t_deploy.elapsed();
+    assert_eq!(net.node(&db, "v6")?["provision_state"], "active");
+    drop(vm);
+    let size = std::fs::metadata(&image)?.len();
+    assert_eq!(
+        sha256_range(&root, MIB, size - 2 * MIB)?,
+        sha256_range(&image, MIB, size - 2 * MIB)?,
+        "the image on the VM's disk"
+    );
+    report(
+        "x86_64-field-ipv6",
+        &json!({
+            "test": "x86_64-field-ipv6",
             "arch": "x86_64",
             "firmware": "bios",
             "inspection_s": inspected.as_secs_f64(),
