@@ -6,7 +6,7 @@
 //! other ports are tap devices in that namespace, where the conductor shim listens on static
 //! addresses. Guest NIC ports are 802.1Q trunks; each tap is an access port of one VLAN.
 //!
-//! - [`x86_64_vmedia_no_dhcp_bond_vlan_tls`]: no DHCP server anywhere and nothing on the kernel
+//! - [`x86_64_vmedia_no_dhcp_bond_vlan_tls`] — no DHCP server anywhere and nothing on the kernel
 //!   command line but `boot_method=vmedia`. A USB disk labelled `ir-vfd-dev` holds
 //!   `parameters.txt` (the HTTPS API URL); the virtual-media ISO (label `VMEDIA_BOOT_ISO`, as
 //!   Ironic builds it) holds `openstack/latest/network_data.json` (an active-backup bond of both
@@ -14,16 +14,16 @@
 //!   `etc/ironic-python-agent.d/ironic-tls.conf` naming the CA of the shim's private PKI. The
 //!   agent looks up over the VLAN, is inspected (the inventory shows the bond and the VLAN) and
 //!   the shim deploys an image onto its disk.
-//! - [`x86_64_ipv6_only_static_bond_vlan`]: the same bond and VLAN, IPv6 only (static address and
+//! - [`x86_64_ipv6_only_static_bond_vlan`] — the same bond and VLAN, IPv6 only (static address and
 //!   default route from a `config-2` config drive), the API URL on the command line: inspection,
 //!   lookup, heartbeats and a deploy over IPv6.
-//! - [`x86_64_cmdline_vlan_ipv6_static_untrusted_ca`]: `ipa-enable-vlan-interfaces=eth0.100,eth1`
+//! - [`x86_64_cmdline_vlan_ipv6_static_untrusted_ca`] — `ipa-enable-vlan-interfaces=eth0.100,eth1`
 //!   with `ipa-collect-lldp=1` on the kernel command line (VLAN 100 on eth0 by name, and on eth1
 //!   because the switch announces it there by LLDP), DHCPv4 only on VLAN 100 (dnsmasq), where a
-//!   plain-HTTP shim takes the inspection; a config drive (label `config-2`) gives eth1 a static IPv6 address, the only
-//!   way to the HTTPS shim of the lookup. That shim's CA is not given to the agent (no
-//!   `ironic-tls.conf`): lookup fails with the named certificate error, after reaching the shim
-//!   over IPv6.
+//!   plain-HTTP shim takes the inspection; a config drive (label `config-2`) gives eth1 a static
+//!   IPv6 address, the only way to the HTTPS shim of the lookup. That shim's CA is not given to
+//!   the agent (no `ironic-tls.conf`): lookup fails with the named certificate error, after
+//!   reaching the shim over IPv6.
 //!
 //! Needs root (namespaces, taps), `genisoimage`, `mkfs.vfat` + `mcopy` (mtools), dnsmasq and the
 //! ramdisk of `target/ramdisk/x86_64` (scripts/test.sh). A missing piece fails the test.
