@@ -559,6 +559,20 @@ pub fn assert_success(out: &std::process::Output, what: &str) {
     );
 }
 
+/// Runs `args[0]` with the other `args`, failing with its stderr.
+pub fn run(args: &[&str]) -> anyhow::Result<()> {
+    let (program, rest) = args.split_first().context("no program to run")?;
+    let out = Command::new(program).args(rest).output()?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// Runs `sh -c CMD`, failing with its stderr.
 pub fn sh(cmd: &str) -> anyhow::Result<()> {
     let out = Command::new("sh").arg("-c").arg(cmd).output()?;

@@ -594,8 +594,15 @@ pub fn test_os_dir(arch: Arch) -> anyhow::Result<PathBuf> {
 
 /// Lower-case hex SHA-256 of the file at `path`, streamed.
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    use std::io::Read;
+    sha256_range(path, 0, u64::MAX)
+}
+
+/// Lower-case hex SHA-256 of (at most) `len` bytes of the file at `path` from `offset`.
+pub fn sha256_range(path: &Path, offset: u64, len: u64) -> anyhow::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    f.seek(SeekFrom::Start(offset))?;
+    let mut f = f.take(len);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

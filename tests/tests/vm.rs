@@ -23,7 +23,7 @@ use e2e_tests::qemu::{
     Arch, Firmware, Nic, Vm, VmSpec, boot_deployed_disk, deploy_with, esp_on_disk, guest_mac,
     report, sha256_file, sparse_disk, test_os_dir, vm_shim, wait_vm,
 };
-use e2e_tests::{Shim, efivars, free_port, wait_for};
+use e2e_tests::{Shim, efivars, free_port, run, wait_for};
 use serde_json::{Value, json};
 
 const MIB: u64 = 1 << 20;
@@ -429,18 +429,6 @@ struct ProvisioningNet {
 const VLAN: u16 = 42;
 const NET_V4: &str = "192.168.42.1";
 const NET_V6: &str = "fd42:42::1";
-
-fn run(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(args[0]).args(&args[1..]).output()?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
 
 impl ProvisioningNet {
     fn create(dir: &Path) -> anyhow::Result<ProvisioningNet> {

@@ -35,10 +35,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use e2e_tests::qemu::{
-    Arch, Firmware, Nic, Vm, VmSpec, guest_mac, report, sha256_file, sparse_disk, test_os_dir,
-    wait_vm,
+    Arch, Firmware, Nic, Vm, VmSpec, guest_mac, report, sha256_file, sha256_range, sparse_disk,
+    test_os_dir, wait_vm,
 };
-use e2e_tests::{Proc, bin, free_port, wait_for};
+use e2e_tests::{Proc, bin, free_port, run, wait_for};
 use serde_json::{Value, json};
 
 const MIB: u64 = 1 << 20;
@@ -52,18 +52,6 @@ const SHIM_V4: &str = "192.0.2.1";
 const GUEST_V4: &str = "192.0.2.10";
 const SHIM_V6: &str = "2001:db8:200::1";
 const GUEST_V6: &str = "2001:db8:200::10";
-
-fn run(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(args[0]).args(&args[1..]).output()?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
 
 /// A tap access port of the switch, with the namespace's addresses on it.
 struct TapPort {
@@ -231,6 +219,99 @@ impl FieldNet {
             _ => v,
         })
     }
+
+    /// `node create NAME` in `inspect wait` with the guest's MACs.
+    fn create_node(&self, db: &Path, name: &str, macs: &[String]) -> anyhow::Result<()> {
+        let mut args = vec!["node", "create", "--name", name, "--state", "inspect wait"];
+        for mac in macs {
+            args.extend(["--mac", mac.as_str()]);
+        }
+        self.shim_cli(db, &args).map(drop)
+    }
+
+    /// Waits for the inventory of `name`; returns its interfaces and when it came.
+    fn wait_inspected(
+        &self,
+        vm: &mut Vm,
+        db: &Path,
+        name: &str,
+        what: &str,
+    ) -> anyhow::Result<(Vec<Value>, Duration)> {
+        let n = wait_vm(vm, BOOT, what, || {
+            self.node(db, name)
+                .ok()
+                .filter(|n| n.get("inventory").is_some_and(|i| !i.is_null()))
+        })?;
+        Ok((interfaces(&n["inventory"]), vm.started.elapsed()))
+    }
+
+    /// Waits for the first heartbeat of `name`'s agent; returns its `agent_url` and when.
+    fn wait_heartbeat(
+        &self,
+        vm: &mut Vm,
+        db: &Path,
+        name: &str,
+        what: &str,
+    ) -> anyhow::Result<(String, Duration)> {
+        let n = wait_vm(vm, BOOT, what, || {
+            self.node(db, name).ok().filter(|n| {
+                n["driver_internal_info"]["agent_heartbeat_count"]
+                    .as_u64()
+                    .is_some_and(|c| c >= 1)
+            })
+        })?;
+        let url = n["driver_internal_info"]["agent_url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        Ok((url, vm.started.elapsed()))
+    }
+
+    /// Deploys the test OS image `image` (served by the shim at `api`) onto the VM's disk
+    /// `root`, waits until the node is active, stops the VM and compares the partitions'
+    /// bytes with the image (the GPT headers around them are rewritten when the agent moves the
+    /// backup table to the end of the disk). Returns how long the deploy took.
+    fn deploy_checked(
+        &self,
+        vm: Vm,
+        db: &Path,
+        name: &str,
+        api: &str,
+        image: &Path,
+        root: &Path,
+    ) -> anyhow::Result<Duration> {
+        let start = std::time::Instant::now();
+        let file = image
+            .file_name()
+            .and_then(|f| f.to_str())
+            .context("image name")?;
+        let url = format!("{api}/images/{file}");
+        let checksum = format!("sha256:{}", sha256_file(image)?);
+        let args = [
+            "deploy",
+            name,
+            "--image",
+            &url,
+            "--checksum",
+            &checksum,
+            "--timeout",
+            "600",
+        ];
+        if let Err(e) = self.shim_cli(db, &args) {
+            bail!("deploy failed: {e:#}\nconsole:\n{}", vm.console());
+        }
+        let took = start.elapsed();
+        let n = self.node(db, name)?;
+        assert_eq!(n["provision_state"], "active", "{n}");
+        drop(vm);
+        let size = std::fs::metadata(image)?.len();
+        assert_eq!(
+            sha256_range(root, MIB, size - 2 * MIB)?,
+            sha256_range(image, MIB, size - 2 * MIB)?,
+            "the image on the VM's disk"
+        );
+        Ok(took)
+    }
 }
 
 impl Drop for FieldNet {
@@ -336,9 +417,7 @@ fn x86_64_vmedia_no_dhcp_bond_vlan_tls() -> anyhow::Result<()> {
     )?;
     let (ca, cert, key) = pki(d, &[SHIM_V4, SHIM_V6])?;
     let images = test_os_dir(Arch::X86_64)?;
-    let image_name = "whole-disk-uefi.img";
-    let image = images.join(image_name);
-    let sha = sha256_file(&image)?;
+    let image = images.join("whole-disk-uefi.img");
     let port = free_port();
     let db = net.shim(
         "shim",
@@ -355,21 +434,7 @@ fn x86_64_vmedia_no_dhcp_bond_vlan_tls() -> anyhow::Result<()> {
     )?;
     let api = format!("https://{SHIM_V4}:{port}");
     let macs = [guest_mac(1), guest_mac(2)];
-    net.shim_cli(
-        &db,
-        &[
-            "node",
-            "create",
-            "--name",
-            "field",
-            "--state",
-            "inspect wait",
-            "--mac",
-            &macs[0],
-            "--mac",
-            &macs[1],
-        ],
-    )?;
+    net.create_node(&db, "field", &macs)?;
 
     // Ironic's virtual-media ISO: network data, the TLS configuration and its CA.
     let network_data = json!({
@@ -425,13 +490,8 @@ fn x86_64_vmedia_no_dhcp_bond_vlan_tls() -> anyhow::Result<()> {
     spec.append = "loglevel=4 boot_method=vmedia ironic_agent.allow_device=/dev/vda".into();
     let mut vm = Vm::start(&spec, &d.join("console.log"))?;
 
-    let n = wait_vm(&mut vm, BOOT, "inspection over the VLAN", || {
-        net.node(&db, "field")
-            .ok()
-            .filter(|n| n.get("inventory").is_some_and(|i| !i.is_null()))
-    })?;
-    let inspected = vm.started.elapsed();
-    let ifaces = interfaces(&n["inventory"]);
+    let (ifaces, inspected) =
+        net.wait_inspected(&mut vm, &db, "field", "inspection over the VLAN")?;
     let ctx = || format!("interfaces: {ifaces:#?}\nconsole:\n{}", vm.console());
     let bond = by_name(&ifaces, "bond0").with_context(ctx)?;
     let vlan = by_name(&ifaces, &format!("bond0.{VLAN}")).with_context(ctx)?;
@@ -450,18 +510,9 @@ fn x86_64_vmedia_no_dhcp_bond_vlan_tls() -> anyhow::Result<()> {
         );
     }
 
-    let n = wait_vm(&mut vm, BOOT, "the first heartbeat over HTTPS", || {
-        net.node(&db, "field").ok().filter(|n| {
-            n["driver_internal_info"]["agent_heartbeat_count"]
-                .as_u64()
-                .is_some_and(|c| c >= 1)
-        })
-    })?;
-    let first_heartbeat = vm.started.elapsed();
-    assert_eq!(
-        n["driver_internal_info"]["agent_url"],
-        format!("https://{GUEST_V4}:9999").as_str()
-    );
+    let (agent_url, first_heartbeat) =
+        net.wait_heartbeat(&mut vm, &db, "field", "the first heartbeat over HTTPS")?;
+    assert_eq!(agent_url, format!("https://{GUEST_V4}:9999"));
     let console = vm.console();
     assert!(
         !console.contains("udhcpc"),
@@ -469,46 +520,12 @@ fn x86_64_vmedia_no_dhcp_bond_vlan_tls() -> anyhow::Result<()> {
     );
 
     // Deploy over the VLAN (image over HTTPS from the shim, same private CA).
-    let t_deploy = std::time::Instant::now();
-    let url = format!("{api}/images/{image_name}");
-    let checksum = format!("sha256:{sha}");
-    if let Err(e) = net.shim_cli(
-        &db,
-        &[
-            "deploy",
-            "field",
-            "--image",
-            &url,
-            "--checksum",
-            &checksum,
-            "--timeout",
-            "600",
-        ],
-    ) {
-        bail!("deploy failed: {e:#}\nconsole:\n{}", vm.console());
-    }
-    let deployed = t_deploy.elapsed();
-    let n = net.node(&db, "field")?;
-    assert_eq!(n["provision_state"], "active", "{n}");
-    drop(vm);
-    // The partitions' bytes as in the image (the GPT headers around them are rewritten when
-    // the agent moves the backup table to the end of the disk).
-    let size = std::fs::metadata(&image)?.len();
-    assert_eq!(
-        sha256_range(&root, MIB, size - 2 * MIB)?,
-        sha256_range(&image, MIB, size - 2 * MIB)?,
-        "the image on the VM's disk"
-    );
-    report(
+    let deployed = net.deploy_checked(vm, &db, "field", &api, &image, &root)?;
+    field_report(
         "x86_64-field-vmedia",
-        &json!({
-            "test": "x86_64-field-vmedia",
-            "arch": "x86_64",
-            "firmware": "bios",
-            "inspection_s": inspected.as_secs_f64(),
-            "first_heartbeat_s": first_heartbeat.as_secs_f64(),
-            "deploy_s": deployed.as_secs_f64(),
-        }),
+        inspected,
+        Some(first_heartbeat),
+        Some(deployed),
     )
 }
 
@@ -533,9 +550,7 @@ fn x86_64_ipv6_only_static_bond_vlan() -> anyhow::Result<()> {
         &[],
     )?;
     let images = test_os_dir(Arch::X86_64)?;
-    let image_name = "whole-disk-uefi.img";
-    let image = images.join(image_name);
-    let sha = sha256_file(&image)?;
+    let image = images.join("whole-disk-uefi.img");
     let port = free_port();
     let db = net.shim(
         "shim",
@@ -545,21 +560,7 @@ fn x86_64_ipv6_only_static_bond_vlan() -> anyhow::Result<()> {
     )?;
     let api = format!("http://[2001:db8:100::1]:{port}");
     let macs = [guest_mac(1), guest_mac(2)];
-    net.shim_cli(
-        &db,
-        &[
-            "node",
-            "create",
-            "--name",
-            "v6",
-            "--state",
-            "inspect wait",
-            "--mac",
-            &macs[0],
-            "--mac",
-            &macs[1],
-        ],
-    )?;
+    net.create_node(&db, "v6", &macs)?;
     let network_data = json!({
         "links": [
             {"id": "port0", "type": "phy", "ethernet_mac_address": macs[0]},
@@ -595,68 +596,22 @@ fn x86_64_ipv6_only_static_bond_vlan() -> anyhow::Result<()> {
     );
     let mut vm = Vm::start(&spec, &d.join("console.log"))?;
 
-    let n = wait_vm(&mut vm, BOOT, "inspection over IPv6", || {
-        net.node(&db, "v6")
-            .ok()
-            .filter(|n| n.get("inventory").is_some_and(|i| !i.is_null()))
-    })?;
-    let inspected = vm.started.elapsed();
-    let ifaces = interfaces(&n["inventory"]);
+    let (ifaces, inspected) = net.wait_inspected(&mut vm, &db, "v6", "inspection over IPv6")?;
     let ctx = || format!("interfaces: {ifaces:#?}\nconsole:\n{}", vm.console());
     let vlan = by_name(&ifaces, &format!("bond0.{VLAN}")).with_context(ctx)?;
     assert_eq!(vlan["ipv6_address"], "2001:db8:100::10", "{}", ctx());
     assert!(vlan["ipv4_address"].is_null(), "IPv6 only: {}", ctx());
     by_name(&ifaces, "bond0").with_context(ctx)?;
 
-    let n = wait_vm(&mut vm, BOOT, "the first heartbeat over IPv6", || {
-        net.node(&db, "v6").ok().filter(|n| {
-            n["driver_internal_info"]["agent_heartbeat_count"]
-                .as_u64()
-                .is_some_and(|c| c >= 1)
-        })
-    })?;
-    let first_heartbeat = vm.started.elapsed();
-    assert_eq!(
-        n["driver_internal_info"]["agent_url"],
-        "https://[2001:db8:100::10]:9999"
-    );
-    let t_deploy = std::time::Instant::now();
-    let url = format!("{api}/images/{image_name}");
-    let checksum = format!("sha256:{sha}");
-    if let Err(e) = net.shim_cli(
-        &db,
-        &[
-            "deploy",
-            "v6",
-            "--image",
-            &url,
-            "--checksum",
-            &checksum,
-            "--timeout",
-            "600",
-        ],
-    ) {
-        bail!("deploy failed: {e:#}\nconsole:\n{}", vm.console());
-    }
-    let deployed = t_deploy.elapsed();
-    assert_eq!(net.node(&db, "v6")?["provision_state"], "active");
-    drop(vm);
-    let size = std::fs::metadata(&image)?.len();
-    assert_eq!(
-        sha256_range(&root, MIB, size - 2 * MIB)?,
-        sha256_range(&image, MIB, size - 2 * MIB)?,
-        "the image on the VM's disk"
-    );
-    report(
+    let (agent_url, first_heartbeat) =
+        net.wait_heartbeat(&mut vm, &db, "v6", "the first heartbeat over IPv6")?;
+    assert_eq!(agent_url, "https://[2001:db8:100::10]:9999");
+    let deployed = net.deploy_checked(vm, &db, "v6", &api, &image, &root)?;
+    field_report(
         "x86_64-field-ipv6",
-        &json!({
-            "test": "x86_64-field-ipv6",
-            "arch": "x86_64",
-            "firmware": "bios",
-            "inspection_s": inspected.as_secs_f64(),
-            "first_heartbeat_s": first_heartbeat.as_secs_f64(),
-            "deploy_s": deployed.as_secs_f64(),
-        }),
+        inspected,
+        Some(first_heartbeat),
+        Some(deployed),
     )
 }
 
@@ -702,21 +657,7 @@ fn x86_64_cmdline_vlan_ipv6_static_untrusted_ca() -> anyhow::Result<()> {
     let http_port = free_port();
     let db = net.shim("shim-http", http_port, "http", &[])?;
     let macs = [guest_mac(1), guest_mac(2)];
-    net.shim_cli(
-        &db,
-        &[
-            "node",
-            "create",
-            "--name",
-            "vlan",
-            "--state",
-            "inspect wait",
-            "--mac",
-            &macs[0],
-            "--mac",
-            &macs[1],
-        ],
-    )?;
+    net.create_node(&db, "vlan", &macs)?;
     let network_data = json!({
         "links": [{"id": "nic1", "type": "phy", "ethernet_mac_address": macs[1]}],
         "networks": [{"id": "v6", "type": "ipv6", "link": "nic1",
@@ -744,13 +685,8 @@ fn x86_64_cmdline_vlan_ipv6_static_untrusted_ca() -> anyhow::Result<()> {
     );
     let mut vm = Vm::start(&spec, &d.join("console.log"))?;
 
-    let n = wait_vm(&mut vm, BOOT, "inspection over the agent's VLAN", || {
-        net.node(&db, "vlan")
-            .ok()
-            .filter(|n| n.get("inventory").is_some_and(|i| !i.is_null()))
-    })?;
-    let inspected = vm.started.elapsed();
-    let ifaces = interfaces(&n["inventory"]);
+    let (ifaces, inspected) =
+        net.wait_inspected(&mut vm, &db, "vlan", "inspection over the agent's VLAN")?;
     let ctx = || format!("interfaces: {ifaces:#?}\nconsole:\n{}", vm.console());
     let vlan = by_name(&ifaces, &format!("eth0.{VLAN}")).with_context(ctx)?;
     let vlan_v4 = vlan["ipv4_address"]
@@ -800,36 +736,27 @@ fn x86_64_cmdline_vlan_ipv6_static_untrusted_ca() -> anyhow::Result<()> {
         "no lookup through an untrusted certificate: {tls_log}"
     );
     drop(vm);
+    field_report("x86_64-field-vlan", inspected, None, None)
+}
+
+/// Writes the timings of a field test (x86_64, BIOS) to `target/vm-report/<name>.json`.
+fn field_report(
+    name: &str,
+    inspected: Duration,
+    first_heartbeat: Option<Duration>,
+    deployed: Option<Duration>,
+) -> anyhow::Result<()> {
     report(
-        "x86_64-field-vlan",
+        name,
         &json!({
-            "test": "x86_64-field-vlan",
+            "test": name,
             "arch": "x86_64",
             "firmware": "bios",
             "inspection_s": inspected.as_secs_f64(),
-            "first_heartbeat_s": null,
-            "deploy_s": null,
+            "first_heartbeat_s": first_heartbeat.map(|d| d.as_secs_f64()),
+            "deploy_s": deployed.map(|d| d.as_secs_f64()),
         }),
     )
-}
-
-/// Lower-case hex SHA-256 of `len` bytes of the file at `path` from `offset`.
-fn sha256_range(path: &Path, offset: u64, len: u64) -> anyhow::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    f.seek(SeekFrom::Start(offset))?;
-    let mut f = f.take(len);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The first line of the console log at `path` containing `needle`.
