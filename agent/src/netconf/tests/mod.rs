@@ -130,6 +130,72 @@ fn glean_vexxhost_dhcp_and_slaac() {
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
 
+/// Ironic's own sample: the bond (802.3ad, by MAC) with its VLAN and static address, the
+/// routes and DNS servers; the networks Ironic put on a bond member are refused with a warning,
+/// and the vif no network uses falls back to DHCP.
+#[test]
+fn ironic_json_sample() {
+    let data = parsed(include_str!("fixtures/ironic_json_samples.json"));
+    let nics = [
+        nic("eno1", "a0:36:9f:2c:e8:80"),
+        nic("eno2", "A0:36:9F:2C:E8:81"),
+        nic("eno3", "a0:36:9f:2c:e8:70"),
+    ];
+    let p = plan(&data, &nics);
+    assert_well_formed(&p, &nics);
+    let bond = p
+        .steps
+        .iter()
+        .find(|s| matches!(s, NetStep::CreateBond { .. }))
+        .cloned();
+    assert_eq!(
+        bond,
+        Some(NetStep::CreateBond {
+            name: "bond0".into(),
+            mode: "802.3ad".into(),
+            options: vec![
+                ("miimon".into(), "100".into()),
+                ("xmit_hash_policy".into(), "layer3+4".into()),
+            ],
+            members: vec!["eno1".into(), "eno2".into()],
+        })
+    );
+    assert!(p.steps.contains(&NetStep::CreateVlan {
+        parent: "bond0".into(),
+        id: 101,
+        name: "bond0.101".into(),
+        mac: Some("a0:36:9f:2c:e8:80".into()),
+    }));
+    assert!(p.steps.contains(&addr("bond0.101", "23.253.157.244", 24)));
+    assert!(
+        p.steps
+            .contains(&route("bond0.101", "0.0.0.0", 0, Some("23.253.157.1")))
+    );
+    let servers = p.steps.iter().find_map(|s| match s {
+        NetStep::WriteResolvConf { nameservers, .. } => Some(nameservers.clone()),
+        _ => None,
+    });
+    let servers = servers.unwrap_or_default();
+    for dns in ["8.8.8.8", "8.8.4.4", "69.20.0.164", "69.20.0.196"] {
+        assert!(servers.contains(&ip(dns)), "{dns} in {servers:?}");
+    }
+    // Nothing is configured on a bond member: the two networks on interface0 are refused.
+    assert!(
+        !p.steps
+            .iter()
+            .any(|s| matches!(s, NetStep::AddAddress { iface, .. } if iface == "eno1")),
+        "{:#?}",
+        p.steps
+    );
+    assert!(
+        p.warnings.iter().any(|w| w.contains("private-ipv4")),
+        "{:?}",
+        p.warnings
+    );
+    assert_eq!(p.dhcp, vec!["eno3".to_string()]);
+    assert_eq!(p.static_ifaces, vec!["bond0.101".to_string()]);
+}
+
 #[test]
 fn glean_liberty_bonds_and_vlans() {
     let data = parsed(include_str!("fixtures/glean_liberty.json"));
@@ -896,6 +962,7 @@ fn mutated_samples_never_panic() {
         include_str!("fixtures/glean_rax_iad.json"),
         include_str!("fixtures/glean_vexxhost.json"),
         include_str!("fixtures/nova_metadata_doc.json"),
+        include_str!("fixtures/ironic_json_samples.json"),
         BOND_VLAN,
     ];
     let mut planned = 0;
