@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::lookup::LookupConfig;
 use crate::config::{Config, KernelParams};
+use crate::fetch::{ClientIdentity, TlsSettings};
 use crate::image::options::DownloadOptions;
 use crate::shutdown::Shutdown;
 use crate::state::Shared;
@@ -19,6 +20,7 @@ const DEFAULT_PERMITTED: &[&str] = &["raw", "gpt", "qcow2"];
 pub struct DeploySettings {
     insecure: bool,
     cafile: Option<PathBuf>,
+    client_identity: Option<ClientIdentity>,
     kernel: KernelParams,
     lookup: Arc<Shared<LookupConfig>>,
     shutdown: Shutdown,
@@ -30,6 +32,7 @@ impl DeploySettings {
         DeploySettings {
             insecure: config.insecure,
             cafile: config.cafile.clone(),
+            client_identity: TlsSettings::for_ironic(config).client_identity,
             kernel: config.kernel.clone(),
             lookup,
             shutdown: Shutdown::default(),
@@ -65,6 +68,7 @@ impl DeploySettings {
         let mut o = DownloadOptions {
             insecure: self.insecure,
             cafile: self.cafile.clone(),
+            client_identity: self.client_identity.clone(),
             tls_min_version: lookup
                 .as_ref()
                 .and_then(|c| c.tls_min_version.clone())
@@ -100,5 +104,53 @@ impl DeploySettings {
         self.lookup()
             .and_then(|c| c.permitted_image_formats)
             .unwrap_or_else(|| DEFAULT_PERMITTED.iter().map(|s| s.to_string()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::Flags;
+
+    fn config(cert: Option<&str>, key: Option<&str>) -> anyhow::Result<Config> {
+        let mut c = Config::from_parts(
+            &Flags::parse_from(["ironic-agent"]),
+            KernelParams::parse("ipa-insecure=0"),
+        )?;
+        c.certfile = cert.map(PathBuf::from);
+        c.keyfile = key.map(PathBuf::from);
+        c.cafile = Some(PathBuf::from("/etc/ironic-python-agent/ironic.crt"));
+        Ok(c)
+    }
+
+    /// As IPA's download session: the CA and the client certificate of the configuration.
+    #[test]
+    fn downloads_present_the_client_certificate() -> anyhow::Result<()> {
+        let c = config(Some("/etc/agent.crt"), Some("/etc/agent.key"))?;
+        let tls = DeploySettings::new(&c, Arc::default())
+            .download_options()
+            .tls_settings();
+        assert_eq!(
+            tls.cafile.as_deref(),
+            Some(Path::new("/etc/ironic-python-agent/ironic.crt"))
+        );
+        assert_eq!(
+            tls.client_identity,
+            Some(ClientIdentity {
+                certfile: PathBuf::from("/etc/agent.crt"),
+                keyfile: PathBuf::from("/etc/agent.key"),
+            })
+        );
+        // One without the other is ignored, as IPA does.
+        let c = config(Some("/etc/agent.crt"), None)?;
+        let tls = DeploySettings::new(&c, Arc::default())
+            .download_options()
+            .tls_settings();
+        assert_eq!(tls.client_identity, None);
+        Ok(())
     }
 }

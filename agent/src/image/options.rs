@@ -7,7 +7,7 @@ use std::time::Duration;
 
 pub use super::head::HeadCheck;
 
-use crate::fetch::{RetryPolicy, TlsSettings};
+use crate::fetch::{ClientIdentity, RetryPolicy, TlsSettings};
 use crate::shutdown::Shutdown;
 
 /// HTTP basic credentials.
@@ -48,6 +48,9 @@ pub struct DownloadOptions {
     pub insecure: bool,
     /// Extra CA bundle for image servers.
     pub cafile: Option<PathBuf>,
+    /// The agent's client certificate (`certfile`/`keyfile`), presented to image servers as
+    /// IPA's download session does.
+    pub client_identity: Option<ClientIdentity>,
     /// Lowest TLS version (`1.2` or `1.3`).
     pub tls_min_version: String,
     /// Agent-wide `image_server_auth_strategy = http_basic` credentials; `image_info`'s own
@@ -77,6 +80,7 @@ impl fmt::Debug for DownloadOptions {
             .field("max_reconnects", &self.max_reconnects)
             .field("insecure", &self.insecure)
             .field("cafile", &self.cafile)
+            .field("client_identity", &self.client_identity)
             .field("tls_min_version", &self.tls_min_version)
             .field("basic_auth", &self.basic_auth)
             .field("block_size", &self.block_size)
@@ -98,6 +102,7 @@ impl Default for DownloadOptions {
             max_reconnects: 1000,
             insecure: false,
             cafile: None,
+            client_identity: None,
             tls_min_version: "1.2".into(),
             basic_auth: None,
             // Measured (see `throughput_report`): 1–4 MiB blocks stream equally fast; 2 MiB × 4
@@ -127,7 +132,7 @@ impl DownloadOptions {
             insecure: self.insecure,
             cafile: self.cafile.clone(),
             min_version: self.tls_min_version.clone(),
-            client_identity: None,
+            client_identity: self.client_identity.clone(),
         }
     }
 
