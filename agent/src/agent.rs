@@ -47,6 +47,8 @@ pub fn build_chain(config: &Config, state: &AgentState) -> anyhow::Result<Arc<Ch
             bootif: config.bootif.clone(),
             allowed_devices: config.allow_devices.clone(),
             step_backend: Some(Arc::new(steps)),
+            collect_lldp: config.collect_lldp,
+            lldp_timeout: config.lldp_timeout,
             ..GenericConfig::default()
         });
         let mut managers: Vec<Arc<dyn HardwareManager>> = vec![Arc::new(generic)];

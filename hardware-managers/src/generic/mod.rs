@@ -4,7 +4,7 @@
 //! concern lives in its own module: `net` (interfaces), `cpu`, `memory`, `disks` (block
 //! devices, with `wwn` and `udev` helpers), `install` (install-disk choice: skip list, root
 //! device hints, smallest disk), `dmi`, `bmc`
-//! (ipmitool), `logs` and `system` (boot mode, host name, sync).
+//! (ipmitool), `logs`, `system` (boot mode, host name, sync) and [`lldp`] (`collect_lldp`).
 
 pub mod backend;
 mod bmc;
@@ -13,6 +13,7 @@ mod disks;
 mod dmi;
 mod ifaddrs;
 mod install;
+pub mod lldp;
 mod logs;
 mod memory;
 mod net;
@@ -58,6 +59,11 @@ pub struct GenericConfig {
     pub allowed_devices: Vec<PathBuf>,
     /// Steps the agent implements and the generic manager offers as its own (`write_image`, ...).
     pub step_backend: Option<std::sync::Arc<dyn backend::StepBackend>>,
+    /// `ipa-collect-lldp`: `list_network_interfaces` listens for LLDP on every interface and
+    /// reports the TLVs as each interface's `lldp` (see [`lldp`]).
+    pub collect_lldp: bool,
+    /// `ipa-lldp-timeout`: how long LLDP is listened for (all interfaces at once).
+    pub lldp_timeout: Duration,
 }
 
 impl Default for GenericConfig {
@@ -67,6 +73,8 @@ impl Default for GenericConfig {
             bootif: None,
             allowed_devices: Vec::new(),
             step_backend: None,
+            collect_lldp: false,
+            lldp_timeout: crate::lldp::DEFAULT_LLDP_TIMEOUT,
         }
     }
 }
@@ -264,7 +272,14 @@ impl HardwareManager for GenericHardwareManager {
         } else {
             ifaddrs::from_file(&self.root().join("ifaddrs"))
         };
-        Ok(net::list_interfaces(self.root(), &addrs))
+        let mut interfaces = net::list_interfaces(self.root(), &addrs);
+        if self.config.collect_lldp {
+            // As IPA: listened for on every call, nothing cached.
+            let names = net::interface_names(self.root());
+            let data = lldp::collect_lldp_data(&names, self.config.lldp_timeout);
+            lldp::fill(&mut interfaces, &data);
+        }
+        Ok(interfaces)
     }
 
     fn get_cpus(&self) -> HardwareResult<Cpu> {

@@ -29,6 +29,16 @@ pub(crate) fn list_interfaces(
         .collect()
 }
 
+/// The names IPA's `netutils.list_interfaces()` gives (NICs, VLANs, bonds; not `lo`), in
+/// `<root>/sys/class/net` order sorted by name: the interfaces LLDP is listened for on.
+pub(crate) fn interface_names(root: &Path) -> Vec<String> {
+    let class = root.join("sys/class/net");
+    let mut names = list_dir(&class);
+    names.sort_by(|a, b| natural_cmp(a, b));
+    names.retain(|name| is_listed(&class.join(name), name));
+    names
+}
+
 /// Whether the interface belongs in the inventory.
 fn is_listed(dir: &Path, name: &str) -> bool {
     if name == "lo" {

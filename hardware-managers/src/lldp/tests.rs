@@ -204,3 +204,76 @@ fn times_out_with_empty_lists() {
     assert_eq!(result.len(), 2);
     assert!(result.values().all(Vec::is_empty));
 }
+
+/// `list_network_interfaces` with `collect_lldp`: the peer's TLVs in IPA's `[[type, hex], ...]`
+/// form (End TLV included), `[]` for an interface that heard nothing, all within one timeout.
+/// The fake root lists the namespace's `vb` and `vd` as NICs (a `device` link), as veths are
+/// not inventory interfaces.
+#[test]
+fn list_network_interfaces_reports_lldp_as_ipa() {
+    use crate::HardwareManager;
+    use crate::generic::{GenericConfig, GenericHardwareManager};
+
+    let ns = NetNs::new("inv");
+    ns.ip(&["link", "add", "vc", "type", "veth", "peer", "name", "vd"]);
+    ns.ip(&["link", "set", "vc", "up"]);
+    let root = tempfile::tempdir().unwrap();
+    for (name, mac) in [("vb", "02:00:00:00:00:0b"), ("vd", "02:00:00:00:00:0d")] {
+        let dir = root.path().join("sys/class/net").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("address"), format!("{mac}\n")).unwrap();
+        std::os::unix::fs::symlink("../../../devices/virtual", dir.join("device")).unwrap();
+    }
+    let manager = GenericHardwareManager::new(GenericConfig {
+        root: root.path().to_path_buf(),
+        collect_lldp: true,
+        lldp_timeout: Duration::from_secs(2),
+        ..GenericConfig::default()
+    });
+    let tlvs = sample_tlvs();
+    let frame = lldp_frame([0x02, 0, 0, 0, 0, 0x0a], &tlvs).unwrap();
+    let (ifaces, elapsed) = ns.run(move || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sender = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let fd = sys::packet_socket("va", LLDP_ETHERTYPE).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = nix::unistd::write(&fd, &frame);
+                    thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        let start = Instant::now();
+        let ifaces = manager.list_network_interfaces().unwrap();
+        let elapsed = start.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        sender.join().unwrap();
+        (ifaces, elapsed)
+    });
+    // vd waits out the one shared timeout; vb answers within it.
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    let json: Vec<serde_json::Value> = ifaces
+        .iter()
+        .map(|i| {
+            let v = serde_json::to_value(i).unwrap();
+            serde_json::json!({"name": v["name"], "lldp": v["lldp"]})
+        })
+        .collect();
+    assert_eq!(
+        json,
+        vec![
+            serde_json::json!({"name": "vb", "lldp": [
+                [1, "04525400123456"],
+                [2, "0545746865726e6574312f37"],
+                [3, "0078"],
+                [5, "746f722d31"],
+                [127, "0080c20300640c70726f766973696f6e696e67"],
+                [127, "0080c20300c80674656e616e74"],
+                [0, ""],
+            ]}),
+            serde_json::json!({"name": "vd", "lldp": []}),
+        ]
+    );
+}
