@@ -1,12 +1,18 @@
 //! In-band inspection: collect the inventory and post it to the inspection callback.
+//!
+//! Collectors (`ipa-inspection-collectors`): `default` (the inventory), `logs`, `lldp`
+//! (`lldp_raw`); see [`collectors`] for names IPA does not know.
+
+pub mod collectors;
 
 use std::time::Duration;
 
+use hardware_managers::generic::lldp::LldpRaw;
 use hardware_managers::{BlockDevice, HardwareError, Inventory, NetworkInterface};
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::client::{http_client, ironic_fault};
 use crate::context::AgentContext;
@@ -29,10 +35,10 @@ pub struct InspectionConfiguration {
     pub managers: Vec<ManagerInfo>,
 }
 
-/// The body posted to the inspection callback.
+/// What the `default` collector adds to [`InspectionData`].
 #[derive(Debug, Clone, Serialize)]
-pub struct InspectionData {
-    /// The inventory (`default` collector).
+pub struct DefaultData {
+    /// The inventory.
     pub inventory: Inventory,
     /// The disk the no-hints rule picks (absent if none).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -41,11 +47,40 @@ pub struct InspectionData {
     pub boot_interface: Option<String>,
     /// Collectors and managers.
     pub configuration: InspectionConfiguration,
+}
+
+/// The body posted to the inspection callback.
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectionData {
+    /// `inventory`, `root_disk`, `boot_interface`, `configuration`; absent only when the
+    /// collectors could not be loaded (then the body is `{"error": ...}` alone, as IPA's).
+    #[serde(flatten)]
+    pub default: Option<DefaultData>,
+    /// `lldp` collector: interface name → `[[type, hex], ...]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lldp_raw: Option<LldpRaw>,
     /// Base64 tar.gz of logs (`logs` collector).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logs: Option<String>,
     /// Collector errors, or null.
     pub error: Option<String>,
+    /// The collectors could not be loaded (an unknown name): [`post`] still posts the error,
+    /// then fails, as IPA does.
+    #[serde(skip)]
+    pub load_failed: bool,
+}
+
+impl InspectionData {
+    /// IPA's body when loading the collectors failed: `{"error": "...* <failure>"}`.
+    pub fn load_failure(failure: String) -> Self {
+        InspectionData {
+            default: None,
+            lldp_raw: None,
+            logs: None,
+            error: collectors::error_text(&[failure]),
+            load_failed: true,
+        }
+    }
 }
 
 /// Why inspection failed (logged; the agent proceeds to lookup).
@@ -57,6 +92,9 @@ pub enum InspectionError {
     /// Every attempt failed.
     #[error("posting inspection data: {0}")]
     Post(String),
+    /// The collectors could not be loaded; only the error was posted.
+    #[error("{0}")]
+    Collectors(String),
 }
 
 /// Runs the configured collectors, waiting first for the PXE NIC's address (today's
@@ -73,6 +111,14 @@ pub async fn collect_with(
     ctx: &std::sync::Arc<AgentContext>,
     all_interfaces: bool,
 ) -> Result<InspectionData, InspectionError> {
+    // As IPA: the collectors are loaded first; an unknown name fails them all, before
+    // `default` could wait for DHCP.
+    let unknown = collectors::unknown(&ctx.config.inspection_collectors);
+    if !unknown.is_empty() {
+        let failure = collectors::load_failure(&unknown);
+        error!(%failure, "cannot load the inspection collectors; posting only the error");
+        return Ok(InspectionData::load_failure(failure));
+    }
     wait_for_dhcp(ctx, all_interfaces).await;
     let c = ctx.clone();
     let data = tokio::task::spawn_blocking(move || collect_blocking(&c))
@@ -86,6 +132,7 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
     let mut ran = Vec::new();
     let mut inventory = None;
     let mut logs = None;
+    let mut lldp_raw = None;
     for name in &ctx.config.inspection_collectors {
         match name.as_str() {
             "default" => {
@@ -99,6 +146,13 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
                 }
                 Err(e) => errors.push(format!("collector logs failed: {e}")),
             },
+            "lldp" => {
+                lldp_raw = Some(collectors::lldp_raw(
+                    std::path::Path::new("/"),
+                    ctx.config.lldp_timeout,
+                ));
+                ran.push(name.clone());
+            }
             other => errors.push(format!("collector {other} is not supported by this agent")),
         }
     }
@@ -128,24 +182,20 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
             }
         })
         .collect();
-    let error = (!errors.is_empty()).then(|| {
-        let mut text = String::from("The following errors were encountered:");
-        for e in &errors {
-            text.push_str("\n* ");
-            text.push_str(e);
-        }
-        text
-    });
     Ok(InspectionData {
-        boot_interface: inventory.boot.pxe_interface.clone(),
-        inventory,
-        root_disk,
-        configuration: InspectionConfiguration {
-            collectors: ran,
-            managers,
-        },
+        default: Some(DefaultData {
+            boot_interface: inventory.boot.pxe_interface.clone(),
+            inventory,
+            root_disk,
+            configuration: InspectionConfiguration {
+                collectors: ran,
+                managers,
+            },
+        }),
+        lldp_raw,
         logs,
-        error,
+        error: collectors::error_text(&errors),
+        load_failed: false,
     })
 }
 
@@ -256,7 +306,9 @@ pub fn bootif_mac(bootif: &str) -> String {
 
 /// Posts `data` to each URL in order (moving on after connection errors), retrying up to 5
 /// attempts (waits ×1.5 from 5 s, at most 30 s) on connection errors, 5xx and 409. Returns the
-/// node UUID Ironic answered with.
+/// node UUID Ironic answered with. When the collectors could not be loaded
+/// ([`InspectionData::load_failed`]) the error is posted all the same and the result is
+/// [`InspectionError::Collectors`], as IPA re-raises after posting.
 pub async fn post(
     ctx: &AgentContext,
     data: &InspectionData,
@@ -294,6 +346,11 @@ pub async fn post(
                     .and_then(Value::as_str)
                     .map(String::from);
                 info!(node = ?uuid, %url, "inspection data accepted");
+                if data.load_failed {
+                    return Err(InspectionError::Collectors(
+                        data.error.clone().unwrap_or_default(),
+                    ));
+                }
                 return Ok(uuid);
             }
             let fault = ironic_fault(&bytes);
@@ -389,6 +446,130 @@ mod tests {
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert!(wait_for_ipv4(t, Some("52:54:00:00:00:01"), true, ms, list).await);
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    /// A manager that counts how often the interfaces were listed.
+    struct Counting(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl hardware_managers::HardwareManager for Counting {
+        fn class_name(&self) -> String {
+            "GenericHardwareManager".into()
+        }
+        fn evaluate_hardware_support(&self) -> hardware_managers::SupportLevel {
+            hardware_managers::SupportLevel::GENERIC
+        }
+        fn list_network_interfaces(
+            &self,
+        ) -> hardware_managers::HardwareResult<Vec<NetworkInterface>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(vec![nic("eth0", "52:54:00:00:00:01", Some("192.0.2.5"))])
+        }
+    }
+
+    /// Answers one POST on 127.0.0.1 with 200 `{"uuid": "node-1"}`; returns its URL and the
+    /// body it received.
+    fn one_post_server() -> (String, std::sync::mpsc::Receiver<Vec<u8>>) {
+        use std::io::{BufRead, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1/continue", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let Ok((conn, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = std::io::BufReader::new(&conn);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = tx.send(body);
+            let answer = br#"{"uuid": "node-1"}"#;
+            let mut conn = &conn;
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                answer.len()
+            );
+            let _ = conn.write_all(answer);
+        });
+        (url, rx)
+    }
+
+    /// IPA 13: an unknown collector name fails loading; no collector runs (no DHCP wait, no
+    /// inventory), only `{"error": ...}` is posted, and inspection fails (lookup follows).
+    #[tokio::test]
+    async fn unknown_collector_posts_only_the_error_and_fails() {
+        use clap::Parser;
+        let (url, bodies) = one_post_server();
+        let flags = crate::config::Flags::parse_from(["ironic-agent"]);
+        let params = crate::config::KernelParams::parse(&format!(
+            "ipa-inspection-callback-url={url} ipa-inspection-collectors=default,foo,logs"
+        ));
+        let config = crate::config::Config::from_parts(&flags, params).unwrap();
+        let listed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let chain =
+            hardware_managers::Chain::new(vec![std::sync::Arc::new(Counting(listed.clone()))
+                as std::sync::Arc<dyn hardware_managers::HardwareManager>])
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = std::sync::Arc::new(AgentContext::new(
+            config,
+            chain,
+            std::sync::Arc::new(crate::power::RecordingPower::new(&dir.path().join("power"))),
+            crate::logbuf::LogBuffer::new(16),
+        ));
+        let data = collect_with(&ctx, true).await.unwrap();
+        let expected = serde_json::json!({
+            "error": "The following errors were encountered:\n* Failed to load collector {'foo'}"
+        });
+        assert_eq!(serde_json::to_value(&data).unwrap(), expected);
+        let err = post(&ctx, &data).await.unwrap_err();
+        assert!(matches!(err, InspectionError::Collectors(_)), "{err}");
+        assert!(err.to_string().contains("Failed to load collector {'foo'}"));
+        let posted: Value = serde_json::from_slice(&bodies.recv().unwrap()).unwrap();
+        assert_eq!(posted, expected);
+        assert_eq!(listed.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn lldp_raw_shape() {
+        let mut raw = LldpRaw::new();
+        raw.insert(
+            "eth0".into(),
+            vec![
+                (1, "04525400123456".into()),
+                (3, "0078".into()),
+                (0, String::new()),
+            ],
+        );
+        raw.insert("eth1".into(), Vec::new());
+        let data = InspectionData {
+            default: None,
+            lldp_raw: Some(raw),
+            logs: None,
+            error: None,
+            load_failed: false,
+        };
+        assert_eq!(
+            serde_json::to_value(&data).unwrap(),
+            serde_json::json!({
+                "lldp_raw": {
+                    "eth0": [[1, "04525400123456"], [3, "0078"], [0, ""]],
+                    "eth1": [],
+                },
+                "error": null,
+            })
+        );
     }
 
     #[tokio::test]

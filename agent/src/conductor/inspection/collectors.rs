@@ -1,0 +1,128 @@
+//! Which inspection collectors exist, and the `lldp` collector.
+//!
+//! IPA loads its collectors by name from the `ironic_python_agent.inspector.collectors`
+//! entry points. A configured name with no entry point makes loading fail as a whole: IPA
+//! then runs no collector at all (not even `default`), posts only
+//! `{"error": "The following errors were encountered:\n* Failed to load collector {'name'}"}`
+//! and treats inspection as failed (the agent logs it and goes on with lookup).
+
+use std::path::Path;
+use std::time::Duration;
+
+use hardware_managers::generic::lldp::{LldpRaw, collect_lldp_raw};
+
+/// IPA 13's collector entry points. Only `default`, `logs` and `lldp` are implemented here;
+/// the others are known names (no load failure) reported as unsupported when configured.
+pub const IPA_COLLECTORS: [&str; 8] = [
+    "default",
+    "dmi-decode",
+    "extra-hardware",
+    "lldp",
+    "logs",
+    "numa-topology",
+    "pci-devices",
+    "usb-devices",
+];
+
+/// The configured names IPA has no collector for, in configuration order, each once.
+pub fn unknown(names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in names {
+        if !IPA_COLLECTORS.contains(&name.as_str()) && !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+/// IPA's failure text for names that could not be loaded: the message of its
+/// `InspectionError('Failed to load collector %s' % names)` with `names` a Python set.
+pub fn load_failure(missing: &[String]) -> String {
+    let set: Vec<String> = missing.iter().map(|n| python_str_repr(n)).collect();
+    format!("Failed to load collector {{{}}}", set.join(", "))
+}
+
+/// Python's `repr()` of a string, for the names in [`load_failure`]: single quotes unless the
+/// text holds a single quote and no double quote.
+fn python_str_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::from(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// IPA's `AccumulatedFailures.get_error()`: `None` without failures.
+pub fn error_text(failures: &[String]) -> Option<String> {
+    (!failures.is_empty()).then(|| {
+        let mut text = String::from("The following errors were encountered:");
+        for f in failures {
+            text.push_str("\n* ");
+            text.push_str(f);
+        }
+        text
+    })
+}
+
+/// The `lldp` collector: `lldp_raw`, every NIC, VLAN and bond of `<root>/sys/class/net` (not
+/// `lo`) → its first LLDPDU's TLVs as `[[type, hex], ...]` (`[]` when none came within
+/// `timeout`). IPA runs it whatever `ipa-collect-lldp` says.
+pub fn lldp_raw(root: &Path, timeout: Duration) -> LldpRaw {
+    collect_lldp_raw(root, timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn unknown_names_and_ipas_message() {
+        assert!(unknown(&names(&["default", "logs", "lldp", "pci-devices"])).is_empty());
+        let missing = unknown(&names(&["default", "foo", "bar", "foo"]));
+        assert_eq!(missing, ["foo", "bar"]);
+        assert_eq!(
+            load_failure(&missing[..1]),
+            "Failed to load collector {'foo'}"
+        );
+        assert_eq!(
+            load_failure(&missing),
+            "Failed to load collector {'foo', 'bar'}"
+        );
+        assert_eq!(
+            load_failure(&names(&["it's"])),
+            "Failed to load collector {\"it's\"}"
+        );
+        assert_eq!(
+            error_text(&[load_failure(&missing[..1])]).as_deref(),
+            Some("The following errors were encountered:\n* Failed to load collector {'foo'}")
+        );
+        assert_eq!(error_text(&[]), None);
+    }
+
+    #[test]
+    fn lldp_raw_without_interfaces_is_empty() {
+        let root = tempfile::tempdir().unwrap();
+        let raw = lldp_raw(root.path(), Duration::from_millis(10));
+        assert_eq!(serde_json::to_value(raw).unwrap(), serde_json::json!({}));
+    }
+}
