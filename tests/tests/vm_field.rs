@@ -704,6 +704,32 @@ fn x86_64_cmdline_vlan_ipv6_static_untrusted_ca() -> anyhow::Result<()> {
     // `eth1` alone: the VLANs the switch announces there by LLDP.
     let lldp_vlan = by_name(&ifaces, &format!("eth1.{VLAN}")).with_context(ctx)?;
     assert_eq!(lldp_vlan["mac_address"], macs[1].as_str());
+    // ipa-collect-lldp=1: both NICs carry the switch's LLDPDU as IPA's `[type, hex]` pairs:
+    // its system name, and the 802.1 VLAN-name TLV of VLAN 100.
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    for nic in ["eth0", "eth1"] {
+        let lldp = by_name(&ifaces, nic).with_context(ctx)?["lldp"].clone();
+        let tlvs: Vec<(u64, String)> = lldp
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| Some((t[0].as_u64()?, t[1].as_str()?.to_string())))
+            .collect();
+        assert!(
+            tlvs.contains(&(5, hex(b"vswitch"))),
+            "{nic}: system name in {lldp}"
+        );
+        assert!(
+            tlvs.iter()
+                .any(|(t, v)| *t == 127 && v.starts_with(&format!("0080c203{VLAN:04x}"))),
+            "{nic}: VLAN {VLAN} in {lldp}"
+        );
+        assert_eq!(
+            tlvs.last(),
+            Some(&(0, String::new())),
+            "End TLV last: {lldp}"
+        );
+    }
     let l = std::fs::read_to_string(&leases).unwrap_or_default();
     assert!(
         l.contains(&vlan_v4),
