@@ -680,7 +680,7 @@ fn x86_64_cmdline_vlan_ipv6_static_untrusted_ca() -> anyhow::Result<()> {
     spec.append = format!(
         "loglevel=4 ipa-api-url=https://[{SHIM_V6}]:{tls_port} \
          ipa-inspection-callback-url=http://{SHIM_V4}:{http_port}/v1/continue_inspection \
-         ipa-enable-vlan-interfaces=eth0.{VLAN},eth1 ipa-collect-lldp=1 ipa-lldp-timeout=15 \
+         ipa-enable-vlan-interfaces=eth0.{VLAN},eth1 ipa-collect-lldp=1 ipa-lldp-timeout=6 \
          ipa-inspection-dhcp-wait-timeout=0"
     );
     let mut vm = Vm::start(&spec, &d.join("console.log"))?;
