@@ -33,7 +33,7 @@ pub struct Found {
 pub fn candidates(roots: &BlockRoots) -> Vec<PathBuf> {
     let mut found = media::find_by_labels(roots, &LABELS);
     let mut notes = TracingNotes;
-    found.sort_by_key(|d| !media::is_vmedia(roots, d, &mut notes));
+    found.sort_by_cached_key(|d| !media::is_vmedia(roots, d, &mut notes));
     found
 }
 
