@@ -44,6 +44,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     bash scripts/install-ramdisk-deps.sh
 fi
 
+log "test oracles: IPA 13, Ironic 39 and hardware-detect in a virtual environment"
+bash tests/oracle/setup.sh
+
 log "toolchain (pinned in rust-toolchain.toml)"
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
