@@ -15,6 +15,7 @@ pub mod efivars;
 pub mod image_server;
 pub mod images;
 pub mod loadgen;
+pub mod oracle;
 pub mod qemu;
 pub mod vswitch;
 

@@ -1,0 +1,60 @@
+//! The test oracles: IPA 13, Ironic 39 and `hardware-detect`, in the virtual environment that
+//! `tests/oracle/setup.sh` makes (`$ORACLE_VENV`, default `target/oracle-venv`).
+//!
+//! A test that needs them fails loudly when the venv is missing: it never skips.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// The oracle venv's directory.
+pub fn venv() -> anyhow::Result<PathBuf> {
+    let dir = std::env::var_os("ORACLE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target/oracle-venv"));
+    if !dir.join(".peers").is_file() {
+        bail!(
+            "the oracle venv {} is missing: run `bash tests/oracle/setup.sh` (scripts/test.sh does)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// The venv's `python`.
+pub fn python() -> anyhow::Result<PathBuf> {
+    Ok(venv()?.join("bin/python"))
+}
+
+/// `tests/oracle/<name>`: a driver script of the oracles.
+pub fn script(name: &str) -> PathBuf {
+    crate::workspace_root().join("tests/oracle").join(name)
+}
+
+/// Runs driver script `name` with `args` under the venv's python (warnings off) and parses
+/// its standard output as JSON; a non-zero exit is an error carrying its stderr.
+pub fn run_json(name: &str, args: &[&str], stdin: Option<&Path>) -> anyhow::Result<Value> {
+    let mut cmd = Command::new(python()?);
+    cmd.arg("-W").arg("ignore").arg(script(name)).args(args);
+    if let Some(input) = stdin {
+        cmd.stdin(std::fs::File::open(input).with_context(|| input.display().to_string())?);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("running oracle {name}"))?;
+    if !out.status.success() {
+        bail!(
+            "oracle {name} {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "oracle {name} printed no JSON: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
