@@ -48,7 +48,7 @@ usage: $PROG --arch x86_64|aarch64 --agent PATH --out DIR [options]
   --extra-modules LIST more kernel modules (comma-separated names), with their dependencies
   --extra-tool PKG:PATH[,PATH...]
                        more programs from a Debian package, with their libraries (repeatable),
-                       e.g. ipmitool:/usr/bin/ipmitool or btrfs-progs:/bin/mkfs.btrfs
+                       e.g. btrfs-progs:/bin/mkfs.btrfs or smartmontools:/usr/sbin/smartctl
   --burnin-tools       add the burn-in tools: stress-ng (burnin_cpu, burnin_memory), fio
                        (burnin_disk) and smartctl, with their libraries (roughly +30 MB
                        compressed: fio links Ceph, GlusterFS and RDMA libraries); raise
@@ -324,6 +324,10 @@ TOOLS=(
     "nvme-cli /usr/sbin/nvme"
     "hdparm /sbin/hdparm"
     "dhcpcd-base /usr/sbin/dhcpcd"
+    # Inspection: the BMC's addresses (bmc_address, bmc_v6address, bmc_mac) and the
+    # dmi-decode collector.
+    "ipmitool /usr/bin/ipmitool"
+    "dmidecode /usr/sbin/dmidecode"
 )
 # Burn-in tools (--burnin-tools): large through their libraries, so not in by default.
 if [ "$BURNIN_TOOLS" = 1 ]; then
@@ -373,7 +377,7 @@ MODULES_BOOT=(
 # sticks). Drivers needing firmware files get none: Debian ships firmware separately.
 # (bonding: by network-setup, without its default bond0; crc32c_intel: by its CPU-feature alias,
 # only where the CPU has SSE4.2; efivarfs: by /init on UEFI machines.)
-MODULES_ONDEMAND=(ipmi_msghandler ipmi_devintf ipmi_si crc32c_intel? efivarfs bonding)
+MODULES_ONDEMAND=(ipmi_msghandler ipmi_devintf ipmi_si ipmi_ssif crc32c_intel? efivarfs bonding)
 MODULES_HW=(
     e1000 e1000e igb igbvf ixgbe ixgbevf i40e iavf ice tg3 bnxt_en r8169 mlx4_en mlx5_core
     vmxnet3 ena? qede? be2net?
