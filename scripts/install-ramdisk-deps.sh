@@ -62,10 +62,11 @@ fi
 need=()
 # (ramdisk-elements/build-initramfs.sh: apt/dpkg-deb, the Debian archive keyring, binutils'
 # readelf, kmod's depmod, cpio, zstd/xz; test-boot.sh: python3 to pick free ports;
-# tests/images/build-test-os.sh: mtools to fill FAT images without mounting, fdisk's sfdisk.)
+# tests/images/build-test-os.sh: mtools to fill FAT images without mounting, fdisk's sfdisk;
+# the VM tests' emulated BMC: openipmi's ipmi_sim.)
 for p in ovmf qemu-efi-aarch64 busybox-static cpio zstd xz-utils kmod file binutils \
     dnsmasq iproute2 mdadm gdisk dosfstools e2fsprogs debian-archive-keyring python3 \
-    mtools fdisk; do
+    mtools fdisk openipmi; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -14,6 +14,7 @@ use serde_json::Value;
 pub mod efivars;
 pub mod image_server;
 pub mod images;
+pub mod ipmi_sim;
 pub mod loadgen;
 pub mod oracle;
 pub mod qemu;

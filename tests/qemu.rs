@@ -135,8 +135,13 @@ pub struct VmSpec {
     /// Raw files attached as USB mass-storage disks behind an xHCI controller (a BMC's virtual
     /// floppy or USB stick).
     pub usb_disks: Vec<PathBuf>,
+    /// Raw files attached as SATA disks on the q35 AHCI controller (x86_64 only), on the ports
+    /// after the CD-ROMs.
+    pub sata_disks: Vec<PathBuf>,
     /// `-smbios` arguments, e.g. `type=1,manufacturer=Acme`.
     pub smbios: Vec<String>,
+    /// More QEMU arguments, appended as given (e.g. an emulated BMC's devices).
+    pub extra_args: Vec<String>,
     /// NICs in PCI order (eth0, eth1, ...).
     pub nics: Vec<Nic>,
     /// Kernel command line (the console is added).
@@ -163,7 +168,9 @@ impl VmSpec {
             nvme_disks: Vec::new(),
             cdroms: Vec::new(),
             usb_disks: Vec::new(),
+            sata_disks: Vec::new(),
             smbios: Vec::new(),
+            extra_args: Vec::new(),
             nics: Vec::new(),
             append: String::new(),
             netns: None,
@@ -294,6 +301,19 @@ impl Vm {
                     .arg(format!("scsi-cd,drive=cd{i},bus=scsi{i}.0")),
             };
         }
+        if !spec.sata_disks.is_empty() && spec.arch != Arch::X86_64 {
+            bail!("SATA disks are attached to q35's AHCI controller: x86_64 only");
+        }
+        for (i, disk) in spec.sata_disks.iter().enumerate() {
+            let port = spec.cdroms.len() + i;
+            cmd.arg("-drive").arg(format!(
+                "file={},if=none,id=sd{i},format=raw,cache=unsafe",
+                disk.display()
+            ));
+            cmd.arg("-device").arg(format!(
+                "ide-hd,drive=sd{i},bus=ide.{port},serial=SATA-{i}"
+            ));
+        }
         if !spec.usb_disks.is_empty() {
             cmd.args(["-device", "qemu-xhci,id=xhci"]);
         }
@@ -308,6 +328,7 @@ impl Vm {
         for s in &spec.smbios {
             cmd.args(["-smbios", s]);
         }
+        cmd.args(&spec.extra_args);
         for (i, nic) in spec.nics.iter().enumerate() {
             let (netdev, mac) = match nic {
                 Nic::User { mac, hostfwd } => {

@@ -23,6 +23,7 @@ use e2e_tests::qemu::{
     Arch, Firmware, Nic, Vm, VmSpec, boot_deployed_disk, deploy_with, esp_on_disk, guest_mac,
     report, sha256_file, sparse_disk, test_os_dir, vm_shim, wait_vm,
 };
+use e2e_tests::ipmi_sim::{BmcLan, IpmiSim};
 use e2e_tests::{Shim, efivars, free_port, run, wait_for};
 use serde_json::{Value, json};
 
@@ -40,6 +41,84 @@ static VM_LOCK: Mutex<()> = Mutex::new(());
 struct Expect {
     boot_mode: &'static str,
     vendor: &'static str,
+    /// Field inspection in the same boot: an emulated BMC on KCS, a SATA disk the no-hints
+    /// rule would pick, every inspection collector, and a deploy whose `by_path` root device
+    /// hint names the virtio disk instead.
+    field: bool,
+}
+
+/// The SATA disk of a field boot: above 4 GiB and smaller than the virtio disk, so the
+/// no-hints rule picks it and only the `by_path` hint sends the deploy to the virtio disk.
+const SATA_DISK: u64 = 4096 * MIB + 256 * MIB;
+
+/// What the emulated BMC's LAN channel 1 reports.
+const BMC_LAN: BmcLan = BmcLan {
+    ip: "192.0.2.200",
+    mac: "52:54:00:be:ef:01",
+    netmask: "255.255.255.0",
+    gateway: "192.0.2.1",
+};
+
+/// Every collector IPA 13 ships but `lldp` (there is no switch behind QEMU's user networking;
+/// vm_field.rs covers LLDP).
+const FIELD_COLLECTORS: &str =
+    "default,logs,pci-devices,numa-topology,dmi-decode,usb-devices,extra-hardware";
+
+/// Checks a field boot's inspection: the BMC's addresses, every collector's data, both disks
+/// with a `by_path`; returns the virtio disk's `by_path`.
+fn check_field_inspection(node: &Value) -> anyhow::Result<String> {
+    let inv = &node["inventory"];
+    if inv["bmc_address"] != BMC_LAN.ip || inv["bmc_mac"] != BMC_LAN.mac {
+        bail!(
+            "the BMC's LAN channel is not in the inventory: bmc_address {} bmc_mac {} \
+             bmc_v6address {}",
+            inv["bmc_address"],
+            inv["bmc_mac"],
+            inv["bmc_v6address"]
+        );
+    }
+    let data = &node["inspection_data"];
+    if !data["error"].is_null() {
+        bail!("a collector failed: {}", data["error"]);
+    }
+    for key in ["pci_devices", "numa_topology", "dmi", "usb_devices", "data", "logs"] {
+        if data[key].is_null() {
+            bail!("no {key} in the inspection data: keys {:?}", keys(data));
+        }
+    }
+    let disk = |name: &str| {
+        inv["disks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["name"] == name)
+            .cloned()
+            .with_context(|| format!("no {name} in {}", inv["disks"]))
+    };
+    let sda = disk("/dev/sda")?;
+    if sda["size"] != SATA_DISK || sda["serial"] != "SATA-0" {
+        bail!("the SATA disk: {sda}");
+    }
+    let vda = disk("/dev/vda")?;
+    let by_path = vda["by_path"].as_str().unwrap_or_default().to_string();
+    for d in [&sda, &vda] {
+        if !d["by_path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("/dev/disk/by-path/pci-0000:00:"))
+        {
+            bail!("no by_path without udev: {d}");
+        }
+    }
+    if sda["by_path"] == vda["by_path"] {
+        bail!("two disks, one by_path: {sda} {vda}");
+    }
+    Ok(by_path)
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn check_inventory(inv: &Value, mac: &str, nvme_serial: &str, e: &Expect) -> anyhow::Result<()> {
@@ -208,6 +287,17 @@ fn boot_inspect_deploy(
          ipa-advertise-host=127.0.0.1 ipa-advertise-port={agent_port} \
          ironic_agent.allow_device=/dev/vda"
     );
+    let _bmc = if e.field {
+        let bmc = IpmiSim::start(&dir.path().join("bmc"), &BMC_LAN)?;
+        spec.extra_args.extend(bmc.qemu_args.iter().cloned());
+        spec.sata_disks
+            .push(sparse_disk(&dir.path().join("sata.raw"), SATA_DISK)?);
+        spec.append
+            .push_str(&format!(" ipa-inspection-collectors={FIELD_COLLECTORS}"));
+        Some(bmc)
+    } else {
+        None
+    };
     let mut vm = Vm::start(&spec, &dir.path().join("console.log"))?;
 
     // Inspection: the node moves to manageable with the VM's hardware in its inventory.
@@ -220,6 +310,13 @@ fn boot_inspect_deploy(
     check_inventory(&n["inventory"], &mac, nvme_serial, &e)
         .with_context(|| format!("serial console:\n{}", vm.console()))?;
     assert_eq!(n["provision_state"], "manageable");
+    let root_hint = if e.field {
+        let by_path = check_field_inspection(&n)
+            .with_context(|| format!("serial console:\n{}", vm.console()))?;
+        Some(format!("by_path={by_path}"))
+    } else {
+        None
+    };
 
     // Lookup and the first heartbeat.
     let n = wait_vm(&mut vm, BOOT, "the first heartbeat", || {
@@ -262,6 +359,10 @@ fn boot_inspect_deploy(
             "uefi",
         ],
     };
+    let mut extra = extra;
+    if let Some(hint) = &root_hint {
+        extra.extend(["--root-hint", hint.as_str()]);
+    }
     deploy_with(&shim, &vm, name, &url, &sha, &extra)?;
     let deploy_time = t_deploy.elapsed();
     let n = shim.node(name)?;
@@ -370,6 +471,7 @@ fn x86_64_bios_boot_inspect_deploy() -> anyhow::Result<()> {
         Expect {
             boot_mode: "bios",
             vendor: "AcmeBios",
+            field: true,
         },
     )
 }
@@ -384,6 +486,7 @@ fn x86_64_uefi_boot_inspect_deploy() -> anyhow::Result<()> {
         Expect {
             boot_mode: "uefi",
             vendor: "AcmeUefi",
+            field: false,
         },
     )
 }
@@ -398,6 +501,7 @@ fn x86_64_uefi_partition_image_grub_boots() -> anyhow::Result<()> {
         Expect {
             boot_mode: "uefi",
             vendor: "AcmeGrub",
+            field: false,
         },
     )
 }
@@ -412,6 +516,7 @@ fn aarch64_uefi_boot_inspect_deploy() -> anyhow::Result<()> {
         Expect {
             boot_mode: "uefi",
             vendor: "AcmeArm",
+            field: false,
         },
     )
 }
