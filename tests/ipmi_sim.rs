@@ -34,12 +34,10 @@ impl IpmiSim {
     /// Starts `ipmi_sim` with its files in `dir`, its VM serial interface on a free loopback
     /// port (and its LAN interface on another), and waits until it listens.
     pub fn start(dir: &Path, lan: &BmcLan) -> anyhow::Result<IpmiSim> {
-        if Command::new("ipmi_sim")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            bail!("ipmi_sim is missing: install the Debian package openipmi (scripts/install-ramdisk-deps.sh does)");
+        if Command::new("ipmi_sim").arg("--version").output().is_err() {
+            bail!(
+                "ipmi_sim is missing: install the Debian package openipmi (scripts/install-ramdisk-deps.sh does)"
+            );
         }
         std::fs::create_dir_all(dir.join("state"))?;
         let control = dir.join("lancontrol");
@@ -86,7 +84,12 @@ impl IpmiSim {
              sel_enable 0x20 50 0x0a\nmc_enable 0x20\n",
         )?;
         let log = std::fs::File::create(dir.join("ipmi_sim.log"))?;
-        let child = Command::new("ipmi_sim")
+        // SIGPIPE ignored: ipmi_sim dies of it when a client (QEMU reconnecting, or anything
+        // probing the port) goes away while it writes.
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg("trap '' PIPE; exec ipmi_sim \"$@\"")
+            .arg("ipmi_sim")
             .arg("-c")
             .arg(&conf)
             .arg("-f")
@@ -111,7 +114,9 @@ impl IpmiSim {
             ],
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", serial_port)).is_err() {
+        // Not by connecting: ipmi_sim serves one VM connection and stops listening while a
+        // client is connected.
+        while !listening(serial_port) {
             if Instant::now() > deadline {
                 bail!(
                     "ipmi_sim did not listen on port {serial_port}: {}",
@@ -122,6 +127,19 @@ impl IpmiSim {
         }
         Ok(sim)
     }
+}
+
+/// Whether a TCP socket listens on 127.0.0.1:`port` (from `/proc/net/tcp`).
+fn listening(port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1] == want && f[3] == "0A"
+        })
 }
 
 impl Drop for IpmiSim {

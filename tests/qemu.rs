@@ -310,9 +310,8 @@ impl Vm {
                 "file={},if=none,id=sd{i},format=raw,cache=unsafe",
                 disk.display()
             ));
-            cmd.arg("-device").arg(format!(
-                "ide-hd,drive=sd{i},bus=ide.{port},serial=SATA-{i}"
-            ));
+            cmd.arg("-device")
+                .arg(format!("ide-hd,drive=sd{i},bus=ide.{port},serial=SATA-{i}"));
         }
         if !spec.usb_disks.is_empty() {
             cmd.args(["-device", "qemu-xhci,id=xhci"]);

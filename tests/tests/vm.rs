@@ -7,6 +7,12 @@
 //! checks the boot entry in the saved UEFI variable store and boots the disk alone (no
 //! `-kernel`, same variable store) until the test OS prints its marker.
 //!
+//! The BIOS boot is also the field-inspection boot: an emulated BMC (OpenIPMI's `ipmi_sim`
+//! behind QEMU's `ipmi-bmc-extern` on KCS) whose LAN channel the agent's `ipmitool` reads, every
+//! inspection collector, a SATA disk beside the virtio and NVMe ones (`by_path` without udev
+//! for both), and a deploy sent to the virtio disk by a `by_path` root device hint where the
+//! no-hints rule would pick the SATA disk.
+//!
 //! Needs the ramdisks of `target/ramdisk/<arch>`, the test OS of `target/test-os/<arch>`
 //! (scripts/test.sh builds both) and QEMU with OVMF/AAVMF (scripts/install-ramdisk-deps.sh).
 //! A missing piece fails the test; nothing skips. The VMs run one at a time (2 cores, TCG).
@@ -19,11 +25,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use e2e_tests::ipmi_sim::{BmcLan, IpmiSim};
 use e2e_tests::qemu::{
     Arch, Firmware, Nic, Vm, VmSpec, boot_deployed_disk, deploy_with, esp_on_disk, guest_mac,
     report, sha256_file, sparse_disk, test_os_dir, vm_shim, wait_vm,
 };
-use e2e_tests::ipmi_sim::{BmcLan, IpmiSim};
 use e2e_tests::{Shim, efivars, free_port, run, wait_for};
 use serde_json::{Value, json};
 
@@ -81,7 +87,14 @@ fn check_field_inspection(node: &Value) -> anyhow::Result<String> {
     if !data["error"].is_null() {
         bail!("a collector failed: {}", data["error"]);
     }
-    for key in ["pci_devices", "numa_topology", "dmi", "usb_devices", "data", "logs"] {
+    for key in [
+        "pci_devices",
+        "numa_topology",
+        "dmi",
+        "usb_devices",
+        "data",
+        "logs",
+    ] {
         if data[key].is_null() {
             bail!("no {key} in the inspection data: keys {:?}", keys(data));
         }
@@ -292,6 +305,10 @@ fn boot_inspect_deploy(
         spec.extra_args.extend(bmc.qemu_args.iter().cloned());
         spec.sata_disks
             .push(sparse_disk(&dir.path().join("sata.raw"), SATA_DISK)?);
+        // Both disks may be written: the no-hints rule would pick the SATA disk.
+        spec.append = spec
+            .append
+            .replace("allow_device=/dev/vda", "allow_device=/dev/vda,/dev/sda");
         spec.append
             .push_str(&format!(" ipa-inspection-collectors={FIELD_COLLECTORS}"));
         Some(bmc)
