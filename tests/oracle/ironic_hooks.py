@@ -1,6 +1,6 @@
 """Oracle driver: runs Ironic 39's own inspection hooks over inspection data our agent posted.
 
-Input (stdin, or the file named by the first argument): the JSON body the agent POSTed to the
+Input (stdin, or the file named by the argument): the JSON body the agent POSTed to the
 inspection callback (``{"inventory": ..., <plugin data keys>...}``). It is split as Ironic's
 ``/v1/continue_inspection`` endpoint does (``inventory`` popped, the rest is plugin data),
 after checking it against that endpoint's own schema.
@@ -14,8 +14,7 @@ Ironic, an exception does not stop the chain: it is recorded for its hook and ph
 run reports every failing hook. Afterwards the data is stored with Ironic's
 ``store_inspection_data`` (as the conductor does), which must not fail either.
 
-Environment: ``IRONIC_HOOKS_CIDR_MAP`` sets ``[inspector] physical_network_cidr_map``
-(comma-separated ``CIDR:physnet``).
+Option: ``--cidr-map CIDR:PHYSNET[,...]`` sets ``[inspector] physical_network_cidr_map``.
 
 Output (stdout, JSON)::
 
@@ -29,6 +28,7 @@ Output (stdout, JSON)::
 Only Ironic's code is called here; nothing of it is copied.
 """
 
+import argparse
 import json
 import os
 import sys
@@ -49,9 +49,19 @@ HOOKS = [
 ]
 
 
-def _read_input():
-    if len(sys.argv) > 1 and sys.argv[1] != '-':
-        with open(sys.argv[1]) as f:
+def _args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--cidr-map', default='',
+                        help='[inspector] physical_network_cidr_map '
+                             '(comma-separated CIDR:physnet)')
+    parser.add_argument('input', nargs='?', default='-',
+                        help='the posted JSON body (default: stdin)')
+    return parser.parse_args()
+
+
+def _read_input(path):
+    if path != '-':
+        with open(path) as f:
             return json.load(f)
     return json.load(sys.stdin)
 
@@ -71,7 +81,7 @@ def _describe(exc):
     return '%s: %s' % (type(exc).__name__, exc)
 
 
-def _configure():
+def _configure(cidr_map):
     """Ironic's configuration as its unit tests set it (``ironic.tests.base.TestCase``, whose
     fixture packages the venv lacks): an in-memory SQLite database with Ironic's schema, the
     ``fake-hardware`` type with its fake interfaces, and the hooks."""
@@ -91,14 +101,13 @@ def _configure():
         values = ['noop'] if iface in ('network', 'storage') else ['fake']
         CONF.set_override('enabled_%s_interfaces' % iface, values)
     CONF.set_override('hooks', ','.join(HOOKS), group='inspector')
-    cidr_map = os.environ.get('IRONIC_HOOKS_CIDR_MAP')
     if cidr_map:
         CONF.set_override('physical_network_cidr_map', cidr_map.split(','),
                           group='inspector')
     models.Base.metadata.create_all(enginefacade.writer.get_engine())
 
 
-def run(data):
+def run(data, cidr_map):
     """Runs the hooks over the posted body ``data``; returns the result document."""
     from ironic.common import context as ironic_context
     from ironic.common import states
@@ -107,7 +116,7 @@ def run(data):
     from ironic import objects
     from ironic.tests.unit.objects import utils as obj_utils
 
-    _configure()
+    _configure(cidr_map)
     result = {'schema_error': _schema_error(data)}
     data = json.loads(json.dumps(data))
     inventory = data.pop('inventory')
@@ -162,13 +171,18 @@ def run(data):
 
 
 def main():
+    # Ironic logs to stdout: keep it for the JSON alone, send everything else to stderr.
+    out = os.fdopen(os.dup(1), 'w')
+    os.dup2(2, 1)
     # Ironic's unit-test package selects oslo.service's threading backend when imported: it
     # must come before anything that would select the default one.
     import ironic.tests.unit  # noqa: F401
 
-    result = run(_read_input())
-    json.dump(result, sys.stdout, indent=1, sort_keys=True, default=str)
-    sys.stdout.write('\n')
+    args = _args()
+    result = run(_read_input(args.input), args.cidr_map)
+    json.dump(result, out, indent=1, sort_keys=True, default=str)
+    out.write('\n')
+    out.close()
     return 0
 
 
