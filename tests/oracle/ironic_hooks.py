@@ -14,7 +14,8 @@ Ironic, an exception does not stop the chain: it is recorded for its hook and ph
 run reports every failing hook. Afterwards the data is stored with Ironic's
 ``store_inspection_data`` (as the conductor does), which must not fail either.
 
-Option: ``--cidr-map CIDR:PHYSNET[,...]`` sets ``[inspector] physical_network_cidr_map``.
+Options: ``--cidr-map CIDR:PHYSNET[,...]`` sets ``[inspector] physical_network_cidr_map``;
+``--pci-alias JSON`` (repeatable) adds an ``[inspector] pci_device_alias`` entry.
 
 Output (stdout, JSON)::
 
@@ -54,6 +55,9 @@ def _args():
     parser.add_argument('--cidr-map', default='',
                         help='[inspector] physical_network_cidr_map '
                              '(comma-separated CIDR:physnet)')
+    parser.add_argument('--pci-alias', action='append', default=[],
+                        help='an [inspector] pci_device_alias entry (JSON with '
+                             'vendor_id, product_id, name); repeatable')
     parser.add_argument('input', nargs='?', default='-',
                         help='the posted JSON body (default: stdin)')
     return parser.parse_args()
@@ -81,7 +85,7 @@ def _describe(exc):
     return '%s: %s' % (type(exc).__name__, exc)
 
 
-def _configure(cidr_map):
+def _configure(cidr_map, pci_aliases):
     """Ironic's configuration as its unit tests set it (``ironic.tests.base.TestCase``, whose
     fixture packages the venv lacks): an in-memory SQLite database with Ironic's schema, the
     ``fake-hardware`` type with its fake interfaces, and the hooks."""
@@ -104,10 +108,12 @@ def _configure(cidr_map):
     if cidr_map:
         CONF.set_override('physical_network_cidr_map', cidr_map.split(','),
                           group='inspector')
+    # Read when the pci-devices hook's module is imported (by the hook loading below).
+    CONF.set_override('pci_device_alias', pci_aliases, group='inspector')
     models.Base.metadata.create_all(enginefacade.writer.get_engine())
 
 
-def run(data, cidr_map):
+def run(data, cidr_map, pci_aliases):
     """Runs the hooks over the posted body ``data``; returns the result document."""
     from ironic.common import context as ironic_context
     from ironic.common import states
@@ -116,7 +122,7 @@ def run(data, cidr_map):
     from ironic import objects
     from ironic.tests.unit.objects import utils as obj_utils
 
-    _configure(cidr_map)
+    _configure(cidr_map, pci_aliases)
     result = {'schema_error': _schema_error(data)}
     data = json.loads(json.dumps(data))
     inventory = data.pop('inventory')
@@ -179,7 +185,8 @@ def main():
     import ironic.tests.unit  # noqa: F401
 
     args = _args()
-    result = run(_read_input(args.input), args.cidr_map)
+    result = run(_read_input(args.input), args.cidr_map,
+                 args.pci_alias)
     json.dump(result, out, indent=1, sort_keys=True, default=str)
     out.write('\n')
     out.close()

@@ -165,6 +165,65 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The oracle is not vacuous: an error posted by the ramdisk fails Ironic's `ramdisk-error`
+/// hook, reported for that hook alone.
+#[test]
+fn the_oracle_reports_a_failing_hook() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let body = json!({
+        "inventory": {
+            "interfaces": [{"name": NIC, "mac_address": NIC_MAC}],
+            "cpu": {"architecture": "x86_64", "count": 1},
+            "memory": {"physical_mb": 1024},
+            "disks": [],
+        },
+        "error": "a collector failed",
+    });
+    let input = dir.path().join("posted.json");
+    std::fs::write(&input, body.to_string())?;
+    let out = oracle::run_json("ironic_hooks.py", &[], Some(&input))?;
+    let errors = out["errors"].as_array().context("errors")?;
+    ensure!(errors.len() == 1, "{errors:#?}");
+    assert_eq!(errors[0]["hook"], "ramdisk-error");
+    assert_eq!(errors[0]["phase"], "preprocess");
+    let text = errors[0]["error"].as_str().unwrap_or_default();
+    ensure!(text.contains("a collector failed"), "{text}");
+    Ok(())
+}
+
+/// The checks of the optional collectors' data (run by the main test once [`COLLECTORS`]
+/// names them) hold for a body in the shapes Ironic's hooks read.
+#[test]
+fn collector_checks_hold_for_ironic_shaped_data() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dev = |bus: &str, product: &str| {
+        json!({"vendor_id": "1af4", "product_id": product, "class": "020000",
+               "revision": "00", "bus": bus})
+    };
+    let body = json!({
+        "inventory": {
+            "interfaces": [{"name": NIC, "mac_address": NIC_MAC}],
+            "cpu": {"architecture": "x86_64", "count": 1},
+            "memory": {"physical_mb": 1024},
+            "disks": [],
+        },
+        "pci_devices": [dev("0000:00:03.0", "1000"), dev("0000:00:04.0", "1001"),
+                        dev("0000:00:05.0", "1000")],
+        "data": [["cpu", "logical", "number", "1"], ["system", "product", "name", "vm"]],
+        "error": null,
+    });
+    let collectors = "default,pci-devices,extra-hardware";
+    let input = dir.path().join("posted.json");
+    std::fs::write(&input, body.to_string())?;
+    let (alias, count) = pci_alias(collectors, &body)?.context("no alias")?;
+    assert_eq!(count, 2);
+    let out = oracle::run_json("ironic_hooks.py", &["--pci-alias", &alias], Some(&input))?;
+    let errors = out["errors"].as_array().context("errors")?;
+    ensure!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(out["plugin_data"]["extra"]["cpu"]["logical"]["number"], 1);
+    check_collectors(collectors, &body, &out, Some(count))
+}
+
 #[test]
 fn posted_inspection_data_passes_ironic_hooks() -> anyhow::Result<()> {
     // Build (and find the oracle) before entering the namespace.
@@ -202,7 +261,9 @@ fn posted_inspection_data_passes_ironic_hooks() -> anyhow::Result<()> {
     let sender = Proc::spawn("lldp-sender", sender, &dir.path().join("sender.log"))?;
 
     // The shim, the agent and this test's HTTP client live in the agent's namespace: run
-    // them from a thread that entered it (processes it starts inherit the namespace).
+    // them from a thread that entered it (processes it starts inherit the namespace). The
+    // shared HTTP client's runtime thread is born there too, on its first use: no other test
+    // of this file may use it.
     let posted = std::thread::scope(|s| {
         s.spawn(|| -> anyhow::Result<Value> {
             agent_ns.enter()?;
@@ -215,12 +276,81 @@ fn posted_inspection_data_passes_ironic_hooks() -> anyhow::Result<()> {
     std::fs::write(dir.path().join("posted.json"), serde_json::to_vec(&posted)?)?;
 
     let cidr_map = format!("{}:{}", CIDR_MAP.0, CIDR_MAP.1);
+    let mut args = vec!["--cidr-map", &cidr_map];
+    let alias = pci_alias(COLLECTORS, &posted)?;
+    if let Some((json, _)) = &alias {
+        args.extend(["--pci-alias", json]);
+    }
     let out = oracle::run_json(
         "ironic_hooks.py",
-        &["--cidr-map", &cidr_map],
+        &args,
         Some(&dir.path().join("posted.json")),
     )?;
-    check(&posted, &out)
+    check(&posted, &out)?;
+    check_collectors(COLLECTORS, &posted, &out, alias.as_ref().map(|(_, n)| *n))
+}
+
+/// The capability name given to the first posted PCI device's vendor/product.
+const PCI_ALIAS_NAME: &str = "hooks_pci_alias";
+
+/// With the `pci-devices` collector: an `[inspector] pci_device_alias` entry for the first
+/// posted device's vendor and product, and how many posted devices it matches.
+fn pci_alias(collectors: &str, posted: &Value) -> anyhow::Result<Option<(String, usize)>> {
+    if !collectors.split(',').any(|c| c == "pci-devices") {
+        return Ok(None);
+    }
+    let devices = posted["pci_devices"]
+        .as_array()
+        .context("pci_devices is not a list")?;
+    let Some(first) = devices.first() else {
+        return Ok(None);
+    };
+    let id = |d: &Value| (d["vendor_id"].clone(), d["product_id"].clone());
+    let count = devices.iter().filter(|d| id(d) == id(first)).count();
+    let alias = json!({
+        "vendor_id": first["vendor_id"],
+        "product_id": first["product_id"],
+        "name": PCI_ALIAS_NAME,
+    });
+    Ok(Some((alias.to_string(), count)))
+}
+
+/// What the hooks made of the optional collectors' data, for those in `collectors`
+/// ([`COLLECTORS`]).
+fn check_collectors(
+    collectors: &str,
+    posted: &Value,
+    out: &Value,
+    pci_count: Option<usize>,
+) -> anyhow::Result<()> {
+    let has = |name: &str| collectors.split(',').any(|c| c == name);
+    let plugin = &out["plugin_data"];
+    let props = &out["node"]["properties"];
+    if has("extra-hardware") {
+        // extra-hardware turns the `data` facts into the nested `extra`, dropping `data`;
+        // data of another shape is only warned about and left in place.
+        ensure!(
+            plugin["extra"].as_object().is_some_and(|e| !e.is_empty()),
+            "extra-hardware made no `extra` of {}",
+            posted["data"]
+        );
+        ensure!(plugin.get("data").is_none(), "`data` was not converted");
+    }
+    if has("pci-devices") {
+        for d in posted["pci_devices"].as_array().into_iter().flatten() {
+            for key in ["vendor_id", "product_id", "class", "revision", "bus"] {
+                ensure!(d[key].is_string(), "pci device without {key}: {d}");
+            }
+        }
+        // The accelerators hook ran over them (an empty list: no known accelerator here).
+        ensure!(props["accelerators"].is_array(), "{props}");
+        if let Some(count) = pci_count {
+            let caps = props["capabilities"].as_str().unwrap_or_default();
+            let want = format!("{PCI_ALIAS_NAME}:{count}");
+            ensure!(caps.split(',').any(|c| c == want), "{want} not in {caps}");
+        }
+    }
+    Ok(())
 }
 
 /// Starts the shim and the agent (in the agent's namespace), waits for the inspection data
@@ -302,6 +432,11 @@ fn check(posted: &Value, out: &Value) -> anyhow::Result<()> {
         posted["configuration"]["collectors"] == json!(COLLECTORS.split(',').collect::<Vec<_>>()),
         "collectors: {}",
         posted["configuration"]
+    );
+    ensure!(
+        posted["error"].is_null(),
+        "the agent posted an error: {}",
+        posted["error"]
     );
     ensure!(out["schema_error"].is_null(), "{}", ctx());
     let errors = out["errors"].as_array().context("errors")?;
