@@ -15,7 +15,8 @@ run reports every failing hook. Afterwards the data is stored with Ironic's
 ``store_inspection_data`` (as the conductor does), which must not fail either.
 
 Options: ``--cidr-map CIDR:PHYSNET[,...]`` sets ``[inspector] physical_network_cidr_map``;
-``--pci-alias JSON`` (repeatable) adds an ``[inspector] pci_device_alias`` entry.
+``--pci-alias JSON`` (repeatable) adds an ``[inspector] pci_device_alias`` entry;
+``--root-device-hints JSON`` gives the node a ``root_device`` property.
 
 Output (stdout, JSON)::
 
@@ -58,6 +59,9 @@ def _args():
     parser.add_argument('--pci-alias', action='append', default=[],
                         help='an [inspector] pci_device_alias entry (JSON with '
                              'vendor_id, product_id, name); repeatable')
+    parser.add_argument('--root-device-hints', type=json.loads, default=None,
+                        help='the node\'s root_device property (JSON), which the '
+                             'root-device hook matches against the inventory disks')
     parser.add_argument('input', nargs='?', default='-',
                         help='the posted JSON body (default: stdin)')
     return parser.parse_args()
@@ -113,7 +117,7 @@ def _configure(cidr_map, pci_aliases):
     models.Base.metadata.create_all(enginefacade.writer.get_engine())
 
 
-def run(data, cidr_map, pci_aliases):
+def run(data, cidr_map, pci_aliases, root_device_hints):
     """Runs the hooks over the posted body ``data``; returns the result document."""
     from ironic.common import context as ironic_context
     from ironic.common import states
@@ -132,8 +136,11 @@ def run(data, cidr_map, pci_aliases):
     result['hooks'] = [h.name for h in hooks]
 
     context = ironic_context.get_admin_context()
+    properties = {}
+    if root_device_hints is not None:
+        properties['root_device'] = root_device_hints
     node = obj_utils.create_test_node(
-        context, properties={}, extra={}, driver='fake-hardware',
+        context, properties=properties, extra={}, driver='fake-hardware',
         provision_state=states.INSPECTING)
 
     errors = []
@@ -186,7 +193,7 @@ def main():
 
     args = _args()
     result = run(_read_input(args.input), args.cidr_map,
-                 args.pci_alias)
+                 args.pci_alias, args.root_device_hints)
     json.dump(result, out, indent=1, sort_keys=True, default=str)
     out.write('\n')
     out.close()

@@ -287,7 +287,43 @@ fn posted_inspection_data_passes_ironic_hooks() -> anyhow::Result<()> {
         Some(&dir.path().join("posted.json")),
     )?;
     check(&posted, &out)?;
-    check_collectors(COLLECTORS, &posted, &out, alias.as_ref().map(|(_, n)| *n))
+    check_collectors(COLLECTORS, &posted, &out, alias.as_ref().map(|(_, n)| *n))?;
+    check_root_device_hints(&posted, &dir.path().join("posted.json"), &out)
+}
+
+/// Root device hints naming the posted root disk by its name, size, rotational flag and
+/// (when known) serial: Ironic's `root-device` hook must pick that disk from the inventory
+/// (its own hint matching reads our disk fields) and compute the same `local_gb`.
+fn check_root_device_hints(posted: &Value, input: &Path, plain: &Value) -> anyhow::Result<()> {
+    let Some(root) = posted["root_disk"].as_object() else {
+        return Ok(());
+    };
+    let mut hints = json!({
+        "name": root["name"],
+        "size": root["size"].as_u64().unwrap_or(0) >> 30,
+        "rotational": root["rotational"],
+    });
+    if let Some(serial) = root.get("serial").filter(|s| s.is_string()) {
+        hints["serial"] = serial.clone();
+    }
+    let hints = hints.to_string();
+    let out = oracle::run_json(
+        "ironic_hooks.py",
+        &["--root-device-hints", &hints],
+        Some(input),
+    )?;
+    let errors = out["errors"].as_array().context("errors")?;
+    ensure!(errors.is_empty(), "with hints {hints}: {errors:#?}");
+    let disk = posted["inventory"]["disks"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["name"] == root["name"]))
+        .context("the root disk is not among the inventory disks")?;
+    assert_eq!(&out["plugin_data"]["root_disk"], disk, "hints {hints}");
+    assert_eq!(
+        out["node"]["properties"]["local_gb"],
+        plain["node"]["properties"]["local_gb"]
+    );
+    Ok(())
 }
 
 /// The capability name given to the first posted PCI device's vendor/product.
