@@ -8,8 +8,10 @@ after checking it against that endpoint's own schema.
 The hooks (``HOOKS``, in that order) are loaded by Ironic's own ``validate_inspection_hooks``
 from the ``[inspector] hooks`` option and run as Ironic's ``run_inspection_hooks`` does: every
 ``preprocess`` first, then every ``__call__``, on a task acquired with Ironic's
-``task_manager.acquire`` for a node created (no properties, no ports) in the in-memory SQLite
-database of Ironic's own DB test fixture (``ironic.tests.unit.db.base.DbTestCase``). Unlike
+``task_manager.acquire`` for a ``fake-hardware`` node (no ports, no properties but the optional
+root device hints) created with Ironic's ``ironic.tests.unit.objects.utils`` in an in-memory
+SQLite database holding Ironic's schema, set up as Ironic's unit tests do (their fixture
+packages, ``fixtures``/``oslotest``, are not in the venv, so not through ``DbTestCase``). Unlike
 Ironic, an exception does not stop the chain: it is recorded for its hook and phase, so one
 run reports every failing hook. Afterwards the data is stored with Ironic's
 ``store_inspection_data`` (as the conductor does), which must not fail either.
