@@ -58,3 +58,30 @@ pub fn run_json(name: &str, args: &[&str], stdin: Option<&Path>) -> anyhow::Resu
         )
     })
 }
+
+/// The body the agent posted to the inspection callback, rebuilt from the shim's node
+/// (`conductor-shim node show`): `inventory` plus the stored plugin data.
+pub fn posted_body(node: &Value) -> anyhow::Result<Value> {
+    let mut body = node["inspection_data"]
+        .as_object()
+        .cloned()
+        .context("the node has no inspection data")?;
+    body.insert("inventory".into(), node["inventory"].clone());
+    Ok(Value::Object(body))
+}
+
+/// Runs Ironic 39's inspection hooks (`tests/oracle/ironic_hooks.py`) over `body` with the
+/// driver's `args`; the driver's JSON result. Fails when a hook raised or the body did not
+/// pass Ironic's schema.
+pub fn ironic_hooks(dir: &Path, body: &Value, args: &[&str]) -> anyhow::Result<Value> {
+    let input = dir.join("posted-for-ironic.json");
+    std::fs::write(&input, serde_json::to_vec(body)?)?;
+    let out = run_json("ironic_hooks.py", args, Some(&input))?;
+    if !out["schema_error"].is_null() {
+        bail!("Ironic's schema refused the body: {}", out["schema_error"]);
+    }
+    if out["errors"].as_array().is_some_and(|e| !e.is_empty()) {
+        bail!("Ironic's hooks raised: {:#}", out["errors"]);
+    }
+    Ok(out)
+}

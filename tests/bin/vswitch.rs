@@ -21,7 +21,8 @@
 //!   broadcast and multicast flood the VLAN; nothing goes back out of its ingress port;
 //!   802.1D link-local frames (01:80:c2:00:00:0X: LLDP, STP) are not forwarded.
 //! - `--lldp 100,200`: an LLDP frame every 5 s (and at start) out of every trunk: chassis id
-//!   (MAC 02:76:73:77:00:01), port id (the port's name), TTL 120, system name "vswitch", and
+//!   (MAC 02:76:73:77:00:01), port id (the port's name), TTL 120, system name "vswitch",
+//!   management address 198.51.100.254, the IEEE 802.1 port VLAN id (`--native-vlan`), and
 //!   one IEEE 802.1 VLAN-name TLV ("vlanN") per VID.
 //!
 //! Prints `vswitch ready` on stdout once every port is open; exits 0 on SIGTERM or SIGINT;

@@ -30,7 +30,7 @@ use e2e_tests::qemu::{
     Arch, Firmware, Nic, Vm, VmSpec, boot_deployed_disk, deploy_with, esp_on_disk, guest_mac,
     report, sha256_file, sparse_disk, test_os_dir, vm_shim, wait_vm,
 };
-use e2e_tests::{Shim, efivars, free_port, run, wait_for};
+use e2e_tests::{Shim, efivars, free_port, oracle, run, wait_for};
 use serde_json::{Value, json};
 
 const MIB: u64 = 1 << 20;
@@ -72,7 +72,7 @@ const FIELD_COLLECTORS: &str =
 
 /// Checks a field boot's inspection: the BMC's addresses, every collector's data, both disks
 /// with a `by_path`; returns the virtio disk's `by_path`.
-fn check_field_inspection(node: &Value) -> anyhow::Result<String> {
+fn check_field_inspection(dir: &Path, node: &Value) -> anyhow::Result<String> {
     let inv = &node["inventory"];
     if inv["bmc_address"] != BMC_LAN.ip || inv["bmc_mac"] != BMC_LAN.mac {
         bail!(
@@ -124,6 +124,24 @@ fn check_field_inspection(node: &Value) -> anyhow::Result<String> {
     }
     if sda["by_path"] == vda["by_path"] {
         bail!("two disks, one by_path: {sda} {vda}");
+    }
+    // Ironic 39's hooks over what was posted: none raises; extra-hardware's facts become the
+    // nested `extra`, the PCI devices reach the accelerators hook, the node properties follow
+    // the inventory.
+    let ironic = oracle::ironic_hooks(dir, &oracle::posted_body(node)?, &[])?;
+    let plugin = &ironic["plugin_data"];
+    if !plugin["extra"]["cpu"].is_object() || !plugin["extra"]["system"].is_object() {
+        bail!(
+            "extra-hardware gave no cpu/system in `extra`: {}",
+            plugin["extra"]
+        );
+    }
+    let props = &ironic["node"]["properties"];
+    if !props["accelerators"].is_array() || props["cpu_arch"] != "x86_64" {
+        bail!("node properties after Ironic's hooks: {props}");
+    }
+    if props["memory_mb"] != inv["memory"]["physical_mb"] {
+        bail!("memory_mb {} for {}", props["memory_mb"], inv["memory"]);
     }
     Ok(by_path)
 }
@@ -328,7 +346,7 @@ fn boot_inspect_deploy(
         .with_context(|| format!("serial console:\n{}", vm.console()))?;
     assert_eq!(n["provision_state"], "manageable");
     let root_hint = if e.field {
-        let by_path = check_field_inspection(&n)
+        let by_path = check_field_inspection(dir.path(), &n)
             .with_context(|| format!("serial console:\n{}", vm.console()))?;
         Some(format!("by_path={by_path}"))
     } else {

@@ -38,7 +38,7 @@ use e2e_tests::qemu::{
     Arch, Firmware, Nic, Vm, VmSpec, guest_mac, report, sha256_file, sha256_range, sparse_disk,
     test_os_dir, wait_vm,
 };
-use e2e_tests::{Proc, bin, free_port, run, wait_for};
+use e2e_tests::{Proc, bin, free_port, oracle, run, wait_for};
 use serde_json::{Value, json};
 
 const MIB: u64 = 1 << 20;
@@ -101,10 +101,10 @@ impl FieldNet {
             run(&["ip", "-n", &ns, "link", "set", t.name, "up"])?;
         }
         let mut cmd = net.ns_command(&bin("vswitch"));
-        for _ in 0..guest_nics {
+        for i in 0..guest_nics {
             let (sw, qemu) = (free_port(), free_port());
             net.guest_ports.push((sw, qemu));
-            cmd.args(["--port", &format!("udp:{sw}:{qemu},trunk")]);
+            cmd.args(["--port", &format!("udp:{sw}:{qemu},trunk,name=guest{i}")]);
         }
         for t in taps {
             cmd.args(["--port", &format!("tap:{},access={}", t.name, t.vlan)]);
@@ -728,6 +728,37 @@ fn x86_64_cmdline_vlan_ipv6_static_untrusted_ca() -> anyhow::Result<()> {
             tlvs.last(),
             Some(&(0, String::new())),
             "End TLV last: {lldp}"
+        );
+    }
+    // Ironic 39's own LLDP parsing (its parse-lldp and local-link-connection hooks, run on
+    // what the agent posted) decodes what the switch sent on each NIC.
+    let node = net.node(&db, "vlan")?;
+    let ironic = oracle::ironic_hooks(d, &oracle::posted_body(&node)?, &[])?;
+    for (i, nic) in ["eth0", "eth1"].iter().enumerate() {
+        let parsed = &ironic["plugin_data"]["parsed_lldp"][nic];
+        assert_eq!(
+            parsed,
+            &json!({
+                "switch_chassis_id": "02:76:73:77:00:01",
+                "switch_port_id": format!("guest{i}"),
+                "switch_system_name": "vswitch",
+                "switch_port_untagged_vlan_id": NATIVE_VLAN,
+                "switch_port_vlans": [{"id": VLAN, "name": format!("vlan{VLAN}")}],
+                "switch_mgmt_addresses": ["198.51.100.254"],
+            }),
+            "{nic}: Ironic's parse-lldp on the posted data: {ironic:#}"
+        );
+    }
+    for port in ironic["ports"].as_array().into_iter().flatten() {
+        let i = macs
+            .iter()
+            .position(|m| port["address"] == m.as_str())
+            .context("a port for an unknown MAC")?;
+        assert_eq!(
+            port["local_link_connection"],
+            json!({"switch_id": "02:76:73:77:00:01", "port_id": format!("guest{i}"),
+                   "switch_info": "vswitch"}),
+            "{ironic:#}"
         );
     }
     let l = std::fs::read_to_string(&leases).unwrap_or_default();

@@ -97,7 +97,7 @@ pub fn run(config: &Config, ready: impl FnOnce()) -> anyhow::Result<()> {
             .iter()
             .enumerate()
             .filter(|(_, m)| **m == Mode::Trunk)
-            .map(|(i, _)| (i, lldp_for_port(names[i], &config.lldp)))
+            .map(|(i, _)| (i, lldp_for_port(names[i], &config.lldp, config.native_vlan)))
             .collect()
     };
     ready();

@@ -185,13 +185,17 @@ fn link_local_frames_are_not_forwarded() {
 
 #[test]
 fn lldp_beacon_announces_port_and_vlans() {
-    let frame = lldp_for_port("guest0", &[100, 200]);
+    let frame = lldp_for_port("guest0", &[100, 200], Some(10));
     assert_eq!(&frame[..6], &[0x01, 0x80, 0xc2, 0, 0, 0x0e]);
     assert_eq!(&frame[12..14], &[0x88, 0xcc]);
     let tlvs = parse_lldpdu(&frame[14..]).unwrap();
     assert_eq!(vlan_ids(&tlvs), vec![100, 200]);
     assert_eq!(tlvs[1].value, b"\x05guest0");
     assert_eq!(tlvs[2].value, vec![0, 120]);
+    // Management address 198.51.100.254, then the port VLAN id 10.
+    assert_eq!(tlvs[4].tlv_type, 8);
+    assert_eq!(&tlvs[4].value[..6], &[5, 1, 198, 51, 100, 254]);
+    assert_eq!(tlvs[5].value, vec![0x00, 0x80, 0xc2, 1, 0, 10]);
 }
 
 #[test]
