@@ -12,6 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use tracing::debug;
 
+use super::path_id;
 use super::sysfs::{link_basename, list_dir, natural_cmp, read_trimmed, read_u64};
 use super::udev::UdevProperties;
 use super::wwn::Wwn;
@@ -41,7 +42,7 @@ impl DiskScan<'_> {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         names.sort_by(|a, b| natural_cmp(a, b));
-        let by_path = by_path_links(self.root);
+        let by_path = by_path_source(self.root);
 
         let mut out = Vec::new();
         for name in names {
@@ -103,12 +104,7 @@ impl DiskScan<'_> {
     }
 
     /// The inventory entry of a whole device.
-    fn describe_disk(
-        &self,
-        dir: &Path,
-        name: &str,
-        by_path: &HashMap<String, String>,
-    ) -> BlockDevice {
+    fn describe_disk(&self, dir: &Path, name: &str, by_path: &ByPath) -> BlockDevice {
         let device = dir.join("device");
         let udev = UdevProperties::read(self.root, read_trimmed(&dir.join("dev")).as_deref());
         let sysfs_wwn = read_trimmed(&dir.join("wwid"))
@@ -134,7 +130,7 @@ impl DiskScan<'_> {
                 .get("ID_WWN_VENDOR_EXTENSION")
                 .or(sysfs_wwn.vendor_extension),
             hctl: list_dir(&device.join("scsi_device")).into_iter().next(),
-            by_path: by_path.get(name).cloned(),
+            by_path: by_path.get(name),
             logical_sectors: read_u64(&dir.join("queue/logical_block_size")),
             physical_sectors: read_u64(&dir.join("queue/physical_block_size")),
             tran: transport(dir, name),
@@ -149,7 +145,7 @@ impl DiskScan<'_> {
         dir: &Path,
         name: &str,
         disk: &BlockDevice,
-        by_path: &HashMap<String, String>,
+        by_path: &ByPath,
     ) -> Option<BlockDevice> {
         let size = size_bytes(dir);
         if size == 0 {
@@ -167,7 +163,7 @@ impl DiskScan<'_> {
             wwn_with_extension: None,
             wwn_vendor_extension: None,
             hctl: None,
-            by_path: by_path.get(name).cloned(),
+            by_path: by_path.get(name),
             logical_sectors: disk.logical_sectors,
             physical_sectors: disk.physical_sectors,
             tran: None,
@@ -301,6 +297,34 @@ fn transport(dir: &Path, name: &str) -> Option<String> {
         return None;
     };
     Some(tran.to_string())
+}
+
+/// Where the by-path names come from: udev's links when `/dev/disk/by-path` exists (a udev
+/// system), else computed from sysfs as udev would name them ([`path_id`]).
+enum ByPath {
+    /// `kernel name → /dev/disk/by-path/<link>` from the symlinks.
+    Links(HashMap<String, String>),
+    /// Computed under this root.
+    Computed(PathBuf),
+}
+
+impl ByPath {
+    /// The by-path name of block device `name` (first link by name).
+    fn get(&self, name: &str) -> Option<String> {
+        match self {
+            ByPath::Links(map) => map.get(name).cloned(),
+            ByPath::Computed(root) => path_id::by_path(root, name),
+        }
+    }
+}
+
+/// The by-path names under `root`: the links when `/dev/disk/by-path` exists, else computed.
+fn by_path_source(root: &Path) -> ByPath {
+    if root.join("dev/disk/by-path").is_dir() {
+        ByPath::Links(by_path_links(root))
+    } else {
+        ByPath::Computed(root.to_path_buf())
+    }
 }
 
 /// `kernel name → /dev/disk/by-path/<link>` from the by-path symlinks (first link by name).

@@ -17,6 +17,8 @@ pub mod lldp;
 mod logs;
 mod memory;
 mod net;
+mod path_id;
+mod sysdev;
 mod sysfs;
 mod system;
 mod udev;
