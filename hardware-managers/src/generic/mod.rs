@@ -11,6 +11,7 @@ mod bmc;
 mod cpu;
 mod disks;
 mod dmi;
+mod identity;
 mod ifaddrs;
 mod install;
 pub mod lldp;
@@ -22,6 +23,7 @@ mod sysdev;
 mod sysfs;
 mod system;
 mod udev;
+mod vpd;
 mod wwn;
 
 use std::collections::BTreeSet;

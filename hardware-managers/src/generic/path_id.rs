@@ -540,4 +540,4 @@ fn handle_usb(tree: &SysTree, parent: SysDevice, c: &mut Composer) -> Option<Sys
 
 #[cfg(test)]
 #[path = "path_id_tests.rs"]
-mod tests;
+pub(crate) mod tests;
