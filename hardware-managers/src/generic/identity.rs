@@ -6,7 +6,7 @@
 //!
 //! | device | source | properties |
 //! |---|---|---|
-//! | NVMe namespace | `serial`, `model` (controller), `wwid`, `nsid` | `ID_SERIAL_SHORT`, `ID_WWN` (verbatim `eui.`/`naa.`/`nvme.` id), `ID_SERIAL` = model_serial_nsid |
+//! | NVMe namespace | `serial`, `model` (controller), `wwid`, `nsid` | `ID_SERIAL_SHORT`, `ID_WWN` (verbatim `eui.`/`naa.`/`nvme.` id), `ID_SERIAL` = model_serial_nsid (escaped) |
 //! | virtio-blk | `serial` | `ID_SERIAL` |
 //! | libata (`vendor` `ATA`) | `vpd_pg89` IDENTIFY data (as `ata_id`), else libata's SAT pages 0x80/0x83 | `ID_SERIAL_SHORT`, `ID_SERIAL`, `ID_WWN` = `ID_WWN_WITH_EXTENSION` (NAA 5) |
 //! | USB mass storage | USB `serial`, SCSI vendor/model (as `usb_id`) | `ID_SERIAL_SHORT`, `ID_SERIAL` |
@@ -183,7 +183,8 @@ fn nvme(tree: &SysTree, dev: &SysDevice, props: &mut UdevProperties) {
                 Some(nsid) => format!("{model}_{serial}_{nsid}"),
                 None => format!("{model}_{serial}"),
             };
-            props.set("ID_SERIAL", &id);
+            // The rule sets OPTIONS="string_escape=replace": spaces and the like become `_`.
+            props.set("ID_SERIAL", &vpd::replace_chars(&id));
         }
     }
 }
@@ -238,15 +239,24 @@ fn scsi(tree: &SysTree, dev: &SysDevice, props: &mut UdevProperties) -> Option<(
     }
 
     if let Some(usb) = usb_device(tree, dev) {
+        // usb_id ignores serials with control, non-ASCII or comma characters.
         let serial = usb
             .attr("serial")
+            .filter(|s| s.bytes().all(|b| (0x20..=0x7f).contains(&b) && b != b','))
             .map(|s| udev_clean(&s))
             .unwrap_or_default();
-        let id = [udev_clean(&vendor), udev_clean(&model), serial.clone()]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join("_");
+        let mut id = format!("{}_{}", udev_clean(&vendor), udev_clean(&model));
+        if !serial.is_empty() {
+            id = format!("{id}_{serial}");
+        }
+        // The instance: target and LUN of the SCSI device (`-0:0`).
+        let name = sdev
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let [_, _, target, lun] = name.split(':').collect::<Vec<_>>()[..] {
+            id = format!("{id}-{target}:{lun}");
+        }
         props.set("ID_SERIAL", &id);
         if !serial.is_empty() {
             props.set("ID_SERIAL_SHORT", &serial);

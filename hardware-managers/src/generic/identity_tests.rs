@@ -56,7 +56,7 @@ fn nvme_namespace() {
     );
     assert_eq!(
         get(&p, "ID_SERIAL").as_deref(),
-        Some("Samsung SSD 980 PRO 1TB_S5GXNF0R123456_1")
+        Some("Samsung_SSD_980_PRO_1TB_S5GXNF0R123456_1")
     );
     assert_eq!(get(&p, "ID_WWN").as_deref(), Some("eui.002538b111b2c3d4"));
     assert_eq!(
@@ -271,7 +271,7 @@ fn usb_storage_uses_the_usb_serial() {
     );
     assert_eq!(
         get(&p, "ID_SERIAL").as_deref(),
-        Some("SanDisk_Cruzer_Blade_4C530001230315117432")
+        Some("SanDisk_Cruzer_Blade_4C530001230315117432-0:0")
     );
 }
 

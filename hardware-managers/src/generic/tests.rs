@@ -749,7 +749,7 @@ fn block_devices_without_udev_get_udev_names() {
         (json!({"serial": "35000c500a1b2c3d4"}), "/dev/sda"),
         (json!({"wwn": "0x5000C500A1B2C3D4"}), "/dev/sda"),
         (
-            json!({"serial": "Samsung SSD 980 PRO 1TB_S5GXNF0R123456_1"}),
+            json!({"serial": "Samsung_SSD_980_PRO_1TB_S5GXNF0R123456_1"}),
             "/dev/nvme0n1",
         ),
     ] {
