@@ -1,7 +1,7 @@
 //! Disks in fake sysfs trees, with the properties udev 252 records for them.
 
 use super::*;
-use crate::generic::path_id::tests::FakeSys;
+use crate::generic::fakesys::FakeSys;
 
 fn page(code: u8, body: &[u8]) -> Vec<u8> {
     let len = body.len() as u16;

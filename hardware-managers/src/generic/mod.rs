@@ -13,6 +13,8 @@ mod bmc;
 mod cpu;
 mod disks;
 mod dmi;
+#[cfg(test)]
+mod fakesys;
 mod identity;
 mod ifaddrs;
 mod install;

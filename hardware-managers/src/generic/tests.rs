@@ -663,7 +663,7 @@ fn install_device_hints_see_every_serial_and_wwn() {
 /// the kernel lays it out: by_path, serial and WWN are what udev would have given.
 #[test]
 fn block_devices_without_udev_get_udev_names() {
-    use crate::generic::path_id::tests::FakeSys;
+    use crate::generic::fakesys::FakeSys;
     let f = FakeSys::new();
     let disk = |rel: &str, sectors: u64| {
         let name = rel.rsplit('/').next().unwrap();

@@ -1,108 +1,17 @@
 //! Fake sysfs trees laid out as the kernel lays them out, with the names udev 252 gives.
 
 use std::fs;
-use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use super::*;
+use crate::generic::fakesys::FakeSys;
 
-/// A fake root with a `sys` tree.
-pub(crate) struct FakeSys {
-    dir: tempfile::TempDir,
-}
-
-impl FakeSys {
-    pub fn new() -> Self {
-        let f = FakeSys {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        fs::create_dir_all(f.root().join("sys/devices")).unwrap();
-        f
-    }
-
-    pub fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Device `sys/devices/<rel>` in `subsystem` with `devtype`.
-    pub fn dev(&self, rel: &str, subsystem: Option<&str>, devtype: Option<&str>) -> &Self {
-        let d = self.root().join("sys/devices").join(rel);
-        fs::create_dir_all(&d).unwrap();
-        let uevent = devtype
-            .map(|t| format!("DEVTYPE={t}\n"))
-            .unwrap_or_default();
-        fs::write(d.join("uevent"), uevent).unwrap();
-        if let Some(s) = subsystem {
-            let _ = fs::remove_file(d.join("subsystem"));
-            symlink(format!("/sys/bus/{s}"), d.join("subsystem")).unwrap();
-        }
-        self
-    }
-
-    /// A chain of devices (`a`, `a/b`, ...), each `(name, subsystem, devtype)`.
-    pub fn chain(&self, base: &str, parts: &[(&str, Option<&str>, Option<&str>)]) -> &Self {
-        let mut rel = base.to_string();
-        for (name, subsystem, devtype) in parts {
-            rel = if rel.is_empty() {
-                name.to_string()
-            } else {
-                format!("{rel}/{name}")
-            };
-            self.dev(&rel, *subsystem, *devtype);
-        }
-        self
-    }
-
-    /// Class link `sys/class/<subsystem>/<name>` to device `sys/devices/<rel>`.
-    pub fn class(&self, subsystem: &str, name: &str, rel: &str) -> &Self {
-        let link = self.root().join("sys/class").join(subsystem).join(name);
-        fs::create_dir_all(link.parent().unwrap()).unwrap();
-        symlink(self.root().join("sys/devices").join(rel), link).unwrap();
-        self
-    }
-
-    /// Attribute `name` of `sys/devices/<rel>`.
-    pub fn attr(&self, rel: &str, name: &str, value: impl AsRef<[u8]>) -> &Self {
-        let p = self.root().join("sys/devices").join(rel).join(name);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, value).unwrap();
-        self
-    }
-
-    /// Block device (`disk` or `partition`) at `sys/devices/<rel>`, linked from
-    /// `sys/class/block`.
-    pub fn block(&self, rel: &str) -> &Self {
-        let name = rel.rsplit('/').next().unwrap();
-        let parent = self.root().join("sys/devices").join(rel);
-        let partition = fs::read_link(parent.parent().unwrap().join("subsystem"))
-            .is_ok_and(|s| s.ends_with("block"));
-        self.dev(
-            rel,
-            Some("block"),
-            Some(if partition { "partition" } else { "disk" }),
-        )
-        .class("block", name, rel);
-        if partition {
-            let num: String = name
-                .chars()
-                .rev()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            self.attr(
-                rel,
-                "partition",
-                format!("{}\n", num.chars().rev().collect::<String>()),
-            );
-        }
-        self
-    }
-
-    fn links(&self, name: &str) -> Vec<String> {
-        by_path_links(self.root(), name)
-            .into_iter()
-            .map(|l| l.trim_start_matches("/dev/disk/by-path/").to_string())
-            .collect()
-    }
+/// The by-path names of `name` without their directory.
+fn links(f: &FakeSys, name: &str) -> Vec<String> {
+    by_path_links(f.root(), name)
+        .into_iter()
+        .map(|l| l.trim_start_matches("/dev/disk/by-path/").to_string())
+        .collect()
 }
 
 const PCI: (&str, Option<&str>, Option<&str>) = ("pci0000:00", None, None);
@@ -144,18 +53,18 @@ fn ahci_disks_get_the_port_and_the_compat_names() {
     let f = FakeSys::new();
     ahci(&f);
     assert_eq!(
-        f.links("sda"),
+        links(&f, "sda"),
         vec!["pci-0000:00:1f.2-ata-1", "pci-0000:00:1f.2-ata-1.0"]
     );
     assert_eq!(
-        f.links("sda1"),
+        links(&f, "sda1"),
         vec![
             "pci-0000:00:1f.2-ata-1-part1",
             "pci-0000:00:1f.2-ata-1.0-part1"
         ]
     );
     assert_eq!(
-        f.links("sdb"),
+        links(&f, "sdb"),
         vec!["pci-0000:00:1f.2-ata-1", "pci-0000:00:1f.2-ata-1.2.0"]
     );
     assert_eq!(
@@ -178,11 +87,11 @@ fn virtio_blk_has_the_pci_and_the_legacy_virtio_names() {
     .block("pci0000:00/0000:00:02.0/virtio1/block/vda")
     .block("pci0000:00/0000:00:02.0/virtio1/block/vda/vda1");
     assert_eq!(
-        f.links("vda"),
+        links(&f, "vda"),
         vec!["pci-0000:00:02.0", "virtio-pci-0000:00:02.0"]
     );
     assert_eq!(
-        f.links("vda1"),
+        links(&f, "vda1"),
         vec!["pci-0000:00:02.0-part1", "virtio-pci-0000:00:02.0-part1"]
     );
 }
@@ -203,7 +112,7 @@ fn virtio_scsi_rebases_the_host_number() {
         ],
     )
     .block(&format!("{base}/host2/target2:0:1/2:0:1:0/block/sdb"));
-    assert_eq!(f.links("sdb"), vec!["pci-0000:00:03.0-scsi-0:0:1:0"]);
+    assert_eq!(links(&f, "sdb"), vec!["pci-0000:00:03.0-scsi-0:0:1:0"]);
 }
 
 #[test]
@@ -216,8 +125,11 @@ fn nvme_namespaces_and_multipath_heads() {
         .block(&format!("{ctrl}/nvme0n1"))
         .attr(&format!("{ctrl}/nvme0n1"), "nsid", "1\n")
         .block(&format!("{ctrl}/nvme0n1/nvme0n1p2"));
-    assert_eq!(f.links("nvme0n1"), vec!["pci-0000:00:04.0-nvme-1"]);
-    assert_eq!(f.links("nvme0n1p2"), vec!["pci-0000:00:04.0-nvme-1-part2"]);
+    assert_eq!(links(&f, "nvme0n1"), vec!["pci-0000:00:04.0-nvme-1"]);
+    assert_eq!(
+        links(&f, "nvme0n1p2"),
+        vec!["pci-0000:00:04.0-nvme-1-part2"]
+    );
 
     // NVMe multipath: the head lives under the virtual nvme-subsystem device.
     let f = FakeSys::new();
@@ -233,7 +145,7 @@ fn nvme_namespaces_and_multipath_heads() {
         )
         .block("virtual/nvme-subsystem/nvme-subsys0/nvme0n2")
         .attr("virtual/nvme-subsystem/nvme-subsys0/nvme0n2", "nsid", "2\n");
-    assert_eq!(f.links("nvme0n2"), vec!["pci-0000:00:04.0-nvme-2"]);
+    assert_eq!(links(&f, "nvme0n2"), vec!["pci-0000:00:04.0-nvme-2"]);
 }
 
 #[test]
@@ -255,7 +167,7 @@ fn usb_storage_names_the_port_path_and_the_lun() {
     )
     .block(&format!("{usb}/host6/target6:0:0/6:0:0:0/block/sdc"));
     assert_eq!(
-        f.links("sdc"),
+        links(&f, "sdc"),
         vec!["pci-0000:00:14.0-usb-0:1:1.0-scsi-0:0:0:0"]
     );
 }
@@ -320,12 +232,12 @@ fn sas(f: &FakeSys, num_phys: &str) {
 fn sas_direct_wide_and_expander_attached() {
     let f = FakeSys::new();
     sas(&f, "1");
-    assert_eq!(f.links("sdd"), vec!["pci-0000:01:00.0-sas-phy4-lun-0"]);
+    assert_eq!(links(&f, "sdd"), vec!["pci-0000:01:00.0-sas-phy4-lun-0"]);
 
     let f = FakeSys::new();
     sas(&f, "4");
     assert_eq!(
-        f.links("sdd"),
+        links(&f, "sdd"),
         vec!["pci-0000:01:00.0-sas-0x5000c500a1b2c3d5-lun-0"]
     );
 
@@ -366,7 +278,7 @@ fn sas_direct_wide_and_expander_attached() {
         "{exp}/port-0:0:3/end_device-0:0:3/target0:0:3/0:0:3:257/block/sde"
     ));
     assert_eq!(
-        f.links("sde"),
+        links(&f, "sde"),
         vec!["pci-0000:01:00.0-sas-exp0x500605b0000272bf-phy3-lun-0x0101000000000000"]
     );
 }
@@ -423,7 +335,7 @@ fn iscsi_and_fibre_channel() {
     )
     .block(&format!("{session}/target3:0:0/3:0:0:1/block/sdf"));
     assert_eq!(
-        f.links("sdf"),
+        links(&f, "sdf"),
         vec!["ip-10.0.0.1:3260-iscsi-iqn.2004-04.com.example:t1-lun-1"]
     );
 
@@ -458,7 +370,7 @@ fn iscsi_and_fibre_channel() {
     )
     .block(&format!("{rport}/target4:0:0/4:0:0:2/block/sdg"));
     assert_eq!(
-        f.links("sdg"),
+        links(&f, "sdg"),
         vec!["pci-0000:05:00.0-fc-0x500a0981891b8dc5-lun-2"]
     );
 }
@@ -484,9 +396,12 @@ fn platform_mmc_with_boot_areas() {
     .block(&format!("{card}/block/mmcblk0"))
     .block(&format!("{card}/block/mmcblk0/mmcblk0p1"))
     .block(&format!("{card}/block/mmcblk0boot0"));
-    assert_eq!(f.links("mmcblk0"), vec!["platform-fe340000.mmc"]);
-    assert_eq!(f.links("mmcblk0p1"), vec!["platform-fe340000.mmc-part1"]);
-    assert_eq!(f.links("mmcblk0boot0"), vec!["platform-fe340000.mmc-boot0"]);
+    assert_eq!(links(&f, "mmcblk0"), vec!["platform-fe340000.mmc"]);
+    assert_eq!(links(&f, "mmcblk0p1"), vec!["platform-fe340000.mmc-part1"]);
+    assert_eq!(
+        links(&f, "mmcblk0boot0"),
+        vec!["platform-fe340000.mmc-boot0"]
+    );
 }
 
 #[test]
@@ -495,13 +410,13 @@ fn virtual_and_unknown_devices_have_no_name() {
     f.chain("", &[("virtual", None, None), ("block", None, None)])
         .block("virtual/block/loop0")
         .block("virtual/block/md0");
-    assert!(f.links("loop0").is_empty());
-    assert!(f.links("md0").is_empty());
-    assert!(f.links("nonexistent").is_empty());
+    assert!(links(&f, "loop0").is_empty());
+    assert!(links(&f, "md0").is_empty());
+    assert!(links(&f, "nonexistent").is_empty());
     // A disk under a PCI device with no known transport.
     f.chain("", &[PCI, ("0000:00:09.0", Some("pci"), None)])
         .block("pci0000:00/0000:00:09.0/block/sdz");
-    assert!(f.links("sdz").is_empty());
+    assert!(links(&f, "sdz").is_empty());
     // No sysfs at all.
     assert!(by_path_links(Path::new("/nonexistent/ironic-agent"), "sda").is_empty());
 }
