@@ -12,6 +12,8 @@ use std::path::{Component, Path, PathBuf};
 
 use tracing::debug;
 
+use super::identity::{self, DiskIds};
+use super::path_id;
 use super::sysfs::{link_basename, list_dir, natural_cmp, read_trimmed, read_u64};
 use super::udev::UdevProperties;
 use super::wwn::Wwn;
@@ -41,7 +43,7 @@ impl DiskScan<'_> {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         names.sort_by(|a, b| natural_cmp(a, b));
-        let by_path = by_path_links(self.root);
+        let by_path = by_path_source(self.root);
 
         let mut out = Vec::new();
         for name in names {
@@ -103,38 +105,22 @@ impl DiskScan<'_> {
     }
 
     /// The inventory entry of a whole device.
-    fn describe_disk(
-        &self,
-        dir: &Path,
-        name: &str,
-        by_path: &HashMap<String, String>,
-    ) -> BlockDevice {
+    fn describe_disk(&self, dir: &Path, name: &str, by_path: &ByPath) -> BlockDevice {
         let device = dir.join("device");
         let udev = UdevProperties::read(self.root, read_trimmed(&dir.join("dev")).as_deref());
-        let sysfs_wwn = read_trimmed(&dir.join("wwid"))
-            .or_else(|| read_trimmed(&device.join("wwid")))
-            .map(|w| Wwn::from_wwid(&w))
-            .unwrap_or_default();
+        let ids = disk_ids(self.root, dir, name, &udev);
         BlockDevice {
             name: dev_path(name).to_string_lossy().into_owned(),
             model: read_trimmed(&device.join("model")),
             size: size_bytes(dir),
             rotational: read_u64(&dir.join("queue/rotational")) == Some(1),
-            wwn: udev.get("ID_WWN").or(sysfs_wwn.wwn),
-            serial: udev
-                .get("ID_SERIAL_SHORT")
-                .or_else(|| read_trimmed(&device.join("serial")))
-                .or_else(|| read_trimmed(&dir.join("serial")))
-                .or_else(|| udev.get("ID_SERIAL")),
+            wwn: ids.wwn,
+            serial: ids.serial,
             vendor: read_trimmed(&device.join("vendor")),
-            wwn_with_extension: udev
-                .get("ID_WWN_WITH_EXTENSION")
-                .or(sysfs_wwn.with_extension),
-            wwn_vendor_extension: udev
-                .get("ID_WWN_VENDOR_EXTENSION")
-                .or(sysfs_wwn.vendor_extension),
+            wwn_with_extension: ids.wwn_with_extension,
+            wwn_vendor_extension: ids.wwn_vendor_extension,
             hctl: list_dir(&device.join("scsi_device")).into_iter().next(),
-            by_path: by_path.get(name).cloned(),
+            by_path: by_path.get(name),
             logical_sectors: read_u64(&dir.join("queue/logical_block_size")),
             physical_sectors: read_u64(&dir.join("queue/physical_block_size")),
             tran: transport(dir, name),
@@ -149,7 +135,7 @@ impl DiskScan<'_> {
         dir: &Path,
         name: &str,
         disk: &BlockDevice,
-        by_path: &HashMap<String, String>,
+        by_path: &ByPath,
     ) -> Option<BlockDevice> {
         let size = size_bytes(dir);
         if size == 0 {
@@ -167,13 +153,42 @@ impl DiskScan<'_> {
             wwn_with_extension: None,
             wwn_vendor_extension: None,
             hctl: None,
-            by_path: by_path.get(name).cloned(),
+            by_path: by_path.get(name),
             logical_sectors: disk.logical_sectors,
             physical_sectors: disk.physical_sectors,
             tran: None,
             uuid: udev.get("ID_FS_UUID"),
             partuuid: udev.get("ID_PART_ENTRY_UUID"),
         })
+    }
+}
+
+/// The inventory's serial and WWNs of disk `name` (sysfs directory `dir`): lsblk's view of
+/// udev's record when it names the device (sysfs values filling its gaps); without one, the
+/// properties udev would have recorded, computed from sysfs ([`identity`]); for devices
+/// that module does not know, the sysfs `serial` and `wwid` attributes.
+fn disk_ids(root: &Path, dir: &Path, name: &str, udev: &UdevProperties) -> DiskIds {
+    if identity::has_identity(udev) {
+        identity::inventory_view(udev).or(sysfs_ids(dir))
+    } else if let Some(props) = identity::synthesize(root, dir, name) {
+        identity::inventory_view(&props)
+    } else {
+        sysfs_ids(dir)
+    }
+}
+
+/// Serial and WWNs from the plain sysfs attributes (`serial`, `wwid`).
+fn sysfs_ids(dir: &Path) -> DiskIds {
+    let device = dir.join("device");
+    let wwn = read_trimmed(&dir.join("wwid"))
+        .or_else(|| read_trimmed(&device.join("wwid")))
+        .map(|w| Wwn::from_wwid(&w))
+        .unwrap_or_default();
+    DiskIds {
+        serial: read_trimmed(&device.join("serial")).or_else(|| read_trimmed(&dir.join("serial"))),
+        wwn: wwn.wwn,
+        wwn_with_extension: wwn.with_extension,
+        wwn_vendor_extension: wwn.vendor_extension,
     }
 }
 
@@ -219,6 +234,22 @@ pub(crate) fn hint_target(root: &Path, device: &BlockDevice) -> HintTarget {
     for (key, value) in sources {
         if let Some(value) = value {
             target.add_identifier(key, &value);
+        }
+    }
+    // What udev would have recorded, for hints written against a udev system's values.
+    if let Some(props) = identity::synthesize(root, &dir, name) {
+        for (key, prop) in [
+            (HintKey::Serial, "ID_SCSI_SERIAL"),
+            (HintKey::Serial, "ID_SERIAL_SHORT"),
+            (HintKey::Serial, "ID_SERIAL"),
+            (HintKey::Wwn, "ID_WWN"),
+            (HintKey::Wwn, "ID_WWN_WITH_EXTENSION"),
+            (HintKey::WwnWithExtension, "ID_WWN_WITH_EXTENSION"),
+            (HintKey::WwnVendorExtension, "ID_WWN_VENDOR_EXTENSION"),
+        ] {
+            if let Some(value) = props.get(prop) {
+                target.add_identifier(key, &value);
+            }
         }
     }
     target
@@ -301,6 +332,34 @@ fn transport(dir: &Path, name: &str) -> Option<String> {
         return None;
     };
     Some(tran.to_string())
+}
+
+/// Where the by-path names come from: udev's links when `/dev/disk/by-path` exists (a udev
+/// system), else computed from sysfs as udev would name them ([`path_id`]).
+enum ByPath {
+    /// `kernel name → /dev/disk/by-path/<link>` from the symlinks.
+    Links(HashMap<String, String>),
+    /// Computed under this root.
+    Computed(PathBuf),
+}
+
+impl ByPath {
+    /// The by-path name of block device `name` (first link by name).
+    fn get(&self, name: &str) -> Option<String> {
+        match self {
+            ByPath::Links(map) => map.get(name).cloned(),
+            ByPath::Computed(root) => path_id::by_path(root, name),
+        }
+    }
+}
+
+/// The by-path names under `root`: the links when `/dev/disk/by-path` exists, else computed.
+fn by_path_source(root: &Path) -> ByPath {
+    if root.join("dev/disk/by-path").is_dir() {
+        ByPath::Links(by_path_links(root))
+    } else {
+        ByPath::Computed(root.to_path_buf())
+    }
 }
 
 /// `kernel name → /dev/disk/by-path/<link>` from the by-path symlinks (first link by name).

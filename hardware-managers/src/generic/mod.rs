@@ -2,7 +2,9 @@
 //!
 //! Every path is read under [`GenericConfig::root`], so tests point it at a fake tree. Each
 //! concern lives in its own module: `net` (interfaces), `cpu`, `memory`, `disks` (block
-//! devices, with `wwn` and `udev` helpers), `install` (install-disk choice: skip list, root
+//! devices, with `wwn` and `udev` helpers; without udev, `path_id` computes the
+//! `/dev/disk/by-path` names and `identity` (with `vpd`) the serials and WWNs udev would
+//! give, over the `sysdev` view of sysfs), `install` (install-disk choice: skip list, root
 //! device hints, smallest disk), `dmi`, `bmc`
 //! (ipmitool), `logs`, `system` (boot mode, host name, sync) and [`lldp`] (`collect_lldp`).
 
@@ -11,15 +13,21 @@ mod bmc;
 mod cpu;
 mod disks;
 mod dmi;
+#[cfg(test)]
+mod fakesys;
+mod identity;
 mod ifaddrs;
 mod install;
 pub mod lldp;
 mod logs;
 mod memory;
 mod net;
+mod path_id;
+mod sysdev;
 mod sysfs;
 mod system;
 mod udev;
+mod vpd;
 mod wwn;
 
 use std::collections::BTreeSet;

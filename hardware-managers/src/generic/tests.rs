@@ -659,6 +659,109 @@ fn install_device_hints_see_every_serial_and_wwn() {
     assert_eq!(sda.wwn, vec!["0x5000c500a1b2c3d5", "0x5000c500a1b2c3d4"]);
 }
 
+/// A machine without udev (no /run/udev, no /dev/disk/by-path) in a sysfs tree laid out as
+/// the kernel lays it out: by_path, serial and WWN are what udev would have given.
+#[test]
+fn block_devices_without_udev_get_udev_names() {
+    use crate::generic::fakesys::FakeSys;
+    let f = FakeSys::new();
+    let disk = |rel: &str, sectors: u64| {
+        let name = rel.rsplit('/').next().unwrap();
+        f.block(rel)
+            .attr(rel, "size", format!("{sectors}\n"))
+            .attr(rel, "queue/rotational", "0\n")
+            .attr(rel, "queue/logical_block_size", "512\n")
+            .attr(rel, "queue/physical_block_size", "512\n");
+        let link = f.root().join("sys/block").join(name);
+        fs::create_dir_all(link.parent().unwrap()).unwrap();
+        symlink(f.root().join("sys/devices").join(rel), link).unwrap();
+    };
+    // virtio-scsi disk (QEMU scsi-hd, serial=QM00002).
+    let sdev = "pci0000:00/0000:00:03.0/virtio0/host2/target2:0:0/2:0:0:0";
+    f.chain(
+        "",
+        &[
+            ("pci0000:00", None, None),
+            ("0000:00:03.0", Some("pci"), None),
+            ("virtio0", Some("virtio"), None),
+            ("host2", Some("scsi"), Some("scsi_host")),
+            ("target2:0:0", Some("scsi"), Some("scsi_target")),
+            ("2:0:0:0", Some("scsi"), Some("scsi_device")),
+        ],
+    )
+    .attr(sdev, "vendor", "QEMU    \n")
+    .attr(sdev, "model", "QEMU HARDDISK   \n")
+    .attr(
+        sdev,
+        "vpd_pg80",
+        [0u8, 0x80, 0, 7, b'Q', b'M', b'0', b'0', b'0', b'0', b'2'],
+    )
+    .attr(
+        sdev,
+        "vpd_pg83",
+        [
+            0u8, 0x83, 0, 12, 1, 3, 0, 8, 0x50, 0, 0xc5, 0, 0xa1, 0xb2, 0xc3, 0xd4,
+        ],
+    );
+    disk(&format!("{sdev}/block/sda"), 10 * GIB_SECTORS);
+    // NVMe namespace.
+    let ctrl = "pci0000:00/0000:00:04.0/nvme/nvme0";
+    f.dev("pci0000:00/0000:00:04.0", Some("pci"), None)
+        .dev(ctrl, Some("nvme"), None)
+        .attr(ctrl, "serial", "S5GXNF0R123456      \n")
+        .attr(ctrl, "model", "Samsung SSD 980 PRO 1TB\n")
+        .attr(&format!("{ctrl}/nvme0n1"), "nsid", "1\n")
+        .attr(&format!("{ctrl}/nvme0n1"), "wwid", "eui.002538b111b2c3d4\n");
+    disk(&format!("{ctrl}/nvme0n1"), 20 * GIB_SECTORS);
+
+    let m = GenericHardwareManager::new(GenericConfig {
+        root: f.root().to_path_buf(),
+        ..GenericConfig::default()
+    });
+    let disks = m.list_block_devices(false).unwrap();
+    let sda = disks.iter().find(|d| d.name == "/dev/sda").unwrap();
+    assert_eq!(
+        sda.by_path.as_deref(),
+        Some("/dev/disk/by-path/pci-0000:00:03.0-scsi-0:0:0:0")
+    );
+    assert_eq!(sda.serial.as_deref(), Some("QM00002"));
+    assert_eq!(sda.wwn.as_deref(), Some("0x5000c500a1b2c3d4"));
+    assert_eq!(
+        sda.wwn_with_extension.as_deref(),
+        Some("0x5000c500a1b2c3d4")
+    );
+    let nvme = disks.iter().find(|d| d.name == "/dev/nvme0n1").unwrap();
+    assert_eq!(
+        nvme.by_path.as_deref(),
+        Some("/dev/disk/by-path/pci-0000:00:04.0-nvme-1")
+    );
+    assert_eq!(nvme.serial.as_deref(), Some("S5GXNF0R123456"));
+    assert_eq!(nvme.wwn.as_deref(), Some("eui.002538b111b2c3d4"));
+    assert_eq!(nvme.wwn_with_extension, None);
+
+    // Root device hints by the computed values, and by udev's other serial forms.
+    for (hints, expected) in [
+        (
+            json!({"by_path": "/dev/disk/by-path/pci-0000:00:04.0-nvme-1"}),
+            "/dev/nvme0n1",
+        ),
+        (json!({"serial": "QM00002"}), "/dev/sda"),
+        (json!({"serial": "35000c500a1b2c3d4"}), "/dev/sda"),
+        (json!({"wwn": "0x5000C500A1B2C3D4"}), "/dev/sda"),
+        (
+            json!({"serial": "Samsung_SSD_980_PRO_1TB_S5GXNF0R123456_1"}),
+            "/dev/nvme0n1",
+        ),
+    ] {
+        let node = hinted_node(Some(hints.clone()), None, None);
+        assert_eq!(
+            m.get_os_install_device(Some(&node)).unwrap(),
+            expected,
+            "{hints}"
+        );
+    }
+}
+
 #[test]
 fn install_device_no_match_explains_why() {
     let t = disk_tree();

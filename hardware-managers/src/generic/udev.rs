@@ -34,6 +34,15 @@ impl UdevProperties {
         )
     }
 
+    /// Sets property `key` (an empty value removes it).
+    pub fn set(&mut self, key: &str, value: &str) {
+        if value.is_empty() {
+            self.0.remove(key);
+        } else {
+            self.0.insert(key.to_string(), value.to_string());
+        }
+    }
+
     /// The value of property `key`, if set and non-empty.
     pub fn get(&self, key: &str) -> Option<String> {
         self.0.get(key).cloned()

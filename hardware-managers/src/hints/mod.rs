@@ -24,7 +24,8 @@
 //!
 //! A bare integer for `size` means `==`; `size` is compared with the device size / 2^30 as a
 //! float. Strings are trimmed, lower-cased and URL-quoted on both sides before comparison;
-//! `name` accepts `sda` for `/dev/sda`. A device without the attribute satisfies only the
+//! `name` accepts `sda` for `/dev/sda`, but `by_path` is compared whole, as IPA does: the hint
+//! must spell the link with its `/dev/disk/by-path/` prefix (or use `<in>`). A device without the attribute satisfies only the
 //! negations (`s!=`, `!=`). Serials and WWNs may have several values on a device (and the hint
 //! may be a list of expressions): any value matching suffices.
 //!

@@ -288,6 +288,41 @@ fn name_hctl_by_path_tran() {
     ]);
 }
 
+/// `by_path` as IPA's `device_hints` treats it (checked against IPA 13): the whole link,
+/// case-insensitively, with no prefix normalisation.
+#[test]
+fn by_path_is_compared_whole() {
+    check_table(&[
+        (
+            json!({"by_path": "/dev/disk/by-path/PCI-0000:00:1F.2-ATA-1"}),
+            Some("/dev/sda"),
+        ),
+        (
+            json!({"by_path": "s== /dev/disk/by-path/pci-0000:00:1f.2-ata-1"}),
+            Some("/dev/sda"),
+        ),
+        // Unlike `name`, no prefix is added: IPA finds no device for these.
+        (json!({"by_path": "pci-0000:00:1f.2-ata-1"}), None),
+        (
+            json!({"by_path": "disk/by-path/pci-0000:00:1f.2-ata-1"}),
+            None,
+        ),
+        // A partial name needs <in>; the compat and the new ATA names are different links.
+        (
+            json!({"by_path": "<in> pci-0000:00:1f.2"}),
+            Some("/dev/sda"),
+        ),
+        (
+            json!({"by_path": "/dev/disk/by-path/pci-0000:00:1f.2-ata-1.0"}),
+            None,
+        ),
+        (
+            json!({"by_path": "<or> /dev/disk/by-path/x <or> /dev/disk/by-path/pci-0000:00:1f.2-ata-1"}),
+            Some("/dev/sda"),
+        ),
+    ]);
+}
+
 #[test]
 fn rotational_and_combinations() {
     check_table(&[
