@@ -27,6 +27,7 @@ pub mod manager;
 pub mod node;
 pub mod plugin;
 pub mod process;
+pub mod runner;
 pub mod step;
 pub mod support;
 
