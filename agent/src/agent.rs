@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use hardware_managers::generic::{GenericConfig, GenericHardwareManager};
+use hardware_managers::vendor::cna::{CnaConfig, IntelCnaHardwareManager};
+use hardware_managers::vendor::mlnx::MellanoxDeviceHardwareManager;
 use hardware_managers::{Chain, HardwareManager};
 use tracing::{error, info, warn};
 
@@ -52,10 +54,25 @@ pub fn build_chain(config: &Config, state: &AgentState) -> anyhow::Result<Arc<Ch
             ..GenericConfig::default()
         });
         let mut managers: Vec<Arc<dyn HardwareManager>> = vec![Arc::new(generic)];
+        managers.extend(vendor_managers(config));
         managers.extend(plugins);
         managers
     })?;
     Ok(chain)
+}
+
+/// IPA's in-tree vendor managers (each joins the chain only on its hardware): Mellanox
+/// InfiniBand addresses, and the Intel CNA manager stopping the i40e firmware LLDP agent when
+/// `ipa-collect-lldp` is on.
+fn vendor_managers(config: &Config) -> Vec<Arc<dyn HardwareManager>> {
+    vec![
+        Arc::new(MellanoxDeviceHardwareManager::new("/")),
+        Arc::new(IntelCnaHardwareManager::new(CnaConfig {
+            root: "/".into(),
+            collect_lldp: config.collect_lldp,
+            runner: None,
+        })),
+    ]
 }
 
 fn power_for(mode: &PowerMode) -> Arc<dyn Power> {
@@ -98,14 +115,12 @@ async fn wait_for_macs(ctx: &Arc<AgentContext>) -> Vec<String> {
     loop {
         let c = ctx.clone();
         let macs = tokio::task::spawn_blocking(move || {
-            c.chain
-                .dispatch("list_network_interfaces", |m| m.list_network_interfaces())
-                .map(|nics| {
-                    nics.into_iter()
-                        .map(|n| n.mac_address)
-                        .filter(|m| !m.is_empty())
-                        .collect::<Vec<_>>()
-                })
+            c.chain.list_network_interfaces().map(|nics| {
+                nics.into_iter()
+                    .map(|n| n.mac_address)
+                    .filter(|m| !m.is_empty())
+                    .collect::<Vec<_>>()
+            })
         })
         .await;
         match macs {
@@ -355,15 +370,12 @@ async fn nic_ipv4(ctx: &Arc<AgentContext>, ifname: &str) -> Option<IpAddr> {
     let c = ctx.clone();
     let name = ifname.to_string();
     tokio::task::spawn_blocking(move || {
-        c.chain
-            .dispatch("list_network_interfaces", |m| m.list_network_interfaces())
-            .ok()
-            .and_then(|nics| {
-                nics.into_iter()
-                    .find(|n| n.name == name)
-                    .and_then(|n| n.ipv4_address)
-                    .and_then(|a| a.parse().ok())
-            })
+        c.chain.list_network_interfaces().ok().and_then(|nics| {
+            nics.into_iter()
+                .find(|n| n.name == name)
+                .and_then(|n| n.ipv4_address)
+                .and_then(|a| a.parse().ok())
+        })
     })
     .await
     .ok()

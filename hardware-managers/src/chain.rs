@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use tracing::{debug, info};
 
 use crate::error::{HardwareError, HardwareResult};
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, NetworkInterface};
 use crate::manager::{HardwareManager, StepContext};
 use crate::step::{Step, StepKind};
 use crate::support::SupportLevel;
@@ -194,6 +194,30 @@ impl Chain {
         self.dispatch(name, |m| m.execute_step(name, ctx, args))
     }
 
+    /// IPA's `list_network_interfaces`: the interfaces the first answering manager lists,
+    /// each replaced by the first manager's `get_interface_info` answer for it (a vendor
+    /// manager's InfiniBand view, say), with the listing's `lldp` kept.
+    ///
+    /// # Errors
+    /// As [`Chain::dispatch`]; an error other than `Incompatible` from `get_interface_info`
+    /// fails the listing, as in IPA.
+    pub fn list_network_interfaces(&self) -> HardwareResult<Vec<NetworkInterface>> {
+        let listed = self.dispatch("list_network_interfaces", |m| m.list_network_interfaces())?;
+        listed
+            .into_iter()
+            .map(|base| {
+                match self.dispatch("get_interface_info", |m| m.get_interface_info(&base)) {
+                    Ok(mut own) => {
+                        own.lldp = base.lldp;
+                        Ok(own)
+                    }
+                    Err(HardwareError::MethodNotFound(_)) => Ok(base),
+                    Err(e) => Err(e),
+                }
+            })
+            .collect()
+    }
+
     /// Builds the inventory by dispatching each part through the chain. With `skip_bmc`
     /// (lookup's `agent_skip_bmc_detect`) the BMC fields are null and `bmc_mac` is omitted.
     pub fn inventory(&self, skip_bmc: bool) -> HardwareResult<Inventory> {
@@ -212,8 +236,7 @@ impl Chain {
             )
         };
         Ok(Inventory {
-            interfaces: self
-                .dispatch("list_network_interfaces", |m| m.list_network_interfaces())?,
+            interfaces: self.list_network_interfaces()?,
             cpu: self.dispatch("get_cpus", |m| m.get_cpus())?,
             disks: self.dispatch("list_block_devices", |m| m.list_block_devices(false))?,
             memory: self.dispatch("get_memory", |m| m.get_memory())?,

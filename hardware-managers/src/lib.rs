@@ -9,8 +9,9 @@
 //! Destructive operations pass the [`guard::DiskGuard`] first; root-device hints and the disk
 //! skip list are parsed and matched by [`hints`].
 //!
-//! Two managers ship here: the [`generic::GenericHardwareManager`] (reads /sys and /proc) and
-//! the [`plugin::ExecutableManager`] (a vendor executable speaking JSON on stdin/stdout).
+//! The managers shipped here: the [`generic::GenericHardwareManager`] (reads /sys and /proc),
+//! IPA's in-tree vendor managers in [`vendor`] (Mellanox InfiniBand, Intel CNA) and the
+//! [`plugin::ExecutableManager`] (a vendor executable speaking JSON on stdin/stdout).
 //!
 //! External programs, the managers' own and the agent's, run through [`process::run`]: with a
 //! deadline, in their own process group (killed as a whole on timeout) and with bounded output.
@@ -27,8 +28,10 @@ pub mod manager;
 pub mod node;
 pub mod plugin;
 pub mod process;
+pub mod runner;
 pub mod step;
 pub mod support;
+pub mod vendor;
 
 pub use chain::Chain;
 pub use error::{HardwareError, HardwareResult};

@@ -60,6 +60,15 @@ pub trait HardwareManager: Send + Sync {
         Err(HardwareError::incompatible("list_network_interfaces"))
     }
 
+    /// IPA's `get_interface_info`: this manager's own inventory entry for an interface that
+    /// [`list_network_interfaces`](Self::list_network_interfaces) found (`base`), asked by
+    /// [`Chain::list_network_interfaces`](crate::Chain::list_network_interfaces) of every
+    /// manager in order; the first answer replaces `base` (keeping its `lldp`).
+    fn get_interface_info(&self, base: &NetworkInterface) -> HardwareResult<NetworkInterface> {
+        let _ = base;
+        Err(HardwareError::incompatible("get_interface_info"))
+    }
+
     /// CPU summary.
     fn get_cpus(&self) -> HardwareResult<Cpu> {
         Err(HardwareError::incompatible("get_cpus"))

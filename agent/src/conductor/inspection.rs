@@ -215,13 +215,10 @@ pub async fn wait_for_dhcp(ctx: &std::sync::Arc<AgentContext>, all_interfaces: b
         || {
             let c = ctx.clone();
             async move {
-                tokio::task::spawn_blocking(move || {
-                    c.chain
-                        .dispatch("list_network_interfaces", |m| m.list_network_interfaces())
-                })
-                .await
-                .ok()
-                .and_then(Result::ok)
+                tokio::task::spawn_blocking(move || c.chain.list_network_interfaces())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
             }
         },
     )

@@ -1,385 +1,388 @@
-//! The BMC's addresses, read in-band with `ipmitool lan print N` / `ipmitool lan6 print N` over
-//! channels 1–11 (the channels the IPMI specification leaves for LAN media).
+//! The BMC's addresses, read in-band with ipmitool over LAN channels 1–11 (the channels the
+//! IPMI specification leaves for LAN media), by IPA 13's rules (`get_bmc_address`,
+//! `get_bmc_v6address`, `get_bmc_mac` of its `GenericHardwareManager`):
 //!
-//! Results follow IPA: without an IPMI device node, or when ipmitool cannot be run, there is
-//! no BMC (`None`); with a working ipmitool but no configured address the "unset" values
-//! `0.0.0.0` and `::/0` are reported; the MAC is that of the first channel with a usable
-//! address.
+//! * IPv4 (`ipmitool lan print N`): the `IP Address` of the first channel whose value is an
+//!   IP address other than `0.0.0.0`; `0.0.0.0` when none is.
+//! * IPv6: on the first channel whose `lan6 print N enables` says `ipv6` or `both`, the first
+//!   active DHCPv6/SLAAC address of `lan6 print N dynamic_addr`, else the first active,
+//!   enabled address of `lan6 print N static_addr` (`::` and `::/N` count as unset), without
+//!   its prefix length; `::/0` when no channel has one.
+//! * MAC (`lan print N`): of the first channel with an IPv4 address other than `0.0.0.0` or,
+//!   failing that, with an address in its `lan6 print N` address sections that starts with
+//!   neither `::` nor `fe80`; a MAC that is not six hex pairs or is all zeros is skipped.
+//!   None when no channel qualifies (IPA then leaves `bmc_mac` out of the inventory).
+//!
+//! IPA pipes `lan print` and `lan6 print` through awk (which makes their exit status
+//! irrelevant) and skips a channel whose error output starts with `Invalid channel`; the
+//! extraction here reproduces those awk programs line by line ([`awk_fields`],
+//! [`lan6_section_addresses`]) and the YAML reading of `dynamic_addr`/`static_addr`
+//! ([`yaml_blocks`]). A missing ipmitool is what a shell reports (no output, exit 127). One
+//! difference: an ipmitool that hangs past [`IPMITOOL_TIMEOUT`] (IPA waits forever) or cannot
+//! be started at all means no BMC (`None`).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use tracing::{debug, warn};
 
-use crate::process::{self, Limits};
+use crate::runner::{CommandRunner, Ran, RunnerError};
 
 /// The LAN channels that can carry a BMC address.
 const CHANNELS: std::ops::RangeInclusive<u8> = 1..=11;
 /// Limit for one ipmitool call (a busy BMC answers slowly).
-const IPMITOOL_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const IPMITOOL_TIMEOUT: Duration = Duration::from_secs(15);
+/// The prefix of ipmitool's error for a channel that is not a LAN channel.
+const INVALID_CHANNEL: &str = "Invalid channel";
 
-/// What one ipmitool invocation produced.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Answer {
-    /// It succeeded with this output.
-    Output(String),
-    /// It ran but failed (typically: no such channel).
-    Failed,
-    /// It could not be run or hung: give up on the BMC altogether.
-    Unusable,
-}
+/// What one ipmitool invocation produced; `Err` means give up on the BMC.
+pub(crate) type Answer = Result<Ran, ()>;
 
-/// Whether the IPMI driver exposes a device node (`/dev/ipmi0`, `/dev/ipmi/0`, `/dev/ipmidev/0`).
-pub(crate) fn has_ipmi_device(root: &Path) -> bool {
+/// Whether the IPMI driver exposes a device node: `/dev/ipmi*`, `/dev/ipmi/*` or
+/// `/dev/ipmidev/*` that is a character device (with `any_file`, any file: test trees).
+pub(crate) fn has_ipmi_device(root: &Path, any_file: bool) -> bool {
+    use std::os::unix::fs::FileTypeExt;
     let dev = root.join("dev");
-    super::sysfs::list_dir(&dev)
-        .iter()
-        .any(|n| n.starts_with("ipmi"))
+    let is_device = |p: &Path| {
+        std::fs::metadata(p)
+            .is_ok_and(|m| m.file_type().is_char_device() || any_file && m.is_file())
+    };
+    let direct = super::sysfs::list_dir(&dev)
+        .into_iter()
+        .filter(|n| n.starts_with("ipmi"))
+        .any(|n| is_device(&dev.join(n)));
+    direct
+        || ["ipmi", "ipmidev"].iter().any(|sub| {
+            super::sysfs::list_dir(&dev.join(sub))
+                .into_iter()
+                .any(|n| is_device(&dev.join(sub).join(n)))
+        })
 }
 
-/// Runs the real `ipmitool` with `args`.
-pub(crate) fn run_ipmitool(args: &[&str]) -> Answer {
-    let mut cmd = process::command("ipmitool");
-    cmd.args(args);
-    match process::run(cmd, None, Limits::with_timeout(IPMITOOL_TIMEOUT)) {
-        Ok(f) if f.status.success() => {
-            Answer::Output(String::from_utf8_lossy(&f.stdout.bytes).into())
+/// Runs `ipmitool args` through `runner`. A missing ipmitool answers as a shell would
+/// (exit 127, nothing on stdout); a timeout or a failure to start is `Err`.
+pub(crate) fn ipmitool(runner: &dyn CommandRunner, args: &[&str]) -> Answer {
+    match runner.run("ipmitool", args, IPMITOOL_TIMEOUT) {
+        Ok(ran) => {
+            if !ran.success() {
+                debug!(?args, code = ?ran.code, stderr = %ran.stderr.trim(), "ipmitool failed");
+            }
+            Ok(ran)
         }
-        Ok(f) => {
-            debug!(?args, status = %f.status, stderr = %String::from_utf8_lossy(&f.stderr.bytes).trim(), "ipmitool failed");
-            Answer::Failed
-        }
+        Err(RunnerError::NotFound(_)) => Ok(Ran::failed(127, "sh: 1: ipmitool: not found\n")),
         Err(e) => {
             warn!(?args, error = %e, "cannot use ipmitool");
-            Answer::Unusable
+            Err(())
         }
     }
 }
 
-/// The first usable IPv4 address over the channels, `0.0.0.0` if none.
-pub(crate) fn bmc_address(mut run: impl FnMut(&[&str]) -> Answer) -> Option<String> {
+/// The first IPv4 (or other IP) address over the channels, `0.0.0.0` if none.
+pub(crate) fn bmc_address(mut run: impl FnMut(&[&str]) -> Answer) -> Result<String, ()> {
     for channel in CHANNELS {
-        match run(&["lan", "print", &channel.to_string()]) {
-            Answer::Unusable => return None,
-            Answer::Failed => {}
-            Answer::Output(text) => {
-                if let Some(ip) = LanInfo::parse(&text).usable_ip() {
-                    return Some(ip.to_string());
-                }
-            }
+        let ran = run(&["lan", "print", &channel.to_string()])?;
+        if ran.stderr.starts_with(INVALID_CHANNEL) {
+            continue;
+        }
+        let printed = awk_output(&awk_fields(&ran.stdout, is_ip_line, Field::Nth(4)));
+        let out = py_strip(&printed);
+        if out.parse::<IpAddr>().is_err() {
+            warn!(channel, output = out, "invalid BMC IP address");
+            continue;
+        }
+        if out != "0.0.0.0" {
+            return Ok(out.to_string());
         }
     }
-    Some(Ipv4Addr::UNSPECIFIED.to_string())
+    Ok("0.0.0.0".to_string())
 }
 
-/// The first usable IPv6 address (dynamic before static) over the channels with IPv6
-/// enabled, `::/0` if none.
-pub(crate) fn bmc_v6address(mut run: impl FnMut(&[&str]) -> Answer) -> Option<String> {
+/// The first usable IPv6 address over the channels with IPv6 enabled, `::/0` if none.
+pub(crate) fn bmc_v6address(mut run: impl FnMut(&[&str]) -> Answer) -> Result<String, ()> {
     for channel in CHANNELS {
-        match run(&["lan6", "print", &channel.to_string()]) {
-            Answer::Unusable => return None,
-            Answer::Failed => {}
-            Answer::Output(text) => {
-                if let Some(ip) = Lan6Info::parse(&text).usable_ip() {
-                    return Some(ip.to_string());
-                }
-            }
+        let ch = channel.to_string();
+        let ran = run(&["lan6", "print", &ch, "enables"])?;
+        let mode = awk_output(&awk_fields(&ran.stdout, is_enables_line, Field::Last));
+        if !matches!(py_strip(&mode), "ipv6" | "both") {
+            continue;
         }
-    }
-    Some("::/0".to_string())
-}
-
-/// The MAC of the first channel with a usable IPv4 address, or an IPv6 address that is
-/// neither link-local nor unspecified.
-pub(crate) fn bmc_mac(mut run: impl FnMut(&[&str]) -> Answer) -> Option<String> {
-    for channel in CHANNELS {
-        let channel = channel.to_string();
-        let lan = match run(&["lan", "print", &channel]) {
-            Answer::Unusable => return None,
-            Answer::Failed => continue,
-            Answer::Output(text) => LanInfo::parse(&text),
+        let address = match lan6_address(&mut run, &ch, true)? {
+            Some(a) => Some(a),
+            None => lan6_address(&mut run, &ch, false)?,
         };
-        let Some(mac) = lan.mac.clone().filter(|m| m != "00:00:00:00:00:00") else {
+        let Some(address) = address else { continue };
+        match py_ip_interface(&address) {
+            Some(ip) => return Ok(ip.to_string()),
+            None => warn!(channel, address, "invalid BMC IPv6 address"),
+        }
+    }
+    Ok("::/0".to_string())
+}
+
+/// The first active, enabled, set address of `lan6 print <ch> dynamic_addr` (DHCPv6 or
+/// SLAAC) or `static_addr`, as printed. `Err` means give up on the BMC.
+fn lan6_address(
+    run: &mut impl FnMut(&[&str]) -> Answer,
+    ch: &str,
+    dynamic: bool,
+) -> Result<Option<String>, ()> {
+    let which = if dynamic {
+        "dynamic_addr"
+    } else {
+        "static_addr"
+    };
+    let ran = run(&["lan6", "print", ch, which])?;
+    if !ran.success() {
+        return Ok(None);
+    }
+    let Some(blocks) = yaml_blocks(py_strip(&ran.stdout)) else {
+        warn!(
+            channel = ch,
+            which, "cannot read the output of ipmitool lan6 print"
+        );
+        return Ok(None);
+    };
+    let found = blocks.into_iter().find_map(|block| {
+        let get = |key: &str| {
+            block
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        let address = get("Address")?;
+        let enabled = if dynamic {
+            matches!(get("Source/Type"), Some("DHCPv6" | "SLAAC"))
+        } else {
+            get("Enabled").is_some_and(yaml_truthy)
+        };
+        (get("Status") == Some("active") && enabled && !is_null_v6(address))
+            .then(|| address.to_string())
+    });
+    Ok(found)
+}
+
+/// The MAC of the first channel with a configured IPv4 or non-link-local IPv6 address.
+pub(crate) fn bmc_mac(mut run: impl FnMut(&[&str]) -> Answer) -> Result<Option<String>, ()> {
+    for channel in CHANNELS {
+        let ch = channel.to_string();
+        let ran = run(&["lan", "print", &ch])?;
+        if ran.stderr.starts_with(INVALID_CHANNEL) {
+            continue;
+        }
+        let out = awk_output(&awk_fields(&ran.stdout, is_ip_or_mac_line, Field::Nth(4)));
+        let lines: Vec<&str> = py_strip(&out).split('\n').collect();
+        let [ip, mac] = lines[..] else {
+            warn!(channel, output = out, "invalid ipmitool output");
             continue;
         };
-        if lan.usable_ip().is_some() {
-            return Some(mac);
-        }
-        match run(&["lan6", "print", &channel]) {
-            Answer::Unusable => return None,
-            Answer::Failed => {}
-            Answer::Output(text) => {
-                let routable = Lan6Info::parse(&text)
-                    .usable_ip()
-                    .is_some_and(|ip| (ip.segments()[0] & 0xffc0) != 0xfe80);
-                if routable {
-                    return Some(mac);
-                }
-            }
-        }
-    }
-    None
-}
-
-/// The fields we read from `ipmitool lan print N`.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct LanInfo {
-    /// `IP Address`.
-    pub ip: Option<String>,
-    /// `MAC Address`, lower-case.
-    pub mac: Option<String>,
-}
-
-impl LanInfo {
-    /// Parses `Key   : value` lines (continuation lines have an empty key and are skipped).
-    pub fn parse(text: &str) -> Self {
-        let mut info = LanInfo::default();
-        for line in text.lines() {
-            let Some((key, value)) = line.split_once(':') else {
+        if ip == "0.0.0.0" {
+            let ran6 = run(&["lan6", "print", &ch])?;
+            if ran6.stderr.starts_with(INVALID_CHANNEL) {
                 continue;
-            };
-            let value = value.trim();
-            match key.trim() {
-                "IP Address" => info.ip = Some(value.to_string()),
-                "MAC Address" => info.mac = Some(value.to_ascii_lowercase()),
-                _ => {}
+            }
+            let out6 = awk_output(&lan6_section_addresses(&ran6.stdout));
+            // IPA: an address that starts with neither `::` (unset) nor `fe80` (link-local);
+            // an empty output counts as one (IPA's split of "" gives one empty string).
+            let routable = py_strip(&out6)
+                .split('\n')
+                .any(|a| !a.starts_with("::") && !a.starts_with("fe80"));
+            if !routable {
+                continue;
             }
         }
-        info
+        if !is_mac(mac) {
+            warn!(channel, mac, "invalid BMC MAC address");
+            continue;
+        }
+        if mac != "00:00:00:00:00:00" {
+            return Ok(Some(mac.to_string()));
+        }
     }
-
-    /// The IPv4 address if it parses and is not `0.0.0.0`.
-    pub fn usable_ip(&self) -> Option<Ipv4Addr> {
-        self.ip
-            .as_deref()?
-            .parse::<Ipv4Addr>()
-            .ok()
-            .filter(|ip| !ip.is_unspecified())
-    }
+    Ok(None)
 }
 
-/// One IPv6 address block of `ipmitool lan6 print`.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub(crate) struct Lan6Address {
-    /// `Address:` with its prefix length, e.g. `2001:db8::5/64`.
-    pub address: String,
-    /// `Status:` (`active`, `disabled`, ...).
-    pub status: String,
-    /// `Enabled:` of static addresses (`yes`/`no`); absent on dynamic ones.
-    pub enabled: Option<String>,
+/// Which awk field to print.
+#[derive(Clone, Copy)]
+enum Field {
+    /// `$N` (1-based; empty when the line has fewer fields).
+    Nth(usize),
+    /// `$NF`.
+    Last,
 }
 
-impl Lan6Address {
-    /// The address if active, enabled and set (the IPMI spec uses `::/0` and `::/128` for
-    /// "not set").
-    fn usable(&self) -> Option<Ipv6Addr> {
-        if self.status != "active" || self.enabled.as_deref() == Some("no") {
+/// awk's `/<pattern>/ {print <field>}` with the default field separator (runs of blanks).
+fn awk_fields(text: &str, matches: impl Fn(&str) -> bool, field: Field) -> Vec<String> {
+    text.lines()
+        .filter(|l| matches(l))
+        .map(|l| {
+            let fields: Vec<&str> = l.split([' ', '\t']).filter(|f| !f.is_empty()).collect();
+            let f = match field {
+                Field::Nth(n) => fields.get(n - 1),
+                Field::Last => fields.last(),
+            };
+            f.copied().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+/// What awk prints for `lines`: each followed by a newline.
+fn awk_output(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// Whether `line` contains `key` followed by optional blanks and a colon (the regex
+/// `key[ \t]*:` searched anywhere in the line).
+fn has_key(line: &str, key: &str) -> bool {
+    line.match_indices(key).any(|(at, _)| {
+        line[at + key.len()..]
+            .trim_start_matches([' ', '\t'])
+            .starts_with(':')
+    })
+}
+
+/// `/IP Address[ \t]*:/`.
+fn is_ip_line(line: &str) -> bool {
+    has_key(line, "IP Address")
+}
+
+/// `/(IP|MAC) Address[ \t]*:/`.
+fn is_ip_or_mac_line(line: &str) -> bool {
+    has_key(line, "IP Address") || has_key(line, "MAC Address")
+}
+
+/// `/IPv6\/IPv4 Addressing Enables[ \t]*:/`.
+fn is_enables_line(line: &str) -> bool {
+    has_key(line, "IPv6/IPv4 Addressing Enables")
+}
+
+/// IPA's awk program over `lan6 print`: the second field of every `Address:` line inside an
+/// `IPv6 Dynamic|Static Address N:` section (a section ends at the next line starting with
+/// `IPv6 `).
+fn lan6_section_addresses(text: &str) -> Vec<String> {
+    let mut in_section = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if is_address_section_header(line) {
+            in_section = true;
+            continue;
+        }
+        if line.starts_with("IPv6 ") {
+            in_section = false;
+        }
+        if in_section && line.contains("Address:") {
+            let second = line.split([' ', '\t']).filter(|f| !f.is_empty()).nth(1);
+            out.push(second.unwrap_or_default().to_string());
+        }
+    }
+    out
+}
+
+/// `/^IPv6 (Dynamic|Static) Address [0-9]+:/`.
+fn is_address_section_header(line: &str) -> bool {
+    let Some(rest) = line
+        .strip_prefix("IPv6 Dynamic Address ")
+        .or_else(|| line.strip_prefix("IPv6 Static Address "))
+    else {
+        return false;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && rest[digits..].starts_with(':')
+}
+
+/// The blocks of `ipmitool lan6 print N dynamic_addr|static_addr` as PyYAML reads them: a
+/// mapping of `Header N:` to mappings of `Key: value`. `None` for text that is not such a
+/// document (where IPA's YAML load fails or yields something else).
+fn yaml_blocks(text: &str) -> Option<Vec<Vec<(String, String)>>> {
+    let mut blocks: Vec<Vec<(String, String)>> = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !line.starts_with([' ', '\t']) {
+            let header = line.strip_suffix(':')?;
+            if header.contains(": ") {
+                return None;
+            }
+            blocks.push(Vec::new());
+            continue;
+        }
+        let (key, value) = line.trim().split_once(':')?;
+        if !(value.is_empty() || value.starts_with([' ', '\t'])) {
             return None;
         }
-        let addr = self.address.split('/').next()?.trim();
-        addr.parse::<Ipv6Addr>()
-            .ok()
-            .filter(|a| !a.is_unspecified())
+        blocks
+            .last_mut()?
+            .push((key.trim().to_string(), value.trim().to_string()));
     }
+    Some(blocks)
 }
 
-/// The fields we read from `ipmitool lan6 print N`.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct Lan6Info {
-    /// `IPv6/IPv4 Addressing Enables` (`ipv4`, `ipv6`, `both`).
-    pub enables: Option<String>,
-    /// `IPv6 Dynamic Address N` blocks (SLAAC/DHCPv6).
-    pub dynamic: Vec<Lan6Address>,
-    /// `IPv6 Static Address N` blocks.
-    pub fixed: Vec<Lan6Address>,
+/// Python truthiness of a YAML 1.1 plain scalar (`yes`/`true`/`on` true, `no`/`false`/`off`,
+/// null and zero false, any other text true).
+fn yaml_truthy(value: &str) -> bool {
+    const FALSE: &[&str] = &[
+        "", "~", "null", "Null", "NULL", "no", "No", "NO", "false", "False", "FALSE", "off", "Off",
+        "OFF",
+    ];
+    if FALSE.contains(&value) {
+        return false;
+    }
+    !value.parse::<f64>().is_ok_and(|n| n == 0.0)
 }
 
-impl Lan6Info {
-    /// Parses the top-level `Key: value` lines and the indented address blocks.
-    pub fn parse(text: &str) -> Self {
-        #[derive(Clone, Copy)]
-        enum Block {
-            Other,
-            Dynamic,
-            Static,
+/// IPA's unset-address pattern `^::(/\d{1,3})*$`.
+fn is_null_v6(address: &str) -> bool {
+    let Some(mut rest) = address.strip_prefix("::") else {
+        return false;
+    };
+    while let Some(r) = rest.strip_prefix('/') {
+        let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+        if !(1..=3).contains(&digits) {
+            return false;
         }
-        let mut info = Lan6Info::default();
-        let mut block = Block::Other;
-        for line in text.lines() {
-            let Some((key, value)) = line.split_once(':') else {
-                continue;
-            };
-            let (key, value) = (key.trim(), value.trim());
-            if !line.starts_with([' ', '\t']) {
-                block = Block::Other;
-                if key == "IPv6/IPv4 Addressing Enables" {
-                    info.enables = Some(value.to_ascii_lowercase());
-                } else if value.is_empty() && key.starts_with("IPv6 Dynamic Address") {
-                    block = Block::Dynamic;
-                    info.dynamic.push(Lan6Address::default());
-                } else if value.is_empty() && key.starts_with("IPv6 Static Address") {
-                    block = Block::Static;
-                    info.fixed.push(Lan6Address::default());
-                }
-                continue;
-            }
-            let current = match block {
-                Block::Other => continue,
-                Block::Dynamic => info.dynamic.last_mut(),
-                Block::Static => info.fixed.last_mut(),
-            };
-            let Some(current) = current else { continue };
-            match key {
-                "Address" => current.address = value.to_string(),
-                "Status" => current.status = value.to_ascii_lowercase(),
-                "Enabled" => current.enabled = Some(value.to_ascii_lowercase()),
-                _ => {}
-            }
-        }
-        info
+        rest = &r[digits..];
     }
+    rest.is_empty()
+}
 
-    /// With IPv6 enabled (`ipv6` or `both`): the first usable dynamic address, else the first
-    /// usable static one.
-    pub fn usable_ip(&self) -> Option<Ipv6Addr> {
-        if !matches!(self.enables.as_deref(), Some("ipv6" | "both")) {
+/// Python's `ipaddress.ip_interface(address).ip`: an address with an optional `/prefix`.
+fn py_ip_interface(address: &str) -> Option<IpAddr> {
+    let (addr, prefix) = match address.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (address, None),
+    };
+    let ip: IpAddr = addr.parse().ok()?;
+    if let Some(p) = prefix {
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let digits_ok = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        let valid = if digits_ok {
+            p.parse::<u32>().is_ok_and(|n| n <= max)
+        } else {
+            ip.is_ipv4() && p.parse::<std::net::Ipv4Addr>().is_ok()
+        };
+        if !valid {
             return None;
         }
-        self.dynamic
+    }
+    Some(ip)
+}
+
+/// `^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`, case-insensitive.
+fn is_mac(mac: &str) -> bool {
+    let parts: Vec<&str> = mac.split(':').collect();
+    parts.len() == 6
+        && parts
             .iter()
-            .chain(&self.fixed)
-            .find_map(Lan6Address::usable)
-    }
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Python's `str.strip()`.
+fn py_strip(s: &str) -> &str {
+    s.trim()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LAN_PRINT: &str = "\
-Set in Progress         : Set Complete
-Auth Type Support       : MD5
-Auth Type Enable        : Callback : MD5
-                        : User     : MD5
-                        : OEM      :
-IP Address Source       : DHCP Address
-IP Address              : 10.16.218.144
-Subnet Mask             : 255.255.254.0
-MAC Address             : 4C:D9:8F:03:E8:74
-SNMP Community String   : public
-Default Gateway IP      : 10.16.219.254
-Default Gateway MAC     : 00:00:00:00:00:00
-Backup Gateway IP       : 0.0.0.0
-802.1q VLAN ID          : Disabled
-Cipher Suite Priv Max   : Xaaaaaaaaaaaaaa
-                        :     X=Cipher Suite Unused
-Bad Password Threshold  : Not Available
-";
-
-    const LAN6_PRINT: &str = "\
-IPv6/IPv4 Support:
-    IPv6 only: yes
-    IPv4 and IPv6: yes
-    IPv6 Destination Addresses for LAN alerting: yes
-IPv6/IPv4 Addressing Enables: both
-IPv6 Header Traffic Class: 0
-IPv6 Status:
-    Static address max:  1
-    Dynamic address max: 16
-    DHCPv6 support:      yes
-    SLAAC support:       yes
-IPv6 Static Address 0:
-    Enabled:        yes
-    Address:        2001:db8::5/64
-    Status:         active
-IPv6 DHCPv6 Static DUID Storage Length: 3
-IPv6 Dynamic Address 0:
-    Source/Type:    static
-    Address:        ::/0
-    Status:         active
-IPv6 Dynamic Address 1:
-    Source/Type:    SLAAC
-    Address:        fe80::779e:a22f:dc5e:ca41/64
-    Status:         active
-IPv6 Static Router 1:
-    Address: ::
-    MAC:     00:00:00:00:00:00
-";
-
-    #[test]
-    fn parses_lan_print() {
-        let info = LanInfo::parse(LAN_PRINT);
-        assert_eq!(info.ip.as_deref(), Some("10.16.218.144"));
-        assert_eq!(info.mac.as_deref(), Some("4c:d9:8f:03:e8:74"));
-        assert_eq!(info.usable_ip(), Some(Ipv4Addr::new(10, 16, 218, 144)));
-        let unset = LanInfo::parse("IP Address              : 0.0.0.0\n");
-        assert_eq!(unset.usable_ip(), None);
-        assert_eq!(LanInfo::parse("garbage\n\n"), LanInfo::default());
-    }
-
-    #[test]
-    fn parses_lan6_print() {
-        let info = Lan6Info::parse(LAN6_PRINT);
-        assert_eq!(info.enables.as_deref(), Some("both"));
-        assert_eq!(info.dynamic.len(), 2);
-        assert_eq!(info.fixed.len(), 1);
-        // Dynamic first: the unset ::/0 is skipped, the SLAAC link-local one wins.
-        assert_eq!(info.usable_ip(), "fe80::779e:a22f:dc5e:ca41".parse().ok());
-
-        let ipv4_only = LAN6_PRINT.replace("Enables: both", "Enables: ipv4");
-        assert_eq!(Lan6Info::parse(&ipv4_only).usable_ip(), None);
-
-        let static_only = LAN6_PRINT.replace("fe80::779e:a22f:dc5e:ca41/64", "::/128");
-        assert_eq!(
-            Lan6Info::parse(&static_only).usable_ip(),
-            "2001:db8::5".parse().ok()
-        );
-        let disabled = static_only.replace("Enabled:        yes", "Enabled:        no");
-        assert_eq!(Lan6Info::parse(&disabled).usable_ip(), None);
-    }
-
-    #[test]
-    fn channel_scan() {
-        // ipmitool runs but no channel answers: the "unset" values, and no MAC.
-        let no_channel = |_: &[&str]| Answer::Failed;
-        assert_eq!(bmc_address(no_channel).as_deref(), Some("0.0.0.0"));
-        assert_eq!(bmc_v6address(no_channel).as_deref(), Some("::/0"));
-        assert_eq!(bmc_mac(no_channel), None);
-        // ipmitool cannot run: no BMC at all.
-        assert_eq!(bmc_address(|_: &[&str]| Answer::Unusable), None);
-        assert_eq!(bmc_v6address(|_: &[&str]| Answer::Unusable), None);
-        assert_eq!(bmc_mac(|_: &[&str]| Answer::Unusable), None);
-    }
-
-    #[test]
-    fn channel_scan_finds_later_channel() {
-        let run = |args: &[&str]| match args {
-            ["lan", "print", "3"] => Answer::Output(LAN_PRINT.to_string()),
-            ["lan", "print", "1"] => {
-                Answer::Output("IP Address : 0.0.0.0\nMAC Address : 00:11:22:33:44:55\n".into())
-            }
-            ["lan6", "print", "2"] => Answer::Output(LAN6_PRINT.to_string()),
-            _ => Answer::Failed,
-        };
-        assert_eq!(bmc_address(run).as_deref(), Some("10.16.218.144"));
-        assert_eq!(
-            bmc_v6address(run).as_deref(),
-            Some("fe80::779e:a22f:dc5e:ca41")
-        );
-        assert_eq!(bmc_mac(run).as_deref(), Some("4c:d9:8f:03:e8:74"));
-    }
-
-    #[test]
-    fn mac_from_routable_ipv6_channel() {
-        let global = LAN6_PRINT.replace("fe80::779e:a22f:dc5e:ca41/64", "2001:db8::9/64");
-        let run = move |args: &[&str]| match args {
-            ["lan", "print", "1"] => {
-                Answer::Output("IP Address : 0.0.0.0\nMAC Address : 00:11:22:33:44:55\n".into())
-            }
-            ["lan6", "print", "1"] => Answer::Output(global.clone()),
-            _ => Answer::Failed,
-        };
-        assert_eq!(bmc_mac(run).as_deref(), Some("00:11:22:33:44:55"));
-    }
-}
+#[path = "bmc_tests.rs"]
+mod tests;

@@ -24,7 +24,7 @@ mod memory;
 mod net;
 mod path_id;
 mod sysdev;
-mod sysfs;
+pub(crate) mod sysfs;
 mod system;
 mod udev;
 mod vpd;
@@ -32,7 +32,7 @@ mod wwn;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tracing::{debug, info};
@@ -43,7 +43,7 @@ use crate::hints::{self, HintTarget, SkipList};
 use crate::inventory::{BlockDevice, BootInfo, Cpu, Memory, NetworkInterface, SystemVendorInfo};
 use crate::manager::{HardwareManager, ManagerVersion, StepContext};
 use crate::node::Node;
-use crate::process::{self, Limits};
+use crate::runner::{CommandRunner, SystemRunner};
 use crate::step::{Step, StepKind};
 use crate::support::SupportLevel;
 
@@ -72,6 +72,10 @@ pub struct GenericConfig {
     pub collect_lldp: bool,
     /// `ipa-lldp-timeout`: how long LLDP is listened for (all interfaces at once).
     pub lldp_timeout: Duration,
+    /// Runs the manager's tools (`modprobe`, `ipmitool`). `None`: the system's, and only on
+    /// the real root (`modprobe` is then skipped under a test root). A runner given here is
+    /// used whatever the root.
+    pub runner: Option<Arc<dyn CommandRunner>>,
 }
 
 impl Default for GenericConfig {
@@ -83,16 +87,24 @@ impl Default for GenericConfig {
             step_backend: None,
             collect_lldp: false,
             lldp_timeout: crate::lldp::DEFAULT_LLDP_TIMEOUT,
+            runner: None,
         }
     }
 }
 
 /// IPA's `GenericHardwareManager` (`generic_hardware_manager`, version 1.2).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct GenericHardwareManager {
     config: GenericConfig,
-    /// Set once the IPMI kernel modules were asked for (real root only).
+    /// Set once the IPMI kernel modules were asked for.
     ipmi_modules_loaded: OnceLock<()>,
+    /// IPA's `_bmc_cache`: the BMC addresses, found once per process.
+    bmc_address: OnceLock<Option<String>>,
+    /// See `bmc_address`.
+    bmc_v6address: OnceLock<Option<String>>,
+    /// The BMC MAC once a channel scan completed (`Some(None)`: IPA's "unavailable"); a scan
+    /// that could not run is repeated next time, as in IPA.
+    bmc_mac: Mutex<Option<Option<String>>>,
 }
 
 impl GenericHardwareManager {
@@ -101,6 +113,9 @@ impl GenericHardwareManager {
         GenericHardwareManager {
             config,
             ipmi_modules_loaded: OnceLock::new(),
+            bmc_address: OnceLock::new(),
+            bmc_v6address: OnceLock::new(),
+            bmc_mac: Mutex::new(None),
         }
     }
 
@@ -191,19 +206,55 @@ impl GenericHardwareManager {
         self.root() == Path::new("/")
     }
 
-    /// Whether a BMC can be queried: an IPMI device node exists (on the real root, after
-    /// loading the IPMI drivers once, as they are rarely loaded automatically).
+    /// The runner for the manager's tools.
+    fn runner(&self) -> &dyn CommandRunner {
+        match &self.config.runner {
+            Some(r) => r.as_ref(),
+            None => &SystemRunner,
+        }
+    }
+
+    /// Whether kernel modules may be loaded: on the real root, or with an explicit runner.
+    fn may_load_modules(&self) -> bool {
+        self.is_real_root() || self.config.runner.is_some()
+    }
+
+    /// IPA's `_load_ipmi_modules` (its `GenericHardwareManager.initialize`): `modprobe` of
+    /// the in-band IPMI drivers, once; failures (no such module, no BMC) are only logged.
+    pub fn load_ipmi_modules(&self) {
+        if !self.may_load_modules() {
+            return;
+        }
+        self.ipmi_modules_loaded.get_or_init(|| {
+            for module in IPMI_MODULES {
+                match self
+                    .runner()
+                    .run("modprobe", &[module], Duration::from_secs(30))
+                {
+                    Ok(r) if r.success() => debug!(module, "kernel module loaded"),
+                    Ok(r) => {
+                        debug!(module, code = ?r.code, stderr = %r.stderr.trim(), "IPMI driver not supported or not present")
+                    }
+                    Err(e) => debug!(module, error = %e, "IPMI driver not supported or not present"),
+                }
+            }
+        });
+    }
+
+    /// IPA's `any_ipmi_device_exists`: a character device `/dev/ipmi*`, `/dev/ipmi/*` or
+    /// `/dev/ipmidev/*` (under a test root any file).
     fn bmc_present(&self) -> bool {
-        if bmc::has_ipmi_device(self.root()) {
-            return true;
-        }
-        if !self.is_real_root() {
-            return false;
-        }
-        self.ipmi_modules_loaded.get_or_init(load_ipmi_modules);
-        bmc::has_ipmi_device(self.root())
+        bmc::has_ipmi_device(self.root(), !self.is_real_root())
+    }
+
+    /// Runs ipmitool through the manager's runner.
+    fn ipmitool(&self, args: &[&str]) -> bmc::Answer {
+        bmc::ipmitool(self.runner(), args)
     }
 }
+
+/// The in-band IPMI drivers IPA loads at start, in its order.
+pub const IPMI_MODULES: [&str; 3] = ["ipmi_msghandler", "ipmi_devintf", "ipmi_si"];
 
 /// The disks (`/dev/<disk>`) holding a member (the disk itself or one of its partitions) of
 /// an md array among `devices`, from `/sys/block/<md>/slaves`.
@@ -245,19 +296,6 @@ fn raid_member_disks(root: &Path, devices: &[BlockDevice]) -> BTreeSet<String> {
     out
 }
 
-/// `modprobe` of the in-band IPMI drivers; failures (no such module, no BMC) are expected.
-fn load_ipmi_modules() {
-    for module in ["ipmi_msghandler", "ipmi_devintf", "ipmi_si"] {
-        let mut cmd = process::command("modprobe");
-        cmd.arg(module);
-        match process::run(cmd, None, Limits::with_timeout(Duration::from_secs(30))) {
-            Ok(f) if f.status.success() => {}
-            Ok(f) => debug!(module, status = %f.status, "modprobe failed"),
-            Err(e) => debug!(module, error = %e, "cannot run modprobe"),
-        }
-    }
-}
-
 impl HardwareManager for GenericHardwareManager {
     fn class_name(&self) -> String {
         "GenericHardwareManager".to_string()
@@ -265,6 +303,12 @@ impl HardwareManager for GenericHardwareManager {
 
     fn evaluate_hardware_support(&self) -> SupportLevel {
         SupportLevel::GENERIC
+    }
+
+    /// As IPA's: loads the IPMI kernel modules.
+    fn initialize(&self) -> HardwareResult<()> {
+        self.load_ipmi_modules();
+        Ok(())
     }
 
     fn version(&self) -> ManagerVersion {
@@ -336,24 +380,41 @@ impl HardwareManager for GenericHardwareManager {
     }
 
     fn get_bmc_address(&self) -> HardwareResult<Option<String>> {
-        Ok(self
-            .bmc_present()
-            .then(|| bmc::bmc_address(bmc::run_ipmitool))
-            .flatten())
+        let found = self.bmc_address.get_or_init(|| {
+            self.bmc_present()
+                .then(|| bmc::bmc_address(|a| self.ipmitool(a)).ok())
+                .flatten()
+        });
+        Ok(found.clone())
     }
 
     fn get_bmc_v6address(&self) -> HardwareResult<Option<String>> {
-        Ok(self
-            .bmc_present()
-            .then(|| bmc::bmc_v6address(bmc::run_ipmitool))
-            .flatten())
+        let found = self.bmc_v6address.get_or_init(|| {
+            self.bmc_present()
+                .then(|| bmc::bmc_v6address(|a| self.ipmitool(a)).ok())
+                .flatten()
+        });
+        Ok(found.clone())
     }
 
     fn get_bmc_mac(&self) -> HardwareResult<Option<String>> {
-        Ok(self
-            .bmc_present()
-            .then(|| bmc::bmc_mac(bmc::run_ipmitool))
-            .flatten())
+        let mut cached = self
+            .bmc_mac
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(mac) = cached.as_ref() {
+            return Ok(mac.clone());
+        }
+        if !self.bmc_present() {
+            return Ok(None);
+        }
+        match bmc::bmc_mac(|a| self.ipmitool(a)) {
+            Ok(mac) => {
+                *cached = Some(mac.clone());
+                Ok(mac)
+            }
+            Err(()) => Ok(None),
+        }
     }
 
     fn get_boot_info(&self) -> HardwareResult<BootInfo> {

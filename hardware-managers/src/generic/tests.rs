@@ -1025,6 +1025,84 @@ fn no_ipmi_device_means_no_bmc() {
     assert_eq!(m.get_bmc_mac().unwrap(), None);
 }
 
+/// A manager over `tree` whose tools are `runner`.
+fn manager_running(tree: &Tree, runner: &crate::runner::RecordingRunner) -> GenericHardwareManager {
+    GenericHardwareManager::new(GenericConfig {
+        root: tree.root().to_path_buf(),
+        runner: Some(std::sync::Arc::new(runner.clone())),
+        ..GenericConfig::default()
+    })
+}
+
+#[test]
+fn initialize_loads_the_ipmi_modules_once_and_tolerates_failures() {
+    let runner = crate::runner::RecordingRunner::new(|_, args| match args {
+        ["ipmi_si"] => Ok(crate::runner::Ran::failed(
+            1,
+            "modprobe: FATAL: Module ipmi_si not found",
+        )),
+        _ => Ok(crate::runner::Ran::ok("")),
+    });
+    let tree = Tree::new();
+    let m = manager_running(&tree, &runner);
+    m.initialize().unwrap();
+    m.initialize().unwrap();
+    assert_eq!(
+        runner.calls(),
+        [
+            "modprobe ipmi_msghandler",
+            "modprobe ipmi_devintf",
+            "modprobe ipmi_si"
+        ]
+    );
+    // Without a runner, a test root never runs modprobe.
+    let plain = tree.manager();
+    plain.initialize().unwrap();
+}
+
+#[test]
+fn bmc_from_ipmitool_once_per_process() {
+    let tree = Tree::new();
+    tree.file("dev/ipmi0", "");
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bmc");
+    let runner = crate::runner::RecordingRunner::replaying(fixtures.join("ipv4_dhcp"));
+    let m = manager_running(&tree, &runner);
+    for _ in 0..2 {
+        assert_eq!(
+            m.get_bmc_address().unwrap().as_deref(),
+            Some("10.16.218.144")
+        );
+        assert_eq!(m.get_bmc_v6address().unwrap().as_deref(), Some("::/0"));
+        assert_eq!(
+            m.get_bmc_mac().unwrap().as_deref(),
+            Some("4c:d9:8f:03:e8:74")
+        );
+    }
+    let scans = runner
+        .calls()
+        .iter()
+        .filter(|c| *c == "ipmitool lan print 1")
+        .count();
+    assert_eq!(scans, 2, "one address scan and one MAC scan, then cached");
+
+    // No MAC found: remembered as unavailable (IPA's "unavailable"), not rescanned.
+    let unset = crate::runner::RecordingRunner::replaying(fixtures.join("unconfigured"));
+    let m = manager_running(&tree, &unset);
+    assert_eq!(m.get_bmc_mac().unwrap(), None);
+    let n = unset.calls().len();
+    assert_eq!(m.get_bmc_mac().unwrap(), None);
+    assert_eq!(unset.calls().len(), n);
+
+    // IPMI device nodes in sub-directories count too.
+    let sub = Tree::new();
+    sub.file("dev/ipmi/0", "");
+    assert!(bmc::has_ipmi_device(sub.root(), true));
+    assert!(!bmc::has_ipmi_device(sub.root(), false));
+    let empty_dir = Tree::new();
+    empty_dir.dir("dev/ipmidev");
+    assert!(!bmc::has_ipmi_device(empty_dir.root(), true));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The real system, read-only.
 
