@@ -253,8 +253,11 @@ impl GenericHardwareManager {
     }
 }
 
-/// The in-band IPMI drivers IPA loads at start, in its order.
-pub const IPMI_MODULES: [&str; 3] = ["ipmi_msghandler", "ipmi_devintf", "ipmi_si"];
+/// The in-band IPMI drivers loaded at start: IPA's three (message handler, `/dev/ipmi0`, the
+/// KCS/SMIC/BT system interface), in its order, then `ipmi_ssif` for BMCs on SMBus (common on
+/// Arm servers), which IPA does not load (udev does, by its ACPI alias, on IPA's ramdisks; the
+/// minimal ramdisk has no udev).
+pub const IPMI_MODULES: [&str; 4] = ["ipmi_msghandler", "ipmi_devintf", "ipmi_si", "ipmi_ssif"];
 
 /// The disks (`/dev/<disk>`) holding a member (the disk itself or one of its partitions) of
 /// an md array among `devices`, from `/sys/block/<md>/slaves`.

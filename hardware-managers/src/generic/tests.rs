@@ -1052,7 +1052,8 @@ fn initialize_loads_the_ipmi_modules_once_and_tolerates_failures() {
         [
             "modprobe ipmi_msghandler",
             "modprobe ipmi_devintf",
-            "modprobe ipmi_si"
+            "modprobe ipmi_si",
+            "modprobe ipmi_ssif"
         ]
     );
     // Without a runner, a test root never runs modprobe.
