@@ -17,7 +17,7 @@ pub mod lldp;
 mod logs;
 mod memory;
 mod net;
-mod sysfs;
+pub(crate) mod sysfs;
 mod system;
 mod udev;
 mod wwn;
