@@ -28,7 +28,7 @@ pub fn businfo(device: &str) -> Option<String> {
 pub fn speed_text(mbps: u64) -> String {
     if mbps < 1000 {
         format!("{mbps}Mbit/s")
-    } else if mbps % 1000 == 0 {
+    } else if mbps.is_multiple_of(1000) {
         format!("{}Gbit/s", mbps / 1000)
     } else {
         format!("{}Gbit/s", mbps as f64 / 1000.0)
