@@ -2,8 +2,9 @@
 //! bank (`bank:N`, or `bank:A:N` with several memory arrays) with size, clock, description,
 //! vendor, product, serial and slot, as `lshw` reports them; then the bank count.
 //!
-//! Without SMBIOS banks the total is the online memory blocks of
-//! `/sys/devices/system/memory` (what `lshw` reports then), else `MemTotal`.
+//! The total is the sum of the banks; without SMBIOS banks (or when their sum is below what
+//! the kernel manages) it is the online memory blocks of `/sys/devices/system/memory` (what
+//! `lshw` reports then), else `MemTotal`.
 
 use std::collections::BTreeMap;
 
@@ -231,7 +232,8 @@ pub fn detect(root: &Root, facts: &mut Facts) {
     let table = std::fs::read(root.path("/sys/firmware/dmi/tables/DMI")).unwrap_or_default();
     let groups = banks(&smbios::parse(&table));
     let dimms: u64 = groups.iter().flatten().map(|b| b.size).sum();
-    let total = if dimms > 0 {
+    // As `lshw`: the banks' sum unless it is smaller than what the kernel manages.
+    let total = if dimms > 0 && dimms >= meminfo_total(root).unwrap_or(0) {
         Some(dimms)
     } else {
         sysfs_memory(root).or_else(|| meminfo_total(root))
@@ -317,6 +319,42 @@ mod tests {
             Some("A2")
         );
         assert_eq!(facts.get("memory", "bank:1", "size"), None);
+
+        // The table as the kernel exposes it: total from the banks, then the banks and count.
+        let dir = tempfile::tempdir().expect("tmp");
+        let tables = dir.path().join("sys/firmware/dmi/tables");
+        std::fs::create_dir_all(&tables).expect("mk");
+        std::fs::write(tables.join("DMI"), &t).expect("w");
+        let mut facts = Facts::default();
+        detect(&Root::at(dir.path()), &mut facts);
+        let keys: Vec<String> = facts
+            .iter()
+            .map(|f| format!("{}/{}", f.item(), f.key()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "total/size",
+                "bank:0/size",
+                "bank:0/clock",
+                "bank:0/description",
+                "bank:0/vendor",
+                "bank:0/product",
+                "bank:0/serial",
+                "bank:0/slot",
+                "bank:1/description",
+                "bank:1/slot",
+                "banks/count",
+            ]
+        );
+        assert_eq!(
+            facts.get_text("memory", "total", "size").as_deref(),
+            Some("17179869184")
+        );
+        assert_eq!(
+            facts.get_text("memory", "banks", "count").as_deref(),
+            Some("2")
+        );
     }
 
     #[test]
