@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::tools::first_line;
-use super::{Facts, Root};
+use super::{Facts, Root, cpu_arm};
 use crate::generic::sysfs::{list_dir, read_trimmed};
 
 /// The `/proc/cpuinfo` fields of the first processor.
@@ -183,6 +183,24 @@ pub fn detect(root: &Root, facts: &mut Facts) {
         .map(|t| cpuinfo_first(&t))
         .unwrap_or_default();
     let base = root.path("/sys/devices/system/cpu");
+    // x86 names its CPU in cpuinfo; Arm only has numeric ids, which `lscpu` names.
+    let arm = cpu_arm::identity(&info);
+    let vendor = info
+        .get("vendor_id")
+        .cloned()
+        .or_else(|| arm.as_ref().map(|a| a.vendor.clone()));
+    let product = info
+        .get("model name")
+        .cloned()
+        .or_else(|| arm.as_ref().and_then(|a| a.model_name.clone()));
+    let model = info
+        .get("model")
+        .cloned()
+        .or_else(|| arm.as_ref().map(|a| a.model.clone()));
+    let stepping = info
+        .get("stepping")
+        .cloned()
+        .or_else(|| arm.as_ref().map(|a| a.stepping.clone()));
     facts.push("cpu", "physical", "number", topo.sockets);
     if let Some(smt) = first_line(&base.join("smt/control")) {
         facts.push("cpu", "physical", "smt", smt);
@@ -196,11 +214,11 @@ pub fn detect(root: &Root, facts: &mut Facts) {
                 (if b == "1" { "enabled" } else { "disabled" }).into(),
             );
         }
-        if let Some(v) = info.get("vendor_id") {
-            push("vendor", v.as_str().into());
+        if let Some(v) = vendor.clone() {
+            push("vendor", v.into());
         }
-        if let Some(v) = info.get("model name") {
-            push("product", v.as_str().into());
+        if let Some(v) = product.clone() {
+            push("product", v.into());
         }
         push("cores", topo.cores_per_socket.into());
         push(
@@ -210,10 +228,10 @@ pub fn detect(root: &Root, facts: &mut Facts) {
         if let Some(v) = info.get("cpu family").and_then(|v| v.parse::<i64>().ok()) {
             push("family", v.into());
         }
-        if let Some(v) = info.get("model") {
+        if let Some(v) = model.as_deref() {
             push("model", maybe_int(v));
         }
-        if let Some(v) = info.get("stepping") {
+        if let Some(v) = stepping.as_deref() {
             push("stepping", maybe_int(v));
         }
         push("architecture", std::env::consts::ARCH.into());

@@ -11,11 +11,12 @@
 //!
 //! One module per category: [`disk`] (with [`smart`]), [`system`] (system, motherboard,
 //! firmware, os, kernel, rtc), [`memory`] (with [`smbios`]), [`network`] (with [`ethtool`] and [`lldptool`]),
-//! [`cpu`] (cpu and numa), [`ipmi`], [`infiniband`], [`hw`] (auxv, ahci); [`benchmark`] runs
+//! [`cpu`] (cpu and numa, with [`cpu_arm`]), [`ipmi`], [`infiniband`], [`hw`] (auxv, ahci); [`benchmark`] runs
 //! the optional cpu/mem/disk benchmarks.
 
 pub mod benchmark;
 pub mod cpu;
+pub mod cpu_arm;
 pub mod disk;
 pub mod ethtool;
 pub mod fact;
