@@ -18,6 +18,7 @@
 
 pub mod chain;
 pub mod error;
+pub mod extra;
 pub mod generic;
 pub mod guard;
 pub mod hints;

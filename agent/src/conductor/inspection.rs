@@ -59,6 +59,9 @@ pub struct InspectionData {
     /// `lldp` collector: interface name → `[[type, hex], ...]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lldp_raw: Option<LldpRaw>,
+    /// `extra-hardware` collector: `hardware-detect`'s `[category, item, key, value]` facts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<hardware_managers::extra::Facts>,
     /// Base64 tar.gz of logs (`logs` collector).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logs: Option<String>,
@@ -76,6 +79,7 @@ impl InspectionData {
         InspectionData {
             default: None,
             lldp_raw: None,
+            data: None,
             logs: None,
             error: collectors::error_text(&[failure]),
             load_failed: true,
@@ -133,6 +137,7 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
     let mut inventory = None;
     let mut logs = None;
     let mut lldp_raw = None;
+    let mut extra = None;
     for name in &ctx.config.inspection_collectors {
         match name.as_str() {
             "default" => {
@@ -152,6 +157,23 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
                     ctx.config.lldp_timeout,
                 ));
                 ran.push(name.clone());
+            }
+            "extra-hardware" => {
+                // IPA passes `ipa-inspection-benchmarks` to `hardware-detect --benchmark`.
+                let benchmarks = ctx.config.kernel.get("ipa-inspection-benchmarks");
+                match hardware_managers::extra::Benchmark::parse_list(benchmarks.unwrap_or(""))
+                    .and_then(|b| {
+                        hardware_managers::extra::collect(
+                            &hardware_managers::extra::Root::system(),
+                            &b,
+                        )
+                    }) {
+                    Ok(facts) => {
+                        extra = Some(facts);
+                        ran.push(name.clone());
+                    }
+                    Err(e) => errors.push(format!("failed to run hardware-detect utility: {e}")),
+                }
             }
             other => errors.push(format!("collector {other} is not supported by this agent")),
         }
@@ -193,6 +215,7 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
             },
         }),
         lldp_raw,
+        data: extra,
         logs,
         error: collectors::error_text(&errors),
         load_failed: false,
@@ -553,6 +576,7 @@ mod tests {
         let data = InspectionData {
             default: None,
             lldp_raw: Some(raw),
+            data: None,
             logs: None,
             error: None,
             load_failed: false,
