@@ -69,6 +69,17 @@ pub trait HardwareManager: Send + Sync {
         Err(HardwareError::incompatible("get_interface_info"))
     }
 
+    /// IPA's `collect_lldp_data` (the `lldp` inspection collector): each interface's first
+    /// LLDPDU as `[type, hex]` pairs, for `interface_names` or, with `None`, every NIC, VLAN
+    /// and bond.
+    fn collect_lldp_data(
+        &self,
+        interface_names: Option<&[String]>,
+    ) -> HardwareResult<crate::lldp::LldpRaw> {
+        let _ = interface_names;
+        Err(HardwareError::incompatible("collect_lldp_data"))
+    }
+
     /// CPU summary.
     fn get_cpus(&self) -> HardwareResult<Cpu> {
         Err(HardwareError::incompatible("get_cpus"))

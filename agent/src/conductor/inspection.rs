@@ -151,13 +151,18 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
                 }
                 Err(e) => errors.push(format!("collector logs failed: {e}")),
             },
-            "lldp" => {
-                lldp_raw = Some(collectors::lldp_raw(
-                    std::path::Path::new("/"),
-                    ctx.config.lldp_timeout,
-                ));
-                ran.push(name.clone());
-            }
+            // As IPA: `dispatch_to_managers('collect_lldp_data')`, whatever ipa-collect-lldp
+            // says; the generic manager reuses LLDPDUs the inventory just received.
+            "lldp" => match ctx
+                .chain
+                .dispatch("collect_lldp_data", |m| m.collect_lldp_data(None))
+            {
+                Ok(raw) => {
+                    lldp_raw = Some(raw);
+                    ran.push(name.clone());
+                }
+                Err(e) => errors.push(format!("collector lldp failed: {e}")),
+            },
             "extra-hardware" => {
                 // IPA passes `ipa-inspection-benchmarks` to `hardware-detect --benchmark`.
                 let benchmarks = ctx.config.kernel.get("ipa-inspection-benchmarks");

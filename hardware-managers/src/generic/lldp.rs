@@ -5,36 +5,13 @@
 //! bonds; never `lo`) for the first LLDPDU each, up to `lldp_timeout`, and reports each TLV as
 //! `[type, "lower-case hex of the value"]`, the End TLV included (`[0, ""]`). An interface
 //! that got nothing in time has `[]`. IPA caches none of it: every `list_network_interfaces`
-//! call listens again (so does `poll.get_hardware_info`; lookup and inspection reuse IPA's
-//! cached inventory instead).
-
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::Duration;
+//! call listens again. The generic manager keeps what arrived while the frame's TTL holds
+//! ([`crate::lldp::LldpCache`]), so the start-up wait for interfaces, the DHCP wait, the
+//! inventory, the `lldp` collector and the log bundle of one inspection share one listen.
 
 use crate::inventory::NetworkInterface;
-use crate::lldp;
 
-/// The `lldp_raw` of IPA's inspection data: interface name → `[[type, hex], ...]`.
-pub type LldpRaw = BTreeMap<String, Vec<(u8, String)>>;
-
-/// IPA's `collect_lldp_data(interface_names)`: the first LLDPDU of each of `names` (`lo`
-/// dropped), all listened to at once for at most `timeout`, as `[type, hex]` pairs.
-pub fn collect_lldp_data(names: &[String], timeout: Duration) -> LldpRaw {
-    let names: Vec<String> = names.iter().filter(|n| *n != "lo").cloned().collect();
-    lldp::capture(&names, timeout)
-        .into_iter()
-        .map(|(name, tlvs)| (name, lldp::to_inventory(&tlvs)))
-        .collect()
-}
-
-/// IPA's `collect_lldp_data()` without names: every interface `<root>/sys/class/net` lists
-/// as a NIC, VLAN or bond (the `lldp` inspection collector's `lldp_raw`).
-///
-/// The listening itself always happens on the running system's interfaces of those names.
-pub fn collect_lldp_raw(root: &Path, timeout: Duration) -> LldpRaw {
-    collect_lldp_data(&super::net::interface_names(root), timeout)
-}
+pub use crate::lldp::LldpRaw;
 
 /// Fills each interface's `lldp` from `data` as IPA's `_get_lldp_data` does: the entry of
 /// that name (`[]` when nothing arrived), or null when `data` has no entry for it.

@@ -105,6 +105,8 @@ pub struct GenericHardwareManager {
     /// The BMC MAC once a channel scan completed (`Some(None)`: IPA's "unavailable"); a scan
     /// that could not run is repeated next time, as in IPA.
     bmc_mac: Mutex<Option<Option<String>>>,
+    /// LLDPDUs received, reused while their TTL holds.
+    lldp_cache: crate::lldp::LldpCache,
 }
 
 impl GenericHardwareManager {
@@ -116,6 +118,7 @@ impl GenericHardwareManager {
             bmc_address: OnceLock::new(),
             bmc_v6address: OnceLock::new(),
             bmc_mac: Mutex::new(None),
+            lldp_cache: crate::lldp::LldpCache::default(),
         }
     }
 
@@ -329,12 +332,22 @@ impl HardwareManager for GenericHardwareManager {
         };
         let mut interfaces = net::list_interfaces(self.root(), &addrs);
         if self.config.collect_lldp {
-            // As IPA: listened for on every call, nothing cached.
             let names = net::interface_names(self.root());
-            let data = lldp::collect_lldp_data(&names, self.config.lldp_timeout);
+            let data = self.lldp_cache.collect(&names, self.config.lldp_timeout);
             lldp::fill(&mut interfaces, &data);
         }
         Ok(interfaces)
+    }
+
+    fn collect_lldp_data(
+        &self,
+        interface_names: Option<&[String]>,
+    ) -> HardwareResult<lldp::LldpRaw> {
+        let names = match interface_names {
+            Some(n) => n.to_vec(),
+            None => net::interface_names(self.root()),
+        };
+        Ok(self.lldp_cache.collect(&names, self.config.lldp_timeout))
     }
 
     fn get_cpus(&self) -> HardwareResult<Cpu> {

@@ -6,11 +6,13 @@
 //! splits the frame into TLVs and reports each as `[type, "hexvalue"]`.
 //!
 //! - [`capture`] listens on several interfaces at once, one shared deadline;
+//! - [`LldpCache`] keeps what arrived while its TTL holds, so one inspection listens once;
 //! - [`parse_lldpdu`] splits an LLDPDU (the Ethernet payload) into [`LldpTlv`]s;
 //! - [`vlan_ids`] reads the IEEE 802.1 "VLAN name" TLVs;
 //! - [`to_inventory`] renders TLVs as the inventory's `lldp` field;
 //! - [`encode_lldpdu`] and [`lldp_frame`] build frames (test switches, tests).
 
+mod cache;
 mod capture;
 mod parse;
 mod sys;
@@ -18,11 +20,16 @@ mod sys;
 #[cfg(test)]
 mod tests;
 
+pub use cache::{LldpCache, MAX_REUSE};
 pub use capture::{DEFAULT_LLDP_TIMEOUT, capture};
 pub use parse::{
     LldpError, LldpTlv, MAX_LLDPDU_LEN, encode_lldpdu, lldp_frame, parse_lldpdu, to_inventory,
     vlan_ids, vlan_name_tlv,
 };
+
+/// IPA's `lldp_raw` / `collect_lldp_data` result: interface name → its first LLDPDU's TLVs as
+/// `[type, "lower-case hex"]` (`[]` when nothing arrived in time).
+pub type LldpRaw = std::collections::BTreeMap<String, Vec<(u8, String)>>;
 
 /// The LLDP ethertype.
 pub const LLDP_ETHERTYPE: u16 = 0x88cc;

@@ -6,11 +6,6 @@
 //! `{"error": "The following errors were encountered:\n* Failed to load collector {'name'}"}`
 //! and treats inspection as failed (the agent logs it and goes on with lookup).
 
-use std::path::Path;
-use std::time::Duration;
-
-use hardware_managers::generic::lldp::{LldpRaw, collect_lldp_raw};
-
 /// IPA 13's collector entry points. Only `default`, `logs` and `lldp` are implemented here;
 /// the others are known names (no load failure) reported as unsupported when configured.
 pub const IPA_COLLECTORS: [&str; 8] = [
@@ -80,13 +75,6 @@ pub fn error_text(failures: &[String]) -> Option<String> {
     })
 }
 
-/// The `lldp` collector: `lldp_raw`, every NIC, VLAN and bond of `<root>/sys/class/net` (not
-/// `lo`) → its first LLDPDU's TLVs as `[[type, hex], ...]` (`[]` when none came within
-/// `timeout`). IPA runs it whatever `ipa-collect-lldp` says.
-pub fn lldp_raw(root: &Path, timeout: Duration) -> LldpRaw {
-    collect_lldp_raw(root, timeout)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,12 +105,5 @@ mod tests {
             Some("The following errors were encountered:\n* Failed to load collector {'foo'}")
         );
         assert_eq!(error_text(&[]), None);
-    }
-
-    #[test]
-    fn lldp_raw_without_interfaces_is_empty() {
-        let root = tempfile::tempdir().unwrap();
-        let raw = lldp_raw(root.path(), Duration::from_millis(10));
-        assert_eq!(serde_json::to_value(raw).unwrap(), serde_json::json!({}));
     }
 }
