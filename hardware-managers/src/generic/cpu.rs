@@ -22,14 +22,17 @@ pub(crate) fn get_cpus(root: &Path) -> HardwareResult<Cpu> {
         .filter(|s| value(s, "processor").is_some())
         .collect();
     let first = processors.first().copied().or(sections.first());
-    let count = match processors.len() {
-        0 => online_count(root).unwrap_or(1),
-        n => n as u64,
-    };
     let sys_cpu = root.join("sys/devices/system/cpu");
+    let count = cpu_list_count(&sys_cpu.join("present"))
+        .or(match processors.len() {
+            0 => None,
+            n => Some(n as u64),
+        })
+        .or_else(|| cpu_list_count(&sys_cpu.join("online")))
+        .unwrap_or(1);
     Ok(Cpu {
         model_name: first.map(model_name).unwrap_or_default(),
-        frequency: frequency(&sys_cpu, first),
+        frequency: max_frequency(&sys_cpu),
         count,
         architecture: std::env::consts::ARCH.to_string(),
         flags: first.map(flags).unwrap_or_default(),
@@ -143,19 +146,22 @@ fn flags(section: &Section) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// lscpu's `CPU max MHz` (cpufreq `cpuinfo_max_freq`, kHz) formatted like lscpu
-/// (`3700.0000`), else cpuinfo's `cpu MHz` in the same format, else empty.
-fn frequency(sys_cpu: &Path, first: Option<&Section>) -> String {
-    if let Some(khz) = read_u64(&sys_cpu.join("cpu0/cpufreq/cpuinfo_max_freq")) {
-        return format!("{:.4}", khz as f64 / 1000.0);
-    }
-    let Some(mhz) = first.and_then(|s| value(s, "cpu MHz")) else {
-        return String::new();
-    };
-    match mhz.parse::<f64>() {
-        Ok(v) => format!("{v:.4}"),
-        Err(_) => mhz.to_string(),
-    }
+/// lscpu's `CPU max MHz`: the highest cpufreq `cpuinfo_max_freq` (kHz) of all CPUs, formatted
+/// as lscpu does (`3700.0000`); empty without cpufreq. The util-linux of every ramdisk IPA 13
+/// runs on (2.37 and later) prints no `CPU MHz` line any more, so IPA has no other source:
+/// cpuinfo's current `cpu MHz` is not used.
+fn max_frequency(sys_cpu: &Path) -> String {
+    list_dir(sys_cpu)
+        .iter()
+        .filter(|n| {
+            n.strip_prefix("cpu")
+                .is_some_and(|r| r.parse::<u32>().is_ok())
+        })
+        .filter_map(|n| read_u64(&sys_cpu.join(n).join("cpufreq/cpuinfo_max_freq")))
+        .filter(|khz| *khz > 0)
+        .max()
+        .map(|khz| format!("{:.4}", khz as f64 / 1000.0))
+        .unwrap_or_default()
 }
 
 /// Distinct `physical_package_id`s under `cpu*/topology`, else distinct `physical id`s in
@@ -180,9 +186,10 @@ fn socket_count(sys_cpu: &Path, sections: &[Section]) -> Option<u64> {
     (!ids.is_empty()).then_some(ids.len() as u64)
 }
 
-/// Number of CPUs in `/sys/devices/system/cpu/online` (e.g. `0-3,8`).
-fn online_count(root: &Path) -> Option<u64> {
-    let text = fs::read_to_string(root.join("sys/devices/system/cpu/online")).ok()?;
+/// Number of CPUs in a sysfs CPU list such as `/sys/devices/system/cpu/present` (`0-3,8`).
+/// lscpu's `CPU(s)` (IPA's `count`) is the number of present CPUs, offline ones included.
+fn cpu_list_count(path: &Path) -> Option<u64> {
+    let text = fs::read_to_string(path).ok()?;
     let mut count = 0u64;
     for range in text.trim().split(',').filter(|r| !r.is_empty()) {
         count += match range.split_once('-') {

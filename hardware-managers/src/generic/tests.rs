@@ -236,7 +236,11 @@ fn cpu_x86() {
     assert_eq!(cpu.model_name, "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz");
     assert_eq!(cpu.count, 2);
     assert_eq!(cpu.flags, vec!["fpu", "vme", "de", "pse", "tsc"]);
-    assert_eq!(cpu.frequency, "2095.0780", "cpu MHz fallback, lscpu format");
+    // lscpu >= 2.37 (what IPA 13 runs) has no `CPU MHz` line: no cpufreq, no frequency.
+    assert_eq!(
+        cpu.frequency, "",
+        "cpuinfo's current cpu MHz is not lscpu's"
+    );
     assert_eq!(cpu.socket_count, Some(2), "from physical id");
     assert_eq!(cpu.architecture, std::env::consts::ARCH);
 
@@ -245,6 +249,31 @@ fn cpu_x86() {
         "3700000\n",
     );
     assert_eq!(t.manager().get_cpus().unwrap().frequency, "3700.0000");
+    // lscpu's `CPU max MHz` is the highest of all CPUs (hybrid cores), not cpu0's.
+    t.file(
+        "sys/devices/system/cpu/cpu1/cpufreq/cpuinfo_max_freq",
+        "4850000\n",
+    );
+    assert_eq!(t.manager().get_cpus().unwrap().frequency, "4850.0000");
+}
+
+#[test]
+fn cpu_count_is_present_cpus() {
+    // lscpu's `CPU(s)` counts present CPUs: with SMT off (`nosmt`), cpuinfo lists the two
+    // online ones of four.
+    let t = Tree::new();
+    t.file("proc/cpuinfo", X86_CPUINFO)
+        .file("sys/devices/system/cpu/present", "0-3\n")
+        .file("sys/devices/system/cpu/online", "0-1\n");
+    assert_eq!(t.manager().get_cpus().unwrap().count, 4);
+    let t = Tree::new();
+    t.file("proc/cpuinfo", "Features\t: fp\n")
+        .file("sys/devices/system/cpu/online", "0-2,5\n");
+    assert_eq!(
+        t.manager().get_cpus().unwrap().count,
+        4,
+        "online when nothing else"
+    );
 }
 
 #[test]
@@ -862,6 +891,21 @@ fn system_vendor_info() {
         json!({"product_name": "PowerEdge R640", "serial_number": "ABC1234",
                "manufacturer": "Dell Inc.",
                "firmware": {"vendor": "Dell Inc.", "version": "2.17.1", "build_date": "09/14/2022"}})
+    );
+    // lshw (IPA's source) appends a set SKU number to the product name.
+    t.file(
+        "sys/class/dmi/id/product_sku",
+        "SKU=NotProvided;ModelName=PowerEdge R640\n",
+    );
+    assert_eq!(
+        t.manager().get_system_vendor_info().unwrap().product_name,
+        "PowerEdge R640 (SKU=NotProvided;ModelName=PowerEdge R640)"
+    );
+    t.file("sys/class/dmi/id/product_sku", "\n");
+    assert_eq!(
+        t.manager().get_system_vendor_info().unwrap().product_name,
+        "PowerEdge R640",
+        "an empty SKU adds nothing"
     );
 }
 
