@@ -1,7 +1,7 @@
 //! The generic hardware manager: answers from /sys, /proc and standard tools.
 //!
 //! Every path is read under [`GenericConfig::root`], so tests point it at a fake tree. Each
-//! concern lives in its own module: `net` (interfaces), `cpu`, `memory`, `disks` (block
+//! concern lives in its own module: `net` (interfaces, with `ethtool` link speeds), `cpu`, `memory`, `disks` (block
 //! devices, with `wwn` and `udev` helpers), `install` (install-disk choice: skip list, root
 //! device hints, smallest disk), `dmi`, `bmc`
 //! (ipmitool), `logs`, `system` (boot mode, host name, sync) and [`lldp`] (`collect_lldp`).
@@ -11,6 +11,7 @@ mod bmc;
 mod cpu;
 mod disks;
 mod dmi;
+mod ethtool;
 mod ifaddrs;
 mod install;
 pub mod lldp;
@@ -272,7 +273,12 @@ impl HardwareManager for GenericHardwareManager {
         } else {
             ifaddrs::from_file(&self.root().join("ifaddrs"))
         };
-        let mut interfaces = net::list_interfaces(self.root(), &addrs);
+        let mut interfaces = if self.is_real_root() {
+            net::list_interfaces(self.root(), &addrs, &ethtool::supported_modes)
+        } else {
+            let modes = ethtool::from_file(&self.root().join("ethtool"));
+            net::list_interfaces(self.root(), &addrs, &|name| modes.get(name).copied())
+        };
         if self.config.collect_lldp {
             // As IPA: listened for on every call, nothing cached.
             let names = net::interface_names(self.root());

@@ -10,23 +10,42 @@ use std::path::Path;
 
 use tracing::debug;
 
+use super::ethtool::{self, SupportedModes};
 use super::ifaddrs::InterfaceAddrs;
 use super::sysfs::{link_basename, list_dir, natural_cmp, read_trimmed, read_u64};
 use crate::inventory::NetworkInterface;
 
 /// Lists the interfaces of `<root>/sys/class/net`, sorted by name, with IP addresses from
-/// `addrs`.
+/// `addrs` and link speeds from the supported modes `modes` gives for a name.
 pub(crate) fn list_interfaces(
     root: &Path,
     addrs: &HashMap<String, InterfaceAddrs>,
+    modes: &dyn Fn(&str) -> Option<SupportedModes>,
 ) -> Vec<NetworkInterface> {
     let class = root.join("sys/class/net");
     let mut names = list_dir(&class);
     names.sort_by(|a, b| natural_cmp(a, b));
     names
         .into_iter()
-        .filter_map(|name| interface(&class.join(&name), &name, addrs.get(&name)))
+        .filter_map(|name| {
+            let mut iface = interface(&class.join(&name), &name, addrs.get(&name))?;
+            iface.speed_mbps = speed_mbps(root, &name, modes);
+            Some(iface)
+        })
         .collect()
+}
+
+/// IPA's `speed_mbps`: lshw's capacity (the fastest supported mode it knows), none for the
+/// virtual interfaces lshw leaves out; never the current negotiated speed.
+fn speed_mbps(
+    root: &Path,
+    name: &str,
+    modes: &dyn Fn(&str) -> Option<SupportedModes>,
+) -> Option<u64> {
+    if ethtool::is_virtual(root, name) {
+        return None;
+    }
+    modes(name).and_then(ethtool::capacity_mbps)
 }
 
 /// The names IPA's `netutils.list_interfaces()` gives (NICs, VLANs, bonds; not `lo`), in
@@ -92,8 +111,7 @@ fn interface(dir: &Path, name: &str, addrs: Option<&InterfaceAddrs>) -> Option<N
         product: read_trimmed(&device.join("device")),
         client_id: None,
         biosdevname: None,
-        // `speed` is -1 (or unreadable) without a link; read_u64 rejects the sign.
-        speed_mbps: read_u64(&dir.join("speed")).filter(|s| *s > 0),
+        speed_mbps: None,
         pci_address: link_basename(&device),
         driver: link_basename(&device.join("driver")),
     })

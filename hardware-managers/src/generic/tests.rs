@@ -137,17 +137,27 @@ fn net_tree() -> Tree {
             "../../../devices/pci0000:3a/0000:3b:00.0",
         );
     // VLAN, bond, loopback and a bridge.
-    t.file("sys/class/net/eth0.100/address", "02:fc:00:00:00:01\n")
-        .file("sys/class/net/eth0.100/carrier", "1\n")
-        .file("sys/class/net/bond0/address", "02:00:00:00:00:99\n")
-        .dir("sys/class/net/bond0/bonding")
-        .file("sys/class/net/lo/address", "00:00:00:00:00:00\n")
-        .file("sys/class/net/virbr0/address", "52:54:00:00:00:01\n")
-        .dir("sys/class/net/virbr0/bridge");
+    t.file(
+        "sys/devices/virtual/net/eth0.100/address",
+        "02:fc:00:00:00:01\n",
+    )
+    .file("sys/devices/virtual/net/eth0.100/carrier", "1\n")
+    .link(
+        "sys/class/net/eth0.100",
+        "../../devices/virtual/net/eth0.100",
+    )
+    .file("sys/class/net/bond0/address", "02:00:00:00:00:99\n")
+    .dir("sys/class/net/bond0/bonding")
+    .file("sys/class/net/lo/address", "00:00:00:00:00:00\n")
+    .file("sys/class/net/virbr0/address", "52:54:00:00:00:01\n")
+    .dir("sys/class/net/virbr0/bridge");
     t.file(
         "ifaddrs",
         "eth0 192.0.2.2\neth0 fe80::1\neth0 fd00::2\neth1 fe80::2\nlo 127.0.0.1\n",
     );
+    // Supported link modes: eth1 (X710) 1000baseX + 10000baseSR; the VLAN would report its
+    // parent's, but lshw (so IPA) has no virtual device.
+    t.file("ethtool", "eth1 0 a00\neth0.100 0 a00\neth0 0 0\n");
     t
 }
 
@@ -179,6 +189,7 @@ fn network_interfaces() {
 
     let vlan = &ifaces[2];
     assert!(vlan.has_carrier);
+    assert_eq!(vlan.speed_mbps, None, "virtual: not in lshw's tree");
     assert_eq!(
         (vlan.vendor.as_ref(), vlan.pci_address.as_ref()),
         (None, None)
