@@ -7,6 +7,8 @@
 //! `/sys/devices/virtual`) are not in lshw's tree, so IPA has no speed for them. The current
 //! negotiated speed (`/sys/class/net/*/speed`) is not what IPA reports.
 //!
+//! The permanent MAC (`ETHTOOL_GPERMADDR`) is here too: IPA prefers it to the current one.
+//!
 //! On the real system the masks come from the ioctl. Under a fake root (tests) they come from
 //! the optional text file `<root>/ethtool`, one `<interface> <word0> <word1>` line (hex) each.
 
@@ -66,6 +68,40 @@ pub(crate) fn is_virtual(root: &Path, name: &str) -> bool {
         .is_ok_and(|target| target.to_string_lossy().contains("devices/virtual/"))
 }
 
+/// What the ethtool ioctls tell about an interface.
+pub(crate) trait LinkInfo {
+    /// The "supported" link modes.
+    fn supported_modes(&self, name: &str) -> Option<SupportedModes>;
+    /// The permanent (factory) MAC, when the driver knows one.
+    fn permanent_mac(&self, name: &str) -> Option<String>;
+}
+
+/// The kernel's answers (the real system).
+pub(crate) struct Kernel;
+
+impl LinkInfo for Kernel {
+    fn supported_modes(&self, name: &str) -> Option<SupportedModes> {
+        supported_modes(name)
+    }
+
+    fn permanent_mac(&self, name: &str) -> Option<String> {
+        permanent_mac(name)
+    }
+}
+
+/// A fake root's answers: supported modes from `<root>/ethtool`, no permanent MACs.
+pub(crate) struct FromFile(pub HashMap<String, SupportedModes>);
+
+impl LinkInfo for FromFile {
+    fn supported_modes(&self, name: &str) -> Option<SupportedModes> {
+        self.0.get(name).copied()
+    }
+
+    fn permanent_mac(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
 /// Supported modes by interface name from `<root>/ethtool`; empty when the file is absent.
 pub(crate) fn from_file(path: &Path) -> HashMap<String, SupportedModes> {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -80,6 +116,19 @@ pub(crate) fn from_file(path: &Path) -> HashMap<String, SupportedModes> {
             Some((name.to_string(), [word(words.next())?, word(words.next())?]))
         })
         .collect()
+}
+
+/// `ETHTOOL_GPERMADDR` (linux/ethtool.h).
+const ETHTOOL_GPERMADDR: u32 = 0x20;
+/// `MAX_ADDR_LEN` (linux/netdevice.h).
+const MAX_ADDR_LEN: usize = 32;
+
+/// `struct ethtool_perm_addr` with room for `MAX_ADDR_LEN` bytes.
+#[repr(C)]
+struct PermAddr {
+    cmd: u32,
+    size: u32,
+    data: [u8; MAX_ADDR_LEN],
 }
 
 /// `SIOCETHTOOL` (linux/sockios.h).
@@ -118,15 +167,22 @@ struct IfreqData {
     _pad: [u8; 24 - size_of::<usize>()],
 }
 
-/// One `ETHTOOL_GLINKSETTINGS` call with `nwords` words per mask.
-fn link_settings(fd: &OwnedFd, ifname: &str, nwords: i8) -> io::Result<Box<LinkSettings>> {
-    // SAFETY: LinkSettings is plain integers: all-zero is a valid value.
-    let mut settings: Box<LinkSettings> = Box::new(unsafe { std::mem::zeroed() });
-    settings.cmd = ETHTOOL_GLINKSETTINGS;
-    settings.link_mode_masks_nwords = nwords;
+/// A datagram socket for the ethtool ioctls.
+fn ioctl_socket() -> Option<OwnedFd> {
+    socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ok()
+}
+
+/// An ifreq naming `ifname` and pointing at `data`.
+fn ifreq(ifname: &str, data: *mut libc::c_void) -> io::Result<IfreqData> {
     let mut req = IfreqData {
         name: [0; libc::IFNAMSIZ],
-        data: (&raw mut *settings).cast(),
+        data,
         _pad: [0; 24 - size_of::<usize>()],
     };
     let bytes = ifname.as_bytes();
@@ -134,6 +190,16 @@ fn link_settings(fd: &OwnedFd, ifname: &str, nwords: i8) -> io::Result<Box<LinkS
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
     req.name[..bytes.len()].copy_from_slice(bytes);
+    Ok(req)
+}
+
+/// One `ETHTOOL_GLINKSETTINGS` call with `nwords` words per mask.
+fn link_settings(fd: &OwnedFd, ifname: &str, nwords: i8) -> io::Result<Box<LinkSettings>> {
+    // SAFETY: LinkSettings is plain integers: all-zero is a valid value.
+    let mut settings: Box<LinkSettings> = Box::new(unsafe { std::mem::zeroed() });
+    settings.cmd = ETHTOOL_GLINKSETTINGS;
+    settings.link_mode_masks_nwords = nwords;
+    let mut req = ifreq(ifname, (&raw mut *settings).cast())?;
     // SAFETY: SIOCETHTOOL reads the name and the data pointer from `req`, a live ifreq of the
     // kernel's size; the pointer is to `settings`, which has room for three masks of up to
     // MAX_NWORDS words, and the kernel writes at most `nwords` (<= MAX_NWORDS) words each.
@@ -143,16 +209,43 @@ fn link_settings(fd: &OwnedFd, ifname: &str, nwords: i8) -> io::Result<Box<LinkS
     Ok(settings)
 }
 
+/// The permanent MAC of `ifname` (`ETHTOOL_GPERMADDR`), lower-case, as IPA reads it first;
+/// `None` when the driver has none (all zeros: VLANs, bonds, virtual devices) or no answer.
+pub(crate) fn permanent_mac(ifname: &str) -> Option<String> {
+    let fd = ioctl_socket()?;
+    let mut addr = PermAddr {
+        cmd: ETHTOOL_GPERMADDR,
+        size: MAX_ADDR_LEN as u32,
+        data: [0; MAX_ADDR_LEN],
+    };
+    let mut req = ifreq(ifname, (&raw mut addr).cast()).ok()?;
+    // SAFETY: SIOCETHTOOL reads the name and the data pointer from `req`, a live ifreq of the
+    // kernel's size; the pointer is to `addr`, whose `size` tells the kernel it has room for
+    // MAX_ADDR_LEN bytes (it copies at most that many and sets `size`).
+    if unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, &raw mut req) } < 0 {
+        return None;
+    }
+    format_mac(addr.data.get(..addr.size as usize)?)
+}
+
+/// `aa:bb:...` for a non-zero hardware address.
+fn format_mac(bytes: &[u8]) -> Option<String> {
+    if bytes.iter().all(|b| *b == 0) {
+        return None;
+    }
+    Some(
+        bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}
+
 /// The supported modes of `ifname` from the kernel, as lshw reads them (mask size probe, then
 /// the masks); `None` when the driver does not answer.
 pub(crate) fn supported_modes(ifname: &str) -> Option<SupportedModes> {
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .ok()?;
+    let fd = ioctl_socket()?;
     let probe = link_settings(&fd, ifname, 0).ok()?;
     let nwords = probe.link_mode_masks_nwords.checked_neg()?;
     if !(2..=MAX_NWORDS as i8).contains(&nwords) {
@@ -190,6 +283,17 @@ mod tests {
         assert_eq!(modes.get("eth2"), Some(&[0x20, 0]));
         assert_eq!(modes.len(), 2);
         assert!(from_file(&dir.path().join("none")).is_empty());
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!(format_mac(&[0; 6]), None);
+        assert_eq!(
+            format_mac(&[0x02, 0xfc, 0, 0, 0, 0x1a]).as_deref(),
+            Some("02:fc:00:00:00:1a")
+        );
+        // Loopback's address is all zeros.
+        assert_eq!(permanent_mac("lo"), None);
     }
 
     #[test]

@@ -274,10 +274,10 @@ impl HardwareManager for GenericHardwareManager {
             ifaddrs::from_file(&self.root().join("ifaddrs"))
         };
         let mut interfaces = if self.is_real_root() {
-            net::list_interfaces(self.root(), &addrs, &ethtool::supported_modes)
+            net::list_interfaces(self.root(), &addrs, &ethtool::Kernel)
         } else {
-            let modes = ethtool::from_file(&self.root().join("ethtool"));
-            net::list_interfaces(self.root(), &addrs, &|name| modes.get(name).copied())
+            let modes = ethtool::FromFile(ethtool::from_file(&self.root().join("ethtool")));
+            net::list_interfaces(self.root(), &addrs, &modes)
         };
         if self.config.collect_lldp {
             // As IPA: listened for on every call, nothing cached.

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use tracing::debug;
 
-use super::ethtool::{self, SupportedModes};
+use super::ethtool::{self, LinkInfo};
 use super::ifaddrs::InterfaceAddrs;
 use super::sysfs::{link_basename, list_dir, natural_cmp, read_trimmed, read_u64};
 use crate::inventory::NetworkInterface;
@@ -20,7 +20,7 @@ use crate::inventory::NetworkInterface;
 pub(crate) fn list_interfaces(
     root: &Path,
     addrs: &HashMap<String, InterfaceAddrs>,
-    modes: &dyn Fn(&str) -> Option<SupportedModes>,
+    link: &dyn LinkInfo,
 ) -> Vec<NetworkInterface> {
     let class = root.join("sys/class/net");
     let mut names = list_dir(&class);
@@ -28,8 +28,8 @@ pub(crate) fn list_interfaces(
     names
         .into_iter()
         .filter_map(|name| {
-            let mut iface = interface(&class.join(&name), &name, addrs.get(&name))?;
-            iface.speed_mbps = speed_mbps(root, &name, modes);
+            let mut iface = interface(&class.join(&name), &name, addrs.get(&name), link)?;
+            iface.speed_mbps = speed_mbps(root, &name, link);
             Some(iface)
         })
         .collect()
@@ -37,15 +37,11 @@ pub(crate) fn list_interfaces(
 
 /// IPA's `speed_mbps`: lshw's capacity (the fastest supported mode it knows), none for the
 /// virtual interfaces lshw leaves out; never the current negotiated speed.
-fn speed_mbps(
-    root: &Path,
-    name: &str,
-    modes: &dyn Fn(&str) -> Option<SupportedModes>,
-) -> Option<u64> {
+fn speed_mbps(root: &Path, name: &str, link: &dyn LinkInfo) -> Option<u64> {
     if ethtool::is_virtual(root, name) {
         return None;
     }
-    modes(name).and_then(ethtool::capacity_mbps)
+    link.supported_modes(name).and_then(ethtool::capacity_mbps)
 }
 
 /// The names IPA's `netutils.list_interfaces()` gives (NICs, VLANs, bonds; not `lo`), in
@@ -78,20 +74,27 @@ fn is_vlan_name(name: &str) -> bool {
     }
 }
 
-/// The permanent MAC when the interface is enslaved to a bond (its `address` is then the
-/// bond's), else its current one; lower-case.
-fn mac_address(dir: &Path) -> Option<String> {
-    read_trimmed(&dir.join("bonding_slave/perm_hwaddr"))
+/// As IPA: the permanent MAC the driver reports (`ETHTOOL_GPERMADDR`), else the one kept
+/// when the interface is enslaved to a bond (its `address` is then the bond's), else its
+/// current one; lower-case.
+fn mac_address(dir: &Path, name: &str, link: &dyn LinkInfo) -> Option<String> {
+    link.permanent_mac(name)
+        .or_else(|| read_trimmed(&dir.join("bonding_slave/perm_hwaddr")))
         .or_else(|| read_trimmed(&dir.join("address")))
         .map(|m| m.to_ascii_lowercase())
 }
 
 /// Builds the inventory entry of one interface, or `None` when it is not listed.
-fn interface(dir: &Path, name: &str, addrs: Option<&InterfaceAddrs>) -> Option<NetworkInterface> {
+fn interface(
+    dir: &Path,
+    name: &str,
+    addrs: Option<&InterfaceAddrs>,
+    link: &dyn LinkInfo,
+) -> Option<NetworkInterface> {
     if !is_listed(dir, name) {
         return None;
     }
-    let Some(mac) = mac_address(dir) else {
+    let Some(mac) = mac_address(dir, name, link) else {
         debug!(interface = name, "no MAC address, not listing it");
         return None;
     };
