@@ -34,10 +34,39 @@ pub(crate) fn get_cpus(root: &Path) -> HardwareResult<Cpu> {
         model_name: first.map(model_name).unwrap_or_default(),
         frequency: max_frequency(&sys_cpu),
         count,
-        architecture: std::env::consts::ARCH.to_string(),
+        architecture: architecture(root),
         flags: first.map(flags).unwrap_or_default(),
         socket_count: socket_count(&sys_cpu, &sections),
     })
+}
+
+/// lscpu's `Architecture`: the kernel's machine name (`uname -m`: `x86_64`, `aarch64`,
+/// `ppc64le`, `armv7l`); under a fake root (tests), and if uname fails, the build target's.
+fn architecture(root: &Path) -> String {
+    if root == Path::new("/")
+        && let Some(machine) = uname_machine()
+    {
+        return machine;
+    }
+    std::env::consts::ARCH.to_string()
+}
+
+/// `uname(2)`'s `machine`.
+fn uname_machine() -> Option<String> {
+    // SAFETY: utsname is arrays of C chars: all-zero is a valid value.
+    let mut name: nix::libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname fills the utsname we own and pass by pointer.
+    if unsafe { nix::libc::uname(&raw mut name) } != 0 {
+        return None;
+    }
+    let bytes: Vec<u8> = name
+        .machine
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| u8::from_ne_bytes(c.to_ne_bytes()))
+        .collect();
+    let machine = String::from_utf8(bytes).ok()?;
+    (!machine.is_empty()).then_some(machine)
 }
 
 /// Splits cpuinfo into blank-line separated sections of `key : value` pairs.
@@ -221,6 +250,19 @@ mod tests {
         assert_eq!(model_name(&s), "Qualcomm CPU part 0x801");
         let s: Section = vec![("CPU implementer".into(), "0x99".into())];
         assert_eq!(model_name(&s), "CPU implementer 0x99");
+    }
+
+    #[test]
+    fn architecture_is_the_kernels() {
+        let machine = uname_machine().unwrap();
+        assert_eq!(architecture(Path::new("/")), machine);
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(machine, "x86_64");
+        }
+        assert_eq!(
+            architecture(Path::new("/nonexistent")),
+            std::env::consts::ARCH
+        );
     }
 
     #[test]
