@@ -12,6 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use tracing::debug;
 
+use super::model;
 use super::sysfs::{link_basename, list_dir, natural_cmp, read_trimmed, read_u64};
 use super::udev::UdevProperties;
 use super::wwn::Wwn;
@@ -117,7 +118,7 @@ impl DiskScan<'_> {
             .unwrap_or_default();
         BlockDevice {
             name: dev_path(name).to_string_lossy().into_owned(),
-            model: read_trimmed(&device.join("model")),
+            model: model::lsblk_model(&udev, &device),
             size: size_bytes(dir),
             rotational: read_u64(&dir.join("queue/rotational")) == Some(1),
             wwn: udev.get("ID_WWN").or(sysfs_wwn.wwn),

@@ -1,10 +1,11 @@
 //! The generic hardware manager: answers from /sys, /proc and standard tools.
 //!
 //! Every path is read under [`GenericConfig::root`], so tests point it at a fake tree. Each
-//! concern lives in its own module: `net` (interfaces, with `ethtool` link speeds), `cpu`, `memory`, `disks` (block
-//! devices, with `wwn` and `udev` helpers), `install` (install-disk choice: skip list, root
-//! device hints, smallest disk), `dmi`, `bmc`
-//! (ipmitool), `logs`, `system` (boot mode, host name, sync) and [`lldp`] (`collect_lldp`).
+//! concern lives in its own module: `net` (interfaces, with `ethtool` link speeds and
+//! permanent MACs), `cpu`, `memory`, `disks` (block devices, with `wwn`, `udev` and `model`
+//! helpers), `install` (install-disk choice: skip list, root device hints, smallest disk),
+//! `dmi`, `bmc` (ipmitool), `logs`, `system` (boot mode, host name, sync) and [`lldp`]
+//! (`collect_lldp`).
 
 pub mod backend;
 mod bmc;
@@ -17,6 +18,7 @@ mod install;
 pub mod lldp;
 mod logs;
 mod memory;
+mod model;
 mod net;
 mod sysfs;
 mod system;
