@@ -209,7 +209,7 @@ fn diff(
     }
 }
 
-/// Runs `program` with `args`, inside network namespace `netns` when given.
+/// A command running `program`, inside network namespace `netns` when given.
 fn command_in(netns: Option<&str>, program: &Path) -> Command {
     match netns {
         Some(ns) => {
