@@ -22,19 +22,51 @@ pub(crate) fn get_cpus(root: &Path) -> HardwareResult<Cpu> {
         .filter(|s| value(s, "processor").is_some())
         .collect();
     let first = processors.first().copied().or(sections.first());
-    let count = match processors.len() {
-        0 => online_count(root).unwrap_or(1),
-        n => n as u64,
-    };
     let sys_cpu = root.join("sys/devices/system/cpu");
+    let count = cpu_list_count(&sys_cpu.join("present"))
+        .or(match processors.len() {
+            0 => None,
+            n => Some(n as u64),
+        })
+        .or_else(|| cpu_list_count(&sys_cpu.join("online")))
+        .unwrap_or(1);
     Ok(Cpu {
         model_name: first.map(model_name).unwrap_or_default(),
-        frequency: frequency(&sys_cpu, first),
+        frequency: max_frequency(&sys_cpu),
         count,
-        architecture: std::env::consts::ARCH.to_string(),
+        architecture: architecture(root),
         flags: first.map(flags).unwrap_or_default(),
         socket_count: socket_count(&sys_cpu, &sections),
     })
+}
+
+/// lscpu's `Architecture`: the kernel's machine name (`uname -m`: `x86_64`, `aarch64`,
+/// `ppc64le`, `armv7l`); under a fake root (tests), and if uname fails, the build target's.
+fn architecture(root: &Path) -> String {
+    if root == Path::new("/")
+        && let Some(machine) = uname_machine()
+    {
+        return machine;
+    }
+    std::env::consts::ARCH.to_string()
+}
+
+/// `uname(2)`'s `machine`.
+fn uname_machine() -> Option<String> {
+    // SAFETY: utsname is arrays of C chars: all-zero is a valid value.
+    let mut name: nix::libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname fills the utsname we own and pass by pointer.
+    if unsafe { nix::libc::uname(&raw mut name) } != 0 {
+        return None;
+    }
+    let bytes: Vec<u8> = name
+        .machine
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| u8::from_ne_bytes(c.to_ne_bytes()))
+        .collect();
+    let machine = String::from_utf8(bytes).ok()?;
+    (!machine.is_empty()).then_some(machine)
 }
 
 /// Splits cpuinfo into blank-line separated sections of `key : value` pairs.
@@ -143,19 +175,22 @@ fn flags(section: &Section) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// lscpu's `CPU max MHz` (cpufreq `cpuinfo_max_freq`, kHz) formatted like lscpu
-/// (`3700.0000`), else cpuinfo's `cpu MHz` in the same format, else empty.
-fn frequency(sys_cpu: &Path, first: Option<&Section>) -> String {
-    if let Some(khz) = read_u64(&sys_cpu.join("cpu0/cpufreq/cpuinfo_max_freq")) {
-        return format!("{:.4}", khz as f64 / 1000.0);
-    }
-    let Some(mhz) = first.and_then(|s| value(s, "cpu MHz")) else {
-        return String::new();
-    };
-    match mhz.parse::<f64>() {
-        Ok(v) => format!("{v:.4}"),
-        Err(_) => mhz.to_string(),
-    }
+/// lscpu's `CPU max MHz`: the highest cpufreq `cpuinfo_max_freq` (kHz) of all CPUs, formatted
+/// as lscpu does (`3700.0000`); empty without cpufreq. The util-linux of every ramdisk IPA 13
+/// runs on (2.37 and later) prints no `CPU MHz` line any more, so IPA has no other source:
+/// cpuinfo's current `cpu MHz` is not used.
+fn max_frequency(sys_cpu: &Path) -> String {
+    list_dir(sys_cpu)
+        .iter()
+        .filter(|n| {
+            n.strip_prefix("cpu")
+                .is_some_and(|r| r.parse::<u32>().is_ok())
+        })
+        .filter_map(|n| read_u64(&sys_cpu.join(n).join("cpufreq/cpuinfo_max_freq")))
+        .filter(|khz| *khz > 0)
+        .max()
+        .map(|khz| format!("{:.4}", khz as f64 / 1000.0))
+        .unwrap_or_default()
 }
 
 /// Distinct `physical_package_id`s under `cpu*/topology`, else distinct `physical id`s in
@@ -180,9 +215,10 @@ fn socket_count(sys_cpu: &Path, sections: &[Section]) -> Option<u64> {
     (!ids.is_empty()).then_some(ids.len() as u64)
 }
 
-/// Number of CPUs in `/sys/devices/system/cpu/online` (e.g. `0-3,8`).
-fn online_count(root: &Path) -> Option<u64> {
-    let text = fs::read_to_string(root.join("sys/devices/system/cpu/online")).ok()?;
+/// Number of CPUs in a sysfs CPU list such as `/sys/devices/system/cpu/present` (`0-3,8`).
+/// lscpu's `CPU(s)` (IPA's `count`) is the number of present CPUs, offline ones included.
+fn cpu_list_count(path: &Path) -> Option<u64> {
+    let text = fs::read_to_string(path).ok()?;
     let mut count = 0u64;
     for range in text.trim().split(',').filter(|r| !r.is_empty()) {
         count += match range.split_once('-') {
@@ -214,6 +250,19 @@ mod tests {
         assert_eq!(model_name(&s), "Qualcomm CPU part 0x801");
         let s: Section = vec![("CPU implementer".into(), "0x99".into())];
         assert_eq!(model_name(&s), "CPU implementer 0x99");
+    }
+
+    #[test]
+    fn architecture_is_the_kernels() {
+        let machine = uname_machine().unwrap();
+        assert_eq!(architecture(Path::new("/")), machine);
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(machine, "x86_64");
+        }
+        assert_eq!(
+            architecture(Path::new("/nonexistent")),
+            std::env::consts::ARCH
+        );
     }
 
     #[test]

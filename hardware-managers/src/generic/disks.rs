@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use tracing::debug;
 
 use super::identity::{self, DiskIds};
+use super::model;
 use super::path_id;
 use super::sysfs::{link_basename, list_dir, natural_cmp, read_trimmed, read_u64};
 use super::udev::UdevProperties;
@@ -111,7 +112,7 @@ impl DiskScan<'_> {
         let ids = disk_ids(self.root, dir, name, &udev);
         BlockDevice {
             name: dev_path(name).to_string_lossy().into_owned(),
-            model: read_trimmed(&device.join("model")),
+            model: model::lsblk_model(&udev, &device),
             size: size_bytes(dir),
             rotational: read_u64(&dir.join("queue/rotational")) == Some(1),
             wwn: ids.wwn,

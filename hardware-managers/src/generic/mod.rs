@@ -1,11 +1,11 @@
 //! The generic hardware manager: answers from /sys, /proc and standard tools.
 //!
 //! Every path is read under [`GenericConfig::root`], so tests point it at a fake tree. Each
-//! concern lives in its own module: `net` (interfaces), `cpu`, `memory`, `disks` (block
-//! devices, with `wwn` and `udev` helpers; without udev, `path_id` computes the
-//! `/dev/disk/by-path` names and `identity` (with `vpd`) the serials and WWNs udev would
-//! give, over the `sysdev` view of sysfs), `install` (install-disk choice: skip list, root
-//! device hints, smallest disk), `dmi`, `bmc`
+//! concern lives in its own module: `net` (interfaces, with `ethtool` link speeds and
+//! permanent MACs), `cpu`, `memory`, `disks` (block devices, with `wwn`, `udev` and `model`
+//! helpers; without udev, `path_id` computes the `/dev/disk/by-path` names and `identity`
+//! (with `vpd`) the serials and WWNs udev would give, over the `sysdev` view of sysfs),
+//! `install` (install-disk choice: skip list, root device hints, smallest disk), `dmi`, `bmc`
 //! (ipmitool), `logs`, `system` (boot mode, host name, sync) and [`lldp`] (`collect_lldp`).
 
 pub mod backend;
@@ -13,6 +13,7 @@ mod bmc;
 mod cpu;
 mod disks;
 mod dmi;
+mod ethtool;
 #[cfg(test)]
 mod fakesys;
 mod identity;
@@ -21,6 +22,7 @@ mod install;
 pub mod lldp;
 mod logs;
 mod memory;
+mod model;
 mod net;
 mod path_id;
 mod sysdev;
@@ -330,7 +332,12 @@ impl HardwareManager for GenericHardwareManager {
         } else {
             ifaddrs::from_file(&self.root().join("ifaddrs"))
         };
-        let mut interfaces = net::list_interfaces(self.root(), &addrs);
+        let mut interfaces = if self.is_real_root() {
+            net::list_interfaces(self.root(), &addrs, &ethtool::Kernel)
+        } else {
+            let modes = ethtool::FromFile(ethtool::from_file(&self.root().join("ethtool")));
+            net::list_interfaces(self.root(), &addrs, &modes)
+        };
         if self.config.collect_lldp {
             let names = net::interface_names(self.root());
             let data = self.lldp_cache.collect(&names, self.config.lldp_timeout);

@@ -10,23 +10,38 @@ use std::path::Path;
 
 use tracing::debug;
 
+use super::ethtool::{self, LinkInfo};
 use super::ifaddrs::InterfaceAddrs;
 use super::sysfs::{link_basename, list_dir, natural_cmp, read_trimmed, read_u64};
 use crate::inventory::NetworkInterface;
 
 /// Lists the interfaces of `<root>/sys/class/net`, sorted by name, with IP addresses from
-/// `addrs`.
+/// `addrs` and link speeds from the supported modes `modes` gives for a name.
 pub(crate) fn list_interfaces(
     root: &Path,
     addrs: &HashMap<String, InterfaceAddrs>,
+    link: &dyn LinkInfo,
 ) -> Vec<NetworkInterface> {
     let class = root.join("sys/class/net");
     let mut names = list_dir(&class);
     names.sort_by(|a, b| natural_cmp(a, b));
     names
         .into_iter()
-        .filter_map(|name| interface(&class.join(&name), &name, addrs.get(&name)))
+        .filter_map(|name| {
+            let mut iface = interface(&class.join(&name), &name, addrs.get(&name), link)?;
+            iface.speed_mbps = speed_mbps(root, &name, link);
+            Some(iface)
+        })
         .collect()
+}
+
+/// IPA's `speed_mbps`: lshw's capacity (the fastest supported mode it knows), none for the
+/// virtual interfaces lshw leaves out; never the current negotiated speed.
+fn speed_mbps(root: &Path, name: &str, link: &dyn LinkInfo) -> Option<u64> {
+    if ethtool::is_virtual(root, name) {
+        return None;
+    }
+    link.supported_modes(name).and_then(ethtool::capacity_mbps)
 }
 
 /// The names IPA's `netutils.list_interfaces()` gives (NICs, VLANs, bonds; not `lo`), in
@@ -59,20 +74,27 @@ fn is_vlan_name(name: &str) -> bool {
     }
 }
 
-/// The permanent MAC when the interface is enslaved to a bond (its `address` is then the
-/// bond's), else its current one; lower-case.
-fn mac_address(dir: &Path) -> Option<String> {
-    read_trimmed(&dir.join("bonding_slave/perm_hwaddr"))
+/// As IPA: the permanent MAC the driver reports (`ETHTOOL_GPERMADDR`), else the one kept
+/// when the interface is enslaved to a bond (its `address` is then the bond's), else its
+/// current one; lower-case.
+fn mac_address(dir: &Path, name: &str, link: &dyn LinkInfo) -> Option<String> {
+    link.permanent_mac(name)
+        .or_else(|| read_trimmed(&dir.join("bonding_slave/perm_hwaddr")))
         .or_else(|| read_trimmed(&dir.join("address")))
         .map(|m| m.to_ascii_lowercase())
 }
 
 /// Builds the inventory entry of one interface, or `None` when it is not listed.
-fn interface(dir: &Path, name: &str, addrs: Option<&InterfaceAddrs>) -> Option<NetworkInterface> {
+fn interface(
+    dir: &Path,
+    name: &str,
+    addrs: Option<&InterfaceAddrs>,
+    link: &dyn LinkInfo,
+) -> Option<NetworkInterface> {
     if !is_listed(dir, name) {
         return None;
     }
-    let Some(mac) = mac_address(dir) else {
+    let Some(mac) = mac_address(dir, name, link) else {
         debug!(interface = name, "no MAC address, not listing it");
         return None;
     };
@@ -92,8 +114,7 @@ fn interface(dir: &Path, name: &str, addrs: Option<&InterfaceAddrs>) -> Option<N
         product: read_trimmed(&device.join("device")),
         client_id: None,
         biosdevname: None,
-        // `speed` is -1 (or unreadable) without a link; read_u64 rejects the sign.
-        speed_mbps: read_u64(&dir.join("speed")).filter(|s| *s > 0),
+        speed_mbps: None,
         pci_address: link_basename(&device),
         driver: link_basename(&device.join("driver")),
     })

@@ -137,17 +137,27 @@ fn net_tree() -> Tree {
             "../../../devices/pci0000:3a/0000:3b:00.0",
         );
     // VLAN, bond, loopback and a bridge.
-    t.file("sys/class/net/eth0.100/address", "02:fc:00:00:00:01\n")
-        .file("sys/class/net/eth0.100/carrier", "1\n")
-        .file("sys/class/net/bond0/address", "02:00:00:00:00:99\n")
-        .dir("sys/class/net/bond0/bonding")
-        .file("sys/class/net/lo/address", "00:00:00:00:00:00\n")
-        .file("sys/class/net/virbr0/address", "52:54:00:00:00:01\n")
-        .dir("sys/class/net/virbr0/bridge");
+    t.file(
+        "sys/devices/virtual/net/eth0.100/address",
+        "02:fc:00:00:00:01\n",
+    )
+    .file("sys/devices/virtual/net/eth0.100/carrier", "1\n")
+    .link(
+        "sys/class/net/eth0.100",
+        "../../devices/virtual/net/eth0.100",
+    )
+    .file("sys/class/net/bond0/address", "02:00:00:00:00:99\n")
+    .dir("sys/class/net/bond0/bonding")
+    .file("sys/class/net/lo/address", "00:00:00:00:00:00\n")
+    .file("sys/class/net/virbr0/address", "52:54:00:00:00:01\n")
+    .dir("sys/class/net/virbr0/bridge");
     t.file(
         "ifaddrs",
         "eth0 192.0.2.2\neth0 fe80::1\neth0 fd00::2\neth1 fe80::2\nlo 127.0.0.1\n",
     );
+    // Supported link modes: eth1 (X710) 1000baseX + 10000baseSR; the VLAN would report its
+    // parent's, but lshw (so IPA) has no virtual device.
+    t.file("ethtool", "eth1 0 a00\neth0.100 0 a00\neth0 0 0\n");
     t
 }
 
@@ -179,6 +189,7 @@ fn network_interfaces() {
 
     let vlan = &ifaces[2];
     assert!(vlan.has_carrier);
+    assert_eq!(vlan.speed_mbps, None, "virtual: not in lshw's tree");
     assert_eq!(
         (vlan.vendor.as_ref(), vlan.pci_address.as_ref()),
         (None, None)
@@ -236,7 +247,11 @@ fn cpu_x86() {
     assert_eq!(cpu.model_name, "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz");
     assert_eq!(cpu.count, 2);
     assert_eq!(cpu.flags, vec!["fpu", "vme", "de", "pse", "tsc"]);
-    assert_eq!(cpu.frequency, "2095.0780", "cpu MHz fallback, lscpu format");
+    // lscpu >= 2.37 (what IPA 13 runs) has no `CPU MHz` line: no cpufreq, no frequency.
+    assert_eq!(
+        cpu.frequency, "",
+        "cpuinfo's current cpu MHz is not lscpu's"
+    );
     assert_eq!(cpu.socket_count, Some(2), "from physical id");
     assert_eq!(cpu.architecture, std::env::consts::ARCH);
 
@@ -245,6 +260,31 @@ fn cpu_x86() {
         "3700000\n",
     );
     assert_eq!(t.manager().get_cpus().unwrap().frequency, "3700.0000");
+    // lscpu's `CPU max MHz` is the highest of all CPUs (hybrid cores), not cpu0's.
+    t.file(
+        "sys/devices/system/cpu/cpu1/cpufreq/cpuinfo_max_freq",
+        "4850000\n",
+    );
+    assert_eq!(t.manager().get_cpus().unwrap().frequency, "4850.0000");
+}
+
+#[test]
+fn cpu_count_is_present_cpus() {
+    // lscpu's `CPU(s)` counts present CPUs: with SMT off (`nosmt`), cpuinfo lists the two
+    // online ones of four.
+    let t = Tree::new();
+    t.file("proc/cpuinfo", X86_CPUINFO)
+        .file("sys/devices/system/cpu/present", "0-3\n")
+        .file("sys/devices/system/cpu/online", "0-1\n");
+    assert_eq!(t.manager().get_cpus().unwrap().count, 4);
+    let t = Tree::new();
+    t.file("proc/cpuinfo", "Features\t: fp\n")
+        .file("sys/devices/system/cpu/online", "0-2,5\n");
+    assert_eq!(
+        t.manager().get_cpus().unwrap().count,
+        4,
+        "online when nothing else"
+    );
 }
 
 #[test]
@@ -965,6 +1005,21 @@ fn system_vendor_info() {
         json!({"product_name": "PowerEdge R640", "serial_number": "ABC1234",
                "manufacturer": "Dell Inc.",
                "firmware": {"vendor": "Dell Inc.", "version": "2.17.1", "build_date": "09/14/2022"}})
+    );
+    // lshw (IPA's source) appends a set SKU number to the product name.
+    t.file(
+        "sys/class/dmi/id/product_sku",
+        "SKU=NotProvided;ModelName=PowerEdge R640\n",
+    );
+    assert_eq!(
+        t.manager().get_system_vendor_info().unwrap().product_name,
+        "PowerEdge R640 (SKU=NotProvided;ModelName=PowerEdge R640)"
+    );
+    t.file("sys/class/dmi/id/product_sku", "\n");
+    assert_eq!(
+        t.manager().get_system_vendor_info().unwrap().product_name,
+        "PowerEdge R640",
+        "an empty SKU adds nothing"
     );
 }
 
