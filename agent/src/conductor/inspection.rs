@@ -1,9 +1,11 @@
 //! In-band inspection: collect the inventory and post it to the inspection callback.
 //!
 //! Collectors (`ipa-inspection-collectors`): `default` (the inventory), `logs`, `lldp`
-//! (`lldp_raw`); see [`collectors`] for names IPA does not know.
+//! (`lldp_raw`), `pci-devices`, `numa-topology`, `dmi-decode`, `usb-devices` (see
+//! [`hardware`]); see [`collectors`] for names IPA does not know.
 
 pub mod collectors;
+pub mod hardware;
 
 use std::time::Duration;
 
@@ -62,6 +64,9 @@ pub struct InspectionData {
     /// Base64 tar.gz of logs (`logs` collector).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logs: Option<String>,
+    /// `pci_devices`, `numa_topology`, `dmi`, `usb_devices`.
+    #[serde(flatten)]
+    pub hardware: hardware::HardwareData,
     /// Collector errors, or null.
     pub error: Option<String>,
     /// The collectors could not be loaded (an unknown name): [`post`] still posts the error,
@@ -77,6 +82,7 @@ impl InspectionData {
             default: None,
             lldp_raw: None,
             logs: None,
+            hardware: hardware::HardwareData::default(),
             error: collectors::error_text(&[failure]),
             load_failed: true,
         }
@@ -133,6 +139,8 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
     let mut inventory = None;
     let mut logs = None;
     let mut lldp_raw = None;
+    let mut hw = hardware::HardwareData::default();
+    let root = std::path::Path::new("/");
     for name in &ctx.config.inspection_collectors {
         match name.as_str() {
             "default" => {
@@ -151,6 +159,10 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
                     std::path::Path::new("/"),
                     ctx.config.lldp_timeout,
                 ));
+                ran.push(name.clone());
+            }
+            "pci-devices" | "numa-topology" | "dmi-decode" | "usb-devices" => {
+                hardware::collect(name, root, &mut hw, &mut errors);
                 ran.push(name.clone());
             }
             other => errors.push(format!("collector {other} is not supported by this agent")),
@@ -194,6 +206,7 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
         }),
         lldp_raw,
         logs,
+        hardware: hw,
         error: collectors::error_text(&errors),
         load_failed: false,
     })
@@ -557,6 +570,7 @@ mod tests {
             default: None,
             lldp_raw: Some(raw),
             logs: None,
+            hardware: hardware::HardwareData::default(),
             error: None,
             load_failed: false,
         };
