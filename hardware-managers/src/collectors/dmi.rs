@@ -11,6 +11,8 @@
 
 mod parse;
 mod run;
+#[cfg(test)]
+mod tests;
 
 pub use parse::{DmiParseError, parse};
 pub use run::{DMIDECODE_ARGS, collect};

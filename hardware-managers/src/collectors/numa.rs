@@ -76,8 +76,8 @@ pub fn collect(root: &Path) -> Result<NumaTopology, NumaError> {
             node_path.display()
         )));
     }
-    let entries = fs::read_dir(&node_path)
-        .map_err(|e| NumaError::Failed(pyfmt::os_error(&e, &node_path)))?;
+    let entries =
+        fs::read_dir(&node_path).map_err(|e| NumaError::Failed(pyfmt::os_error(&e, &node_path)))?;
     let mut nodes = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -158,7 +158,13 @@ fn quantity_kb(value: &str) -> Option<i64> {
         return Some(1);
     };
     let mut magnitude: f64 = match first.parse::<f64>() {
-        Ok(n) if first.bytes().all(|b| b.is_ascii_digit() || b".eE+-".contains(&b)) => n,
+        Ok(n)
+            if first
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b".eE+-".contains(&b)) =>
+        {
+            n
+        }
         _ => unit(first)?,
     };
     for w in words {
@@ -332,7 +338,10 @@ mod tests {
             "Node 1 MemFree: 1 kB\n",
         );
         let err = collect(root.path()).unwrap_err();
-        assert!(matches!(err, NumaError::Skipped(ref m) if m.contains("Memory information is not available")), "{err}");
+        assert!(
+            matches!(err, NumaError::Skipped(ref m) if m.contains("Memory information is not available")),
+            "{err}"
+        );
     }
 
     #[test]

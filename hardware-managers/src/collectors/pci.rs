@@ -155,7 +155,11 @@ mod tests {
         device(
             r,
             "0000:00:02.0",
-            &[("vendor", "0x1af4"), ("device", "0x1000"), ("class", "0x020000")],
+            &[
+                ("vendor", "0x1af4"),
+                ("device", "0x1000"),
+                ("class", "0x020000"),
+            ],
         );
         // Revision without 0x: null, device kept.
         device(
@@ -169,7 +173,11 @@ mod tests {
             ],
         );
         // Skipped: class missing; vendor without 0x.
-        device(r, "0000:00:04.0", &[("vendor", "0x1b36"), ("device", "0x1")]);
+        device(
+            r,
+            "0000:00:04.0",
+            &[("vendor", "0x1b36"), ("device", "0x1")],
+        );
         device(
             r,
             "0000:00:05.0",

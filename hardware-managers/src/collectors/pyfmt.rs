@@ -144,7 +144,10 @@ mod tests {
         assert_eq!(int("1__0"), None);
         assert_eq!(int(""), None);
         assert_eq!(int("0x10"), None);
-        assert_eq!(splitlines("a\r\nb\rc\n\nd\x0ce\n"), ["a", "b", "c", "", "d", "e"]);
+        assert_eq!(
+            splitlines("a\r\nb\rc\n\nd\x0ce\n"),
+            ["a", "b", "c", "", "d", "e"]
+        );
         assert_eq!(strip("\t x \x1c"), "x");
     }
 }

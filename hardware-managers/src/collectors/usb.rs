@@ -177,7 +177,9 @@ pub fn lshw_string(raw: &[u8]) -> String {
         .take_while(|b| (b' '..=b'z').contains(b))
         .take(80)
         .collect();
-    String::from_utf8_lossy(&scanned).trim_matches(' ').to_string()
+    String::from_utf8_lossy(&scanned)
+        .trim_matches(' ')
+        .to_string()
 }
 
 #[cfg(test)]

@@ -44,7 +44,9 @@ pub fn numa_topology(root: &Path, data: &mut HardwareData, failures: &mut Vec<St
     match numa::collect(root) {
         Ok(t) => data.numa_topology = Some(t),
         Err(NumaError::Skipped(why)) => warn!(%why, "failed to get some NUMA information"),
-        Err(NumaError::Failed(why)) => failures.push(format!("collector numa-topology failed: {why}")),
+        Err(NumaError::Failed(why)) => {
+            failures.push(format!("collector numa-topology failed: {why}"))
+        }
     }
 }
 

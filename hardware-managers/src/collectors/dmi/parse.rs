@@ -86,7 +86,7 @@ pub fn parse(text: &str) -> Result<DmiInfo, DmiParseError> {
 
 /// `int(block.split(',', 2)[1].strip()[len('DMI type'):])`.
 fn block_type(block: &str) -> Option<i64> {
-    let field = block.splitn(3, ',').nth(1)?;
+    let field = block.split(',').nth(1)?;
     let rest: String = pyfmt::strip(field).chars().skip("DMI type".len()).collect();
     pyfmt::int(&rest)
 }

@@ -71,7 +71,10 @@ impl UsbIds {
             return Default::default();
         };
         let key = (u32::from(vendor) << 16) | u32::from(product);
-        (v.clone(), self.products.get(&key).cloned().unwrap_or_default())
+        (
+            v.clone(),
+            self.products.get(&key).cloned().unwrap_or_default(),
+        )
     }
 }
 
