@@ -18,6 +18,7 @@ import sys
 from unittest import mock
 
 import ironic_python_agent.config  # noqa: F401  (registers the options first)
+from ironic_python_agent import encoding
 from ironic_python_agent import hardware
 from ironic_python_agent import inspector
 from ironic_python_agent import utils
@@ -66,7 +67,8 @@ def main(argv):
             out = run(['usb-devices'])
     else:
         raise SystemExit('unknown mode %s' % mode)
-    json.dump(out, sys.stdout)
+    # As IPA's call_inspector encodes the data it posts.
+    sys.stdout.write(encoding.RESTJSONEncoder().encode(out))
 
 
 if __name__ == '__main__':

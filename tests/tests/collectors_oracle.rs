@@ -156,3 +156,161 @@ fn dmidecode_texts_parse_as_ipa() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A fake sysfs USB tree: `(name, devnum, files, interface classes)`; root hubs `usbN`.
+fn usb_tree(root: &Path, devices: &[(&str, u32, &[(&str, &str)], &[&str])]) -> anyhow::Result<()> {
+    use std::os::unix::fs::symlink;
+    let bus_dir = root.join("sys/bus/usb/devices");
+    std::fs::create_dir_all(&bus_dir)?;
+    for (name, devnum, files, ifaces) in devices {
+        let bus = name
+            .trim_start_matches("usb")
+            .split('-')
+            .next()
+            .unwrap_or("0");
+        let mut dir = root.join(format!("sys/devices/pci0000:00/0000:00:0{bus}.0/usb{bus}"));
+        if let Some((_, ports)) = name.split_once('-') {
+            let parts: Vec<&str> = ports.split('.').collect();
+            for i in 1..=parts.len() {
+                dir = dir.join(format!("{bus}-{}", parts[..i].join(".")));
+            }
+        }
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("busnum"), format!("{bus}\n"))?;
+        std::fs::write(dir.join("devnum"), format!("{devnum}\n"))?;
+        std::fs::write(dir.join("bConfigurationValue"), "1\n")?;
+        for (f, v) in *files {
+            std::fs::write(dir.join(f), format!("{v}\n"))?;
+        }
+        symlink(&dir, bus_dir.join(name))?;
+        for (i, class) in ifaces.iter().enumerate() {
+            let iname = format!("{name}:1.{i}");
+            std::fs::create_dir_all(dir.join(&iname))?;
+            std::fs::write(
+                dir.join(&iname).join("bInterfaceClass"),
+                format!("{class}\n"),
+            )?;
+            symlink(dir.join(&iname), bus_dir.join(&iname))?;
+            if files.contains(&("nic", "yes")) && i == 0 {
+                let net = dir.join(&iname).join("net/eth0");
+                std::fs::create_dir_all(&net)?;
+                std::fs::write(net.join("address"), "00:e0:4c:68:00:01\n")?;
+                symlink(dir.join(&iname), net.join("device"))?;
+                std::fs::create_dir_all(root.join("sys/class/net"))?;
+                symlink(&net, root.join(format!("sys/class/net/eth{bus}")))?;
+            }
+        }
+    }
+    let ids = root.join("usr/share/misc/usb.ids");
+    std::fs::create_dir_all(ids.parent().unwrap_or(root))?;
+    std::fs::write(
+        ids,
+        "0bda  Realtek Semiconductor Corp.\n\t8153  RTL8153 Gigabit Ethernet Adapter\n",
+    )?;
+    Ok(())
+}
+
+#[test]
+fn usb_selection_as_ipa_on_lshws_tree() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let hub: &[(&str, &str)] = &[("bDeviceClass", "09")];
+    usb_tree(
+        tmp.path(),
+        &[
+            ("usb1", 1, hub, &["09"]),
+            ("usb2", 1, hub, &["09"]),
+            ("usb3", 1, hub, &["09"]),
+            ("usb4", 1, hub, &["09"]),
+            ("usb5", 1, hub, &["09"]),
+            ("1-1", 2, hub, &["09"]),
+            ("1-1.1", 3, &[("bDeviceClass", "00")], &["03"]),
+            (
+                "1-1.2",
+                4,
+                &[("bDeviceClass", "ff"), ("manufacturer", "ACME")],
+                &["ff"],
+            ),
+            (
+                "2-3",
+                5,
+                &[
+                    ("bDeviceClass", "00"),
+                    ("idVendor", "0bda"),
+                    ("idProduct", "8153"),
+                    ("manufacturer", "Acme Corp. ~Special~"),
+                ],
+                &["ff", "0a"],
+            ),
+            ("3-1", 2, &[("bDeviceClass", "ff"), ("nic", "yes")], &["ff"]),
+            (
+                "4-1",
+                7,
+                &[
+                    ("bDeviceClass", "ff"),
+                    ("serial", "SN123"),
+                    ("product", "Dongle"),
+                    ("nic", "yes"),
+                ],
+                &["ff"],
+            ),
+            ("5-2", 2, &[("bDeviceClass", "00")], &["08"]),
+        ],
+    )?;
+    // What lshw B.02.19 prints for that machine (trimmed to the fields IPA reads and the tree):
+    // the PCI controllers are `usb` too (class bus), siblings are renamed `usb:N`, names come
+    // from usb.ids then the device's strings, the NIC without a serial number was merged.
+    let node = |id: &str, class: &str, handle: &str, extra: Value, children: Value| {
+        let mut n = json!({"id": id, "class": class, "handle": handle, "children": children});
+        if let (Some(n), Some(e)) = (n.as_object_mut(), extra.as_object()) {
+            n.extend(e.clone());
+        }
+        n
+    };
+    let lshw = json!({"id": "computer", "class": "system", "children": [
+        {"id": "core", "class": "bus", "children": [
+            node("pci", "bridge", "PCIBUS:0000:00", json!({}), json!([
+                node("usb:0", "bus", "PCI:0000:00:01.0", json!({}), json!([
+                    node("usbhost", "bus", "USB:1:1", json!({"product": "xHCI Host Controller"}), json!([
+                        node("usb", "bus", "USB:1:2", json!({"description": "USB hub"}), json!([
+                            node("usb:0", "input", "USB:1:3", json!({}), json!([])),
+                            node("usb:1", "generic", "USB:1:4", json!({"vendor": "ACME"}), json!([])),
+                        ])),
+                    ])),
+                ])),
+                node("usb:1", "bus", "PCI:0000:00:02.0", json!({}), json!([
+                    node("usbhost", "bus", "USB:2:1", json!({}), json!([
+                        node("usb", "generic", "USB:2:5",
+                             json!({"vendor": "Acme Corp.", "product": "RTL8153 Gigabit Ethernet Adapter"}),
+                             json!([])),
+                    ])),
+                ])),
+                node("usb:2", "bus", "PCI:0000:00:03.0", json!({}), json!([
+                    node("usbhost", "bus", "USB:3:1", json!({}), json!([
+                        node("usb", "network", "USB:3:2", json!({"logicalname": "eth3"}), json!([])),
+                    ])),
+                ])),
+                node("usb:3", "bus", "PCI:0000:00:04.0", json!({}), json!([
+                    node("usbhost", "bus", "USB:4:1", json!({}), json!([
+                        node("usb", "generic", "USB:4:7", json!({"product": "Dongle", "serial": "SN123"}), json!([])),
+                    ])),
+                ])),
+                node("usb:4", "bus", "PCI:0000:00:05.0", json!({}), json!([
+                    node("usbhost", "bus", "USB:5:1", json!({}), json!([
+                        node("usb", "storage", "USB:5:2", json!({}), json!([
+                            node("scsi", "storage", "", json!({}), json!([])),
+                        ])),
+                    ])),
+                ])),
+            ])),
+        ]},
+    ]});
+    let lshw_file = tmp.path().join("lshw.json");
+    std::fs::write(&lshw_file, serde_json::to_vec(&json!([lshw]))?)?;
+    let lshw_arg = lshw_file.display().to_string();
+    let ipa = oracle::run_json("ipa_collectors.py", &["usb", &lshw_arg], None)?;
+    assert_eq!(ipa["failures"], json!([]));
+    let ours = serde_json::to_value(usb::collect(tmp.path()))?;
+    assert_eq!(ours, ipa["data"]["usb_devices"]);
+    assert_eq!(ours.as_array().map(Vec::len), Some(2));
+    Ok(())
+}
