@@ -157,8 +157,11 @@ fn dmidecode_texts_parse_as_ipa() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A fake sysfs USB tree: `(name, devnum, files, interface classes)`; root hubs `usbN`.
-fn usb_tree(root: &Path, devices: &[(&str, u32, &[(&str, &str)], &[&str])]) -> anyhow::Result<()> {
+/// One fake USB device: name, devnum, sysfs files, interface class codes.
+type FakeUsb<'a> = (&'a str, u32, &'a [(&'a str, &'a str)], &'a [&'a str]);
+
+/// A fake sysfs USB tree (root hubs are `usbN`).
+fn usb_tree(root: &Path, devices: &[FakeUsb]) -> anyhow::Result<()> {
     use std::os::unix::fs::symlink;
     let bus_dir = root.join("sys/bus/usb/devices");
     std::fs::create_dir_all(&bus_dir)?;
