@@ -28,7 +28,9 @@
 //! without the legacy `/proc/bus/usb/devices`) finds no USB device at all, while this reads
 //! sysfs; a device name that is not valid UTF-8 in `usb.ids` is cut at the first invalid
 //! byte as lshw does, but a string descriptor is read as bytes (lshw stops at non-ASCII,
-//! too); IPA fails the collector when `lshw` fails, this never fails.
+//! too); lshw's framebuffer scan fills an empty product of a generic device with the
+//! framebuffer's name (a DisplayLink adapter without strings), not done here; IPA fails the
+//! collector when `lshw` fails, this never fails.
 
 pub mod class;
 pub mod ids;
