@@ -15,7 +15,8 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs `dmidecode` (`program`: its name or path) and parses its output. Its absence, a
 /// non-zero exit or a timeout is the failure `failed to run dmidecode: ...` (IPA's text for
-/// a missing program or a `ProcessExecutionError`) and no `dmi`.
+/// a missing program or a `ProcessExecutionError`) and no `dmi`. Output that is not UTF-8 is
+/// decoded lossily.
 pub fn collect(program: &str) -> DmiCollected {
     let mut cmd = process::command(program);
     cmd.args(DMIDECODE_ARGS);
