@@ -76,3 +76,37 @@ pub fn collect(name: &str, root: &Path, data: &mut HardwareData, failures: &mut 
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_and_failures_as_ipa() {
+        let empty = tempfile::tempdir().unwrap();
+        let mut data = HardwareData::default();
+        let mut failures = Vec::new();
+        assert_eq!(serde_json::to_value(&data).unwrap(), json!({}));
+        // No PCI bus: IPA's failure, no key. No NUMA tree: a warning only. No USB: [].
+        for name in ["pci-devices", "numa-topology", "usb-devices"] {
+            collect(name, empty.path(), &mut data, &mut failures);
+        }
+        assert_eq!(failures.len(), 1);
+        assert!(
+            failures[0].starts_with("Failed to get list of PCI devices: [Errno 2] No such file"),
+            "{failures:?}"
+        );
+        dmi_decode("dmidecode-not-installed", &mut data, &mut failures);
+        assert_eq!(
+            failures[1],
+            "failed to run dmidecode: [Errno 2] No such file or directory: 'dmidecode-not-installed'"
+        );
+        assert_eq!(
+            serde_json::to_value(&data).unwrap(),
+            json!({"usb_devices": []})
+        );
+        data.dmi = Some(dmi::DmiTables::Unparsed(dmi::Empty {}));
+        assert_eq!(serde_json::to_value(&data).unwrap()["dmi"], json!({}));
+    }
+}
