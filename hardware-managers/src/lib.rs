@@ -17,6 +17,7 @@
 //! deadline, in their own process group (killed as a whole on timeout) and with bounded output.
 
 pub mod chain;
+pub mod collectors;
 pub mod error;
 pub mod extra;
 pub mod generic;

@@ -1,9 +1,12 @@
 //! In-band inspection: collect the inventory and post it to the inspection callback.
 //!
-//! Collectors (`ipa-inspection-collectors`): `default` (the inventory), `logs`, `lldp`
-//! (`lldp_raw`); see [`collectors`] for names IPA does not know.
+//! Collectors (`ipa-inspection-collectors`), every one IPA 13 ships: `default` (the
+//! inventory), `logs`, `lldp` (`lldp_raw`), `extra-hardware` (`data`: hardware-detect's facts,
+//! [`hardware_managers::extra`]), `pci-devices`, `numa-topology`, `dmi-decode`, `usb-devices`
+//! (see [`hardware`]); see [`collectors`] for names IPA does not know.
 
 pub mod collectors;
+pub mod hardware;
 
 use std::time::Duration;
 
@@ -65,6 +68,9 @@ pub struct InspectionData {
     /// Base64 tar.gz of logs (`logs` collector).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logs: Option<String>,
+    /// `pci_devices`, `numa_topology`, `dmi`, `usb_devices`.
+    #[serde(flatten)]
+    pub hardware: hardware::HardwareData,
     /// Collector errors, or null.
     pub error: Option<String>,
     /// The collectors could not be loaded (an unknown name): [`post`] still posts the error,
@@ -81,6 +87,7 @@ impl InspectionData {
             lldp_raw: None,
             data: None,
             logs: None,
+            hardware: hardware::HardwareData::default(),
             error: collectors::error_text(&[failure]),
             load_failed: true,
         }
@@ -138,6 +145,8 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
     let mut logs = None;
     let mut lldp_raw = None;
     let mut extra = None;
+    let mut hw = hardware::HardwareData::default();
+    let root = std::path::Path::new("/");
     for name in &ctx.config.inspection_collectors {
         match name.as_str() {
             "default" => {
@@ -179,6 +188,10 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
                     }
                     Err(e) => errors.push(format!("failed to run hardware-detect utility: {e}")),
                 }
+            }
+            "pci-devices" | "numa-topology" | "dmi-decode" | "usb-devices" => {
+                hardware::collect(name, root, &mut hw, &mut errors);
+                ran.push(name.clone());
             }
             other => errors.push(format!("collector {other} is not supported by this agent")),
         }
@@ -222,6 +235,7 @@ fn collect_blocking(ctx: &AgentContext) -> Result<InspectionData, InspectionErro
         lldp_raw,
         data: extra,
         logs,
+        hardware: hw,
         error: collectors::error_text(&errors),
         load_failed: false,
     })
@@ -583,6 +597,7 @@ mod tests {
             lldp_raw: Some(raw),
             data: None,
             logs: None,
+            hardware: hardware::HardwareData::default(),
             error: None,
             load_failed: false,
         };

@@ -1,4 +1,4 @@
-//! Which inspection collectors exist, and the `lldp` collector.
+//! Which inspection collectors exist, and IPA's text when one does not.
 //!
 //! IPA loads its collectors by name from the `ironic_python_agent.inspector.collectors`
 //! entry points. A configured name with no entry point makes loading fail as a whole: IPA
@@ -6,8 +6,7 @@
 //! `{"error": "The following errors were encountered:\n* Failed to load collector {'name'}"}`
 //! and treats inspection as failed (the agent logs it and goes on with lookup).
 
-/// IPA 13's collector entry points. Only `default`, `logs` and `lldp` are implemented here;
-/// the others are known names (no load failure) reported as unsupported when configured.
+/// IPA 13's collector entry points, all implemented.
 pub const IPA_COLLECTORS: [&str; 8] = [
     "default",
     "dmi-decode",
