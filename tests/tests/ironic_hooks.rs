@@ -25,8 +25,11 @@ use e2e_tests::{Proc, Shim, free_port, oracle, poll, start_agent_with};
 use hardware_managers::lldp::{LldpTlv, lldp_frame, tlv_type, vlan_name_tlv};
 use serde_json::{Value, json};
 
-/// The collectors the agent runs (one place: extend it as collectors land).
-const COLLECTORS: &str = "default,logs,lldp";
+/// The collectors the agent runs: every one IPA 13 ships but `dmi-decode`, which fails on
+/// this host as IPA's does (no DMI tables, `dmidecode` exits 1), and would post an `error`
+/// that makes Ironic's ramdisk-error hook fail the inspection. The VM test (tests/vm.rs)
+/// runs it where there are DMI tables.
+const COLLECTORS: &str = "default,logs,lldp,extra-hardware,pci-devices,numa-topology,usb-devices";
 
 /// Hooks that must have run: Ironic 39's `[inspector] default_hooks`, then the ones reading
 /// what the agent sends (the driver runs a few more).
