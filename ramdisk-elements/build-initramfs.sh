@@ -376,8 +376,10 @@ MODULES_BOOT=(
 # the devices present (drivers of common server NICs, RAID/HBA controllers, USB keyboards and
 # sticks). Drivers needing firmware files get none: Debian ships firmware separately.
 # (bonding: by network-setup, without its default bond0; crc32c_intel: by its CPU-feature alias,
-# only where the CPU has SSE4.2; efivarfs: by /init on UEFI machines.)
-MODULES_ONDEMAND=(ipmi_msghandler ipmi_devintf ipmi_si ipmi_ssif crc32c_intel? efivarfs bonding)
+# only where the CPU has SSE4.2; efivarfs: by /init on UEFI machines; 9pnet_virtio and 9p:
+# host directories shared with a QEMU guest, which the VM tests use to run IPA beside the agent.)
+MODULES_ONDEMAND=(ipmi_msghandler ipmi_devintf ipmi_si ipmi_ssif crc32c_intel? efivarfs bonding
+    9pnet_virtio 9p)
 MODULES_HW=(
     e1000 e1000e igb igbvf ixgbe ixgbevf i40e iavf ice tg3 bnxt_en r8169 mlx4_en mlx5_core
     vmxnet3 ena? qede? be2net?

@@ -12,8 +12,10 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 pub mod efivars;
+pub mod guest_ipa;
 pub mod image_server;
 pub mod images;
+pub mod inventory_diff;
 pub mod ipmi_sim;
 pub mod loadgen;
 pub mod oracle;

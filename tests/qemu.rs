@@ -142,6 +142,13 @@ pub struct VmSpec {
     pub smbios: Vec<String>,
     /// More QEMU arguments, appended as given (e.g. an emulated BMC's devices).
     pub extra_args: Vec<String>,
+    /// Uncompressed cpio archives put before the ramdisk's initramfs (the kernel unpacks
+    /// them, then the ramdisk; an uncompressed archive after a zstd one is not found): files
+    /// a test adds to the guest, under names the ramdisk does not use.
+    pub initrd_overlays: Vec<PathBuf>,
+    /// Host directories shared with the guest over virtio-9p: `(host path, mount tag,
+    /// read-only)`.
+    pub shares: Vec<(PathBuf, String, bool)>,
     /// NICs in PCI order (eth0, eth1, ...).
     pub nics: Vec<Nic>,
     /// Kernel command line (the console is added).
@@ -171,6 +178,8 @@ impl VmSpec {
             sata_disks: Vec::new(),
             smbios: Vec::new(),
             extra_args: Vec::new(),
+            initrd_overlays: Vec::new(),
+            shares: Vec::new(),
             nics: Vec::new(),
             append: String::new(),
             netns: None,
@@ -234,7 +243,18 @@ impl Vm {
             .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
             .args(["-no-reboot", "-no-user-config", "-nodefaults"]);
         if !spec.boot_from_disk {
-            let (kernel, initrd) = ramdisk(spec.arch)?;
+            let (kernel, mut initrd) = ramdisk(spec.arch)?;
+            if !spec.initrd_overlays.is_empty() {
+                // Concatenated archives: the kernel unpacks each in turn.
+                let combined = scratch.path().join("initrd-with-overlays");
+                let mut out = std::fs::File::create(&combined)?;
+                for part in spec.initrd_overlays.iter().chain(std::iter::once(&initrd)) {
+                    let mut f = std::fs::File::open(part)
+                        .with_context(|| format!("initrd part {}", part.display()))?;
+                    std::io::copy(&mut f, &mut out)?;
+                }
+                initrd = combined;
+            }
             cmd.arg("-kernel")
                 .arg(&kernel)
                 .arg("-initrd")
@@ -326,6 +346,15 @@ impl Vm {
         }
         for s in &spec.smbios {
             cmd.args(["-smbios", s]);
+        }
+        for (i, (path, tag, readonly)) in spec.shares.iter().enumerate() {
+            cmd.arg("-fsdev").arg(format!(
+                "local,id=fs{i},path={},security_model=none{}",
+                path.display(),
+                if *readonly { ",readonly=on" } else { "" }
+            ));
+            cmd.arg("-device")
+                .arg(format!("virtio-9p-pci,fsdev=fs{i},mount_tag={tag}"));
         }
         cmd.args(&spec.extra_args);
         for (i, nic) in spec.nics.iter().enumerate() {

@@ -22,192 +22,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use e2e_tests::inventory_diff::{self, Diff};
 use e2e_tests::{bin, free_port, http_post, oracle, run, start_agent_with, wait_for};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "oracle-token-0123456789abcdefghijklmnopqrs";
-
-/// The fields the comparison must have seen in IPA's inventory (a guard against both sides
-/// silently dropping a field). `[]` means every element of a list.
-const FIELDS: &[&str] = &[
-    "cpu.model_name",
-    "cpu.frequency",
-    "cpu.count",
-    "cpu.architecture",
-    "cpu.flags",
-    "cpu.socket_count",
-    "memory.total",
-    "memory.physical_mb",
-    "disks[].name",
-    "disks[].size",
-    "disks[].model",
-    "disks[].vendor",
-    "disks[].serial",
-    "disks[].wwn",
-    "disks[].wwn_with_extension",
-    "disks[].wwn_vendor_extension",
-    "disks[].rotational",
-    "disks[].by_path",
-    "disks[].hctl",
-    "disks[].tran",
-    "disks[].logical_sectors",
-    "disks[].physical_sectors",
-    "interfaces[].name",
-    "interfaces[].mac_address",
-    "interfaces[].ipv4_address",
-    "interfaces[].ipv6_address",
-    "interfaces[].driver",
-    "interfaces[].speed_mbps",
-    "interfaces[].has_carrier",
-    "interfaces[].lldp",
-    "interfaces[].vendor",
-    "interfaces[].product",
-    "interfaces[].biosdevname",
-    "interfaces[].client_id",
-    "interfaces[].pci_address",
-    "system_vendor.product_name",
-    "system_vendor.serial_number",
-    "system_vendor.manufacturer",
-    "system_vendor.firmware.vendor",
-    "system_vendor.firmware.version",
-    "system_vendor.firmware.build_date",
-    "boot.current_boot_mode",
-    "boot.pxe_interface",
-    "bmc_address",
-    "bmc_v6address",
-    "hostname",
-];
-
-/// A difference accepted with its reason, when `applies(ipa, ours)` holds.
-struct Exception {
-    /// The field, as in [`FIELDS`].
-    path: &'static str,
-    /// Why the two agents differ there.
-    reason: &'static str,
-    /// Whether this difference is the one explained (anything else still fails).
-    applies: fn(&Value, &Value) -> bool,
-}
-
-/// `/run/udev/data` exists when udevd runs and keeps its database.
-fn no_udev_database() -> bool {
-    !Path::new("/run/udev/data").is_dir()
-}
-
-/// IPA saw nothing because the host runs no udev, and we computed a value.
-fn ipa_blind_without_udev(ipa: &Value, ours: &Value) -> bool {
-    ipa.is_null() && !ours.is_null() && no_udev_database()
-}
-
-const WITHOUT_UDEV: &str = "IPA reads it from udev (pyudev's properties, lsblk's columns, \
-     /dev/disk/by-path) and this host runs no udevd, so IPA reports null; our agent computes \
-     it from sysfs and the VPD pages as udev would, so that root device hints work on a \
-     ramdisk without udev (issue 16, item 4)";
-
-/// The justified differences (summarised in the README, "Differences from IPA's inventory").
-const EXCEPTIONS: &[Exception] = &[
-    Exception {
-        path: "disks[].serial",
-        reason: WITHOUT_UDEV,
-        applies: ipa_blind_without_udev,
-    },
-    Exception {
-        path: "disks[].wwn",
-        reason: WITHOUT_UDEV,
-        applies: ipa_blind_without_udev,
-    },
-    Exception {
-        path: "disks[].wwn_with_extension",
-        reason: WITHOUT_UDEV,
-        applies: ipa_blind_without_udev,
-    },
-    Exception {
-        path: "disks[].wwn_vendor_extension",
-        reason: WITHOUT_UDEV,
-        applies: ipa_blind_without_udev,
-    },
-    Exception {
-        path: "disks[].by_path",
-        reason: WITHOUT_UDEV,
-        applies: ipa_blind_without_udev,
-    },
-];
-
-/// One field that differs.
-#[derive(Debug)]
-struct Diff {
-    /// Concrete path (`disks[/dev/vda].serial`).
-    path: String,
-    /// The path's pattern (`disks[].serial`), as in [`FIELDS`] and [`EXCEPTIONS`].
-    pattern: String,
-    ipa: Value,
-    ours: Value,
-}
-
-/// Lists keyed by an element field rather than compared by position.
-fn list_key(pattern: &str) -> Option<&'static str> {
-    match pattern {
-        "disks" | "interfaces" => Some("name"),
-        _ => None,
-    }
-}
-
-/// Compares `ipa` with `ours` recursively; absent keys compare as missing (not as null).
-fn diff(
-    path: &str,
-    pattern: &str,
-    ipa: &Value,
-    ours: &Value,
-    seen: &mut Vec<String>,
-    out: &mut Vec<Diff>,
-) {
-    seen.push(pattern.to_string());
-    let join = |p: &str, k: &str| {
-        if p.is_empty() {
-            k.to_string()
-        } else {
-            format!("{p}.{k}")
-        }
-    };
-    match (ipa, ours, list_key(pattern)) {
-        (Value::Object(a), Value::Object(b), _) => {
-            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            for k in keys {
-                let missing = json!("<absent>");
-                diff(
-                    &join(path, k),
-                    &join(pattern, k),
-                    a.get(k).unwrap_or(&missing),
-                    b.get(k).unwrap_or(&missing),
-                    seen,
-                    out,
-                );
-            }
-        }
-        (Value::Array(a), Value::Array(b), Some(key)) => {
-            let name = |v: &Value| v[key].as_str().unwrap_or("?").to_string();
-            let names: std::collections::BTreeSet<String> = a.iter().chain(b).map(name).collect();
-            for n in names {
-                let missing = json!("<absent>");
-                let find = |l: &[Value]| l.iter().find(|v| name(v) == n).cloned();
-                diff(
-                    &format!("{path}[{n}]"),
-                    &format!("{pattern}[]"),
-                    &find(a).unwrap_or(missing.clone()),
-                    &find(b).unwrap_or(missing),
-                    seen,
-                    out,
-                );
-            }
-        }
-        _ if ipa != ours => out.push(Diff {
-            path: path.to_string(),
-            pattern: pattern.to_string(),
-            ipa: ipa.clone(),
-            ours: ours.clone(),
-        }),
-        _ => {}
-    }
-}
 
 /// A command running `program`, inside network namespace `netns` when given.
 fn command_in(netns: Option<&str>, program: &Path) -> Command {
@@ -311,30 +130,8 @@ fn compare(
 ) -> anyhow::Result<(Vec<Diff>, Value)> {
     let (ours, cmdline_file) = our_inventory(dir, name, cmdline, netns)?;
     let ipa = ipa_inventory(&cmdline_file, netns)?;
-    let mut seen = Vec::new();
-    let mut diffs = Vec::new();
-    diff("", "", &ipa, &ours, &mut seen, &mut diffs);
-    for field in FIELDS {
-        assert!(
-            seen.iter().any(|s| s == field),
-            "{field} was not compared (IPA: {ipa:#})"
-        );
-    }
-    let (explained, unexplained): (Vec<Diff>, Vec<Diff>) = diffs.into_iter().partition(|d| {
-        EXCEPTIONS
-            .iter()
-            .any(|e| e.path == d.pattern && (e.applies)(&d.ipa, &d.ours))
-    });
-    for d in &explained {
-        let reason = EXCEPTIONS
-            .iter()
-            .find(|e| e.path == d.pattern)
-            .map_or("", |e| e.reason);
-        eprintln!(
-            "{name}: accepted difference {}: IPA {} / ours {} ({reason})",
-            d.path, d.ipa, d.ours
-        );
-    }
+    let without_udev = !Path::new("/run/udev/data").is_dir();
+    let unexplained = inventory_diff::unexplained(name, &ipa, &ours, without_udev);
     Ok((unexplained, ipa))
 }
 
@@ -458,28 +255,4 @@ fn interfaces_in_a_namespace_equal_ipa13() -> anyhow::Result<()> {
         "the namespace's interfaces were compared"
     );
     Ok(())
-}
-
-#[test]
-fn diff_finds_keyed_and_absent_fields() {
-    let ipa = json!({"disks": [{"name": "/dev/a", "serial": null}, {"name": "/dev/b"}],
-                     "cpu": {"flags": ["a", "b"]}, "hostname": "h"});
-    let ours = json!({"disks": [{"name": "/dev/b"}, {"name": "/dev/a", "serial": "S"}],
-                      "cpu": {"flags": ["b", "a"]}, "bmc_mac": null, "hostname": "h"});
-    let (mut seen, mut out) = (Vec::new(), Vec::new());
-    diff("", "", &ipa, &ours, &mut seen, &mut out);
-    let got: Vec<(&str, &str)> = out
-        .iter()
-        .map(|d| (d.path.as_str(), d.pattern.as_str()))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            ("bmc_mac", "bmc_mac"),
-            ("cpu.flags", "cpu.flags"),
-            ("disks[/dev/a].serial", "disks[].serial")
-        ]
-    );
-    assert_eq!(out[0].ipa, "<absent>");
-    assert!(seen.iter().any(|s| s == "disks[].name"));
 }

@@ -25,6 +25,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use e2e_tests::guest_ipa;
+use e2e_tests::inventory_diff;
 use e2e_tests::ipmi_sim::{BmcLan, IpmiSim};
 use e2e_tests::qemu::{
     Arch, Firmware, Nic, Vm, VmSpec, boot_deployed_disk, deploy_with, esp_on_disk, guest_mac,
@@ -56,6 +58,9 @@ struct Expect {
 /// The SATA disk of a field boot: above 4 GiB and smaller than the virtio disk, so the
 /// no-hints rule picks it and only the `by_path` hint sends the deploy to the virtio disk.
 const SATA_DISK: u64 = 4096 * MIB + 256 * MIB;
+
+/// How long IPA 13 may take to list the guest's hardware (Python under TCG, over 9p).
+const IPA_IN_GUEST: Duration = Duration::from_secs(300);
 
 /// What the emulated BMC's LAN channel 1 reports.
 const BMC_LAN: BmcLan = BmcLan {
@@ -318,7 +323,14 @@ fn boot_inspect_deploy(
          ipa-advertise-host=127.0.0.1 ipa-advertise-port={agent_port} \
          ironic_agent.allow_device=/dev/vda"
     );
+    let ipa_out = dir.path().join("ipa-out");
     let _bmc = if e.field {
+        // IPA 13 runs in the guest beside the agent (tests/guest_ipa.rs).
+        std::fs::create_dir_all(&ipa_out)?;
+        let overlay_dir = dir.path().join("ipa-overlay");
+        std::fs::create_dir_all(&overlay_dir)?;
+        spec.initrd_overlays.push(guest_ipa::overlay(&overlay_dir)?);
+        spec.shares.extend(guest_ipa::shares(&ipa_out));
         let bmc = IpmiSim::start(&dir.path().join("bmc"), &BMC_LAN)?;
         spec.extra_args.extend(bmc.qemu_args.iter().cloned());
         spec.sata_disks
@@ -367,6 +379,28 @@ fn boot_inspect_deploy(
         .unwrap_or_default()
         .to_string();
     assert_eq!(agent_url, format!("https://127.0.0.1:{agent_port}"));
+    if e.field {
+        // IPA 13's inventory of this guest against ours, taken now (the network settled).
+        let ipa = guest_ipa::wait_inventory(&ipa_out, &mut vm, IPA_IN_GUEST)?;
+        let r = shim.cli_json(&["agent", name, "poll.get_hardware_info", "--wait"])?;
+        assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+        let ours = &r["command_result"];
+        let diffs = inventory_diff::unexplained("guest", &ipa, ours, true);
+        if !diffs.is_empty() {
+            let text: Vec<String> = diffs
+                .iter()
+                .map(|d| format!("  {}: IPA {} / ours {}", d.path, d.ipa, d.ours))
+                .collect();
+            bail!(
+                "the guest's inventory differs from IPA 13's:\n{}",
+                text.join("\n")
+            );
+        }
+        // What IPA sees through the same devices, so the comparison had something to see.
+        if ipa["bmc_address"] != BMC_LAN.ip || ipa["system_vendor"]["serial_number"] != "SN-0042" {
+            bail!("IPA saw another machine: {ipa:#}");
+        }
+    }
 
     // Deploy through the shim (blocks until active or deploy failed); the shim calls
     // get_partition_uuids and install_bootloader, then powers the node off.
