@@ -85,3 +85,45 @@ pub fn ironic_hooks(dir: &Path, body: &Value, args: &[&str]) -> anyhow::Result<V
     }
     Ok(out)
 }
+
+/// Our agent's inspection of this host, as the conductor shim stored it: a shim on loopback,
+/// a node `n1` in `inspect wait` with the host's MACs, an agent whose kernel command line is
+/// the shim's URLs plus `params` (e.g. `ipa-inspection-collectors=default,pci-devices`),
+/// waiting up to `timeout` for the data. Returns the shim's node (`inventory`,
+/// `inspection_data`).
+pub fn inspect_host(
+    dir: &Path,
+    params: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Value> {
+    let shim = crate::Shim::start(dir, &["--no-require-tls"])?;
+    let macs = crate::host_macs()?;
+    let mut args = vec!["node", "create", "--name", "n1", "--state", "inspect wait"];
+    for m in &macs {
+        args.extend(["--mac", m.as_str()]);
+    }
+    shim.cli(&args, true)?;
+    let cmdline = format!(
+        "BOOT_IMAGE=/vmlinuz ipa-api-url={u} ipa-inspection-callback-url={u}/v1/continue_inspection \
+         ipa-inspection-dhcp-wait-timeout=0 ipa-lookup-timeout=30 {params}",
+        u = shim.url
+    );
+    let listen = format!("127.0.0.1:{}", crate::free_port());
+    let _agent = crate::start_agent(
+        dir,
+        "agent",
+        &cmdline,
+        &[
+            "--listen",
+            &listen,
+            "--advertise-host",
+            "127.0.0.1",
+            "--no-auto-tls",
+        ],
+    )?;
+    crate::wait_for(timeout, "inspection data in the shim", || {
+        shim.node("n1")
+            .ok()
+            .filter(|n| n["inspection_data"].is_object())
+    })
+}

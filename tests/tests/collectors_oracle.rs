@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use e2e_tests::{Shim, free_port, host_macs, oracle, start_agent, wait_for};
+use e2e_tests::oracle;
 use hardware_managers::collectors::{dmi::DmiCollected, usb};
 use serde_json::{Value, json};
 
@@ -40,42 +40,10 @@ fn error_text(failures: &Value) -> Value {
 fn host_collectors_equal_ipa() -> anyhow::Result<()> {
     let ipa = oracle::run_json("ipa_collectors.py", &["host"], None)?;
     let dir = tempfile::tempdir()?;
-    let shim = Shim::start(dir.path(), &["--no-require-tls"])?;
-    let mut args = vec!["node", "create", "--name", "n1", "--state", "inspect wait"];
-    let macs = host_macs()?;
-    for m in &macs {
-        args.push("--mac");
-        args.push(m);
-    }
-    shim.cli(&args, true)?;
-    let cmdline = format!(
-        "BOOT_IMAGE=/vmlinuz ipa-api-url={u} ipa-inspection-callback-url={u}/v1/continue_inspection \
-         ipa-inspection-dhcp-wait-timeout=0 ipa-lookup-timeout=30 \
-         ipa-inspection-collectors=default,{}",
-        COLLECTORS.join(","),
-        u = shim.url
-    );
-    let port = free_port();
-    let _agent = start_agent(
+    let node = oracle::inspect_host(
         dir.path(),
-        "agent",
-        &cmdline,
-        &[
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--advertise-host",
-            "127.0.0.1",
-            "--no-auto-tls",
-        ],
-    )?;
-    let node = wait_for(
+        &format!("ipa-inspection-collectors=default,{}", COLLECTORS.join(",")),
         Duration::from_secs(90),
-        "inspection data in the shim",
-        || {
-            shim.node("n1")
-                .ok()
-                .filter(|n| n["inspection_data"].is_object())
-        },
     )?;
     let ours = &node["inspection_data"];
     let theirs = &ipa["data"];

@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use e2e_tests::{Shim, free_port, host_macs, oracle, start_agent, wait_for};
+use e2e_tests::oracle;
 use serde_json::Value;
 
 /// Keys `hardware-detect` reports from `lshw` only (PCI ID database names).
@@ -68,41 +68,10 @@ fn hardware_detect() -> anyhow::Result<Value> {
 
 fn agent_facts() -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
-    let shim = Shim::start(dir.path(), &["--no-require-tls"])?;
-    let mut args = vec!["node", "create", "--name", "n1", "--state", "inspect wait"];
-    let macs = host_macs()?;
-    for m in &macs {
-        args.push("--mac");
-        args.push(m);
-    }
-    shim.cli(&args, true)?;
-    let port = free_port();
-    let cmdline = format!(
-        "ipa-api-url={u} ipa-inspection-callback-url={u}/v1/continue_inspection \
-         ipa-inspection-collectors=default,extra-hardware ipa-inspection-benchmarks=cpu,mem \
-         ipa-inspection-dhcp-wait-timeout=0 ipa-lookup-timeout=30",
-        u = shim.url
-    );
-    let _agent = start_agent(
+    let node = oracle::inspect_host(
         dir.path(),
-        "agent",
-        &cmdline,
-        &[
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--advertise-host",
-            "127.0.0.1",
-            "--no-auto-tls",
-        ],
-    )?;
-    let node = wait_for(
+        "ipa-inspection-collectors=default,extra-hardware ipa-inspection-benchmarks=cpu,mem",
         Duration::from_secs(180),
-        "inspection data in the shim",
-        || {
-            shim.node("n1")
-                .ok()
-                .filter(|n| n["inspection_data"].is_object())
-        },
     )?;
     let data = &node["inspection_data"];
     assert!(

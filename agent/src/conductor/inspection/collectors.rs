@@ -6,6 +6,8 @@
 //! `{"error": "The following errors were encountered:\n* Failed to load collector {'name'}"}`
 //! and treats inspection as failed (the agent logs it and goes on with lookup).
 
+use hardware_managers::collectors::pyfmt::repr_str;
+
 /// IPA 13's collector entry points, all implemented.
 pub const IPA_COLLECTORS: [&str; 8] = [
     "default",
@@ -32,34 +34,8 @@ pub fn unknown(names: &[String]) -> Vec<String> {
 /// IPA's failure text for names that could not be loaded: the message of its
 /// `InspectionError('Failed to load collector %s' % names)` with `names` a Python set.
 pub fn load_failure(missing: &[String]) -> String {
-    let set: Vec<String> = missing.iter().map(|n| python_str_repr(n)).collect();
+    let set: Vec<String> = missing.iter().map(|n| repr_str(n)).collect();
     format!("Failed to load collector {{{}}}", set.join(", "))
-}
-
-/// Python's `repr()` of a string, for the names in [`load_failure`]: single quotes unless the
-/// text holds a single quote and no double quote.
-fn python_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::from(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// IPA's `AccumulatedFailures.get_error()`: `None` without failures.
