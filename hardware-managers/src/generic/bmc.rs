@@ -15,10 +15,10 @@
 //!
 //! IPA pipes `lan print` and `lan6 print` through awk (which makes their exit status
 //! irrelevant) and skips a channel whose error output starts with `Invalid channel`; the
-//! extraction here reproduces those awk programs line by line ([`awk_fields`],
-//! [`lan6_section_addresses`]) and the YAML reading of `dynamic_addr`/`static_addr`
-//! ([`yaml_blocks`]). A missing ipmitool is what a shell reports (no output, exit 127). One
-//! difference: an ipmitool that hangs past [`IPMITOOL_TIMEOUT`] (IPA waits forever) or cannot
+//! extraction here reproduces those awk programs line by line (`awk_fields`,
+//! `lan6_section_addresses`) and the YAML reading of `dynamic_addr`/`static_addr`
+//! (`yaml_blocks`). A missing ipmitool is what a shell reports (no output, exit 127). One
+//! difference: an ipmitool that hangs past `IPMITOOL_TIMEOUT` (IPA waits forever) or cannot
 //! be started at all means no BMC (`None`).
 
 use std::net::IpAddr;
