@@ -6,7 +6,7 @@ TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 
 # Every target, in the order the smoke run takes them (used by the scripts that source this).
 # shellcheck disable=SC2034
-TARGETS=(api_request kernel_cmdline image_info root_device_hints superblock_probe plugin_protocol inject_walker lldp network_data mdns_message ipa_conf)
+TARGETS=(api_request kernel_cmdline image_info root_device_hints superblock_probe plugin_protocol inject_walker lldp network_data mdns_message ipa_conf vpd dmidecode_text smbios ipmitool_lan ethtool_text)
 
 # Largest input per target (libFuzzer -max_len): real inputs plus room to grow.
 max_len() {
@@ -22,6 +22,11 @@ max_len() {
         network_data) echo 16384 ;;      # real documents are a few KiB
         mdns_message) echo 9000 ;;       # largest mDNS message (RFC 6762 section 17)
         ipa_conf) echo 8192 ;;           # IPA's configuration files are a few lines
+        vpd) echo 1200 ;;                # header, vendor, model, page 0x80, page 0x83/0x89 (572 B)
+        dmidecode_text) echo 32768 ;;    # a two-socket server's output is about 20 KiB
+        smbios) echo 16384 ;;            # real tables are a few KiB
+        ipmitool_lan) echo 16384 ;;      # up to 33 answers of about 1 KiB
+        ethtool_text) echo 8192 ;;       # `ethtool -k` prints about 70 lines
         *) echo "unknown fuzz target $1" >&2; return 1 ;;
     esac
 }

@@ -600,6 +600,164 @@ def mdns_message():
          + struct.pack(">HH", 16, 0x8001))
 
 
+# ---- vpd, dmidecode_text, smbios, ipmitool_lan, ethtool_text -------------------------------
+
+HM = FUZZ.parent / "hardware-managers"
+
+
+def _vpd_page(code, body):
+    return bytes([0, code]) + len(body).to_bytes(2, "big") + body
+
+
+def _designator(code_set, assoc_type, ident):
+    return bytes([code_set, assoc_type, 0, len(ident)]) + ident
+
+
+def _vpd_input(vendor, model, p80, p83, flags=0):
+    return bytes([flags, len(vendor), len(model), len(p80)]) + vendor + model + p80 + p83
+
+
+def _identify(serial, model, wwn):
+    ident = bytearray(512)
+
+    def put(word, text):
+        for k in range(0, len(text), 2):
+            ident[2 * word + k] = text[k + 1]
+            ident[2 * word + k + 1] = text[k]
+
+    put(10, serial)
+    put(27, model)
+    for k, w in enumerate(wwn):
+        ident[2 * (108 + k):2 * (108 + k) + 2] = w.to_bytes(2, "little")
+    return bytes(ident)
+
+
+def vpd():
+    """The devices of hardware-managers/src/generic/vpd_tests.rs: QEMU scsi-hd, a Seagate SAS
+    disk, an HP Smart Array logical drive, T10/EUI-64 ids, an ATA disk through libata's SAT
+    pages and page 0x89, a SCSI-2 style page 0x83 and a device without page 0x83."""
+    qv, qm = b"QEMU    ", b"QEMU HARDDISK   "
+    seed("vpd", "qemu-scsi-hd", _vpd_input(
+        qv, qm, _vpd_page(0x80, b"QM00002"),
+        _vpd_page(0x83, _designator(0x02, 0x00, b"drive-scsi0-0-0-0"))))
+    naa = bytes([0x50, 0x00, 0xC5, 0x00, 0xA1, 0xB2, 0xC3, 0xD4])
+    sas = (_designator(0x01, 0x03, naa) + _designator(0x61, 0x93, naa[:7] + b"\xd5")
+           + _designator(0x61, 0x94, bytes([0, 0, 0, 1])))
+    seed("vpd", "sas-naa5", _vpd_input(b"SEAGATE ", b"ST600MM0006     ",
+                                       _vpd_page(0x80, b"Z1Z0ABCD0000C123ABCD"),
+                                       _vpd_page(0x83, sas)))
+    raid = (_designator(0x02, 0x01, b"HP      LOGICAL VOLUME  PDNLH0BRH9V0BG")
+            + _designator(0x01, 0x03, bytes.fromhex("600508b1001c4d0c1f2e3d4c5b6a7980")))
+    seed("vpd", "raid-naa6", _vpd_input(b"HP      ", b"LOGICAL VOLUME  ", b"",
+                                        _vpd_page(0x83, raid), flags=2))
+    seed("vpd", "t10", _vpd_input(qv, qm, b"", _vpd_page(
+        0x83, _designator(0x02, 0x01, b"ATA     QEMU HARDDISK  QM00001")), flags=2))
+    seed("vpd", "eui64", _vpd_input(qv, qm, b"", _vpd_page(
+        0x83, _designator(0x01, 0x02, bytes([0x00, 0x25, 0x38, 0x8B, 1, 2, 3, 4]))), flags=2))
+    seed("vpd", "page80-only", _vpd_input(qv, qm, _vpd_page(0x80, b"  AB12  "), b"", flags=1))
+    seed("vpd", "scsi2-page83", _vpd_input(
+        b"EMC     ", b"SYMMETRIX       ", b"",
+        bytes([0, 0x83, 0, 12, 0x60, 0x06, 0x04, 0x80]) + bytes(range(1, 9)), flags=2))
+    serial, model = b"    S3Z9NB0K123456A ", b"Samsung SSD 860 EVO 500GB               "
+    sat = (_designator(0x02, 0x00, serial)
+           + _designator(0x02, 0x01, b"ATA     " + model + serial[4:])
+           + _designator(0x01, 0x03, bytes.fromhex("5002538e40123456")))
+    seed("vpd", "ata-sat", _vpd_input(b"ATA     ", b"Samsung SSD 860 ",
+                                      _vpd_page(0x80, serial), _vpd_page(0x83, sat)))
+    p89 = bytes([0, 0x89, 0x02, 0x38]) + bytes(56) + _identify(
+        serial, model, [0x5002, 0x538E, 0x4012, 0x3456])
+    seed("vpd", "ata-page89", _vpd_input(b"ATA     ", b"Samsung SSD 860 ",
+                                         _vpd_page(0x80, serial), p89))
+
+
+def dmidecode_text():
+    """The dmidecode captures of hardware-managers/testdata/dmidecode, and a short one whose
+    memory array lacks a numeric `Number Of Devices`."""
+    for f in sorted((HM / "testdata/dmidecode").glob("*.txt")):
+        seed("dmidecode_text", f.stem, f.read_bytes())
+    seed("dmidecode_text", "bad-count",
+         "# dmidecode 3.5\n\nHandle 0x1000, DMI type 16, 23 bytes\nPhysical Memory Array\n"
+         "\tLocation: System Board Or Motherboard\n\tNumber Of Devices: many\n\n"
+         "Handle 0x1100, DMI type 17, 40 bytes\nMemory Device\n\tSize: 16 GB\n"
+         "\tFlags:\n\t\tSynchronous\n\t\tRegistered (Buffered)\n\n")
+
+
+def _smbios_structure(kind, handle, body, strings):
+    out = bytes([kind, 4 + len(body)]) + handle.to_bytes(2, "little") + body
+    out += b"".join(s + b"\0" for s in strings) or b"\0"
+    return out + b"\0"
+
+
+def _smbios_dimm(array, size, speed, strings, ext=0):
+    body = bytearray(0x28 - 4)
+    body[0:2] = array.to_bytes(2, "little")
+    body[0x0C - 4:0x0E - 4] = size.to_bytes(2, "little")
+    body[0x0E - 4] = 0x09                                   # DIMM
+    body[0x10 - 4], body[0x11 - 4] = 1, 2                   # locator strings
+    body[0x12 - 4] = 0x1A                                   # DDR4
+    body[0x13 - 4:0x15 - 4] = (0x0080 | 0x2000).to_bytes(2, "little")
+    body[0x15 - 4:0x17 - 4] = speed.to_bytes(2, "little")
+    body[0x17 - 4], body[0x18 - 4], body[0x19 - 4], body[0x1A - 4] = 3, 4, 5, 6
+    body[0x1C - 4:0x20 - 4] = ext.to_bytes(4, "little")
+    return _smbios_structure(17, 0x1100 + array, bytes(body), strings)
+
+
+def smbios():
+    """SMBIOS tables like those of hardware-managers/src/extra/{smbios,memory}.rs's tests: BIOS,
+    a memory array with two DIMMs (one empty), an extended-size DIMM in a second array, and
+    the end-of-table structure."""
+    bios = _smbios_structure(0, 0, bytes([1, 2, 0, 0xF0, 3]), [b"Vendor", b"1.2.3", b"01/02/2020"])
+    array = _smbios_structure(16, 0x1000, bytes([3, 3, 6, 0, 0, 0, 0x80, 0, 0, 0, 0, 2, 0]), [])
+    dimm = _smbios_dimm(0x1000, 16384, 2666,
+                        [b"DIMM_A1", b"NODE 1", b"Samsung", b"12345678", b"  ", b"M393A2K43BB1-CTD"])
+    empty = _smbios_dimm(0x1000, 0, 0, [b"DIMM_A2", b"NODE 1", b"NO DIMM", b"NO DIMM", b"", b"NO DIMM"])
+    array2 = _smbios_structure(16, 0x1001, bytes([3, 3, 6, 0, 0, 0, 0x80, 0, 0, 0, 0, 1, 0]), [])
+    big = _smbios_dimm(0x1001, 0x7FFF, 3200, [b"DIMM_B1", b"NODE 2", b"Micron", b"ABCDEF01",
+                                              b"", b"36ASF8G72PZ-3G2E1"], ext=65536)
+    end = _smbios_structure(127, 0xFEFF, b"", [])
+    seed("smbios", "two-arrays", bios + array + dimm + empty + array2 + big + end)
+    seed("smbios", "one-dimm", array + dimm + end)
+    seed("smbios", "truncated", bios + array + dimm[:30])
+
+
+def ipmitool_lan():
+    """The captured ipmitool answers of hardware-managers/tests/fixtures/bmc (real iDRAC, iLO
+    and other servers): per case the `lan print N` answers of channels 1 to the last one
+    captured, then the `lan6 print` ones (enables, dynamic_addr, static_addr, plain)."""
+    for case in sorted((HM / "tests/fixtures/bmc").iterdir()):
+        outs = {f.name[:-4]: f for f in case.glob("*.out")}
+        if not outs:
+            continue
+
+        def answer(name):
+            f = case / f"{name}.out"
+            text = f.read_text() if f.exists() else ""
+            err = case / f"{name}.err"
+            if err.exists() and err.read_text():
+                text += "\0" + err.read_text()
+            return text
+
+        lan = sorted(int(n.split("_")[2]) for n in outs if n.startswith("lan_print_"))
+        records = [answer(f"lan_print_{c}") for c in range(1, max(lan, default=1) + 1)]
+        for c in sorted({int(n.split("_")[2]) for n in outs if n.startswith("lan6_print_")}):
+            for tail in ("_enables", "_dynamic_addr", "_static_addr", ""):
+                records.append(answer(f"lan6_print_{c}{tail}"))
+        seed("ipmitool_lan", case.name, "\n---\n".join(records))
+
+
+def ethtool_text():
+    """`ethtool -k` and `ethtool -a` outputs as in hardware-managers/src/extra/ethtool.rs's
+    tests, with and without an interface name."""
+    seed("ethtool_text", "features",
+         "eth0\0Features for eth0:\nrx-checksumming: on [fixed]\ntx-checksumming: on\n"
+         "\ttx-checksum-ipv4: off [fixed]\n\ttx-checksum-ip-generic: on\nhighdma: on [fixed]\n"
+         "rx-vlan-filter: on\nvlan-challenged: off [fixed]\n")
+    seed("ethtool_text", "pause",
+         "eno1\0Pause parameters for eno1:\nAutonegotiate:\ton\nRX:\t\toff\nTX:\t\toff\n")
+    seed("ethtool_text", "default-name", "Features for eth0:\nscatter-gather: on\n"
+         "\ttx-scatter-gather: on\n\ttx-scatter-gather-fraglist: off [fixed]\n")
+
+
 def main():
     if not SPEC.is_dir():
         sys.exit(f"{SPEC} not found (set SPEC_DIR)")
@@ -612,6 +770,11 @@ def main():
     lldp()
     network_data()
     mdns_message()
+    vpd()
+    dmidecode_text()
+    smbios()
+    ipmitool_lan()
+    ethtool_text()
     with tempfile.TemporaryDirectory(prefix="fuzz-seeds-") as tmp:
         notes = superblock_probe(Path(tmp))
     for n in notes:

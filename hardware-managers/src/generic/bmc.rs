@@ -15,10 +15,10 @@
 //!
 //! IPA pipes `lan print` and `lan6 print` through awk (which makes their exit status
 //! irrelevant) and skips a channel whose error output starts with `Invalid channel`; the
-//! extraction here reproduces those awk programs line by line ([`awk_fields`],
-//! [`lan6_section_addresses`]) and the YAML reading of `dynamic_addr`/`static_addr`
-//! ([`yaml_blocks`]). A missing ipmitool is what a shell reports (no output, exit 127). One
-//! difference: an ipmitool that hangs past [`IPMITOOL_TIMEOUT`] (IPA waits forever) or cannot
+//! extraction here reproduces those awk programs line by line (`awk_fields`,
+//! `lan6_section_addresses`) and the YAML reading of `dynamic_addr`/`static_addr`
+//! (`yaml_blocks`). A missing ipmitool is what a shell reports (no output, exit 127). One
+//! difference: an ipmitool that hangs past `IPMITOOL_TIMEOUT` (IPA waits forever) or cannot
 //! be started at all means no BMC (`None`).
 
 use std::net::IpAddr;
@@ -37,7 +37,7 @@ pub(crate) const IPMITOOL_TIMEOUT: Duration = Duration::from_secs(15);
 const INVALID_CHANNEL: &str = "Invalid channel";
 
 /// What one ipmitool invocation produced; `Err` means give up on the BMC.
-pub(crate) type Answer = Result<Ran, ()>;
+pub type Answer = Result<Ran, ()>;
 
 /// Whether the IPMI driver exposes a device node: `/dev/ipmi*`, `/dev/ipmi/*` or
 /// `/dev/ipmidev/*` that is a character device (with `any_file`, any file: test trees).
@@ -79,7 +79,7 @@ pub(crate) fn ipmitool(runner: &dyn CommandRunner, args: &[&str]) -> Answer {
 }
 
 /// The first IPv4 (or other IP) address over the channels, `0.0.0.0` if none.
-pub(crate) fn bmc_address(mut run: impl FnMut(&[&str]) -> Answer) -> Result<String, ()> {
+pub fn bmc_address(mut run: impl FnMut(&[&str]) -> Answer) -> Result<String, ()> {
     for channel in CHANNELS {
         let ran = run(&["lan", "print", &channel.to_string()])?;
         if ran.stderr.starts_with(INVALID_CHANNEL) {
@@ -99,7 +99,7 @@ pub(crate) fn bmc_address(mut run: impl FnMut(&[&str]) -> Answer) -> Result<Stri
 }
 
 /// The first usable IPv6 address over the channels with IPv6 enabled, `::/0` if none.
-pub(crate) fn bmc_v6address(mut run: impl FnMut(&[&str]) -> Answer) -> Result<String, ()> {
+pub fn bmc_v6address(mut run: impl FnMut(&[&str]) -> Answer) -> Result<String, ()> {
     for channel in CHANNELS {
         let ch = channel.to_string();
         let ran = run(&["lan6", "print", &ch, "enables"])?;
@@ -164,7 +164,7 @@ fn lan6_address(
 }
 
 /// The MAC of the first channel with a configured IPv4 or non-link-local IPv6 address.
-pub(crate) fn bmc_mac(mut run: impl FnMut(&[&str]) -> Answer) -> Result<Option<String>, ()> {
+pub fn bmc_mac(mut run: impl FnMut(&[&str]) -> Answer) -> Result<Option<String>, ()> {
     for channel in CHANNELS {
         let ch = channel.to_string();
         let ran = run(&["lan", "print", &ch])?;

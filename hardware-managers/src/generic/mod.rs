@@ -9,7 +9,11 @@
 //! (ipmitool), `logs`, `system` (boot mode, host name, sync) and [`lldp`] (`collect_lldp`).
 
 pub mod backend;
-mod bmc;
+#[doc(hidden)]
+/// Public only for the fuzz target `ipmitool_lan`; not an API (its `Err(())` means "give up
+/// on the BMC", a crate-internal convention).
+#[allow(clippy::result_unit_err)]
+pub mod bmc;
 mod cpu;
 mod disks;
 mod dmi;
@@ -29,7 +33,9 @@ mod sysdev;
 pub(crate) mod sysfs;
 mod system;
 mod udev;
-mod vpd;
+#[doc(hidden)]
+/// Public only for the fuzz target `vpd`; not an API.
+pub mod vpd;
 mod wwn;
 
 use std::collections::BTreeSet;

@@ -45,7 +45,7 @@ const SEARCH_ORDER: &[(u8, Option<u8>, u8)] = &[
 
 /// What `scsi_id --export` prints for a SCSI disk (before whitespace clean-up).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct ScsiIdent {
+pub struct ScsiIdent {
     /// Raw `ID_SERIAL`: designator type digit (or `S`) + identifier.
     pub serial: Option<String>,
     /// Raw `ID_SERIAL_SHORT`: the identifier alone.
@@ -82,7 +82,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The unit serial number of VPD page 0x80, as `scsi_id` copies it (`None` unless the page
 /// code matches).
-pub(crate) fn page80_serial(page: &[u8]) -> Option<String> {
+pub fn page80_serial(page: &[u8]) -> Option<String> {
     let buf = inquiry_buffer(page);
     if buf[1] != 0x80 {
         return None;
@@ -98,7 +98,7 @@ pub(crate) fn page80_serial(page: &[u8]) -> Option<String> {
 /// `scsi_id`'s identification of a device from its VPD pages 0x83 and 0x80 and its raw
 /// INQUIRY `vendor` (8 bytes) and `model` (16 bytes): the preferred page 0x83 designator, or
 /// the page 0x80 serial when page 0x83 gives none.
-pub(crate) fn scsi_ident(
+pub fn scsi_ident(
     page83: Option<&[u8]>,
     page80: Option<&[u8]>,
     vendor: &[u8],
@@ -231,7 +231,7 @@ fn designator(
 
 /// What `ata_id` reads from ATA IDENTIFY DEVICE data.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct AtaIdent {
+pub struct AtaIdent {
     /// Model (words 27-46), still padded.
     pub model: String,
     /// Serial number (words 10-19), still padded.
@@ -242,7 +242,7 @@ pub(crate) struct AtaIdent {
 
 /// The IDENTIFY data inside VPD page 0x89 (ATA Information, from libata's SAT layer):
 /// 512 bytes at offset 60.
-pub(crate) fn page89_identify(page: &[u8]) -> Option<&[u8]> {
+pub fn page89_identify(page: &[u8]) -> Option<&[u8]> {
     if page.get(1) != Some(&0x89) {
         return None;
     }
@@ -251,7 +251,7 @@ pub(crate) fn page89_identify(page: &[u8]) -> Option<&[u8]> {
 
 /// Parses 512 bytes of IDENTIFY DEVICE data (little-endian words; strings stored with the
 /// two bytes of each word swapped).
-pub(crate) fn ata_identify(identify: &[u8]) -> Option<AtaIdent> {
+pub fn ata_identify(identify: &[u8]) -> Option<AtaIdent> {
     if identify.len() < 512 {
         return None;
     }
@@ -278,7 +278,7 @@ pub(crate) fn ata_identify(identify: &[u8]) -> Option<AtaIdent> {
 /// The ATA identity libata's SAT layer exposes without IDENTIFY: the serial from page 0x80,
 /// the model from page 0x83's T10 vendor designator (`ATA     ` + model + serial) and the WWN
 /// from its NAA 5 designator.
-pub(crate) fn ata_from_sat(page83: Option<&[u8]>, page80: Option<&[u8]>) -> Option<AtaIdent> {
+pub fn ata_from_sat(page83: Option<&[u8]>, page80: Option<&[u8]>) -> Option<AtaIdent> {
     let serial = page80.and_then(page80_serial)?;
     let mut ident = AtaIdent {
         serial,
@@ -310,7 +310,7 @@ pub(crate) fn ata_from_sat(page83: Option<&[u8]>, page80: Option<&[u8]>) -> Opti
 
 /// udev's `util_replace_whitespace`: trims, and turns each run of inner whitespace into one
 /// `_`.
-pub(crate) fn replace_whitespace(s: &str) -> String {
+pub fn replace_whitespace(s: &str) -> String {
     s.split(is_c_space)
         .filter(|p| !p.is_empty())
         .collect::<Vec<_>>()
@@ -324,7 +324,7 @@ fn is_c_space(c: char) -> bool {
 
 /// udev's `util_replace_chars` with no extra allowed characters: anything but ASCII letters,
 /// digits, `#+-.:=@_`, `\x` escapes and multi-byte UTF-8 becomes `_`.
-pub(crate) fn replace_chars(s: &str) -> String {
+pub fn replace_chars(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
@@ -344,7 +344,7 @@ pub(crate) fn replace_chars(s: &str) -> String {
 }
 
 /// Both clean-ups, as `scsi_id` and `ata_id` apply them to serials and models.
-pub(crate) fn udev_clean(s: &str) -> String {
+pub fn udev_clean(s: &str) -> String {
     replace_chars(&replace_whitespace(s))
 }
 
