@@ -225,18 +225,21 @@ fn interfaces_in_a_namespace_equal_ipa13() -> anyhow::Result<()> {
     ns.ip("link set v.10 up")?;
     ns.ip("link set p.20 up")?;
     ns.ip("link set x0 up")?;
-    // p.20 is listed (by both) once its link-local address has passed duplicate address
-    // detection: wait for that, or the comparison would race it.
+    // Both veths are listed (by both agents) once their link-local addresses have passed
+    // duplicate address detection: wait for that, or the comparison would race it.
     e2e_tests::wait_for(
         std::time::Duration::from_secs(20),
-        "p.20's link-local IPv6 address",
+        "link-local IPv6 addresses on v.10 and p.20",
         || {
-            let out = Command::new("ip")
-                .args(["-n", &ns.0, "-6", "addr", "show", "dev", "p.20"])
-                .output()
-                .ok()?;
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            (text.contains("scope link") && !text.contains("tentative")).then_some(())
+            let settled = |dev: &str| {
+                Command::new("ip")
+                    .args(["-n", &ns.0, "-6", "addr", "show", "dev", dev])
+                    .output()
+                    .ok()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .is_some_and(|t| t.contains("scope link") && !t.contains("tentative"))
+            };
+            (settled("v.10") && settled("p.20")).then_some(())
         },
     )?;
     let dir = tempfile::tempdir()?;
