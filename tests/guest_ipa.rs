@@ -6,7 +6,7 @@
 //! overlay adds a plug-in hardware manager to the ramdisk: asked `support` when the agent starts,
 //! it starts [`RUNNER`] in the background and answers 0 (it leaves the chain). The runner
 //! mounts both shares, binds the guest's `/proc`, `/sys`, `/dev` and `/run` over the host
-//! root's, and runs the oracle venv's Python with `tests/oracle/ipa_inventory.py` in a chroot
+//! root's (scratch space goes to the guest's `/run`), and runs the oracle venv's Python with `tests/oracle/ipa_inventory.py` in a chroot
 //! there: IPA's code and the host's tools (lshw, lsblk, ipmitool, dmidecode ...) read the guest's
 //! kernel and devices. The inventory lands in the scratch directory as `ipa.json`, its log as
 //! `ipa.log`. Nothing is written to the host's root (the share is read-only).
@@ -53,9 +53,10 @@ exec >"$out/ipa.log" 2>&1
 set -x
 mount -t 9p -o "$opts,ro" hostroot /host || exit 1
 for d in proc sys dev run; do mount --bind "/$d" "/host/$d" || exit 1; done
-mount -t tmpfs tmpfs /host/tmp || exit 1
 mount --bind "$out" /host/mnt || exit 1
-chroot /host /usr/bin/env -i HOME=/tmp LANG=C.UTF-8 \
+# Scratch space in the guest's /run (the host's /tmp stays visible: the checkout may be there).
+mkdir -p /run/ipa-oracle/tmp
+chroot /host /usr/bin/env -i HOME=/run/ipa-oracle/tmp TMPDIR=/run/ipa-oracle/tmp LANG=C.UTF-8 \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     /bin/sh -c '@PYTHON@ -W ignore @SCRIPT@ /proc/cmdline >/mnt/ipa.json.part &&
                 mv /mnt/ipa.json.part /mnt/ipa.json'
