@@ -180,15 +180,7 @@ mod tests {
             \ttx-checksum-ipv4: off [fixed]\n\ttx-checksum-ip-generic: on\nhighdma: on [fixed]\n";
         let mut facts = Facts::default();
         parse_text(&mut facts, "eth0", text);
-        let got: Vec<(String, String)> = facts
-            .iter()
-            .map(|f| {
-                (
-                    f.key().to_string(),
-                    f.value().as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
+        let got = facts.key_texts();
         let want = [
             ("rx-checksumming", "on [fixed]"),
             ("tx-checksumming", "on"),

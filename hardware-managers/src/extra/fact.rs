@@ -62,6 +62,20 @@ impl Facts {
         })
     }
 
+    /// Each fact's key and text value (empty for non-text values), in order (tests).
+    #[cfg(test)]
+    pub(crate) fn key_texts(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .map(|f| {
+                (
+                    f.key().to_string(),
+                    f.value().as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// Iterates over the facts.
     pub fn iter(&self) -> impl Iterator<Item = &Fact> {
         self.0.iter()

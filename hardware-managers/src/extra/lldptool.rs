@@ -55,15 +55,7 @@ mod tests {
             Time to Live TLV\n\t120\nSystem Name TLV\n\tsw1\n";
         let mut facts = Facts::default();
         parse(&mut facts, "eth0", text);
-        let got: Vec<(String, String)> = facts
-            .iter()
-            .map(|f| {
-                (
-                    f.key().to_string(),
-                    f.value().as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
+        let got = facts.key_texts();
         let want = [
             ("Chassis ID/MAC", "00:01:30:f9:ad:a0"),
             ("Port ID/Ifname", "1_1"),
