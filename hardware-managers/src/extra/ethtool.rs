@@ -2,26 +2,12 @@
 //! auto-negotiation) and the parser for `ethtool -a` / `ethtool -k` text that
 //! `hardware-detect` adds per NIC.
 
-use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
-
-use nix::libc;
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
-
 use super::Facts;
+use crate::generic::ethtool::{ethtool_ioctl, ioctl_socket};
 
-const SIOCETHTOOL: u64 = 0x8946;
 const ETHTOOL_GSET: u32 = 0x1;
 const ETHTOOL_GDRVINFO: u32 = 0x3;
 const ETHTOOL_GLINK: u32 = 0xa;
-
-/// `struct ifreq` with the `ifr_data` pointer.
-#[repr(C)]
-struct IfreqData {
-    name: [u8; libc::IFNAMSIZ],
-    data: *mut libc::c_void,
-    _pad: [u8; 16],
-}
 
 /// `struct ethtool_drvinfo`.
 #[repr(C)]
@@ -81,37 +67,9 @@ fn c_string(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..end]).trim().to_string()
 }
 
-/// Issues `SIOCETHTOOL` with `data` (a struct whose first field is the command).
-///
-/// # Safety
-/// `data` must point to a live, writable struct of the size the kernel expects for its
-/// command.
-unsafe fn ethtool_ioctl(fd: &OwnedFd, ifname: &str, data: *mut libc::c_void) -> io::Result<()> {
-    let bytes = ifname.as_bytes();
-    if bytes.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    }
-    let mut req = IfreqData {
-        name: [0; libc::IFNAMSIZ],
-        data,
-        _pad: [0; 16],
-    };
-    req.name[..bytes.len()].copy_from_slice(bytes);
-    // SAFETY: `req` is a live ifreq; the caller guarantees `data` fits the command.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, &raw mut req) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Queries driver info, link and settings of `ifname`.
 pub fn query(ifname: &str) -> EthtoolInfo {
-    let Ok(fd) = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    ) else {
+    let Some(fd) = ioctl_socket() else {
         return EthtoolInfo::default();
     };
     let mut info = EthtoolInfo::default();

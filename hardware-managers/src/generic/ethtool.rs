@@ -168,7 +168,7 @@ struct IfreqData {
 }
 
 /// A datagram socket for the ethtool ioctls.
-fn ioctl_socket() -> Option<OwnedFd> {
+pub(crate) fn ioctl_socket() -> Option<OwnedFd> {
     socket(
         AddressFamily::Inet,
         SockType::Datagram,
@@ -178,19 +178,33 @@ fn ioctl_socket() -> Option<OwnedFd> {
     .ok()
 }
 
-/// An ifreq naming `ifname` and pointing at `data`.
-fn ifreq(ifname: &str, data: *mut libc::c_void) -> io::Result<IfreqData> {
+/// Issues `SIOCETHTOOL` on `ifname` with `data`, the command's argument struct (its first
+/// field is the command): the one ethtool ioctl of the crate.
+///
+/// # Safety
+/// `data` must point to a live, writable struct of the size the kernel expects for its
+/// command (and, for variable-length commands, have room for what its length fields say).
+pub(crate) unsafe fn ethtool_ioctl(
+    fd: &OwnedFd,
+    ifname: &str,
+    data: *mut libc::c_void,
+) -> io::Result<()> {
+    let bytes = ifname.as_bytes();
+    if bytes.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
     let mut req = IfreqData {
         name: [0; libc::IFNAMSIZ],
         data,
         _pad: [0; 24 - size_of::<usize>()],
     };
-    let bytes = ifname.as_bytes();
-    if bytes.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    }
     req.name[..bytes.len()].copy_from_slice(bytes);
-    Ok(req)
+    // SAFETY: SIOCETHTOOL reads the name and the data pointer from `req`, a live ifreq of the
+    // kernel's size; the caller guarantees `data` fits the command.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, &raw mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// One `ETHTOOL_GLINKSETTINGS` call with `nwords` words per mask.
@@ -199,13 +213,9 @@ fn link_settings(fd: &OwnedFd, ifname: &str, nwords: i8) -> io::Result<Box<LinkS
     let mut settings: Box<LinkSettings> = Box::new(unsafe { std::mem::zeroed() });
     settings.cmd = ETHTOOL_GLINKSETTINGS;
     settings.link_mode_masks_nwords = nwords;
-    let mut req = ifreq(ifname, (&raw mut *settings).cast())?;
-    // SAFETY: SIOCETHTOOL reads the name and the data pointer from `req`, a live ifreq of the
-    // kernel's size; the pointer is to `settings`, which has room for three masks of up to
-    // MAX_NWORDS words, and the kernel writes at most `nwords` (<= MAX_NWORDS) words each.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, &raw mut req) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: `settings` is a live ethtool_link_settings with room for three masks of up to
+    // MAX_NWORDS words; the kernel writes at most `nwords` (<= MAX_NWORDS) words each.
+    unsafe { ethtool_ioctl(fd, ifname, (&raw mut *settings).cast()) }?;
     Ok(settings)
 }
 
@@ -218,13 +228,9 @@ pub(crate) fn permanent_mac(ifname: &str) -> Option<String> {
         size: MAX_ADDR_LEN as u32,
         data: [0; MAX_ADDR_LEN],
     };
-    let mut req = ifreq(ifname, (&raw mut addr).cast()).ok()?;
-    // SAFETY: SIOCETHTOOL reads the name and the data pointer from `req`, a live ifreq of the
-    // kernel's size; the pointer is to `addr`, whose `size` tells the kernel it has room for
-    // MAX_ADDR_LEN bytes (it copies at most that many and sets `size`).
-    if unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, &raw mut req) } < 0 {
-        return None;
-    }
+    // SAFETY: `addr` is a live ethtool_perm_addr whose `size` tells the kernel it has room
+    // for MAX_ADDR_LEN bytes (it copies at most that many and sets `size`).
+    unsafe { ethtool_ioctl(&fd, ifname, (&raw mut addr).cast()) }.ok()?;
     format_mac(addr.data.get(..addr.size as usize)?)
 }
 

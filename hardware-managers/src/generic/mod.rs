@@ -17,7 +17,7 @@ pub mod bmc;
 mod cpu;
 mod disks;
 mod dmi;
-mod ethtool;
+pub(crate) mod ethtool;
 #[cfg(test)]
 mod fakesys;
 mod identity;
